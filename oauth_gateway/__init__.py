@@ -1,0 +1,54 @@
+"""oauth_gateway: OAuth 2.0 / 2.1 client-credentials tokens for MCP gateways and Python apps.
+
+The public names are listed in ``__all__``; everything else may change without notice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+from .cache import MemoryTokenCache, TokenCache  # noqa: E402
+from .config import OAuthConfig  # noqa: E402
+from .exceptions import (  # noqa: E402
+    ConfigError,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    OAuthGatewayError,
+    RevocationNotConfigured,
+    TokenRequestError,
+    TransportError,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from .manager import TokenManager  # noqa: E402
+from .schema import validate_config  # noqa: E402
+from .tokens import Token  # noqa: E402
+
+__all__ = (
+    "__version__",
+    "ConfigError",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "MemoryTokenCache",
+    "OAuthConfig",
+    "OAuthGatewayError",
+    "RevocationNotConfigured",
+    "Token",
+    "TokenCache",
+    "TokenManager",
+    "TokenRequestError",
+    "TransportError",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+    "validate_config",
+)
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

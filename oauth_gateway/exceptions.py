@@ -1,0 +1,174 @@
+"""Every exception the library raises, rooted at :class:`OAuthGatewayError`.
+
+The branches follow what the caller does next: fix the file (:class:`ConfigError`),
+accept the server's answer (:class:`TokenRequestError` and its RFC 6749 subclasses),
+or try again later (:class:`TransportError`). Every error pickles and none carries
+a secret or a token in its message or attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Type
+
+
+class OAuthGatewayError(Exception):
+    """Root of every error raised by oauth_gateway.
+
+    Attributes:
+        retryable: True when the same call may succeed later without a change.
+    """
+
+    retryable = False
+
+    def __reduce__(self):  # pragma: no cover - exercised through pickle in tests
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(cls, args, state):
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
+
+class ConfigError(OAuthGatewayError, ValueError):
+    """A configuration value is missing, malformed or unsafe: fix the file.
+
+    Attributes:
+        json_path: where the problem is, like ``$.oauth_config.OAUTH_TOKEN_URL``.
+        hint: how to fix it, or None.
+    """
+
+    def __init__(self, message: str, json_path: str = "$", hint: Optional[str] = None):
+        text = "%s: %s" % (json_path, message) if json_path else message
+        if hint:
+            text = "%s; %s" % (text, hint)
+        super().__init__(text)
+        self.json_path = json_path
+        self.hint = hint
+        self.problem = message
+
+
+class TokenRequestError(OAuthGatewayError):
+    """The authorization server refused or garbled a token or revocation request.
+
+    Attributes:
+        error: the RFC 6749 ``error`` code, or None when the server sent none.
+        error_description: the server's ``error_description``, shortened, or None.
+        error_uri: the server's ``error_uri``, or None.
+        status_code: the HTTP status, or None when no response was parsed.
+        correlation_id: the id sent as ``X-Correlation-ID`` with the request.
+        server_name: the MCP server name the token was for, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        error: Optional[str] = None,
+        error_description: Optional[str] = None,
+        error_uri: Optional[str] = None,
+        status_code: Optional[int] = None,
+        correlation_id: Optional[str] = None,
+        server_name: Optional[str] = None,
+        retryable: Optional[bool] = None,
+    ):
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.error_uri = error_uri
+        self.status_code = status_code
+        self.correlation_id = correlation_id
+        self.server_name = server_name
+        if retryable is not None:
+            self.retryable = retryable
+        elif status_code is not None:
+            self.retryable = status_code == 429 or status_code >= 500
+
+
+class InvalidRequest(TokenRequestError):
+    """``invalid_request``: the request is malformed (RFC 6749 section 5.2)."""
+
+
+class InvalidClient(TokenRequestError):
+    """``invalid_client``: client authentication failed; check the id and secret."""
+
+
+class InvalidGrant(TokenRequestError):
+    """``invalid_grant``: the grant is invalid or expired."""
+
+
+class UnauthorizedClient(TokenRequestError):
+    """``unauthorized_client``: this client may not use the client_credentials grant."""
+
+
+class UnsupportedGrantType(TokenRequestError):
+    """``unsupported_grant_type``: the server does not offer client_credentials."""
+
+
+class InvalidScope(TokenRequestError):
+    """``invalid_scope``, or a token that lacks a requested scope."""
+
+
+class InvalidTarget(TokenRequestError):
+    """``invalid_target``: the server refused a resource indicator (RFC 8707)."""
+
+
+class UnsupportedTokenType(TokenRequestError):
+    """``unsupported_token_type``: the server cannot revoke this token type (RFC 7009)."""
+
+
+class RevocationNotConfigured(OAuthGatewayError):
+    """``revoke`` was called for a config without ``OAUTH_REVOCATION_URL``."""
+
+
+class TransportError(OAuthGatewayError):
+    """The network failed before the server answered: connection, TLS or timeout.
+
+    Raised ``from`` the underlying requests exception.
+
+    Attributes:
+        correlation_id: the id sent as ``X-Correlation-ID``, or None.
+        server_name: the MCP server name the token was for, or None.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        correlation_id: Optional[str] = None,
+        server_name: Optional[str] = None,
+        retryable: Optional[bool] = None,
+    ):
+        super().__init__(message)
+        self.correlation_id = correlation_id
+        self.server_name = server_name
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class CacheError(OAuthGatewayError):
+    """A shared token store (file or Redis) failed; the manager falls back to fetching."""
+
+    retryable = True
+
+
+#: RFC 6749 / 7009 / 8707 ``error`` codes and the class raised for each.
+#: A code missing here raises plain :class:`TokenRequestError`.
+ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
+    "invalid_request": InvalidRequest,
+    "invalid_client": InvalidClient,
+    "invalid_grant": InvalidGrant,
+    "unauthorized_client": UnauthorizedClient,
+    "unsupported_grant_type": UnsupportedGrantType,
+    "invalid_scope": InvalidScope,
+    "invalid_target": InvalidTarget,
+    "unsupported_token_type": UnsupportedTokenType,
+}
+
+
+def error_class_for(code: Any) -> Type[TokenRequestError]:
+    """Return the exception class for an RFC 6749 ``error`` code."""
+    if isinstance(code, str):
+        return ERROR_CLASSES.get(code, TokenRequestError)
+    return TokenRequestError

@@ -1,0 +1,375 @@
+"""TokenManager: cached, single-flight client-credentials tokens for many servers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, Optional
+
+from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
+from .client import TokenClient, TokenResponse
+from .config import OAuthConfig
+from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
+from .metrics import Metrics
+from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
+
+log = logging.getLogger("oauth_gateway")
+
+#: Seconds a key fails fast with its last error after an acquisition failed.
+DEFAULT_FAILURE_COOLDOWN = 5.0
+#: First wait before retrying a failed proactive refresh while the old token is served.
+STALE_RETRY_INITIAL = 1.0
+#: Longest wait between refresh attempts while the old token is served.
+STALE_RETRY_MAX = 60.0
+
+
+class _Flight:
+    """One in-progress fetch that other threads wait on."""
+
+    __slots__ = ("done", "token", "error")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.token: Optional[Token] = None
+        self.error: Optional[BaseException] = None
+
+
+class _Failure:
+    """The last failed acquisition of a key, for fail-fast and growing refresh retries."""
+
+    __slots__ = ("fingerprint", "error", "until", "count")
+
+    def __init__(self, fingerprint: str, error: BaseException, until: float, count: int):
+        self.fingerprint = fingerprint
+        self.error = error
+        self.until = until
+        self.count = count
+
+
+class TokenManager:
+    """Gets, caches, refreshes and revokes client-credentials tokens. Thread-safe.
+
+    A cache hit reads one dict and the clock: no lock, no I/O. A miss makes exactly
+    one token request per key, however many threads ask; the others wait for that
+    request's token or its error. Different keys fetch in parallel.
+
+    Args:
+        cache: where tokens are kept; a :class:`~oauth_gateway.cache.MemoryTokenCache` by default.
+        clock: monotonic seconds (``time.monotonic``); tests pass a fake.
+        sleep: waits between retries (``time.sleep``); tests pass a recorder.
+        maxsize: bound on cached tokens when ``cache`` is not given.
+        failure_cooldown: seconds a key answers with its last error, without a request,
+            after an acquisition failed.
+        default_lifetime: lifetime assumed for a token whose response has no ``expires_in``.
+    """
+
+    def __init__(
+        self,
+        cache: Optional[TokenCache] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        maxsize: int = 1024,
+        failure_cooldown: float = DEFAULT_FAILURE_COOLDOWN,
+        default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+    ):
+        self._clock = clock
+        self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
+        self._peek = self._cache.peek
+        self._failure_cooldown = failure_cooldown
+        self._default_lifetime = default_lifetime
+        self._metrics = Metrics()
+        self._client = TokenClient(sleep=sleep, on_retry=self._on_retry)
+        # Guards _flights and _failures; held while checking and claiming, never during HTTP.
+        self._lock = threading.Lock()
+        self._flights: Dict[Key, _Flight] = {}
+        self._failures: Dict[Key, _Failure] = {}
+        _MANAGERS.add(self)
+
+    # -- the hot path ---------------------------------------------------------
+
+    def get_token(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+        """Return a valid token for a server, from the cache when it is fresh.
+
+        Args:
+            server_name: the MCP server the token is for (part of the cache key).
+            config: its OAuth settings; an edited config never gets the old config's token.
+            config_id: the gateway config the server belongs to (part of the cache key).
+
+        Returns:
+            A token that is not expired.
+
+        Raises:
+            ConfigError: OAuth is disabled in ``config``.
+            TokenRequestError: the server refused and no valid token is cached.
+            TransportError: the network failed and no valid token is cached.
+        """
+        entry = self._peek((server_name, config_id))
+        if entry is not None and entry.fingerprint == config.fingerprint and self._clock() < entry.refresh_at:
+            next(entry.hits)
+            return entry.token
+        return self._acquire(server_name, config, config_id, force=False)
+
+    # -- the slow path --------------------------------------------------------
+
+    def refresh(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+        """Fetch a new token now, whatever is cached (single-flight too).
+
+        Raises:
+            TokenRequestError, TransportError: the fetch failed; the cached token is kept.
+        """
+        return self._acquire(server_name, config, config_id, force=True)
+
+    def invalidate(self, server_name: str, config_id: str = "default") -> None:
+        """Forget the cached token of a server and its failure cool-down."""
+        key = (server_name, config_id)
+        with self._lock:
+            self._failures.pop(key, None)
+        self._cache.evict(key)
+        log.debug("Token invalidated for %s (config: %s)", server_name, config_id)
+
+    def _acquire(self, server_name: str, config: OAuthConfig, config_id: str, force: bool) -> Token:
+        if not config.enabled:
+            raise ConfigError(
+                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
+            )
+        key = (server_name, config_id)
+        fingerprint = config.fingerprint
+        with self._lock:
+            now = self._clock()
+            entry = self._peek(key)
+            usable = entry if entry is not None and entry.fingerprint == fingerprint else None
+            if usable is not None and not force and now < usable.refresh_at:
+                next(usable.hits)
+                return usable.token
+            flight = self._flights.get(key)
+            if flight is None:
+                failure = self._failures.get(key)
+                if (
+                    not force
+                    and failure is not None
+                    and failure.fingerprint == fingerprint
+                    and now < failure.until
+                    and (usable is None or usable.token.is_expired(now))
+                ):
+                    self._metrics.add(server_name, "token_fail_fast")
+                    raise failure.error
+                flight = self._flights[key] = _Flight()
+                leader = True
+            else:
+                leader = False
+                if usable is not None and not usable.token.is_expired(now) and not force:
+                    # Someone is already refreshing ahead of expiry: the old token is still good.
+                    next(usable.hits)
+                    return usable.token
+            self._metrics.add(server_name, "token_cache_misses")
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.token is not None
+            return flight.token
+        try:
+            token = self._lead(key, server_name, config, config_id, usable, force)
+            flight.token = token
+            return token
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _lead(
+        self,
+        key: Key,
+        server_name: str,
+        config: OAuthConfig,
+        config_id: str,
+        usable: Optional[CacheEntry],
+        force: bool,
+    ) -> Token:
+        """Fetch as the one thread responsible for ``key``; no manager lock is held here."""
+        with self._cache.lock(key):
+            if not force:
+                # Another process sharing the store may have fetched while we waited.
+                shared = self._cache.load(key)
+                if shared is not None and shared.fingerprint == config.fingerprint:
+                    if self._clock() < shared.refresh_at:
+                        return shared.token
+            try:
+                token = self._fetch(server_name, config)
+            except OAuthGatewayError as exc:
+                return self._after_failure(key, server_name, config, usable, exc)
+            hits = self._metrics.hit_counter(key)
+            self._cache.store(key, CacheEntry(config.fingerprint, token, hits, token.refresh_at))
+        with self._lock:
+            self._failures.pop(key, None)
+        if usable is not None:
+            self._metrics.add(server_name, "token_refreshes")
+        log.debug("Token cached for %s (config: %s)", server_name, config_id)
+        return token
+
+    def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
+        sent_at = self._clock()  # expiry counts from when the request left, not when it was parsed
+        started = time.perf_counter()
+        try:
+            response = self._client.request_token(config, server_name)
+            granted = self._check_scopes(config, response)
+        except OAuthGatewayError:
+            self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0)
+            raise
+        self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0)
+        token = Token(
+            response.access_token,
+            response.token_type,
+            expires_in=response.expires_in,
+            issued_at=sent_at,
+            scopes=granted,
+            expiry_buffer=config.expiry_buffer,
+            default_lifetime=self._default_lifetime,
+        )
+        if response.expires_in is None:
+            log.debug(
+                "Successfully obtained token for %s, no expires_in: assuming %ds", server_name, self._default_lifetime
+            )
+        else:
+            log.debug("Successfully obtained token for %s, expires in %ds", server_name, response.expires_in)
+        return token
+
+    @staticmethod
+    def _check_scopes(config: OAuthConfig, response: TokenResponse):
+        if response.scope is None:
+            return config.scopes  # RFC 6749 section 5.1: omitted means granted as requested
+        granted = parse_scope(response.scope)
+        if config.validate_scopes and config.scopes and not config.scopes <= granted:
+            raise InvalidScope(
+                "Token scopes validation failed. Requested: %s, Received: %s"
+                % (" ".join(sorted(config.scopes)), " ".join(sorted(granted)) or "(none)"),
+                error="invalid_scope",
+                retryable=False,
+            )
+        return granted
+
+    def _after_failure(
+        self,
+        key: Key,
+        server_name: str,
+        config: OAuthConfig,
+        usable: Optional[CacheEntry],
+        exc: OAuthGatewayError,
+    ) -> Token:
+        now = self._clock()
+        with self._lock:
+            previous = self._failures.get(key)
+            count = previous.count + 1 if previous is not None and previous.fingerprint == config.fingerprint else 1
+            self._failures[key] = _Failure(config.fingerprint, exc, now + self._failure_cooldown, count)
+        if usable is not None and not usable.token.is_expired(now):
+            # Serve the old token; try again after a short, growing wait, never past its expiry.
+            wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
+            retry_at = min(now + wait, usable.token.expires_at)
+            self._cache.store(key, usable._replace(refresh_at=retry_at))
+            self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
+            log.warning(
+                "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
+                server_name,
+                exc,
+                usable.token.expires_at - now,
+                retry_at - now,
+            )
+            return usable.token
+        log.error("Token acquisition for %s failed: %s", server_name, exc)
+        raise exc
+
+    def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
+        self._metrics.add(server_name, "token_retries")
+
+    # -- revocation and metrics ----------------------------------------------
+
+    def revoke(
+        self,
+        server_name: str,
+        config: OAuthConfig,
+        config_id: str = "default",
+        token: Optional[str] = None,
+        token_type_hint: Optional[str] = "access_token",
+    ) -> bool:
+        """Revoke a token at ``OAUTH_REVOCATION_URL`` (RFC 7009) and drop it from the cache.
+
+        Args:
+            token: the token string to revoke; the cached token of the server by default.
+            token_type_hint: sent as ``token_type_hint``; None sends none.
+
+        Returns:
+            True when a token was revoked, False when there was none to revoke.
+
+        Raises:
+            RevocationNotConfigured: the config has no ``OAUTH_REVOCATION_URL``.
+            TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
+        """
+        if not config.revocation_url:
+            raise RevocationNotConfigured(
+                "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "
+                "add the server's RFC 7009 revocation endpoint to its oauth_config" % server_name
+            )
+        key = (server_name, config_id)
+        if token is None:
+            entry = self._peek(key)
+            token = entry.token.access_token if entry is not None else None
+        self.invalidate(server_name, config_id)
+        if token is None:
+            log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
+            return False
+        try:
+            self._client.revoke_token(config, token, token_type_hint, server_name)
+        except OAuthGatewayError:
+            self._metrics.add(server_name, "token_revocation_failures")
+            raise
+        self._metrics.add(server_name, "token_revocations")
+        log.info("Token revoked for %s (config: %s)", server_name, config_id)
+        return True
+
+    def get_metrics(self) -> Dict[str, Any]:
+        """Return the counters: the seed gateway's names, extras, and a ``servers`` breakdown."""
+        now = self._clock()
+        active = 0
+        for key in self._cache.keys():
+            entry = self._peek(key)
+            if entry is not None and not entry.token.is_expired(now):
+                active += 1
+        return self._metrics.snapshot(active)
+
+    def close(self) -> None:
+        """Close pooled connections; the manager stays usable and reconnects on demand."""
+        self._client.close()
+
+    def __enter__(self) -> "TokenManager":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at fork time would never be released in the child.
+        self._lock = threading.Lock()
+        self._flights = {}
+        self._metrics.reset_after_fork()
+        self._cache.reset_after_fork()
+
+    def __repr__(self) -> str:
+        return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
+
+
+_MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()
+
+
+def _reset_managers_after_fork() -> None:
+    for manager in list(_MANAGERS):
+        manager._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_managers_after_fork)

@@ -1,0 +1,118 @@
+"""Thread-safe counters for token operations, with the seed gateway's metric names.
+
+Cache hits are counted on the lock-free hot path with ``itertools.count`` objects,
+whose ``next()`` is atomic under the GIL; every other counter changes under one lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any, Dict, Hashable, Tuple
+
+#: Counters kept per server and in total (the seed's names first).
+COUNTERS = (
+    "token_acquisitions_total",
+    "token_acquisitions_success",
+    "token_acquisitions_failure",
+    "token_cache_misses",
+    "token_refreshes",
+    "token_retries",
+    "token_refresh_failures_served_from_cache",
+    "token_fail_fast",
+    "token_revocations",
+    "token_revocation_failures",
+)
+
+
+def count_value(counter: "itertools.count") -> int:
+    """Read an ``itertools.count`` without advancing it."""
+    return int(repr(counter)[6:-1])
+
+
+class Metrics:
+    """Counters for one :class:`~oauth_gateway.TokenManager`. Thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._servers: Dict[str, Dict[str, float]] = {}
+        self._hits: Dict[Tuple[Hashable, ...], "itertools.count"] = {}
+
+    def hit_counter(self, key: Tuple[str, str]) -> "itertools.count":
+        """Return the hit counter of a cache key, made once and kept across refreshes."""
+        counter = self._hits.get(key)
+        if counter is None:
+            with self._lock:
+                counter = self._hits.setdefault(key, itertools.count())
+        return counter
+
+    def add(self, server_name: str, name: str, amount: float = 1) -> None:
+        """Add to one counter of a server."""
+        with self._lock:
+            row = self._servers.get(server_name)
+            if row is None:
+                row = self._servers[server_name] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+            row[name] += amount
+
+    def acquisition(self, server_name: str, success: bool, latency_ms: float) -> None:
+        """Record one finished token request."""
+        with self._lock:
+            row = self._servers.get(server_name)
+            if row is None:
+                row = self._servers[server_name] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+            row["token_acquisitions_total"] += 1
+            row["token_acquisitions_success" if success else "token_acquisitions_failure"] += 1
+            row["latency_ms_sum"] += latency_ms
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def snapshot(self, active_tokens: int) -> Dict[str, Any]:
+        """Return every metric: the totals at the top level and a ``servers`` breakdown."""
+        with self._lock:
+            rows = {name: dict(row) for name, row in self._servers.items()}
+            hits_by_server: Dict[str, int] = {}
+            for key, counter in self._hits.items():
+                hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(counter)
+        servers = {}
+        totals = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+        for name in set(rows) | set(hits_by_server):
+            row = rows.get(name) or dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+            row["token_cache_hits"] = hits_by_server.get(name, 0)
+            for counter in totals:
+                totals[counter] += row[counter]
+            servers[name] = _derived(row)
+        totals["token_cache_hits"] = sum(hits_by_server.values())
+        result = _derived(totals)
+        result["active_tokens"] = active_tokens
+        result["servers"] = servers
+        return result
+
+
+def _derived(row: Dict[str, float]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {name: int(row[name]) for name in COUNTERS}
+    out["token_cache_hits"] = int(row["token_cache_hits"])
+    lookups = out["token_cache_hits"] + out["token_cache_misses"]
+    total = out["token_acquisitions_total"]
+    out["cache_hit_ratio"] = round(out["token_cache_hits"] / lookups, 3) if lookups else 0.0
+    out["success_rate"] = round(out["token_acquisitions_success"] / total, 3) if total else 0.0
+    out["avg_latency_ms"] = round(row["latency_ms_sum"] / total, 1) if total else 0.0
+    return out
+
+
+def prometheus_text(metrics: Dict[str, Any], prefix: str = "oauth_gateway_") -> str:
+    """Render a :meth:`Metrics.snapshot` in the Prometheus text exposition format."""
+    lines = []
+    names = COUNTERS + ("token_cache_hits",)
+    for name in names:
+        metric = prefix + name
+        lines.append("# TYPE %s counter" % metric)
+        for server, row in sorted(metrics.get("servers", {}).items()):
+            lines.append('%s{server="%s"} %d' % (metric, _label(server), row[name]))
+    lines.append("# TYPE %sactive_tokens gauge" % prefix)
+    lines.append("%sactive_tokens %d" % (prefix, metrics.get("active_tokens", 0)))
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
