@@ -10,6 +10,12 @@ import logging
 __version__ = "0.1.0"
 
 from .cache import MemoryTokenCache, TokenCache  # noqa: E402
+from .compat import (  # noqa: E402
+    OAuthService,
+    get_oauth_service,
+    invalidate_server_oauth_token,
+    refresh_server_oauth_token,
+)
 from .config import OAuthConfig  # noqa: E402
 from .exceptions import (  # noqa: E402
     ConfigError,
@@ -40,6 +46,7 @@ __all__ = (
     "MemoryTokenCache",
     "OAuthConfig",
     "OAuthGatewayError",
+    "OAuthService",
     "RevocationNotConfigured",
     "Token",
     "TokenCache",
@@ -48,6 +55,9 @@ __all__ = (
     "TransportError",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "get_oauth_service",
+    "invalidate_server_oauth_token",
+    "refresh_server_oauth_token",
     "validate_config",
 )
 

@@ -59,7 +59,7 @@ def test_every_parameter_and_header_is_sent(auth_server, make_block, sleeps):
         auth_server,
         OAUTH_AUDIENCE="https://api.example.com",
         OAUTH_ORGANIZATION="org-123",
-        OAUTH_SCOPE="read  write",
+        OAUTH_SCOPE="read write",
         OAUTH_RESOURCE=["https://a.example.com/mcp", "https://b.example.com/"],
         OAUTH_ADDITIONAL_PARAMS={"realm": "myrealm", "max_age": 5, "flag": True},
         OAUTH_CUSTOM_HEADERS={"X-Tenant": "blue"},

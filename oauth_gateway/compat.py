@@ -1,0 +1,116 @@
+"""The seed gateway's documented calls, synchronous, returning ``(value, error)`` tuples.
+
+Code written against the seed gateway's documentation runs unchanged once its
+``await`` is dropped::
+
+    from oauth_gateway import get_oauth_service, refresh_server_oauth_token
+
+    token, error = refresh_server_oauth_token("oauth-api", server_entry, "config-id")
+    metrics = get_oauth_service().get_metrics()
+
+Errors come back as their message (never a secret); new code should prefer
+:class:`~oauth_gateway.TokenManager`, which raises.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+from .config import OAuthConfig
+from .exceptions import OAuthGatewayError
+from .manager import TokenManager
+from .tokens import Token
+
+ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
+
+_default_lock = threading.Lock()
+_default_service: Optional["OAuthService"] = None
+
+
+def _as_config(config: ConfigLike, json_path: str = "$.oauth_config") -> OAuthConfig:
+    if isinstance(config, OAuthConfig):
+        return config
+    return OAuthConfig.from_dict(dict(config) if isinstance(config, Mapping) else config, json_path)
+
+
+def _entry_config(server_entry: Mapping[str, Any]) -> OAuthConfig:
+    if isinstance(server_entry, OAuthConfig):
+        return server_entry
+    if not isinstance(server_entry, Mapping) or "oauth_config" not in server_entry:
+        raise OAuthGatewayError("the server entry has no oauth_config block; add one to its entry in the gateway file")
+    return _as_config(server_entry["oauth_config"])
+
+
+class OAuthService:
+    """The seed's OAuth service object, backed by a :class:`TokenManager`. Thread-safe.
+
+    Attributes:
+        manager: the TokenManager doing the work, for code that wants exceptions.
+    """
+
+    def __init__(self, manager: Optional[TokenManager] = None):
+        self.manager = manager if manager is not None else TokenManager()
+
+    def get_access_token(
+        self, server_name: str, oauth_config: ConfigLike, config_id: str = "default"
+    ) -> Tuple[Optional[Token], Optional[str]]:
+        """Return ``(token, None)``, or ``(None, message)`` when no token can be had."""
+        try:
+            return self.manager.get_token(server_name, _as_config(oauth_config), config_id), None
+        except OAuthGatewayError as exc:
+            return None, str(exc)
+
+    def revoke_token(
+        self,
+        server_name: str,
+        token: Optional[str],
+        oauth_config: ConfigLike,
+        token_type_hint: str = "access_token",
+        config_id: str = "default",
+    ) -> Tuple[bool, Optional[str]]:
+        """Revoke a token (RFC 7009); return ``(True, None)`` or ``(False, message)``."""
+        try:
+            revoked = self.manager.revoke(server_name, _as_config(oauth_config), config_id, token, token_type_hint)
+        except OAuthGatewayError as exc:
+            return False, str(exc)
+        return (True, None) if revoked else (False, "no token to revoke for %s" % server_name)
+
+    def invalidate_token(self, server_name: str, config_id: str = "default") -> Tuple[bool, Optional[str]]:
+        """Drop a cached token; always ``(True, None)``."""
+        self.manager.invalidate(server_name, config_id)
+        return True, None
+
+    def get_metrics(self) -> Dict[str, Any]:
+        """The metrics dict, with the seed's names."""
+        return self.manager.get_metrics()
+
+    def __repr__(self) -> str:
+        return "OAuthService(%r)" % (self.manager,)
+
+
+def get_oauth_service() -> OAuthService:
+    """Return the process-wide service, created on first use (thread-safe)."""
+    global _default_service
+    service = _default_service
+    if service is None:
+        with _default_lock:
+            if _default_service is None:
+                _default_service = OAuthService()
+            service = _default_service
+    return service
+
+
+def refresh_server_oauth_token(
+    server_name: str, server_entry: Mapping[str, Any], config_id: str = "default"
+) -> Tuple[Optional[Token], Optional[str]]:
+    """Force a new token for a server entry; return ``(token, None)`` or ``(None, message)``."""
+    try:
+        return get_oauth_service().manager.refresh(server_name, _entry_config(server_entry), config_id), None
+    except OAuthGatewayError as exc:
+        return None, str(exc)
+
+
+def invalidate_server_oauth_token(server_name: str, config_id: str = "default") -> Tuple[bool, Optional[str]]:
+    """Drop the cached token of a server; always ``(True, None)``."""
+    return get_oauth_service().invalidate_token(server_name, config_id)

@@ -1,0 +1,69 @@
+"""The seed gateway's documented calls return (value, error) tuples."""
+
+from __future__ import annotations
+
+import threading
+
+import oauth_gateway as og
+from oauth_gateway import compat
+from servers import Fault
+
+
+def test_get_oauth_service_is_one_object_across_threads(monkeypatch):
+    monkeypatch.setattr(compat, "_default_service", None)
+    seen = []
+    barrier = threading.Barrier(8)
+
+    def grab():
+        barrier.wait()
+        seen.append(og.get_oauth_service())
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen) == 8 and len({id(service) for service in seen}) == 1
+    assert isinstance(seen[0].manager, og.TokenManager)
+
+
+def test_seed_calls_work_unchanged_without_await(monkeypatch, auth_server, make_block):
+    monkeypatch.setattr(compat, "_default_service", None)
+    server_entry = {"server_name": "oauth-api", "oauth_config": make_block(auth_server)}
+    service = og.get_oauth_service()
+
+    token, error = og.refresh_server_oauth_token("oauth-api", server_entry, "config-id")
+    assert error is None and token.access_token in auth_server.issued
+
+    again, error = service.get_access_token("oauth-api", server_entry["oauth_config"], "config-id")
+    assert again is token and error is None
+
+    success, error = service.revoke_token(
+        server_name="oauth-api",
+        token=token.access_token,
+        oauth_config=server_entry["oauth_config"],
+        token_type_hint="access_token",
+    )
+    assert (success, error) == (True, None)
+    assert token.access_token in auth_server.revoked
+
+    assert og.invalidate_server_oauth_token("oauth-api", "config-id") == (True, None)
+    metrics = service.get_metrics()
+    assert metrics["token_acquisitions_total"] == 1
+    assert metrics["token_revocations"] == 1
+
+
+def test_errors_come_back_as_messages(monkeypatch, auth_server, make_block):
+    monkeypatch.setattr(compat, "_default_service", None)
+    auth_server.set_faults([Fault(status=401, json={"error": "invalid_client"})])
+    token, error = og.refresh_server_oauth_token("oauth-api", {"oauth_config": make_block(auth_server)})
+    assert token is None
+    assert error.startswith("OAuth token request failed: invalid_client")
+
+    token, error = og.refresh_server_oauth_token("oauth-api", {"server_name": "no-oauth"})
+    assert token is None and "oauth_config" in error
+
+    success, error = og.get_oauth_service().revoke_token(
+        "oauth-api", "tok", make_block(auth_server, OAUTH_REVOCATION_URL="")
+    )
+    assert success is False and "OAUTH_REVOCATION_URL" in error
