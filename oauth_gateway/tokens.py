@@ -115,11 +115,10 @@ class Token:
         return self.expires_at - now
 
     def masked(self) -> str:
-        """The token with all but its first 4 and last 4 characters hidden."""
+        """The token for display: its first 4 characters (of 16 or more), its length and fingerprint."""
         text = self.access_token
-        if len(text) <= 12:
-            return "***"
-        return "%s...%s" % (text[:4], text[-4:])
+        head = text[:4] if len(text) >= 16 else ""
+        return "%s*** (%d characters, sha256:%s)" % (head, len(text), self.fingerprint)
 
     def __repr__(self):
         return "Token(token_type=%r, expires_in=%r, scopes=%r, fingerprint=%r)" % (
