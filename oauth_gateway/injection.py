@@ -1,0 +1,317 @@
+"""Put an access token into an MCP server launch spec: a header for remote, env for local.
+
+A *server entry* is one item of ``mcp_config`` in the gateway file::
+
+    {"server_name": "oauth-api",
+     "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://api/mcp"], "env": {}},
+     "oauth_config": {"enabled": true, "is_remote": true, ...}}
+
+Remote servers (run through ``mcp-remote`` or ``curl``) get
+``--header Authorization:${AUTH_HEADER}`` in their arguments and the token only in
+``config.env["AUTH_HEADER"]``: ``mcp-remote`` expands ``${VAR}`` from its own
+environment, so the token never shows up in ``ps`` output or shell history. Local
+servers get the token in a fixed set of environment variables.
+
+Both functions are pure: the entry passed in is never modified, and the functions are
+safe to call from any thread. The only shared state is the set of server names whose
+auto-detection was already logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from .exceptions import ConfigError
+from .tokens import Token
+
+log = logging.getLogger(__name__)
+
+#: Variable that carries ``"<type> <token>"`` (remote servers, and local ones too).
+ENV_AUTH_HEADER = "AUTH_HEADER"
+#: Variables set for local (stdio) servers, the seed gateway's names.
+ENV_ENKRYPT_ACCESS_TOKEN = "ENKRYPT_ACCESS_TOKEN"
+ENV_AUTHORIZATION = "AUTHORIZATION"
+ENV_OAUTH_ACCESS_TOKEN = "OAUTH_ACCESS_TOKEN"
+ENV_OAUTH_TOKEN_TYPE = "OAUTH_TOKEN_TYPE"
+ENV_HTTP_HEADER_AUTHORIZATION = "HTTP_HEADER_Authorization"
+ENV_HTTP_HEADER_AUTHORIZATION_UPPER = "HTTP_HEADER_AUTHORIZATION"
+
+#: Local variables and the token attribute each one receives: ``access_token`` is the
+#: bare token, ``authorization`` is ``"Bearer <token>"``, ``token_type`` is ``"Bearer"``.
+LOCAL_ENV_VARS: Tuple[Tuple[str, str], ...] = (
+    (ENV_ENKRYPT_ACCESS_TOKEN, "access_token"),
+    (ENV_AUTHORIZATION, "authorization"),
+    (ENV_OAUTH_ACCESS_TOKEN, "access_token"),
+    (ENV_OAUTH_TOKEN_TYPE, "token_type"),
+    (ENV_HTTP_HEADER_AUTHORIZATION, "authorization"),
+    (ENV_HTTP_HEADER_AUTHORIZATION_UPPER, "authorization"),
+    (ENV_AUTH_HEADER, "authorization"),
+)
+
+#: The argument that introduces a header for mcp-remote.
+HEADER_OPTION = "--header"
+#: The header argument given to remote servers; mcp-remote fills in ``${AUTH_HEADER}``.
+#: No space after the colon: some MCP clients on Windows split arguments at spaces.
+REMOTE_HEADER_VALUE = "Authorization:${%s}" % ENV_AUTH_HEADER
+
+#: Programs whose presence in command or args makes a server remote.
+REMOTE_PROGRAMS = ("mcp-remote", "curl")
+
+_WINDOWS_SUFFIX = re.compile(r"\.(cmd|exe|bat|ps1)$", re.IGNORECASE)
+
+# Server names whose auto-detection has been logged; guarded by _LOGGED_LOCK.
+_LOGGED: Set[str] = set()
+_LOGGED_LOCK = threading.Lock()
+
+
+def is_remote_server(server_entry: Any, *, json_path: str = "$") -> bool:
+    """Return True when the server is reached over HTTP and takes the token as a header.
+
+    ``oauth_config.is_remote`` decides when it is ``true`` or ``false``. Otherwise
+    (missing, null, or not a boolean) the server is remote when its command or one of
+    its arguments is ``mcp-remote`` (also ``mcp-remote@<version>``, a path ending in
+    ``/mcp-remote``, or a Windows ``mcp-remote.cmd``) or ``curl``. ``npx`` or ``uvx``
+    alone does not make a server remote, and neither does an ``http(s)://`` URL given
+    to any other program: such a server gets environment variables, which every program
+    tolerates, instead of a ``--header`` argument it might reject. The first
+    auto-detection for each server name is logged at INFO with a hint to set
+    ``is_remote``.
+
+    Args:
+        server_entry: one ``mcp_config`` item.
+        json_path: where the entry sits in its file, used in error messages.
+
+    Returns:
+        True for a remote server, False for a local one.
+
+    Raises:
+        ConfigError: the entry is malformed (see :func:`inject_token`).
+    """
+    command, args, _env = _check_entry(server_entry, json_path)
+    explicit = _explicit_is_remote(server_entry)
+    if explicit is not None:
+        return explicit
+    program = _remote_program(command, args)
+    _log_detection(server_entry, program)
+    return program is not None
+
+
+def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Dict[str, Any]:
+    """Return a copy of ``server_entry`` set up to pass ``token`` to the server.
+
+    Remote servers (see :func:`is_remote_server`): every ``Authorization`` header
+    argument already present is removed (``--header "Authorization: x"``,
+    ``--header=Authorization:x``, any case), other ``--header`` arguments are kept, and
+    ``--header Authorization:${AUTH_HEADER}`` is appended; ``config.env["AUTH_HEADER"]``
+    becomes ``"Bearer <token>"``. The token never appears in the arguments.
+
+    Local servers: the variables in :data:`LOCAL_ENV_VARS` are set in ``config.env``,
+    replacing any stale values already there. Arguments are left alone.
+
+    ``args`` and ``env`` may be missing or null (an empty list or object is written).
+
+    Args:
+        server_entry: one ``mcp_config`` item; never modified.
+        token: the token to pass; ``Token.authorization`` is the header value.
+        json_path: where the entry sits in its file, used in error messages.
+
+    Returns:
+        A new entry (a deep copy) with the token injected.
+
+    Raises:
+        TypeError: ``token`` is not a :class:`~oauth_gateway.tokens.Token`.
+        ConfigError: the entry is not an object, has no ``config`` object, its
+            ``config.command`` is not a string, ``config.args`` is not a list of
+            strings, ``config.env`` is not an object of strings, or ``oauth_config``
+            is present but not an object.
+    """
+    if not isinstance(token, Token):
+        # Only the type: the value may well be a raw token string.
+        raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
+    remote = is_remote_server(server_entry, json_path=json_path)
+    entry = copy.deepcopy(server_entry)
+    config = entry["config"]
+    args = list(config.get("args") or [])
+    env = dict(config.get("env") or {})
+    if remote:
+        args = _without_authorization_headers(args)
+        args.extend([HEADER_OPTION, REMOTE_HEADER_VALUE])
+        env[ENV_AUTH_HEADER] = token.authorization
+    else:
+        for name, attribute in LOCAL_ENV_VARS:
+            env[name] = getattr(token, attribute)
+    config["args"] = args
+    config["env"] = env
+    return entry
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a %s" % type(value).__name__)
+
+
+def _join(path: str, key: str) -> str:
+    """Append an object key to a JSON path as schema.py writes it: ``.key`` or ``['odd-key']``."""
+    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", key):
+        return "%s.%s" % (path, key)
+    return "%s['%s']" % (path, key.replace("\\", "\\\\").replace("'", "\\'"))
+
+
+def _check_entry(entry: Any, json_path: str) -> Tuple[str, List[str], Dict[str, str]]:
+    """Return ``(command, args, env)`` of a well-formed entry, or raise ConfigError.
+
+    Messages name the field and the type found, never a value (env values are secrets).
+    """
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            "a server entry must be an object, got %s" % _describe(entry),
+            json_path,
+            'write it as {"server_name": ..., "config": {"command": ..., "args": [...]}}',
+        )
+    oauth = entry.get("oauth_config")
+    if oauth is not None and not isinstance(oauth, dict):
+        raise ConfigError(
+            "must be an object, got %s" % _describe(oauth),
+            _join(json_path, "oauth_config"),
+            'write it as {"enabled": true, "is_remote": true, ...} or remove it',
+        )
+    config_path = _join(json_path, "config")
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        raise ConfigError(
+            "is missing" if config is None else "must be an object, got %s" % _describe(config),
+            config_path,
+            'give the launch spec as {"command": "npx", "args": [...], "env": {...}}',
+        )
+    command = config.get("command")
+    if not isinstance(command, str):
+        raise ConfigError(
+            "is missing" if command is None else "must be a string, got %s" % _describe(command),
+            _join(config_path, "command"),
+            'set it to the program to run, like "npx" or "python"',
+        )
+    args = config.get("args")
+    args_path = _join(config_path, "args")
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        raise ConfigError(
+            "must be an array of strings, got %s" % _describe(args),
+            args_path,
+            'write each argument as its own string: ["-y", "mcp-remote", "https://..."]',
+        )
+    for i, arg in enumerate(args):
+        if not isinstance(arg, str):
+            raise ConfigError(
+                "must be a string, got %s" % _describe(arg),
+                "%s[%d]" % (args_path, i),
+                "quote the argument in the JSON file",
+            )
+    env = config.get("env")
+    env_path = _join(config_path, "env")
+    if env is None:
+        env = {}
+    if not isinstance(env, dict):
+        raise ConfigError(
+            "must be an object of strings, got %s" % _describe(env),
+            env_path,
+            'write it as {"NAME": "value"}',
+        )
+    for name, value in env.items():
+        if not isinstance(name, str):
+            raise ConfigError("names must be strings, got %s" % _describe(name), env_path, "quote the name")
+        if not isinstance(value, str):
+            raise ConfigError(
+                "must be a string, got %s" % _describe(value),
+                _join(env_path, name),
+                "quote the value in the JSON file",
+            )
+    return command, args, env
+
+
+def _explicit_is_remote(entry: Dict[str, Any]) -> Optional[bool]:
+    oauth = entry.get("oauth_config") or {}
+    value = oauth.get("is_remote")
+    return value if isinstance(value, bool) else None
+
+
+def _program_name(arg: str) -> str:
+    """Return the lower-case file name of ``arg`` without a Windows launcher suffix."""
+    name = arg.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    return _WINDOWS_SUFFIX.sub("", name)
+
+
+def _remote_program(command: str, args: List[str]) -> Optional[str]:
+    """Return the remote program (``mcp-remote`` or ``curl``) the spec runs, or None."""
+    for arg in [command] + args:
+        if "://" in arg:
+            # A URL is an argument to something, not a program (https://host/mcp-remote).
+            continue
+        name = _program_name(arg)
+        for program in REMOTE_PROGRAMS:
+            if name == program or (program == "mcp-remote" and name.startswith("mcp-remote@")):
+                return program
+    return None
+
+
+def _log_detection(entry: Dict[str, Any], program: Optional[str]) -> None:
+    """Log, once per server name, how the server was classified and how to pin it."""
+    name = entry.get("server_name")
+    key = name if isinstance(name, str) else "<unnamed>"
+    with _LOGGED_LOCK:
+        if key in _LOGGED:
+            return
+        _LOGGED.add(key)
+    value = (entry.get("oauth_config") or {}).get("is_remote")
+    if value is None:
+        why = "no is_remote in oauth_config"
+    else:
+        why = "oauth_config.is_remote is %s, not a boolean" % _describe(value)
+    if program is not None:
+        verdict = "remote (runs %s); the token goes into the Authorization header" % program
+    else:
+        verdict = "local (no mcp-remote or curl in command or args); the token goes into environment variables"
+    log.info(
+        "server %r: %s, auto-detected as %s; set oauth_config.is_remote to true or false to make this explicit",
+        key,
+        why,
+        verdict,
+    )
+
+
+def _header_name(value: str) -> str:
+    return value.split(":", 1)[0].strip().lower()
+
+
+def _without_authorization_headers(args: List[str]) -> List[str]:
+    """Drop every ``Authorization`` header argument (both forms); keep other headers.
+
+    A trailing ``--header`` with no value is dropped too: it is not a header, and left in
+    place it would swallow the option appended after it.
+    """
+    kept: List[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == HEADER_OPTION:
+            if i + 1 >= len(args):
+                break
+            if _header_name(args[i + 1]) == "authorization":
+                i += 2
+                continue
+            kept.extend(args[i : i + 2])
+            i += 2
+            continue
+        if arg.startswith(HEADER_OPTION + "=") and _header_name(arg[len(HEADER_OPTION) + 1 :]) == "authorization":
+            i += 1
+            continue
+        kept.append(arg)
+        i += 1
+    return kept
