@@ -287,6 +287,12 @@ class TokenManager:
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
 
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any):
+        """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
+        from .auth import TokenAuth
+
+        return TokenAuth(self, server_name, config, config_id, **options)
+
     # -- revocation and metrics ----------------------------------------------
 
     def revoke(
