@@ -14,7 +14,7 @@ import pytest
 import requests
 import trustme
 
-from tests.oidc_provider import (
+from oidc_provider import (
     ACCESS_TOKEN_TTL,
     FORBIDDEN_SCOPE,
     NO_RESOURCE_TTL,
@@ -22,7 +22,7 @@ from tests.oidc_provider import (
     SCOPE,
     OidcProvider,
 )
-from tests.oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
+from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
 
 TIMEOUT = 10
 
