@@ -259,11 +259,11 @@ class OAuthConfig:
         if data.get("OAUTH_CLIENT_SECRET_FILE"):
             secret = _read_secret_file(_expand(data["OAUTH_CLIENT_SECRET_FILE"]), path("OAUTH_CLIENT_SECRET_FILE"))
         use_mtls = data.get("OAUTH_USE_MTLS", False)
-        cert = _expand(data.get("OAUTH_CLIENT_CERT_PATH", ""))
-        key = _expand(data.get("OAUTH_CLIENT_KEY_PATH", ""))
-        ca = _expand(data.get("OAUTH_CA_BUNDLE_PATH", ""))
+        cert = _expand(data.get("OAUTH_CLIENT_CERT_PATH") or "")
+        key = _expand(data.get("OAUTH_CLIENT_KEY_PATH") or "")
+        ca = _expand(data.get("OAUTH_CA_BUNDLE_PATH") or "")
         token_url = data.get("OAUTH_TOKEN_URL", "")
-        revocation_url = data.get("OAUTH_REVOCATION_URL", "")
+        revocation_url = data.get("OAUTH_REVOCATION_URL") or ""  # the seed writes null
         resource = data.get("OAUTH_RESOURCE", "")
         resources = tuple(resource) if isinstance(resource, list) else ((resource,) if resource else ())
 

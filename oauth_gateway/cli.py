@@ -1,0 +1,293 @@
+"""The ``oauth-gateway`` command line. ``__main__.py`` and the console script call :func:`main`.
+
+Each subcommand is one ``_cmd_<name>(subparsers)`` function that adds its parser and
+sets ``run``; listing it in :data:`_COMMANDS` is all it takes to add another. A run
+function takes ``(args, out, err)`` and returns the exit code: 0 success, 1 the input
+is invalid, 2 usage or an unreadable file. Checking, the result and reporting stay
+apart, as in check-jsonschema: :func:`_check_file` builds a :class:`_FileResult`,
+the ``_report_*`` functions print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import stat
+import sys
+from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+from oauth_gateway import __version__
+from oauth_gateway import schema as _schema
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+_PROG = "oauth-gateway"
+
+
+class _ParserExit(Exception):
+    """Raised instead of SystemExit so that only ``__main__`` ends the process."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that writes to the given streams and never calls sys.exit."""
+
+    def __init__(self, *args: Any, streams: Tuple[IO[str], IO[str]], **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._streams = streams
+
+    def _print_message(self, message: str, file: Optional[IO[str]] = None) -> None:
+        if message:
+            (self._streams[1] if file is sys.stderr else self._streams[0]).write(message)
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+        if message:
+            self._streams[1].write(message)
+        raise _ParserExit(status)
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+    """Run the command line and return its exit code; never calls ``sys.exit``.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+        stdout: where results go (default ``sys.stdout``).
+        stderr: where usage and file errors go (default ``sys.stderr``).
+
+    Returns:
+        0 success, 1 invalid input (or warnings with ``--strict``), 2 usage error or
+        unreadable file.
+    """
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    parser = _build_parser(out, err)
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _ParserExit as stop:
+        return stop.status
+    run: Optional[Callable[[argparse.Namespace, IO[str], IO[str]], int]] = getattr(args, "run", None)
+    if run is None:
+        err.write(parser.format_usage())
+        err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, _PROG))
+        return EXIT_USAGE
+    return run(args, out, err)
+
+
+def _build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
+    streams = (out, err)
+    parser = _Parser(
+        prog=_PROG,
+        description="OAuth 2.0 / 2.1 client-credentials tokens for MCP gateways.",
+        epilog="example:\n  %s validate ~/.enkrypt/enkrypt_mcp_config.json" % _PROG,
+        streams=streams,
+    )
+    parser.add_argument("--version", action="version", version="%s %s" % (_PROG, __version__))
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=functools.partial(_Parser, streams=streams)
+    )
+    for command in _COMMANDS:
+        command(subparsers)
+    return parser
+
+
+def _add_command(subparsers: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    """Add one subcommand whose ``--help`` ends with ``example``."""
+    return subparsers.add_parser(name, help=summary, description=summary, epilog="example:\n" + example)
+
+
+# --- validate --------------------------------------------------------------------------
+
+
+def _cmd_validate(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "validate",
+        "Check gateway files or bare oauth_config files against the bundled schema.",
+        "  %(prog)s validate ~/.enkrypt/enkrypt_mcp_config.json\n"
+        "  %(prog)s validate --output github --strict configs/*.json\n\n"
+        "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file"
+        % {"prog": _PROG},
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="JSON file to check")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default), json (a list of problems) or github (workflow annotations)",
+    )
+    parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
+    parser.set_defaults(run=_run_validate)
+
+
+class _FileResult(NamedTuple):
+    """What checking one file found: problems, or why it could not be read."""
+
+    file: str
+    problems: List[_schema.Problem]
+    failure: Optional[str] = None
+    line: Optional[int] = None
+    column: Optional[int] = None
+
+
+def _check_file(path: str) -> _FileResult:
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            document = json.load(handle)
+    except json.JSONDecodeError as error:
+        return _FileResult(
+            path,
+            [],
+            "is not valid JSON: %s at line %d, column %d" % (error.msg, error.lineno, error.colno),
+            error.lineno,
+            error.colno,
+        )
+    except UnicodeDecodeError as error:
+        return _FileResult(path, [], "is not UTF-8 text: %s" % error.reason)
+    except ValueError as error:  # e.g. an integer longer than Python accepts
+        return _FileResult(path, [], "is not valid JSON: %s" % error)
+    except OSError as error:
+        return _FileResult(path, [], "cannot be read: %s" % (error.strerror or error))
+    except RecursionError:
+        return _FileResult(path, [], "is nested too deeply to read")
+    problems = _schema.validate_config(document) + _secret_warnings(path, document)
+    problems.sort(key=lambda problem: problem.severity != "error")
+    return _FileResult(path, problems)
+
+
+def _secret_warnings(path: str, document: Any) -> List[_schema.Problem]:
+    """Warn about literal client secrets in a file that group or others can read."""
+    if os.name != "posix":
+        return []
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return []
+    if not mode & 0o077:
+        return []
+    return [
+        _schema.Problem(
+            json_path,
+            "holds a literal client secret in a file readable by group or others (mode %04o)" % mode,
+            'use "${ENV_NAME}" or OAUTH_CLIENT_SECRET_FILE instead, or run chmod 600 %s' % path,
+            "warning",
+        )
+        for json_path in _schema.literal_secret_paths(document)
+    ]
+
+
+def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    results = [_check_file(path) for path in args.files]
+    reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
+    reporter(results, out, err, args.strict)
+    if any(result.failure for result in results):
+        return EXIT_USAGE
+    failing = ("error", "warning") if args.strict else ("error",)
+    if any(problem.severity in failing for result in results for problem in result.problems):
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _report_failures(results: List[_FileResult], err: IO[str]) -> None:
+    for result in results:
+        if result.failure:
+            err.write("%s: error: %s %s\n" % (_PROG, result.file, result.failure))
+
+
+def _report_text(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+    _report_failures(results, err)
+    for result in results:
+        if result.failure:
+            continue
+        for problem in result.problems:
+            label = "warning: " if problem.severity == "warning" else ""
+            text = "%s::%s: %s%s" % (result.file, problem.json_path, label, problem.message)
+            out.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
+        if not any(p.severity == "error" or strict for p in result.problems):
+            out.write("%s: ok\n" % result.file)
+
+
+def _report_json(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+    _report_failures(results, err)
+    rows = [
+        {
+            "file": result.file,
+            "json_path": problem.json_path,
+            "message": problem.message,
+            "hint": problem.hint,
+            "severity": problem.severity,
+        }
+        for result in results
+        for problem in result.problems
+    ]
+    out.write(json.dumps(rows, indent=2) + "\n")
+
+
+def _report_github(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+    _report_failures(results, err)
+    for result in results:
+        if result.failure:
+            place = "file=%s" % _escape_property(result.file)
+            if result.line is not None:
+                place += ",line=%d,col=%d" % (result.line, result.column or 1)
+            out.write("::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure))))
+        for problem in result.problems:
+            level = "error" if problem.severity == "error" or strict else "warning"
+            out.write(
+                "::%s file=%s,title=%s::%s\n"
+                % (level, _escape_property(result.file), _PROG, _escape_data(str(problem)))
+            )
+
+
+def _escape_data(text: str) -> str:
+    """Escape a GitHub workflow command's message."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """Escape a GitHub workflow command's property value (file name)."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# --- schema ----------------------------------------------------------------------------
+
+
+def _cmd_schema(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "schema",
+        "Print a bundled JSON Schema, or its file path.",
+        "  %(prog)s schema --name gateway-config > gateway-config.schema.json\n"
+        "  check-jsonschema --schemafile \"$(%(prog)s schema --path)\" oauth_config.json" % {"prog": _PROG},
+    )
+    parser.add_argument(
+        "--name",
+        choices=_schema.SCHEMA_NAMES,
+        default="oauth-config",
+        help="which schema (default: oauth-config)",
+    )
+    parser.add_argument("--path", action="store_true", help="print the schema's file path instead")
+    parser.set_defaults(run=_run_schema)
+
+
+def _run_schema(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        if args.path:
+            out.write(_schema.schema_path(args.name) + "\n")
+        else:
+            out.write(json.dumps(_schema.load_schema(args.name), indent=2) + "\n")
+    except OSError as error:
+        err.write("%s: error: %s\n" % (_PROG, error))
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+#: The subcommands, in ``--help`` order. Add one function per new subcommand here.
+_COMMANDS: Tuple[Callable[[Any], None], ...] = (_cmd_validate, _cmd_schema)
