@@ -31,6 +31,8 @@ from .exceptions import (  # noqa: E402
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from .gateway import GatewayConfig, load_gateway_config  # noqa: E402
+from .injection import inject_token, is_remote_server  # noqa: E402
 from .manager import TokenManager  # noqa: E402
 from .schema import validate_config  # noqa: E402
 from .tokens import Token  # noqa: E402
@@ -38,6 +40,7 @@ from .tokens import Token  # noqa: E402
 __all__ = (
     "__version__",
     "ConfigError",
+    "GatewayConfig",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -56,7 +59,10 @@ __all__ = (
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "get_oauth_service",
+    "inject_token",
     "invalidate_server_oauth_token",
+    "is_remote_server",
+    "load_gateway_config",
     "refresh_server_oauth_token",
     "validate_config",
 )

@@ -289,5 +289,248 @@ def _run_schema(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
+# --- token and revoke ------------------------------------------------------------------
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server", metavar="SERVER", help="the server_name in the gateway file")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="gateway file (default: $OAUTH_GATEWAY_CONFIG or ~/.enkrypt/enkrypt_mcp_config.json)",
+    )
+    parser.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
+    parser.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name")
+
+
+def _cmd_token(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "token",
+        "Get a token for a server in the gateway file and show it masked.",
+        "  %(prog)s token oauth-api --config-name default_config\n"
+        '  curl -H "Authorization: Bearer $(%(prog)s token oauth-api --show)" https://api.example.com/\n\n'
+        "exit status: 0 token obtained, 1 the authorization server refused or failed, 2 usage or config error"
+        % {"prog": _PROG},
+    )
+    _add_server_arguments(parser)
+    parser.add_argument("--show", action="store_true", help="print the whole token, and only it (for scripts)")
+    parser.add_argument("--refresh", action="store_true", help="fetch a new token even when one is cached")
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="text (default) or json")
+    parser.set_defaults(run=_run_token)
+
+
+def _load_server(args: argparse.Namespace):
+    from .gateway import load_gateway_config
+
+    gateway = load_gateway_config(args.config)
+    config_id, _entry = gateway.find_server(args.server, config_id=args.config_id, config_name=args.config_name)
+    return config_id, gateway.oauth_config(args.server, config_id=config_id)
+
+
+def _with_token_errors(run: Callable[[argparse.Namespace, IO[str], IO[str]], int]):
+    """Turn library errors into one stderr line and an exit code (secrets never reach them)."""
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+        from .exceptions import ConfigError, OAuthGatewayError
+
+        try:
+            return run(args, out, err)
+        except ConfigError as error:
+            err.write("%s: error: %s\n" % (_PROG, error))
+            return EXIT_USAGE
+        except OAuthGatewayError as error:
+            err.write("%s: error: %s\n" % (_PROG, error))
+            return EXIT_INVALID
+
+    return wrapper
+
+
+@_with_token_errors
+def _run_token(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
+
+    from .manager import TokenManager
+
+    config_id, config = _load_server(args)
+    with TokenManager() as manager:
+        if args.refresh:
+            token = manager.refresh(args.server, config, config_id)
+        else:
+            token = manager.get_token(args.server, config, config_id)
+        remaining = token.expires_at - time.monotonic()
+    if args.show:
+        out.write(token.access_token + "\n")
+        return EXIT_OK
+    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + remaining))
+    if args.output == "json":
+        row = {
+            "server": args.server,
+            "config_id": config_id,
+            "token": token.masked(),
+            "token_type": token.token_type,
+            "expires_in": int(remaining),
+            "expires_at": expires,
+            "scopes": sorted(token.scopes),
+        }
+        out.write(json.dumps(row, indent=2) + "\n")
+        return EXIT_OK
+    out.write("server:     %s (config %s)\n" % (args.server, config_id))
+    out.write("token:      %s  (--show prints it)\n" % token.masked())
+    out.write("type:       %s\n" % token.token_type)
+    out.write("expires in: %ds (%s)\n" % (remaining, expires))
+    out.write("scopes:     %s\n" % (token.scope or "(none requested)"))
+    return EXIT_OK
+
+
+def _cmd_revoke(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "revoke",
+        "Revoke a token at the server's OAUTH_REVOCATION_URL (RFC 7009).",
+        "  %(prog)s token oauth-api --show | %(prog)s revoke oauth-api --token-stdin\n\n"
+        "The token is read from standard input, never from the command line, where `ps` would show it.\n"
+        "exit status: 0 revoked, 1 the server refused or nothing to revoke, 2 usage or config error" % {"prog": _PROG},
+    )
+    _add_server_arguments(parser)
+    parser.add_argument(
+        "--token-stdin", action="store_true", help="read the token to revoke from standard input (required)"
+    )
+    parser.add_argument(
+        "--token-type-hint",
+        choices=("access_token", "refresh_token", "none"),
+        default="access_token",
+        help="sent as token_type_hint (default access_token; none sends none)",
+    )
+    parser.set_defaults(run=_run_revoke)
+
+
+@_with_token_errors
+def _run_revoke(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .manager import TokenManager
+
+    if not args.token_stdin:
+        err.write(
+            "%s: error: give the token on standard input with --token-stdin, e.g. "
+            "`%s token %s --show | %s revoke %s --token-stdin`\n" % (_PROG, _PROG, args.server, _PROG, args.server)
+        )
+        return EXIT_USAGE
+    token = sys.stdin.readline().strip()
+    if not token:
+        err.write("%s: error: standard input held no token\n" % _PROG)
+        return EXIT_USAGE
+    config_id, config = _load_server(args)
+    hint = None if args.token_type_hint == "none" else args.token_type_hint
+    with TokenManager() as manager:
+        manager.revoke(args.server, config, config_id, token=token, token_type_hint=hint)
+    out.write("revoked the token for %s (config %s)\n" % (args.server, config_id))
+    return EXIT_OK
+
+
+# --- config add-server -----------------------------------------------------------------
+
+
+def _cmd_config(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "config",
+        "Change the gateway file.",
+        "  %(prog)s config add-server --config-name default_config --server-name oauth-api \\\n"
+        '      --server-command npx --args="-y,mcp-remote,https://api.example.com/mcp" --oauth-json oauth.json'
+        % {"prog": _PROG},
+    )
+    commands = parser.add_subparsers(
+        title="config commands",
+        metavar="COMMAND",
+        parser_class=functools.partial(_Parser, streams=parser._streams),  # type: ignore[attr-defined]
+    )
+    add = _add_command(
+        commands,
+        "add-server",
+        "Add a server entry to the gateway file (atomic write, mode 0600, previous file kept as .bak).",
+        "  %(prog)s config add-server --config-name default_config --server-name oauth-api \\\n"
+        '      --server-command npx --args="-y,mcp-remote,https://api.example.com/mcp" \\\n'
+        '      --description "OAuth-protected remote server" --oauth-json oauth.json' % {"prog": _PROG},
+    )
+    add.add_argument("--config", metavar="FILE", help="gateway file (default as for `token`)")
+    add.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name (default: default_config)")
+    add.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
+    add.add_argument("--server-name", required=True, metavar="NAME", help="the new server's name")
+    add.add_argument("--server-command", required=True, metavar="COMMAND", help="the program to launch")
+    add.add_argument("--args", default="", metavar="A,B,C", help="its arguments, comma-separated")
+    add.add_argument("--env", metavar="JSON", help='environment as a JSON object, e.g. \'{"KEY": "value"}\'')
+    add.add_argument("--description", default="", help="free text")
+    add.add_argument(
+        "--oauth-json", metavar="FILE", help="a JSON file holding the oauth_config block (checked before writing)"
+    )
+    add.set_defaults(run=_run_add_server)
+
+
+def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .exceptions import ConfigError
+    from .gateway import add_server
+
+    try:
+        env = json.loads(args.env) if args.env else None
+    except ValueError as error:
+        err.write("%s: error: --env is not a JSON object (%s)\n" % (_PROG, error))
+        return EXIT_USAGE
+    oauth_config = None
+    if args.oauth_json:
+        result = _check_file(args.oauth_json)
+        if result.failure:
+            err.write("%s: error: %s %s\n" % (_PROG, args.oauth_json, result.failure))
+            return EXIT_USAGE
+        with open(args.oauth_json, encoding="utf-8-sig") as handle:
+            oauth_config = json.load(handle)
+        oauth_config.pop("$schema", None) if isinstance(oauth_config, dict) else None
+    try:
+        config_id = add_server(
+            args.config,
+            config_name=args.config_name,
+            config_id=args.config_id,
+            server_name=args.server_name,
+            command=args.server_command,
+            args=[part for part in args.args.split(",") if part] if args.args else [],
+            env=env,
+            description=args.description,
+            oauth_config=oauth_config,
+        )
+    except ConfigError as error:
+        err.write("%s: error: %s\n" % (_PROG, error))
+        return EXIT_INVALID
+    out.write("added server %r to config %s\n" % (args.server_name, config_id))
+    return EXIT_OK
+
+
+# --- demo ------------------------------------------------------------------------------
+
+
+def _cmd_demo(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "demo",
+        "Walk through validation, tokens, caching, refresh, injection, revocation and metrics "
+        "against an authorization server started on 127.0.0.1.",
+        "  %(prog)s demo" % {"prog": _PROG},
+    )
+    parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS", help="pause between steps")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from ._demo import run_demo
+
+    return run_demo(out, step_delay=max(0.0, args.pause))
+
+
 #: The subcommands, in ``--help`` order. Add one function per new subcommand here.
-_COMMANDS: Tuple[Callable[[Any], None], ...] = (_cmd_validate, _cmd_schema)
+_COMMANDS: Tuple[Callable[[Any], None], ...] = (
+    _cmd_validate,
+    _cmd_schema,
+    _cmd_token,
+    _cmd_revoke,
+    _cmd_config,
+    _cmd_demo,
+)
