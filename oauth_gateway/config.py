@@ -19,6 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from . import schema as _schema
+from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,6 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = frozenset(["OAUTH_CLIENT_SECRET"])
 
 
-def _join(path: str, key: str) -> str:
-    """Append an object key to a JSON path, as schema.py writes paths."""
-    if re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", key):
-        return "%s.%s" % (path, key)
-    return "%s[%s]" % (path, json.dumps(key))
-
-
-def _describe(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number"
-    )
 
 
 def _resolve(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:

@@ -26,7 +26,6 @@ import difflib
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 import uuid
@@ -34,6 +33,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from . import schema as _schema
 from .config import OAuthConfig
+from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -558,19 +558,6 @@ def _warn_if_exposed(path: str) -> None:
         )
 
 
-def _join(path: str, key: str) -> str:
-    """Append an object key to a JSON path as schema.py writes it: ``.key`` or ``['odd-key']``."""
-    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", key):
-        return "%s.%s" % (path, key)
-    return "%s['%s']" % (path, key.replace("\\", "\\\\").replace("'", "\\'"))
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a %s" % type(value).__name__)
 
 
 def _listing(names: Iterable[Any]) -> str:

@@ -25,6 +25,7 @@ import re
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 from .tokens import Token
 
@@ -148,20 +149,6 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
     config["env"] = env
     return entry
 
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a %s" % type(value).__name__)
-
-
-def _join(path: str, key: str) -> str:
-    """Append an object key to a JSON path as schema.py writes it: ``.key`` or ``['odd-key']``."""
-    if re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", key):
-        return "%s.%s" % (path, key)
-    return "%s['%s']" % (path, key.replace("\\", "\\\\").replace("'", "\\'"))
 
 
 def _check_entry(entry: Any, json_path: str) -> Tuple[str, List[str], Dict[str, str]]:

@@ -24,7 +24,8 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from oauth_gateway.exceptions import ConfigError
+from ._jsonpath import format_path
+from .exceptions import ConfigError
 
 #: Names accepted by :func:`schema_path` and :func:`load_schema`.
 SCHEMA_NAMES = ("oauth-config", "gateway-config")
@@ -40,7 +41,6 @@ _RESOLVER_BASE = "file:///oauth-gateway/schemas/"
 _DEFAULT_PRIORITY = {"type": 100, "required": 90, "additionalProperties": 90}
 _OTHER_PRIORITY = 50
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _ENV_REFERENCE = re.compile(r"\$\{[^}]*\}")
 _SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "APIKEY", "API_KEY", "CREDENTIAL")
 # Containers whose values may be credentials whatever the key (headers, form fields, env).
@@ -229,7 +229,7 @@ def literal_secret_paths(document: Any) -> List[str]:
                     pending.append((value, segments + (key,)))
         elif isinstance(node, list):
             pending.extend((value, segments + (index,)) for index, value in enumerate(node))
-    return [_format_path("$", segments) for segments in sorted(found, key=_sort_key)]
+    return [format_path("$", segments) for segments in sorted(found, key=_sort_key)]
 
 
 # --- turning jsonschema errors into problems -----------------------------------------
@@ -269,14 +269,14 @@ def _problems_from_error(error: Any, root: str) -> List[Tuple[Tuple[Any, ...], i
                 own = schema.get("properties", {}).get(key, {})
                 message = _annotation(schema, "x-message", keyword) or "is required"
                 hint = _annotation(own, "x-hint", keyword) or _annotation(schema, "x-hint", keyword)
-                results.append((where, priority, Problem(_format_path(root, where), message, hint)))
+                results.append((where, priority, Problem(format_path(root, where), message, hint)))
         return results
 
     at = schema.get("x-at")
     if isinstance(at, str):
         segments = segments + (at,)
     message, hint = _describe(error, keyword, schema, segments)
-    return [(segments, priority, Problem(_format_path(root, segments), message, hint))]
+    return [(segments, priority, Problem(format_path(root, segments), message, hint))]
 
 
 def _describe(error: Any, keyword: Any, schema: Dict[str, Any], segments: Tuple[Any, ...]) -> Tuple[str, Optional[str]]:
@@ -352,7 +352,7 @@ def _unknown_key(root: str, where: Tuple[Any, ...], key: Any, schema: Dict[str, 
         hint = "did you mean %s?" % _quote(by_upper[guesses[0]])
     else:
         hint = "remove it; `oauth-gateway schema` lists the accepted keys"
-    return Problem(_format_path(root, where), "unknown key %s" % _quote(text), hint)
+    return Problem(format_path(root, where), "unknown key %s" % _quote(text), hint)
 
 
 def _extra_keys(instance: Any, schema: Dict[str, Any]) -> List[Any]:
@@ -463,20 +463,6 @@ def _join(words: List[str]) -> str:
 
 
 # --- JSON paths ------------------------------------------------------------------------
-
-
-def _format_path(root: str, segments: Iterable[Any]) -> str:
-    """Return ``root`` followed by ``.key``, ``[index]`` or ``['odd key']`` per segment."""
-    parts = [root]
-    for segment in segments:
-        if isinstance(segment, int) and not isinstance(segment, bool):
-            parts.append("[%d]" % segment)
-        elif isinstance(segment, str) and _IDENTIFIER.match(segment):
-            parts.append("." + segment)
-        else:
-            escaped = str(segment).replace("\\", "\\\\").replace("'", "\\'")
-            parts.append("['%s']" % escaped)
-    return "".join(parts)
 
 
 def _sort_key(segments: Iterable[Any]) -> Tuple[Tuple[int, Any], ...]:

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oauth_gateway as og
-from oauth_gateway import config as config_module
 from oauth_gateway.schema import load_schema
 
 BASE = {
