@@ -325,7 +325,7 @@ def _load_server(args: argparse.Namespace):
 
     gateway = load_gateway_config(args.config)
     config_id, _entry = gateway.find_server(args.server, config_id=args.config_id, config_name=args.config_name)
-    return config_id, gateway.oauth_config(args.server, config_id=config_id)
+    return gateway, config_id, gateway.oauth_config(args.server, config_id=config_id)
 
 
 def _with_token_errors(run: Callable[[argparse.Namespace, IO[str], IO[str]], int]):
@@ -353,8 +353,8 @@ def _run_token(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     from .manager import TokenManager
 
-    config_id, config = _load_server(args)
-    with TokenManager() as manager:
+    gateway, config_id, config = _load_server(args)
+    with TokenManager(cache=gateway.token_cache()) as manager:
         if args.refresh:
             token = manager.refresh(args.server, config, config_id)
         else:
@@ -420,9 +420,9 @@ def _run_revoke(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not token:
         err.write("%s: error: standard input held no token\n" % _PROG)
         return EXIT_USAGE
-    config_id, config = _load_server(args)
+    gateway, config_id, config = _load_server(args)
     hint = None if args.token_type_hint == "none" else args.token_type_hint
-    with TokenManager() as manager:
+    with TokenManager(cache=gateway.token_cache()) as manager:
         manager.revoke(args.server, config, config_id, token=token, token_type_hint=hint)
     out.write("revoked the token for %s (config %s)\n" % (args.server, config_id))
     return EXIT_OK

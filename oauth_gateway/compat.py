@@ -14,6 +14,8 @@ Errors come back as their message (never a secret); new code should prefer
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -23,6 +25,8 @@ from .manager import TokenManager
 from .tokens import Token
 
 ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
+
+log = logging.getLogger("oauth_gateway")
 
 _default_lock = threading.Lock()
 _default_service: Optional["OAuthService"] = None
@@ -50,7 +54,7 @@ class OAuthService:
     """
 
     def __init__(self, manager: Optional[TokenManager] = None):
-        self.manager = manager if manager is not None else TokenManager()
+        self.manager = manager if manager is not None else TokenManager(cache=_default_cache())
 
     def get_access_token(
         self, server_name: str, oauth_config: ConfigLike, config_id: str = "default"
@@ -87,6 +91,28 @@ class OAuthService:
 
     def __repr__(self) -> str:
         return "OAuthService(%r)" % (self.manager,)
+
+
+def _default_cache():
+    """The cache the environment or the gateway file asks for; memory when neither says.
+
+    A gateway file that is missing or broken does not stop the service: it falls back
+    to the memory cache (with a warning for a broken file), which never writes a token
+    anywhere.
+    """
+    from .cache import CACHE_ENV, cache_from_settings
+    from .exceptions import ConfigError
+    from .gateway import _resolve_path, load_gateway_config
+
+    path, _ = _resolve_path(None)
+    if os.environ.get(CACHE_ENV, "").strip() or not os.path.exists(path):
+        return cache_from_settings()
+    try:
+        gateway = load_gateway_config(path)
+    except ConfigError as exc:
+        log.warning("Using the memory token cache: the gateway file could not be loaded (%s)", exc)
+        return cache_from_settings()
+    return gateway.token_cache()
 
 
 def get_oauth_service() -> OAuthService:

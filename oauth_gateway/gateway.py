@@ -128,6 +128,23 @@ class GatewayConfig:
         servers = sum(1 for _ in self._iter_entries())
         return "GatewayConfig(path=%r, configs=%d, servers=%d)" % (self._path, len(self._configs()), servers)
 
+    def token_cache(self, environ: Optional[Mapping[str, str]] = None):
+        """Build the token cache this file asks for (``common_mcp_gateway_config.oauth_token_cache``).
+
+        ``$OAUTH_GATEWAY_TOKEN_CACHE`` wins over the file; see
+        :func:`oauth_gateway.cache.cache_from_settings`.
+
+        Raises:
+            ConfigError: an unknown value or a missing optional package.
+        """
+        from .cache import CACHE_SETTING, ENCRYPTION_KEY_SETTING, cache_from_settings
+
+        common = self._data.get("common_mcp_gateway_config")
+        common = common if isinstance(common, dict) else {}
+        return cache_from_settings(
+            common.get(CACHE_SETTING), encryption_key=common.get(ENCRYPTION_KEY_SETTING), environ=environ
+        )
+
     def iter_servers(self) -> Iterator[Tuple[str, Dict[str, Any]]]:
         """Yield ``(config_id, server_entry)`` for every server, in file order.
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse
@@ -55,6 +57,12 @@ class TokenManager:
     A cache hit reads one dict and the clock: no lock, no I/O. A miss makes exactly
     one token request per key, however many threads ask; the others wait for that
     request's token or its error. Different keys fetch in parallel.
+
+    With a cache shared by processes (file, Redis), a local miss first reads the
+    shared store, then takes the store's per-key lock, reads again and only then
+    fetches, so many processes make one request per key too. When the shared store
+    fails, the manager logs a warning, counts ``cache_errors`` and fetches directly;
+    it uses the store again as soon as it answers.
 
     Args:
         cache: where tokens are kept; a :class:`~oauth_gateway.cache.MemoryTokenCache` by default.
@@ -127,7 +135,10 @@ class TokenManager:
         key = (server_name, config_id)
         with self._lock:
             self._failures.pop(key, None)
-        self._cache.evict(key)
+        try:
+            self._cache.evict(key)
+        except Exception as exc:  # a shared store that is down; local memory is cleared first
+            self._cache_error(server_name, "evict", exc)
         log.debug("Token invalidated for %s (config: %s)", server_name, config_id)
 
     def _acquire(self, server_name: str, config: OAuthConfig, config_id: str, force: bool) -> Token:
@@ -193,25 +204,96 @@ class TokenManager:
         force: bool,
     ) -> Token:
         """Fetch as the one thread responsible for ``key``; no manager lock is held here."""
-        with self._cache.lock(key):
-            if not force:
-                # Another process sharing the store may have fetched while we waited.
-                shared = self._cache.load(key)
-                if shared is not None and shared.fingerprint == config.fingerprint:
-                    if self._clock() < shared.refresh_at:
-                        return shared.token
+        if not force:
+            # Another process sharing the store may have fetched already: no lock needed to see it.
+            shared = self._load_shared(key, server_name, config)
+            if shared is not None:
+                return shared.token
+        with self._shared_lock(key, server_name) as waited:
+            if waited and not force:
+                # Another process may have fetched while we waited for the lock.
+                shared = self._load_shared(key, server_name, config)
+                if shared is not None:
+                    return shared.token
             try:
                 token = self._fetch(server_name, config)
             except OAuthGatewayError as exc:
                 return self._after_failure(key, server_name, config, usable, exc)
             hits = self._metrics.hit_counter(key)
-            self._cache.store(key, CacheEntry(config.fingerprint, token, hits, token.refresh_at))
+            self._store(key, server_name, CacheEntry(config.fingerprint, token, hits, token.refresh_at))
         with self._lock:
             self._failures.pop(key, None)
         if usable is not None:
             self._metrics.add(server_name, "token_refreshes")
         log.debug("Token cached for %s (config: %s)", server_name, config_id)
         return token
+
+    # -- the cache's shared store: failures there never fail a caller ---------
+
+    def _load_shared(self, key: Key, server_name: str, config: OAuthConfig) -> Optional[CacheEntry]:
+        """Return a fresh entry of the backing store for ``key`` (kept locally), or None."""
+        try:
+            shared = self._cache.load(key)
+        except Exception as exc:
+            self._cache_error(server_name, "read", exc)
+            return None
+        if shared is None or shared.fingerprint != config.fingerprint or not self._clock() < shared.refresh_at:
+            return None
+        if shared is not self._peek(key):
+            # Read from the shared store: keep it locally, with this manager's hit counter.
+            shared = shared._replace(hits=self._metrics.hit_counter(key))
+            self._cache.remember(key, shared)
+            log.debug("Token for %s (config: %s) read from the shared cache", server_name, key[1])
+        return shared
+
+    def _store(self, key: Key, server_name: str, entry: CacheEntry) -> None:
+        try:
+            self._cache.store(key, entry)
+        except Exception as exc:  # shared caches keep the entry locally before writing the store
+            self._cache_error(server_name, "write", exc)
+
+    @contextlib.contextmanager
+    def _shared_lock(self, key: Key, server_name: str) -> Iterator[bool]:
+        """Hold the cache's cross-process lock of ``key``, or go on without it when that fails.
+
+        Yields:
+            True when another process's fetch may have finished meanwhile: the lock
+            was taken, or waiting for it timed out. False when the store failed.
+        """
+        held = self._cache.lock(key)
+        try:
+            held.__enter__()
+        except Exception as exc:  # the store is down, or the holder took too long: fetch anyway
+            self._cache_error(server_name, "lock", exc)
+            yield isinstance(exc, TimeoutError)
+            return
+        try:
+            yield True
+        except BaseException:
+            try:
+                suppressed = held.__exit__(*sys.exc_info())
+            except Exception as exc:
+                self._cache_error(server_name, "unlock", exc)
+                suppressed = False
+            if not suppressed:
+                raise
+        else:
+            try:
+                held.__exit__(None, None, None)
+            except Exception as exc:
+                self._cache_error(server_name, "unlock", exc)
+
+    def _cache_error(self, server_name: str, operation: str, exc: BaseException) -> None:
+        self._metrics.add(server_name, "cache_errors")
+        log.warning(
+            "Token cache %s failed for %s (%s: %s); going on without the shared cache",
+            operation,
+            server_name,
+            type(exc).__name__,
+            exc,
+        )
+
+    # -- fetching --------------------------------------------------------------
 
     def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
         sent_at = self._clock()  # expiry counts from when the request left, not when it was parsed
@@ -271,7 +353,7 @@ class TokenManager:
             # Serve the old token; try again after a short, growing wait, never past its expiry.
             wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
             retry_at = min(now + wait, usable.token.expires_at)
-            self._cache.store(key, usable._replace(refresh_at=retry_at))
+            self._store(key, server_name, usable._replace(refresh_at=retry_at))
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
             log.warning(
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
@@ -324,6 +406,11 @@ class TokenManager:
         key = (server_name, config_id)
         if token is None:
             entry = self._peek(key)
+            if entry is None:
+                try:  # a token fetched by another process sharing the store
+                    entry = self._cache.load(key)
+                except Exception as exc:
+                    self._cache_error(server_name, "read", exc)
             token = entry.token.access_token if entry is not None else None
         self.invalidate(server_name, config_id)
         if token is None:
@@ -339,7 +426,11 @@ class TokenManager:
         return True
 
     def get_metrics(self) -> Dict[str, Any]:
-        """Return the counters: the seed gateway's names, extras, and a ``servers`` breakdown."""
+        """Return the counters: the seed gateway's names, extras, and a ``servers`` breakdown.
+
+        ``cache_errors`` counts the failed reads, writes and locks of a shared cache
+        (each one was followed by a direct fetch or a local-only store).
+        """
         now = self._clock()
         active = 0
         for key in self._cache.keys():

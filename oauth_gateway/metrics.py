@@ -22,6 +22,7 @@ COUNTERS = (
     "token_fail_fast",
     "token_revocations",
     "token_revocation_failures",
+    "cache_errors",
 )
 
 

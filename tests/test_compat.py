@@ -67,3 +67,28 @@ def test_errors_come_back_as_messages(monkeypatch, auth_server, make_block):
         "oauth-api", "tok", make_block(auth_server, OAUTH_REVOCATION_URL="")
     )
     assert success is False and "OAUTH_REVOCATION_URL" in error
+
+
+def test_the_default_service_uses_the_cache_the_gateway_file_names(monkeypatch, tmp_path):
+    from oauth_gateway.contrib.file_cache import FileTokenCache
+
+    path = tmp_path / "enkrypt_mcp_config.json"
+    path.write_text('{"common_mcp_gateway_config": {"oauth_token_cache": "file:%s"}, "mcp_configs": {}}' % (tmp_path / "c"))
+    monkeypatch.setenv("OAUTH_GATEWAY_CONFIG", str(path))
+    monkeypatch.delenv("OAUTH_GATEWAY_TOKEN_CACHE", raising=False)
+    monkeypatch.setattr(compat, "_default_service", None)
+    assert isinstance(og.get_oauth_service().manager._cache, FileTokenCache)
+
+    monkeypatch.setenv("OAUTH_GATEWAY_TOKEN_CACHE", "memory")
+    monkeypatch.setattr(compat, "_default_service", None)
+    assert isinstance(og.get_oauth_service().manager._cache, og.MemoryTokenCache)
+
+
+def test_a_broken_gateway_file_falls_back_to_memory_with_a_warning(monkeypatch, tmp_path, caplog):
+    path = tmp_path / "enkrypt_mcp_config.json"
+    path.write_text("{not json")
+    monkeypatch.setenv("OAUTH_GATEWAY_CONFIG", str(path))
+    monkeypatch.delenv("OAUTH_GATEWAY_TOKEN_CACHE", raising=False)
+    monkeypatch.setattr(compat, "_default_service", None)
+    assert isinstance(og.get_oauth_service().manager._cache, og.MemoryTokenCache)
+    assert "could not be loaded" in caplog.text

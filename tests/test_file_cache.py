@@ -1,0 +1,390 @@
+"""FileTokenCache and cache_from_settings: files, locks, corruption, clocks, encryption, settings.
+
+Two managers with two caches on one directory stand for two processes here (each has
+its own local memory layer); tests/test_many_workers.py runs real processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import stat
+import sys
+import time
+import warnings
+
+import pytest
+
+import oauth_gateway as og
+from oauth_gateway import cache as cache_module
+from oauth_gateway.cache import CacheEntry, MemoryTokenCache, cache_from_settings
+from oauth_gateway.contrib import file_cache
+from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
+from servers import FakeClock, RecordingSleep
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*no longer supported.*")
+    from cryptography.fernet import Fernet
+
+#: A wall clock (epoch seconds) that tests move by hand.
+EPOCH = 1700000000.0
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "tokens")
+
+
+@pytest.fixture
+def config(auth_server, make_block):
+    return og.OAuthConfig.from_dict(make_block(auth_server))
+
+
+def _token_files(directory):
+    return sorted(name for name in os.listdir(directory) if name.endswith(".token"))
+
+
+def _manager(directory, clock=None, wall=None, **options):
+    cache = FileTokenCache(directory, clock=clock, wall_clock=wall, **options)
+    return og.TokenManager(cache=cache, clock=clock) if clock is not None else og.TokenManager(cache=cache)
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+def test_a_second_process_reads_the_token_from_the_file(cache_dir, config, auth_server):
+    first = _manager(cache_dir).get_token("oauth-api", config)
+    other = _manager(cache_dir)
+    second = other.get_token("oauth-api", config)
+    assert auth_server.count() == 1
+    assert second.access_token == first.access_token
+    assert second.scopes == first.scopes and second.token_type == "Bearer"
+    # The entry read from the file is now served from local memory, counted as a hit.
+    assert other.get_token("oauth-api", config) is second
+    assert other.get_metrics()["token_cache_hits"] == 1
+
+
+def test_files_are_private_and_named_by_a_hash(cache_dir, config):
+    _manager(cache_dir).get_token("oauth-api", config)
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+    names = os.listdir(cache_dir)
+    assert len(_token_files(cache_dir)) == 1
+    for name in names:
+        assert "oauth-api" not in name
+        assert stat.S_IMODE(os.stat(os.path.join(cache_dir, name)).st_mode) == 0o600
+
+
+def test_an_edited_config_does_not_get_the_stored_token(cache_dir, auth_server, make_block):
+    _manager(cache_dir).get_token("oauth-api", og.OAuthConfig.from_dict(make_block(auth_server)))
+    edited = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_SCOPE="read"))
+    _manager(cache_dir).get_token("oauth-api", edited)
+    assert auth_server.count() == 2
+
+
+def test_keys_are_separate(cache_dir, config, auth_server):
+    manager = _manager(cache_dir)
+    a = manager.get_token("oauth-api", config, config_id="one")
+    b = manager.get_token("oauth-api", config, config_id="two")
+    assert a.access_token != b.access_token
+    assert len(_token_files(cache_dir)) == 2
+
+
+def test_invalidate_removes_the_file(cache_dir, config, auth_server):
+    manager = _manager(cache_dir)
+    manager.get_token("oauth-api", config)
+    manager.invalidate("oauth-api")
+    assert _token_files(cache_dir) == []
+    _manager(cache_dir).get_token("oauth-api", config)
+    assert auth_server.count() == 2
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def test_times_are_carried_across_monotonic_clocks_as_wall_clock(cache_dir, config, auth_server):
+    clock_a, clock_b = FakeClock(1000.0), FakeClock(50.0)
+    wall = FakeClock(EPOCH)
+    token_a = _manager(cache_dir, clock_a, wall).get_token("oauth-api", config)
+    assert token_a.expires_at == pytest.approx(1000.0 + 3600)
+    wall.advance(10)
+    clock_b.advance(10)
+    manager_b = _manager(cache_dir, clock_b, wall)
+    token_b = manager_b.get_token("oauth-api", config)
+    assert auth_server.count() == 1
+    # 10 s later on another clock: 3590 s left, on B's clock.
+    assert token_b.expires_at == pytest.approx(60.0 + 3590, abs=1e-3)
+    assert token_b.issued_at == pytest.approx(60.0 - 10, abs=1e-3)
+    assert token_b.refresh_at == pytest.approx(token_b.expires_at - 300, abs=1e-3)
+
+
+def test_an_entry_past_its_refresh_time_is_fetched_again(cache_dir, config, auth_server):
+    clock, wall = FakeClock(1000.0), FakeClock(EPOCH)
+    _manager(cache_dir, clock, wall).get_token("oauth-api", config)
+    wall.advance(3600 - 300)  # another process, starting when the token should be refreshed
+    _manager(cache_dir, FakeClock(5.0), wall).get_token("oauth-api", config)
+    assert auth_server.count() == 2
+
+
+def test_an_expired_entry_is_a_miss(cache_dir, config):
+    clock, wall = FakeClock(1000.0), FakeClock(EPOCH)
+    _manager(cache_dir, clock, wall).get_token("oauth-api", config)
+    wall.advance(3600)
+    later = FileTokenCache(cache_dir, clock=FakeClock(1.0), wall_clock=wall)
+    assert later.load(("oauth-api", "default")) is None
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+def _only_token_file(directory):
+    (name,) = _token_files(directory)
+    return os.path.join(directory, name)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated", "empty", "garbage", "wrong_format", "wrong_key", "missing_field"],
+)
+def test_a_damaged_file_is_ignored_and_replaced(cache_dir, config, auth_server, damage, caplog):
+    manager = _manager(cache_dir)
+    first = manager.get_token("oauth-api", config)
+    path = _only_token_file(cache_dir)
+    with open(path, "rb") as handle:
+        good = handle.read()
+    document = json.loads(good)
+    if damage == "truncated":
+        data = good[: len(good) // 2]
+    elif damage == "empty":
+        data = b""
+    elif damage == "garbage":
+        data = os.urandom(64)
+    elif damage == "wrong_format":
+        data = json.dumps(dict(document, v=99)).encode()
+    elif damage == "wrong_key":
+        data = json.dumps(dict(document, key=["other-api", "default"])).encode()
+    else:
+        data = json.dumps({k: v for k, v in document.items() if k != "expires_at"}).encode()
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        again = _manager(cache_dir).get_token("oauth-api", config)
+    assert auth_server.count() == 2
+    assert again.access_token != first.access_token
+    assert any("Ignoring the file cache entry for oauth-api" in r.getMessage() for r in caplog.records)
+    # Replaced by a good entry that a third process reads without a request.
+    assert _manager(cache_dir).get_token("oauth-api", config).access_token == again.access_token
+    assert auth_server.count() == 2
+
+
+def test_a_store_that_fails_falls_back_to_fetching_and_counts_it(cache_dir, config, auth_server, caplog):
+    cache = FileTokenCache(cache_dir)
+    # A directory where the token file should be: reading and replacing it both fail.
+    os.mkdir(os.path.join(cache_dir, cache_module._key_digest(("oauth-api", "default")) + ".token"))
+    manager = og.TokenManager(cache=cache)
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        token = manager.get_token("oauth-api", config)
+        assert manager.get_token("oauth-api", config) is token  # kept in local memory anyway
+    assert auth_server.count() == 1
+    metrics = manager.get_metrics()
+    assert metrics["cache_errors"] == 3  # read before the lock, read under it, write
+    assert metrics["servers"]["oauth-api"]["cache_errors"] == 3
+    assert metrics["token_acquisitions_total"] == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Token cache write failed for oauth-api (IsADirectoryError") for m in messages)
+    assert not any(token.access_token in m for m in messages)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def test_the_lock_waits_a_bounded_time(cache_dir):
+    clock = FakeClock()
+    sleeps = RecordingSleep(clock)
+    holder = FileTokenCache(cache_dir)
+    waiter = FileTokenCache(cache_dir, wait_timeout=2.0, clock=clock, sleep=sleeps)
+    key = ("oauth-api", "default")
+    with holder.lock(key):
+        with pytest.raises(TimeoutError) as caught:
+            with waiter.lock(key):
+                pass  # pragma: no cover - never entered
+    assert "file lock of oauth-api (config: default)" in str(caught.value)
+    assert sleeps.total == pytest.approx(2.0)
+    assert sleeps.calls[0] == pytest.approx(0.005) and max(sleeps.calls) <= 0.1
+    with waiter.lock(key):  # released by the holder: taken at once
+        pass
+
+
+def test_a_manager_fetches_anyway_when_the_lock_is_held_too_long(cache_dir, config, auth_server):
+    clock = FakeClock()
+    holder = FileTokenCache(cache_dir)
+    manager = og.TokenManager(
+        cache=FileTokenCache(cache_dir, wait_timeout=1.0, clock=clock, sleep=RecordingSleep(clock)), clock=clock
+    )
+    with holder.lock(("oauth-api", "default")):
+        token = manager.get_token("oauth-api", config)
+    assert token.access_token and auth_server.count() == 1
+    assert manager.get_metrics()["cache_errors"] == 1
+
+
+def test_after_a_lock_timeout_the_file_is_read_again(cache_dir, config, auth_server):
+    clock = FakeClock()
+    key = ("oauth-api", "default")
+    writer = FileTokenCache(cache_dir)
+    planted = og.Token("planted-token-0123456789", expires_in=3600, issued_at=time.monotonic())
+
+    class HolderFinishesWhileWeWait(RecordingSleep):
+        def __call__(self, seconds):
+            super().__call__(seconds)
+            if len(self.calls) == 1:
+                writer.store(key, CacheEntry(config.fingerprint, planted, itertools.count(), planted.refresh_at))
+
+    waiter = FileTokenCache(cache_dir, wait_timeout=1.0, clock=clock, sleep=HolderFinishesWhileWeWait(clock))
+    manager = og.TokenManager(cache=waiter, clock=clock)
+    with FileTokenCache(cache_dir).lock(key):
+        token = manager.get_token("oauth-api", config)
+    assert token.access_token == planted.access_token
+    assert auth_server.count() == 0
+    assert manager.get_metrics()["cache_errors"] == 1  # the lock timeout
+
+
+def test_lock_files_are_closed_after_use(cache_dir):
+    cache = FileTokenCache(cache_dir)
+    with cache.lock(("oauth-api", "default")):
+        assert len(cache._open_locks) == 1
+    assert cache._open_locks == set()
+
+
+# --------------------------------------------------------------------------- encryption
+
+
+def test_an_encrypted_file_holds_no_token(cache_dir, config, auth_server):
+    key = Fernet.generate_key().decode()
+    token = _manager(cache_dir, encryption_key=key).get_token("oauth-api", config)
+    with open(_only_token_file(cache_dir), "rb") as handle:
+        raw = handle.read()
+    assert token.access_token.encode() not in raw and b"access_token" not in raw
+    assert _manager(cache_dir, encryption_key=key).get_token("oauth-api", config).access_token == token.access_token
+    assert auth_server.count() == 1
+
+
+def test_a_rotated_key_still_reads_old_entries_and_a_wrong_key_refetches(cache_dir, config, auth_server):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = _manager(cache_dir, encryption_key=old).get_token("oauth-api", config)
+    rotated = _manager(cache_dir, encryption_key="%s,%s" % (new, old)).get_token("oauth-api", config)
+    assert rotated.access_token == token.access_token and auth_server.count() == 1
+    _manager(cache_dir, encryption_key=Fernet.generate_key().decode()).get_token("oauth-api", config)
+    assert auth_server.count() == 2
+
+
+def test_a_malformed_encryption_key_is_a_config_error_that_hides_it(cache_dir):
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings("file:" + cache_dir, encryption_key="not-a-key-but-a-secret", environ={})
+    message = str(caught.value)
+    assert message.startswith("$.common_mcp_gateway_config.oauth_token_cache_encryption_key: is not a Fernet key")
+    assert "Fernet.generate_key()" in message
+    assert "not-a-key-but-a-secret" not in message
+
+
+# --------------------------------------------------------------------------- the directory
+
+
+def test_the_default_directory_follows_xdg(tmp_path):
+    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "oauth-gateway")
+    home_default = os.path.join(os.path.expanduser("~"), ".cache", "oauth-gateway")
+    assert default_cache_dir({"XDG_CACHE_HOME": "relative/dir"}) == home_default
+    assert default_cache_dir({}) == home_default
+
+
+def test_the_default_directory_is_created_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = FileTokenCache()
+    assert cache.path == str(tmp_path / "oauth-gateway")
+    assert stat.S_IMODE(os.stat(cache.path).st_mode) == 0o700
+
+
+def test_a_directory_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o777)
+    with pytest.raises(og.ConfigError) as caught:
+        FileTokenCache(str(shared))
+    assert "is writable by group or others (mode 777)" in str(caught.value)
+    assert "chmod 700" in str(caught.value)
+
+
+def test_without_fcntl_the_error_says_what_to_use(monkeypatch, cache_dir):
+    monkeypatch.setattr(file_cache, "fcntl", None)
+    with pytest.raises(og.ConfigError) as caught:
+        FileTokenCache(cache_dir)
+    assert "needs fcntl.flock" in str(caught.value)
+    assert "use the memory cache, or Redis" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- cache_from_settings
+
+
+def test_settings_default_to_memory():
+    assert type(cache_from_settings(environ={})) is MemoryTokenCache
+    assert type(cache_from_settings("", environ={})) is MemoryTokenCache
+    assert type(cache_from_settings("Memory", environ={})) is MemoryTokenCache
+
+
+def test_settings_file_and_file_with_a_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    default = cache_from_settings("file", environ={})
+    assert isinstance(default, FileTokenCache) and default.path == str(tmp_path / "xdg" / "oauth-gateway")
+    explicit = cache_from_settings("file:" + str(tmp_path / "a"), environ={})
+    assert explicit.path == str(tmp_path / "a")
+    url_form = cache_from_settings("file://" + str(tmp_path / "b"), environ={})
+    assert url_form.path == str(tmp_path / "b")
+
+
+def test_the_environment_wins_over_the_file(tmp_path):
+    environ = {"OAUTH_GATEWAY_TOKEN_CACHE": "file:" + str(tmp_path / "env")}
+    chosen = cache_from_settings("memory", environ=environ)
+    assert isinstance(chosen, FileTokenCache) and chosen.path == str(tmp_path / "env")
+    assert type(cache_from_settings("file", environ={"OAUTH_GATEWAY_TOKEN_CACHE": "memory"})) is MemoryTokenCache
+
+
+def test_settings_resolve_env_references(tmp_path):
+    key = Fernet.generate_key().decode()
+    environ = {"CACHE_DIR": str(tmp_path / "ref"), "CACHE_KEY": key}
+    chosen = cache_from_settings("file:${CACHE_DIR}", encryption_key="${CACHE_KEY}", environ=environ)
+    assert chosen.path == str(tmp_path / "ref") and chosen.encrypted
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings("file", encryption_key="${MISSING_KEY}", environ={})
+    assert "MISSING_KEY, which is not set" in str(caught.value)
+    assert str(caught.value).startswith("$.common_mcp_gateway_config.oauth_token_cache_encryption_key")
+
+
+def test_an_unknown_value_names_the_setting_and_the_choices():
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings("memcached://cache:11211", environ={})
+    assert str(caught.value) == (
+        "$.common_mcp_gateway_config.oauth_token_cache: unknown token cache 'memcached://cache:11211'; "
+        "use memory, file, file:/path/to/dir or redis://host:6379/0 (rediss://, unix:// too)"
+    )
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings(environ={"OAUTH_GATEWAY_TOKEN_CACHE": "disk"})
+    assert str(caught.value).startswith("OAUTH_GATEWAY_TOKEN_CACHE: unknown token cache 'disk'")
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings(42, environ={})  # type: ignore[arg-type]
+    assert "must be a string, got int" in str(caught.value)
+
+
+def test_a_key_with_the_memory_cache_is_ignored_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        chosen = cache_from_settings("memory", encryption_key=Fernet.generate_key().decode(), environ={})
+    assert type(chosen) is MemoryTokenCache
+    assert any("oauth_token_cache_encryption_key is ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_encryption_without_cryptography_names_the_extra(monkeypatch, cache_dir):
+    monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
+    with pytest.raises(og.ConfigError) as caught:
+        cache_from_settings("file:" + cache_dir, encryption_key="x" * 44, environ={})
+    assert "needs the cryptography package" in str(caught.value)
+    assert "pip install 'oauth-gateway[redis-encrypted]'" in str(caught.value)
