@@ -9,7 +9,8 @@ import logging
 
 __version__ = "0.1.0"
 
-from .cache import MemoryTokenCache, TokenCache  # noqa: E402
+from .auth import TokenAuth  # noqa: E402
+from .cache import MemoryTokenCache, TokenCache, cache_from_settings  # noqa: E402
 from .compat import (  # noqa: E402
     OAuthService,
     get_oauth_service,
@@ -52,12 +53,14 @@ __all__ = (
     "OAuthService",
     "RevocationNotConfigured",
     "Token",
+    "TokenAuth",
     "TokenCache",
     "TokenManager",
     "TokenRequestError",
     "TransportError",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "cache_from_settings",
     "get_oauth_service",
     "inject_token",
     "invalidate_server_oauth_token",

@@ -109,7 +109,7 @@ def prometheus_text(metrics: Dict[str, Any], prefix: str = "oauth_gateway_") -> 
         metric = prefix + name
         lines.append("# TYPE %s counter" % metric)
         for server, row in sorted(metrics.get("servers", {}).items()):
-            lines.append('%s{server="%s"} %d' % (metric, _label(server), row[name]))
+            lines.append('%s_total{server="%s"} %d' % (metric, _label(server), row[name]))
     lines.append("# TYPE %sactive_tokens gauge" % prefix)
     lines.append("%sactive_tokens %d" % (prefix, metrics.get("active_tokens", 0)))
     return "\n".join(lines) + "\n"

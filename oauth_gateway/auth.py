@@ -1,0 +1,381 @@
+"""A ``requests`` auth object that sends a server's token and recovers once from a 401.
+
+:class:`TokenAuth` sets ``Authorization`` from the manager's cache on every request
+(a cache hit takes no lock and does no I/O). When the server answers 401 with a Bearer
+challenge saying ``error="invalid_token"`` (RFC 6750 section 3.1; or any 401 with
+``retry_on_any_401=True``), it gets a new token and sends the request once more through
+the same connection adapter, as requests' ``HTTPDigestAuth`` does. The replay never goes
+through this hook again, so it never loops.
+
+Many threads that get a 401 for the same token at once cause one token request: the
+token that failed is compared with the cached one under that key's recovery lock, and
+only the first thread that still finds the failed token cached fetches a new one; the
+others reuse it.
+
+The header never follows a redirect to another origin: requests' ``rebuild_auth``
+drops ``Authorization`` when the host, port or scheme changes, and this hook never
+recovers (so never re-adds a token) for a response from an origin other than the one
+the token was first sent to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from urllib.parse import urlsplit
+
+import requests
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import OAuthConfig
+    from .manager import TokenManager
+    from .tokens import Token
+
+log = logging.getLogger(__name__)
+
+#: Appended to ``Response.reason`` when a rejected request could not be sent again, so
+#: ``raise_for_status()`` says why (the token was refreshed; the caller may retry).
+NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
+
+_Origin = Tuple[str, str, Optional[int]]
+_NO_POSITION = object()  # the body is a stream whose position cannot be read
+
+
+class TokenAuth(AuthBase):
+    """Attach a server's token to requests and recover once from a rejected token. Thread-safe.
+
+    Build it with :meth:`TokenManager.auth() <oauth_gateway.TokenManager.auth>`::
+
+        session.auth = manager.auth("oauth-api", config, config_id="default")
+
+    What it does on a 401:
+
+    * The response must carry ``WWW-Authenticate: Bearer ... error="invalid_token"``
+      unless ``retry_on_any_401`` is true; other 401s and every other status are returned
+      unchanged.
+    * The token that was sent is dropped and a new one fetched, unless another thread
+      already replaced it (then that token is used, without a request).
+    * The request is sent once more with the new token, through the same adapter; the
+      returned response has the 401 in ``history``. A second 401 is returned as it is.
+    * A body that cannot be rewound (a generator, or a file whose position cannot be
+      read) is not sent again: the 401 is returned, its ``reason`` ends with
+      ``token refreshed; request not replayed: <why>; send it again`` (so
+      ``raise_for_status()`` says so), and a WARNING is logged. Retrying the call uses
+      the new token.
+    * A 401 from another origin than the token's (after a redirect) is never recovered.
+
+    Errors while getting a token (:class:`~oauth_gateway.TokenRequestError`,
+    :class:`~oauth_gateway.TransportError`, :class:`~oauth_gateway.ConfigError`)
+    propagate from the ``requests`` call, before sending or during recovery.
+
+    Args:
+        manager: the token manager that caches and fetches tokens.
+        server_name: the server the tokens are for (part of the cache key).
+        config: its OAuth settings.
+        config_id: the gateway config the server belongs to (part of the cache key).
+        retry_on_any_401: recover from every 401, not only ``error="invalid_token"``
+            (for servers that send no ``WWW-Authenticate`` error code).
+    """
+
+    def __init__(
+        self,
+        manager: "TokenManager",
+        server_name: str,
+        config: "OAuthConfig",
+        config_id: str = "default",
+        retry_on_any_401: bool = False,
+    ):
+        self.manager = manager
+        self.server_name = server_name
+        self.config = config
+        self.config_id = config_id
+        self.retry_on_any_401 = bool(retry_on_any_401)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        token = self.manager.get_token(self.server_name, self.config, self.config_id)
+        request.headers["Authorization"] = token.authorization
+        origin = _origin(request.url)
+        body = request.body
+        position = _body_position(body)
+
+        def handle_response(response: requests.Response, **kwargs: Any) -> requests.Response:
+            return self._handle_response(response, origin, body, position, kwargs)
+
+        request.register_hook("response", handle_response)
+        return request
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def _handle_response(
+        self,
+        response: requests.Response,
+        origin: _Origin,
+        body: Any,
+        position: Any,
+        send_kwargs: Dict[str, Any],
+    ) -> requests.Response:
+        if response.status_code != 401:
+            return response
+        failed = response.request
+        if _origin(failed.url) != origin:
+            return response  # a redirect went elsewhere: never send our token there
+        sent = failed.headers.get("Authorization")
+        if not sent:
+            return response
+        if not self.retry_on_any_401 and not is_invalid_token_challenge(response.headers.get("WWW-Authenticate")):
+            return response
+        where = _display_url(failed.url)
+        token = self._replacement(sent)
+        why = _not_replayable(failed.body, body, position, response)
+        if why is not None:
+            log.warning(
+                "Token for %s was rejected by %s (401); got a new token but did not send the %s request again: %s",
+                self.server_name,
+                where,
+                failed.method,
+                why,
+            )
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NOT_REPLAYED_REASON % why)
+            return response
+        log.info(
+            "Token for %s was rejected by %s (401); sending the %s request once more with token %s",
+            self.server_name,
+            where,
+            failed.method,
+            token.fingerprint,
+        )
+        # Read and release the 401 so the replay can reuse its connection.
+        response.content
+        response.close()
+        replay = failed.copy()
+        extract_cookies_to_jar(replay._cookies, failed, response.raw)
+        replay.prepare_cookies(replay._cookies)
+        replay.headers["Authorization"] = token.authorization
+        if failed.body is not None and failed.body is body and isinstance(position, int):
+            body.seek(position)
+        # The adapter sends without dispatching hooks, so the replay is never recovered again.
+        answer = response.connection.send(replay, **send_kwargs)
+        answer.history.append(response)
+        answer.request = replay
+        return answer
+
+    def _replacement(self, failed_authorization: str) -> "Token":
+        """Return a token to replace the one that failed, fetching one only if it is still cached.
+
+        Held across the fetch: this key's recovery lock only, so concurrent 401s for the
+        same token make one token request and other keys are not delayed.
+        """
+        with _RECOVERY_LOCKS.get(self.manager, (self.server_name, self.config_id)):
+            current = self.manager.get_token(self.server_name, self.config, self.config_id)
+            if current.authorization != failed_authorization:
+                return current  # someone replaced it already
+            self.manager.invalidate(self.server_name, self.config_id)
+            return self.manager.get_token(self.server_name, self.config, self.config_id)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, TokenAuth):
+            return NotImplemented
+        return (self.manager, self.server_name, self.config, self.config_id, self.retry_on_any_401) == (
+            other.manager,
+            other.server_name,
+            other.config,
+            other.config_id,
+            other.retry_on_any_401,
+        )
+
+    def __repr__(self) -> str:
+        return "TokenAuth(server_name=%r, config_id=%r, retry_on_any_401=%r)" % (
+            self.server_name,
+            self.config_id,
+            self.retry_on_any_401,
+        )
+
+
+def is_invalid_token_challenge(header: Optional[str]) -> bool:
+    """Return True when a ``WWW-Authenticate`` value has a Bearer challenge with ``error="invalid_token"``.
+
+    Several challenges may share one header (``Basic realm="x", Bearer error="invalid_token"``);
+    parameter values may be quoted strings holding commas.
+
+    Args:
+        header: the header value, or None.
+    """
+    if not header:
+        return False
+    for scheme, params in _parse_challenges(header):
+        if scheme == "bearer" and params.get("error") == "invalid_token":
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _RecoveryLocks:
+    """One lock per ``(manager, server_name, config_id)``, shared by every TokenAuth. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: "weakref.WeakKeyDictionary[Any, Dict[Tuple[str, str], threading.Lock]]" = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, manager: Any, key: Tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            locks = self._locks.get(manager)
+            if locks is None:
+                locks = self._locks[manager] = {}
+            lock = locks.get(key)
+            if lock is None:
+                lock = locks[key] = threading.Lock()
+            return lock
+
+    def reset_after_fork(self) -> None:
+        # A lock held by another thread at fork time would never be released in the child.
+        self._guard = threading.Lock()
+        self._locks = weakref.WeakKeyDictionary()
+
+
+_RECOVERY_LOCKS = _RecoveryLocks()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RECOVERY_LOCKS.reset_after_fork)
+
+
+def _origin(url: Optional[str]) -> _Origin:
+    parts = urlsplit(url or "")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _display_url(url: Optional[str]) -> str:
+    """The URL without user info, query or fragment: those may carry credentials."""
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port is None else "%s:%d" % (host, port)
+    return "%s://%s%s" % (parts.scheme, netloc, parts.path or "/")
+
+
+def _body_position(body: Any) -> Any:
+    """Where a stream body starts, to rewind it for a replay; None for bytes, str or no body."""
+    if body is None or isinstance(body, (bytes, bytearray, str)):
+        return None
+    tell = getattr(body, "tell", None)
+    if tell is None or getattr(body, "seek", None) is None:
+        return _NO_POSITION
+    seekable = getattr(body, "seekable", None)
+    try:
+        if seekable is not None and not seekable():
+            return _NO_POSITION
+        return tell()
+    except (OSError, ValueError):
+        return _NO_POSITION
+
+
+def _not_replayable(failed_body: Any, body: Any, position: Any, response: requests.Response) -> Optional[str]:
+    """Return why the rejected request cannot be sent again, or None when it can."""
+    if getattr(response, "connection", None) is None:
+        return "the response came from an adapter that cannot send again"
+    if failed_body is None or isinstance(failed_body, (bytes, bytearray, str)):
+        return None
+    if failed_body is body and isinstance(position, int):
+        return None
+    if hasattr(failed_body, "read"):
+        return "its body is a file whose position cannot be read, so it cannot be rewound"
+    return "its body is %s, which cannot be rewound (pass bytes or a seekable file)" % _describe_body(failed_body)
+
+
+def _describe_body(body: Any) -> str:
+    name = type(body).__name__
+    if name == "generator":
+        return "a generator"
+    return "an iterator (%s)" % name
+
+
+# --------------------------------------------------------------------------- WWW-Authenticate
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _parse_challenges(header: str):
+    """Parse ``WWW-Authenticate`` (RFC 9110 section 11.6.1) into ``[(scheme, {param: value})]``.
+
+    Lenient: unparseable stretches are skipped rather than raising.
+    """
+    challenges = []
+    params: Dict[str, str] = {}
+    i, n = 0, len(header)
+    while i < n:
+        while i < n and header[i] in " \t,":
+            i += 1
+        start = i
+        while i < n and header[i] in _TCHAR:
+            i += 1
+        name = header[start:i]
+        if not name:
+            i += 1  # a stray character
+            continue
+        j = i
+        while j < n and header[j] in " \t":
+            j += 1
+        if j < n and header[j] == "=" and not header.startswith("==", j) and challenges:
+            # name = value: a parameter of the current challenge
+            j += 1
+            while j < n and header[j] in " \t":
+                j += 1
+            if j < n and header[j] == '"':
+                value, i = _quoted_string(header, j)
+            else:
+                start = j
+                while j < n and header[j] not in ", \t":
+                    j += 1
+                value, i = header[start:j], j
+            params.setdefault(name.lower(), value)
+            continue
+        # a new challenge: its scheme, then maybe a token68 (skipped)
+        params = {}
+        challenges.append((name.lower(), params))
+        i = j
+        k = i
+        while k < n and header[k] not in ", \t=":
+            k += 1
+        while k < n and header[k] == "=":
+            k += 1
+        rest = header[k:].lstrip(" \t")
+        if k > i and (not rest or rest.startswith(",")) and "=" in header[i:k]:
+            i = k  # token68 such as "Negotiate abc=="
+    return challenges
+
+
+def _quoted_string(text: str, start: int) -> Tuple[str, int]:
+    """Read a quoted-string starting at ``text[start] == '"'``; return (value, index after it)."""
+    out = []
+    i = start + 1
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if char == '"':
+            return "".join(out), i + 1
+        out.append(char)
+        i += 1
+    return "".join(out), i

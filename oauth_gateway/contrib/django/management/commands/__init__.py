@@ -1,0 +1,3 @@
+"""Management commands of the oauth_gateway Django app."""
+
+from __future__ import annotations
