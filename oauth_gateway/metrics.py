@@ -106,10 +106,11 @@ def prometheus_text(metrics: Dict[str, Any], prefix: str = "oauth_gateway_") -> 
     lines = []
     names = COUNTERS + ("token_cache_hits",)
     for name in names:
-        metric = prefix + name
+        # Counter series end in "_total" once, as prometheus_client writes them.
+        metric = prefix + (name if name.endswith("_total") else name + "_total")
         lines.append("# TYPE %s counter" % metric)
         for server, row in sorted(metrics.get("servers", {}).items()):
-            lines.append('%s_total{server="%s"} %d' % (metric, _label(server), row[name]))
+            lines.append('%s{server="%s"} %d' % (metric, _label(server), row[name]))
     lines.append("# TYPE %sactive_tokens gauge" % prefix)
     lines.append("%sactive_tokens %d" % (prefix, metrics.get("active_tokens", 0)))
     return "\n".join(lines) + "\n"
