@@ -13,11 +13,12 @@ import base64
 import json
 import logging
 import math
+import re
 import os
 import threading
 import uuid
 import weakref
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote_plus, urlsplit
 
 import requests
@@ -281,16 +282,18 @@ class TokenClient:
                 server_name=server_name,
                 retryable=False,
             ) from exc
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(
-                "%s to %s timed out for %s after %d attempts (%s); raise OAUTH_TIMEOUT or check the server"
-                % (what.capitalize(), safe, server_name, total, _reason(exc)),
-                correlation_id=correlation_id,
-                server_name=server_name,
-            ) from exc
         except requests.exceptions.RequestException as exc:
+            reason = _reason(exc)
+            # requests reports retries exhausted by read timeouts as ConnectionError, not Timeout.
+            if isinstance(exc, requests.exceptions.Timeout) or reason == "timed out":
+                raise TransportError(
+                    "%s to %s timed out for %s after %d attempts (%s); raise OAUTH_TIMEOUT or check the server"
+                    % (what.capitalize(), safe, server_name, total, reason),
+                    correlation_id=correlation_id,
+                    server_name=server_name,
+                ) from exc
             raise TransportError(
-                "%s to %s failed for %s after %d attempts (%s)" % (what.capitalize(), safe, server_name, total, _reason(exc)),
+                "%s to %s failed for %s after %d attempts (%s)" % (what.capitalize(), safe, server_name, total, reason),
                 correlation_id=correlation_id,
                 server_name=server_name,
             ) from exc
@@ -342,6 +345,7 @@ class TokenClient:
             correlation_id=correlation_id,
             location=response.headers.get("Location"),
             retry_after_refused=getattr(_call, "retry_after_refused", None),
+            redact=(config.client_secret,) if config.client_secret else (),
         )
 
     def revoke_token(
@@ -374,6 +378,7 @@ class TokenClient:
             correlation_id,
             response.headers.get("Location"),
             getattr(_call, "retry_after_refused", None),
+            redact=tuple(secret for secret in (config.client_secret, token) if secret),
         )
 
 
@@ -407,10 +412,20 @@ def _json_object(body: bytes) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def _short(value: Any) -> Optional[str]:
+# RFC 6749 section 5.2: error codes and descriptions use %x20-21 / %x23-5B / %x5D-7E.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}\Z")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _short(value: Any, redact: Sequence[str] = ()) -> Optional[str]:
+    """Server-provided text made safe to repeat: one line, at most MAX_DESCRIPTION long, our secrets removed."""
     if not isinstance(value, str):
         return None
-    value = " ".join(value.split())
+    value = " ".join(_UNPRINTABLE.sub(" ", value).split())
+    for secret in redact:
+        for form in {secret, quote_plus(secret)}:
+            if len(form) >= 4:
+                value = value.replace(form, "***")
     return value if len(value) <= MAX_DESCRIPTION else value[: MAX_DESCRIPTION - 3] + "..."
 
 
@@ -422,6 +437,7 @@ def _error_from_response(
     correlation_id: Optional[str],
     location: Optional[str] = None,
     retry_after_refused: Optional[float] = None,
+    redact: Sequence[str] = (),
 ) -> TokenRequestError:
     if 300 <= status < 400:
         where = " to %s" % _safe_url(location) if location else ""
@@ -434,8 +450,10 @@ def _error_from_response(
             retryable=False,
         )
     data = _json_object(body) or {}
-    code = data.get("error") if isinstance(data.get("error"), str) else None
-    description = _short(data.get("error_description"))
+    code = data.get("error")
+    if not isinstance(code, str) or not _ERROR_CODE.match(code) or any(code == secret for secret in redact):
+        code = None  # not an RFC 6749 code: never repeated
+    description = _short(data.get("error_description"), redact)
     uri = data.get("error_uri") if isinstance(data.get("error_uri"), str) else None
     message = "%s: %s" % (prefix, code or "HTTP %d" % status)
     if description:
@@ -479,12 +497,15 @@ def parse_token_response(
     correlation_id: Optional[str] = None,
     location: Optional[str] = None,
     retry_after_refused: Optional[float] = None,
+    redact: Sequence[str] = (),
 ) -> TokenResponse:
     """Check a token endpoint response (RFC 6749 section 5.1) and return its fields.
 
     Args:
         status: the HTTP status code.
         body: the raw response body.
+        redact: strings of the request (the client secret) that server-provided text
+            may echo; they are replaced by ``***`` in messages.
 
     Returns:
         The access token, its type (``"Bearer"``), lifetime in seconds (None when absent;
@@ -495,7 +516,9 @@ def parse_token_response(
     """
     prefix = "OAuth token request failed"
     if status != 200:
-        raise _error_from_response(status, body, prefix, server_name, correlation_id, location, retry_after_refused)
+        raise _error_from_response(
+            status, body, prefix, server_name, correlation_id, location, retry_after_refused, redact
+        )
 
     def bad(problem: str) -> TokenRequestError:
         suffix = " [correlation_id=%s]" % correlation_id if correlation_id else ""
@@ -511,7 +534,7 @@ def parse_token_response(
     if data is None:
         raise bad("its body is not a JSON object; check OAUTH_TOKEN_URL points at the token endpoint")
     if "error" in data:
-        raise _error_from_response(400, body, prefix, server_name, correlation_id)
+        raise _error_from_response(400, body, prefix, server_name, correlation_id, redact=redact)
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token.strip():
         raise bad("access_token is missing or empty")
