@@ -20,7 +20,6 @@ SECRET = "s3cr3t-client-secret-value"
 ENVIRON = {"TEST_CLIENT_SECRET": SECRET, "GITHUB_TOKEN_URL": "http://idp.local/token"}
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-not_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permissions")
 
 
 def at(config_id):
@@ -159,13 +158,54 @@ def test_directory_is_refused(tmp_path):
     assert str(tmp_path) in str(info.value) and "directory" in str(info.value)
 
 
+def _as_unprivileged(body: str) -> None:
+    """Run ``body`` in a child Python that file permissions apply to, even when the suite runs as root.
+
+    As root, the child runs under util-linux's ``setpriv`` without the capabilities that
+    bypass permission checks (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). The body gets
+    ``work`` (a fresh directory) and must raise on failure.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+
+    command = [sys.executable, "-c"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "running as root needs util-linux's setpriv to drop CAP_DAC_OVERRIDE for this test"
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"] + command
+    work = tempfile.mkdtemp(prefix="oauth-gateway-perm-")
+    try:
+        script = "import os\nwork = %r\n%s" % (work, textwrap.dedent(body))
+        result = subprocess.run(command + [script], capture_output=True, text=True, timeout=60, cwd=work)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+GATEWAY = '{"mcp_configs": {"abc": {"mcp_config_name": "default_config", "mcp_config": []}}}'
+
+
 @posix_only
-@not_root
-def test_unreadable_file(config_file):
-    os.chmod(str(config_file), 0)
-    with pytest.raises(ConfigError) as info:
-        load_gateway_config(str(config_file))
-    assert "permission denied" in str(info.value) and str(config_file) in str(info.value)
+def test_unreadable_file():
+    _as_unprivileged(
+        """
+        from oauth_gateway import ConfigError, load_gateway_config
+        path = os.path.join(work, "enkrypt_mcp_config.json")
+        with open(path, "w") as handle:
+            handle.write(%r)
+        os.chmod(path, 0)
+        try:
+            load_gateway_config(path)
+        except ConfigError as exc:
+            assert "permission denied" in str(exc) and path in str(exc), str(exc)
+        else:
+            raise AssertionError("an unreadable file loaded")
+        """
+        % GATEWAY
+    )
 
 
 def test_bad_json_gives_line_and_column_but_no_content(tmp_path):
@@ -604,16 +644,32 @@ def test_failure_on_the_main_write_keeps_the_original(config_file, monkeypatch, 
 
 
 @posix_only
-@not_root
-def test_read_only_directory_keeps_the_original(config_file):
-    before = config_file.read_bytes()
-    os.chmod(str(config_file.parent), 0o500)
-    try:
-        with pytest.raises(ConfigError):
-            add_server(str(config_file), server_name="x", command="python")
-    finally:
-        os.chmod(str(config_file.parent), 0o700)
-    assert config_file.read_bytes() == before
+def test_read_only_directory_keeps_the_original():
+    _as_unprivileged(
+        """
+        from oauth_gateway import ConfigError
+        from oauth_gateway.gateway import add_server
+        folder = os.path.join(work, "conf")
+        os.mkdir(folder, 0o700)
+        path = os.path.join(folder, "enkrypt_mcp_config.json")
+        with open(path, "w") as handle:
+            handle.write(%r)
+        os.chmod(path, 0o600)
+        before = open(path, "rb").read()
+        os.chmod(folder, 0o500)
+        try:
+            add_server(path, server_name="x", command="python")
+        except ConfigError:
+            pass
+        else:
+            raise AssertionError("a read-only directory was written to")
+        finally:
+            os.chmod(folder, 0o700)
+        assert open(path, "rb").read() == before
+        assert sorted(os.listdir(folder)) == ["enkrypt_mcp_config.json"], os.listdir(folder)
+        """
+        % GATEWAY
+    )
 
 
 def test_write_json_atomic_mode_and_no_backup(tmp_path):
