@@ -44,6 +44,7 @@ NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 
 _Origin = Tuple[str, str, Optional[int]]
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
+_PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
 
 
 class TokenAuth(AuthBase):
@@ -99,14 +100,21 @@ class TokenAuth(AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self.manager.get_token(self.server_name, self.config, self.config_id)
         request.headers["Authorization"] = token.authorization
-        origin = _origin(request.url)
         body = request.body
-        position = _body_position(body)
+        # The usual bodies (none, bytes, str) need no position: only a stream is rewound.
+        position = None if body is None or body.__class__ in _PLAIN_BODIES else _body_position(body)
 
-        def handle_response(response: requests.Response, **kwargs: Any) -> requests.Response:
-            return self._handle_response(response, origin, body, position, kwargs)
+        # Defaults instead of a closure: no cells to build on every request. The request is not
+        # changed while it is sent (redirects send copies), so its URL and body are read in the
+        # hook, and the URL's origin is worked out only after a 401.
+        def handle_response(
+            response: requests.Response, _auth=self, _request=request, _position=position, **kwargs: Any
+        ) -> requests.Response:
+            return _auth._handle_response(response, _request.url, _request.body, _position, kwargs)
 
-        request.register_hook("response", handle_response)
+        # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,
+        # which costs as much as the rest of this method.
+        request.hooks["response"].append(handle_response)
         return request
 
     # -- recovery ---------------------------------------------------------------------
@@ -114,7 +122,7 @@ class TokenAuth(AuthBase):
     def _handle_response(
         self,
         response: requests.Response,
-        origin: _Origin,
+        url: Optional[str],
         body: Any,
         position: Any,
         send_kwargs: Dict[str, Any],
@@ -122,7 +130,7 @@ class TokenAuth(AuthBase):
         if response.status_code != 401:
             return response
         failed = response.request
-        if _origin(failed.url) != origin:
+        if _origin(failed.url) != _origin(url):
             return response  # a redirect went elsewhere: never send our token there
         sent = failed.headers.get("Authorization")
         if not sent:

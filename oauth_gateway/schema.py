@@ -184,6 +184,14 @@ def validate_config(document: Any) -> List[Problem]:
     return _check(document, "oauth-config", "$")
 
 
+def _surely_valid(document: Any, name: str) -> bool:
+    """True when the quick check proves ``document`` valid, so jsonschema need not even be imported."""
+    from ._fastschema import is_valid
+
+    files = {"%s.schema.json" % other: load_schema(other) for other in SCHEMA_NAMES}
+    return is_valid(document, load_schema(name), files)
+
+
 def validate_oauth_block(block: Any, json_path: str = "$") -> List[Problem]:
     """Return every problem in one ``oauth_config`` block.
 
@@ -236,6 +244,8 @@ def literal_secret_paths(document: Any) -> List[str]:
 
 
 def _check(document: Any, name: str, root: str) -> List[Problem]:
+    if _surely_valid(document, name):
+        return []
     best: Dict[str, Tuple[int, int, Tuple[Any, ...], Problem]] = {}
     order = 0
     for error in _validator(name).iter_errors(document):
