@@ -16,6 +16,7 @@ import math
 import re
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -44,12 +45,17 @@ POOL_MAXSIZE = 32
 
 
 class TokenResponse(NamedTuple):
-    """A successful, checked token endpoint response."""
+    """A successful, checked token endpoint response.
+
+    ``sent_at`` is the clock time at which the attempt that succeeded was sent (None
+    from :func:`parse_token_response`, which sees no request).
+    """
 
     access_token: str
     token_type: str
     expires_in: Optional[float]
     scope: Optional[str]
+    sent_at: Optional[float] = None
 
 
 # Who the current thread's request is for, so retry logs can name the server.
@@ -146,6 +152,9 @@ class _TokenRetry(Retry):
             delay = self.get_backoff_time()
         if delay > 0:
             self.sleep_fn(delay)
+        clock = getattr(_call, "clock", None)
+        if clock is not None:
+            _call.sent_at = clock()  # the next attempt leaves now
 
 
 class TokenClient:
@@ -153,11 +162,18 @@ class TokenClient:
 
     Args:
         sleep: called with the seconds to wait between retries (``time.sleep``).
+        clock: monotonic seconds; the send time of each attempt is read from it.
         on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each retry.
     """
 
-    def __init__(self, sleep: Callable[[float], None], on_retry: Optional[Callable[..., None]] = None):
+    def __init__(
+        self,
+        sleep: Callable[[float], None],
+        on_retry: Optional[Callable[..., None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._sleep = sleep
+        self._clock = clock
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self._sessions: Dict[Tuple, requests.Session] = {}
@@ -260,6 +276,8 @@ class TokenClient:
 
         _call.on_retry = on_retry
         _call.retry_after_refused = None
+        _call.clock = self._clock
+        _call.sent_at = self._clock()
         safe = _safe_url(url)
         try:
             cert, verify = config.tls_identity
@@ -305,7 +323,7 @@ class TokenClient:
                 retryable=False,
             ) from exc
         finally:
-            _call.on_retry = None
+            _call.on_retry = _call.clock = None
 
     def request_token(
         self, config: OAuthConfig, server_name: str, correlation_id: Optional[str] = None
@@ -338,6 +356,7 @@ class TokenClient:
         form.extend(config.additional_params)
         log.debug("Token request correlation_id=%s for %s", correlation_id, server_name)
         response = self._post(config, config.token_url, form, server_name, correlation_id, "token acquisition")
+        sent_at = _call.sent_at
         return parse_token_response(
             response.status_code,
             response.content,
@@ -346,7 +365,7 @@ class TokenClient:
             location=response.headers.get("Location"),
             retry_after_refused=getattr(_call, "retry_after_refused", None),
             redact=(config.client_secret,) if config.client_secret else (),
-        )
+        )._replace(sent_at=sent_at)
 
     def revoke_token(
         self,

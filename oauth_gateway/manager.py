@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import sys
@@ -89,7 +90,7 @@ class TokenManager:
         self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
-        self._client = TokenClient(sleep=sleep, on_retry=self._on_retry)
+        self._client = TokenClient(sleep=sleep, on_retry=self._on_retry, clock=clock)
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
         self._flights: Dict[Key, _Flight] = {}
@@ -166,7 +167,7 @@ class TokenManager:
                     and (usable is None or usable.token.is_expired(now))
                 ):
                     self._metrics.add(server_name, "token_fail_fast")
-                    raise failure.error
+                    raise _fresh(failure.error)
                 flight = self._flights[key] = _Flight()
                 leader = True
             else:
@@ -179,7 +180,7 @@ class TokenManager:
         if not leader:
             flight.done.wait()
             if flight.error is not None:
-                raise flight.error
+                raise _fresh(flight.error)
             assert flight.token is not None
             return flight.token
         try:
@@ -218,7 +219,7 @@ class TokenManager:
             try:
                 token = self._fetch(server_name, config)
             except OAuthGatewayError as exc:
-                return self._after_failure(key, server_name, config, usable, exc)
+                return self._after_failure(key, server_name, config, None if force else usable, exc)
             hits = self._metrics.hit_counter(key)
             self._store(key, server_name, CacheEntry(config.fingerprint, token, hits, token.refresh_at))
         with self._lock:
@@ -296,7 +297,6 @@ class TokenManager:
     # -- fetching --------------------------------------------------------------
 
     def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
-        sent_at = self._clock()  # expiry counts from when the request left, not when it was parsed
         started = time.perf_counter()
         try:
             response = self._client.request_token(config, server_name)
@@ -309,7 +309,8 @@ class TokenManager:
             response.access_token,
             response.token_type,
             expires_in=response.expires_in,
-            issued_at=sent_at,
+            # From when the attempt that succeeded was sent, not when its answer was parsed.
+            issued_at=response.sent_at,
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
@@ -458,6 +459,22 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of a stored error to raise again.
+
+    Raising the same instance to every waiter and fail-fast caller would append each
+    caller's frames to its traceback (kept alive by whoever holds the error), and would
+    share one mutable traceback between threads.
+    """
+    try:
+        clone = copy.copy(error)
+    except Exception:  # an exception that cannot be copied: at least drop the old frames
+        return error.with_traceback(None)
+    clone.__cause__ = error.__cause__
+    clone.__suppress_context__ = True
+    return clone
 
 
 _MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()

@@ -245,7 +245,7 @@ def _ok(document):
 
 def test_parse_accepts_a_bearer_token_in_any_case():
     parsed = _ok({"access_token": "t" * 20, "token_type": "bEaReR", "expires_in": 3600, "scope": "read"})
-    assert parsed == ("t" * 20, "Bearer", 3600.0, "read")
+    assert parsed == ("t" * 20, "Bearer", 3600.0, "read", None)
 
 
 @pytest.mark.parametrize("value, expected", [("3600", 3600.0), (None, None), (1e12, MAX_TOKEN_LIFETIME), (59.5, 59.5)])

@@ -167,12 +167,6 @@ def _traceback_length(error: BaseException) -> int:
     return length
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: manager.py _acquire re-raises the stored exception instance (`raise failure.error` on fail-fast, "
-    "`raise flight.error` for waiters); each raise appends the raising frames to its __traceback__, so during a "
-    "cool-down the traceback grows by 3 entries per call and keeps every caller's frame alive",
-)
 def test_fail_fast_errors_do_not_accumulate_the_callers_frames(manager, auth_server, make_block, sleeps):
     auth_server.set_faults([Fault(status=503)])
     config = _config(auth_server, make_block, OAUTH_MAX_RETRIES=0)
@@ -540,12 +534,6 @@ def test_mtls_file_removed_while_a_connection_is_pooled_still_fails_closed(manag
     assert sleeps.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: manager.py _lead sends every fetch failure to _after_failure, which serves the still-valid "
-    "cached token; so refresh() never raises while a token is cached, against its docstring ('Raises: "
-    "TokenRequestError, TransportError: the fetch failed; the cached token is kept'), even for invalid_client",
-)
 @pytest.mark.parametrize(
     "fault", [Fault(status=401, json={"error": "invalid_client"}), Fault(status=503)], ids=["invalid_client", "503"]
 )

@@ -125,13 +125,23 @@ def test_a_token_without_expires_in_gets_the_default_lifetime(manager, auth_serv
     assert auth_server.count() == 2
 
 
-def test_expiry_counts_from_when_the_request_was_sent(manager, auth_server, make_block, clock):
+def test_expiry_counts_from_when_the_successful_attempt_was_sent(manager, auth_server, make_block, clock):
     auth_server.set_faults([Fault(status=503)])  # the retry sleeps 2 s on the fake clock
     start = clock()
     token = manager.get_token("oauth-api", _config(make_block(auth_server)))
     assert clock() == start + 2
-    assert token.issued_at == start
-    assert token.expires_at == start + 3600
+    assert token.issued_at == start + 2
+    assert token.expires_at == start + 2 + 3600
+
+
+def test_expiry_counts_from_the_send_not_from_the_parse(auth_server, make_block):
+    auth_server.latency = 0.3  # the answer arrives 0.3 s after the request left
+    with og.TokenManager() as real_time:
+        before = time.monotonic()
+        token = real_time.get_token("oauth-api", _config(make_block(auth_server)))
+        after = time.monotonic()
+    assert after - before >= 0.3
+    assert before <= token.issued_at < before + 0.25
 
 
 def test_an_edited_config_never_gets_the_old_token(manager, auth_server, make_block):
@@ -191,7 +201,7 @@ def test_an_expired_token_with_a_failing_server_raises_then_fails_fast(manager, 
         manager.get_token("oauth-api", config)
     with pytest.raises(og.TokenRequestError) as second:
         manager.get_token("oauth-api", config)
-    assert second.value is first.value
+    assert type(second.value) is type(first.value) and str(second.value) == str(first.value)
     assert auth_server.count() == 2
     assert manager.get_metrics()["token_fail_fast"] == 1
     clock.advance(og.manager.DEFAULT_FAILURE_COOLDOWN)

@@ -98,12 +98,6 @@ def test_metrics_add_up_exactly(report):
     assert report.requests == sum(k.requests for k in report.per_key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: manager.py _acquire re-raises one stored exception instance to every fail-fast caller; each "
-    "raise appends to its __traceback__, and the ERROR record that logged it keeps it alive, so memory grows "
-    "with every call during the cool-down (see test_faults.py::test_fail_fast_errors_do_not_accumulate_the_callers_frames)",
-)
 def test_library_memory_does_not_grow(report):
     first, last = report.library_bytes
     assert first > 0
