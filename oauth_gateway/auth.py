@@ -7,10 +7,9 @@ challenge saying ``error="invalid_token"`` (RFC 6750 section 3.1; or any 401 wit
 the same connection adapter, as requests' ``HTTPDigestAuth`` does. The replay never goes
 through this hook again, so it never loops.
 
-Many threads that get a 401 for the same token at once cause one token request: the
-token that failed is compared with the cached one under that key's recovery lock, and
-only the first thread that still finds the failed token cached fetches a new one; the
-others reuse it.
+Many threads that get a 401 for the same token at once cause one token request:
+``TokenManager.refresh(..., rejected=...)`` replaces the token only while the rejected
+one is still cached, and the callers share that one fetch.
 
 The header never follows a redirect to another origin: requests' ``rebuild_auth``
 drops ``Authorization`` when the host, port or scheme changes, and this hook never
@@ -21,9 +20,6 @@ the token was first sent to.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -173,17 +169,8 @@ class TokenAuth(AuthBase):
         return answer
 
     def _replacement(self, failed_authorization: str) -> "Token":
-        """Return a token to replace the one that failed, fetching one only if it is still cached.
-
-        Held across the fetch: this key's recovery lock only, so concurrent 401s for the
-        same token make one token request and other keys are not delayed.
-        """
-        with _RECOVERY_LOCKS.get(self.manager, (self.server_name, self.config_id)):
-            current = self.manager.get_token(self.server_name, self.config, self.config_id)
-            if current.authorization != failed_authorization:
-                return current  # someone replaced it already
-            self.manager.invalidate(self.server_name, self.config_id)
-            return self.manager.get_token(self.server_name, self.config, self.config_id)
+        """Return a token to replace the one that failed; concurrent 401s for it share one request."""
+        return self.manager.refresh(self.server_name, self.config, self.config_id, rejected=failed_authorization)
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, TokenAuth):
@@ -222,37 +209,6 @@ def is_invalid_token_challenge(header: Optional[str]) -> bool:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class _RecoveryLocks:
-    """One lock per ``(manager, server_name, config_id)``, shared by every TokenAuth. Thread-safe."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: "weakref.WeakKeyDictionary[Any, Dict[Tuple[str, str], threading.Lock]]" = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self, manager: Any, key: Tuple[str, str]) -> threading.Lock:
-        with self._guard:
-            locks = self._locks.get(manager)
-            if locks is None:
-                locks = self._locks[manager] = {}
-            lock = locks.get(key)
-            if lock is None:
-                lock = locks[key] = threading.Lock()
-            return lock
-
-    def reset_after_fork(self) -> None:
-        # A lock held by another thread at fork time would never be released in the child.
-        self._guard = threading.Lock()
-        self._locks = weakref.WeakKeyDictionary()
-
-
-_RECOVERY_LOCKS = _RecoveryLocks()
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_RECOVERY_LOCKS.reset_after_fork)
 
 
 def _origin(url: Optional[str]) -> _Origin:

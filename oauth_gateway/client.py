@@ -18,7 +18,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote_plus, urlsplit
 
@@ -177,7 +176,6 @@ class TokenClient:
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self._sessions: Dict[Tuple, requests.Session] = {}
-        _CLIENTS.add(self)
 
     # -- sessions -------------------------------------------------------------
 
@@ -222,8 +220,8 @@ class TokenClient:
         for session in sessions:
             session.close()
 
-    def _after_fork(self) -> None:
-        # The parent's sockets and lock state must not be shared with a forked child.
+    def reset_after_fork(self) -> None:
+        """Forget the parent's sockets and lock in a forked child (the manager calls this)."""
         self._lock = threading.Lock()
         self._sessions = {}
 
@@ -570,14 +568,3 @@ def parse_token_response(
         raise bad("scope is not a space-separated string")
     return TokenResponse(access_token, "Bearer", expires_in, scope)
 
-
-_CLIENTS: "weakref.WeakSet[TokenClient]" = weakref.WeakSet()
-
-
-def _reset_clients_after_fork() -> None:
-    for client in list(_CLIENTS):
-        client._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_clients_after_fork)

@@ -123,13 +123,24 @@ class TokenManager:
 
     # -- the slow path --------------------------------------------------------
 
-    def refresh(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+    def refresh(
+        self,
+        server_name: str,
+        config: OAuthConfig,
+        config_id: str = "default",
+        rejected: Optional[str] = None,
+    ) -> Token:
         """Fetch a new token now, whatever is cached (single-flight too).
+
+        Args:
+            rejected: the ``Authorization`` value a resource server refused. The token is
+                replaced only while that is still the cached one, so many callers that saw
+                the same rejection make one request; a later caller gets the replacement.
 
         Raises:
             TokenRequestError, TransportError: the fetch failed; the cached token is kept.
         """
-        return self._acquire(server_name, config, config_id, force=True)
+        return self._acquire(server_name, config, config_id, force=True, rejected=rejected)
 
     def invalidate(self, server_name: str, config_id: str = "default") -> None:
         """Forget the cached token of a server and its failure cool-down."""
@@ -142,7 +153,9 @@ class TokenManager:
             self._cache_error(server_name, "evict", exc)
         log.debug("Token invalidated for %s (config: %s)", server_name, config_id)
 
-    def _acquire(self, server_name: str, config: OAuthConfig, config_id: str, force: bool) -> Token:
+    def _acquire(
+        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
+    ) -> Token:
         if not config.enabled:
             raise ConfigError(
                 "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
@@ -153,6 +166,14 @@ class TokenManager:
             now = self._clock()
             entry = self._peek(key)
             usable = entry if entry is not None and entry.fingerprint == fingerprint else None
+            if (
+                rejected is not None
+                and usable is not None
+                and usable.token.authorization != rejected
+                and not usable.token.is_expired(now)
+            ):
+                next(usable.hits)  # the rejected token was replaced already
+                return usable.token
             if usable is not None and not force and now < usable.refresh_at:
                 next(usable.hits)
                 return usable.token
@@ -454,6 +475,7 @@ class TokenManager:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
         self._flights = {}
+        self._client.reset_after_fork()
         self._metrics.reset_after_fork()
         self._cache.reset_after_fork()
 

@@ -345,3 +345,13 @@ def test_a_forked_child_gets_fresh_locks_and_sessions(manager, auth_server, make
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     assert auth_server.count() == 2
+
+
+def test_refresh_of_a_rejected_token_happens_once(manager, auth_server, make_block):
+    config = _config(make_block(auth_server))
+    rejected = manager.get_token("oauth-api", config).authorization
+    replacement = manager.refresh("oauth-api", config, rejected=rejected)
+    assert replacement.authorization != rejected
+    # A caller that saw the same rejection later gets the replacement, with no request.
+    assert manager.refresh("oauth-api", config, rejected=rejected) is replacement
+    assert auth_server.count() == 2
