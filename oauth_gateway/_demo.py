@@ -172,7 +172,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         say(' OAUTH_VERSION "2.0" and OAUTH_ENFORCE_HTTPS false, which real configs should not do)')
 
         step(1, "Write a gateway file with one OAuth-protected remote server")
-        os.environ["OAUTH_GATEWAY_DEMO_SECRET"] = secret
+        environ = {"OAUTH_GATEWAY_DEMO_SECRET": secret}  # as if exported; os.environ is left alone
         block = {
             "enabled": True,
             "is_remote": True,
@@ -205,7 +205,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         check(not errors and not result.failure, "the demo file does not validate")
 
         gateway = load_gateway_config(path)
-        config = gateway.oauth_config("demo-api", config_id=config_id)
+        config = gateway.oauth_config("demo-api", config_id=config_id, environ=environ)
         manager = TokenManager()
 
         step(3, "First token: one request to the token endpoint")
@@ -253,7 +253,6 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         ):
             say("   %-28s %s" % (name, metrics[name]))
         manager.close()
-        os.environ.pop("OAUTH_GATEWAY_DEMO_SECRET", None)
 
     say("")
     if failures:

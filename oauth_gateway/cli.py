@@ -440,6 +440,7 @@ def _cmd_config(subparsers: Any) -> None:
         '      --server-command npx --args="-y,mcp-remote,https://api.example.com/mcp" --oauth-json oauth.json'
         % {"prog": _PROG},
     )
+    parser.set_defaults(run=functools.partial(_run_missing_subcommand, parser))
     commands = parser.add_subparsers(
         title="config commands",
         metavar="COMMAND",
@@ -465,6 +466,12 @@ def _cmd_config(subparsers: Any) -> None:
         "--oauth-json", metavar="FILE", help="a JSON file holding the oauth_config block (checked before writing)"
     )
     add.set_defaults(run=_run_add_server)
+
+
+def _run_missing_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    parser.print_usage(err)
+    err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, parser.prog))
+    return EXIT_USAGE
 
 
 def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

@@ -169,3 +169,9 @@ def test_every_help_has_an_example(argv):
     code, out, _ = run(*(argv + ["--help"]))
     assert code == 0
     assert "example:" in out
+
+
+def test_config_without_a_command_says_what_to_choose():
+    code, out, err = run("config")
+    assert code == 2 and out == ""
+    assert "oauth-gateway config --help" in err
