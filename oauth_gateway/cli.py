@@ -46,7 +46,10 @@ class _Parser(argparse.ArgumentParser):
 
     def _print_message(self, message: str, file: Optional[IO[str]] = None) -> None:
         if message:
-            (self._streams[1] if file is sys.stderr else self._streams[0]).write(message)
+            if file is sys.stderr or file is self._streams[1]:
+                self._streams[1].write(message)
+            else:
+                self._streams[0].write(message)
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
         if message:
