@@ -152,7 +152,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
 
     def say(text=""):
         out.write(text + "\n")
-        out.flush() if hasattr(out, "flush") else None
+        out.flush()
 
     def check(ok, what):
         if not ok:

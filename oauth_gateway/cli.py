@@ -494,7 +494,8 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
             return EXIT_USAGE
         with open(args.oauth_json, encoding="utf-8-sig") as handle:
             oauth_config = json.load(handle)
-        oauth_config.pop("$schema", None) if isinstance(oauth_config, dict) else None
+        if isinstance(oauth_config, dict):
+            oauth_config.pop("$schema", None)  # allowed in a bare block's file, not inside the gateway file
     try:
         config_id = add_server(
             args.config,
