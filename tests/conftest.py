@@ -133,11 +133,11 @@ def mtls_server(ca) -> Iterator[servers.AuthServer]:
 
 @pytest.fixture
 def make_server(ca) -> Iterator[Callable[..., servers.AuthServer]]:
-    """Factory: ``make_server(**AuthServer kwargs)`` -> started server with the test client."""
+    """Factory: ``make_server(server_class=AuthServer, **kwargs)`` -> started server with the test client."""
     started = []
 
-    def make(**kwargs: Any) -> servers.AuthServer:
-        server = _started(servers.AuthServer(ca, **kwargs))
+    def make(server_class: Any = servers.AuthServer, **kwargs: Any) -> servers.AuthServer:
+        server = _started(server_class(ca, **kwargs))
         started.append(server)
         return server
 
@@ -167,3 +167,15 @@ def clock() -> servers.FakeClock:
 def sleeps(clock) -> servers.RecordingSleep:
     """A sleep that records delays in ``.calls`` and advances ``clock`` instead of waiting."""
     return servers.RecordingSleep(clock)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port, for one test module."""
+    from workers.redis_server import RedisServer, require_redis
+
+    server = RedisServer(str(tmp_path_factory.mktemp("redis")), require_redis()).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import os
 import shutil
 import socket
@@ -425,21 +426,9 @@ class _TLS12Server(AuthServer):
 
 
 @pytest.fixture
-def tls12(ca) -> Iterator[Any]:
+def tls12(make_server, ca) -> Any:
     """Factory for started TLS 1.2 servers with the test client; stopped at teardown."""
-    started = []
-
-    def make(**kwargs: Any) -> AuthServer:
-        server = _TLS12Server(ca, client_ca=ca, **kwargs)
-        server.register_client(servers.TEST_CLIENT_ID, servers.TEST_CLIENT_SECRET)
-        started.append(server.start())
-        return server
-
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop()
+    return functools.partial(make_server, _TLS12Server, client_ca=ca)
 
 
 @pytest.fixture

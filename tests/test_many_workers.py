@@ -131,15 +131,6 @@ def _check_clean(reports: List[Dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(str(tmp_path_factory.mktemp("redis")), require_redis()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def shared(request, tmp_path):
     """``shared(kind, **options)`` -> a worker cache spec on a clean file directory or Redis."""

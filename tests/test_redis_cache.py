@@ -26,15 +26,6 @@ with warnings.catch_warnings():
 KEY = ("oauth-api", "default")
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(str(tmp_path_factory.mktemp("redis")), require_redis()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def raw(redis_server):
     """A plain redis client on a flushed server."""
