@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .auth import TokenAuth  # noqa: E402
 from .cache import MemoryTokenCache, TokenCache, cache_from_settings  # noqa: E402

@@ -564,7 +564,7 @@ def cache_from_settings(
             (naming the extra to install), a malformed encryption key, or a file cache
             on a platform without ``fcntl``.
     """
-    from .config import _resolve
+    from ._helpers import resolve_env
 
     env = os.environ if environ is None else environ
     where = _SETTINGS_PATH + CACHE_SETTING
@@ -581,9 +581,9 @@ def cache_from_settings(
             key_where,
             "use a ${ENV} reference to a Fernet key",
         )
-    value = (_resolve(setting or "", where, env) or "memory").strip()
+    value = (resolve_env(setting or "", where, env) or "memory").strip()
     if encryption_key:
-        encryption_key = _resolve(encryption_key, key_where, env)
+        encryption_key = resolve_env(encryption_key, key_where, env)
     kind = value.lower()
     if kind == "memory":
         if encryption_key:

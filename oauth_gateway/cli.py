@@ -18,7 +18,7 @@ import stat
 import sys
 from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
-from oauth_gateway import __version__
+from ._version import __version__
 from oauth_gateway import schema as _schema
 
 EXIT_OK = 0

@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ResponseError, SSLError
 from urllib3.util.retry import Retry
 
-from . import __version__
+from ._version import __version__
 from .config import OAuthConfig
 from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
 

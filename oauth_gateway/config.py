@@ -19,6 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from . import schema as _schema
+from ._helpers import resolve_env
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 
@@ -32,34 +33,9 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_BACKOFF = 2.0
 DEFAULT_RETRY_AFTER_MAX = 60.0
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = frozenset(["OAUTH_CLIENT_SECRET"])
 
 
-
-
-def _resolve(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:
-    """Replace every ``${NAME}`` in the strings of ``value`` from ``environ``."""
-    if isinstance(value, str):
-        if "${" not in value:
-            return value
-
-        def substitute(match):
-            name = match.group(1)
-            if name not in environ:
-                raise ConfigError(
-                    "refers to the environment variable %s, which is not set" % name,
-                    json_path,
-                    "export %s before loading the config, or write the value directly" % name,
-                )
-            return environ[name]
-
-        return _ENV_REF.sub(substitute, value)
-    if isinstance(value, list):
-        return [_resolve(item, "%s[%d]" % (json_path, i), environ) for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: _resolve(v, _join(json_path, k), environ) for k, v in value.items()}
-    return value
 
 
 def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]]:
@@ -237,7 +213,7 @@ class OAuthConfig:
             )
         _schema.raise_for_problems(_schema.validate_oauth_block(block, json_path))
         env = os.environ if environ is None else environ
-        data = {k: _resolve(v, _join(json_path, k), env) for k, v in block.items()}
+        data = {k: resolve_env(v, _join(json_path, k), env) for k, v in block.items()}
 
         def path(key):
             return _join(json_path, key)

@@ -47,9 +47,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _source_version() -> str:
-    text = (REPO / "oauth_gateway" / "__init__.py").read_text(encoding="utf-8")
+    text = (REPO / "oauth_gateway" / "_version.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
-    assert match, "oauth_gateway/__init__.py: no __version__ = \"X.Y.Z\" line"
+    assert match, "oauth_gateway/_version.py: no __version__ = \"X.Y.Z\" line"
     return match.group(1)
 
 
