@@ -1,0 +1,1030 @@
+"""Where to get tokens, learned from the servers: RFC 9728, RFC 8414 and OpenID discovery.
+
+An MCP server that wants a token answers an unauthenticated request with 401 and
+``WWW-Authenticate: Bearer resource_metadata="..."``. Its Protected Resource Metadata
+(RFC 9728) names the authorization servers; their metadata (RFC 8414, or OpenID Connect
+discovery) names the token endpoint and the client authentication methods. This module
+follows that chain and checks every link: the resource metadata must describe the server
+that was asked, the authorization server metadata must carry the issuer that was asked
+for, and every URL must be https (loopback http only when ``enforce_https`` is off).
+A check that fails raises :class:`DiscoveryError` before anything more is sent.
+
+The HTTP calls go through a transport callable, ``fetch(method, url, headers, body) ->
+(status, headers, body_bytes)``, so the token client can hand over its own session (same
+TLS settings, timeouts, retry policy and redirect refusal). Discovery never sends
+credentials. It imports only the standard library and the package's exceptions and helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import threading
+import time
+import types
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from ._helpers import redact_url
+from .exceptions import OAuthGatewayError, TransportError
+
+__all__ = (
+    "AUTH_METHODS",
+    "AuthorizationServerMetadata",
+    "Challenge",
+    "DEFAULT_MAX_AGE",
+    "DiscoveryError",
+    "DiscoveryResult",
+    "Discoverer",
+    "Fetch",
+    "ProtectedResourceMetadata",
+    "authorization_server_metadata_urls",
+    "canonical_resource_uri",
+    "choose_auth_method",
+    "is_loopback_host",
+    "parse_cache_max_age",
+    "parse_www_authenticate",
+    "protected_resource_metadata_urls",
+    "require_https",
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds a metadata document is kept when its response has no ``Cache-Control: max-age``.
+DEFAULT_MAX_AGE = 3600.0
+#: Upper bound on how long any document is kept, whatever its ``max-age`` says.
+MAX_MAX_AGE = 86400.0
+#: Upper bound on cached documents (least recently used ones go first).
+DEFAULT_MAX_ENTRIES = 256
+#: Largest metadata document accepted, in bytes.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+#: Longest ``WWW-Authenticate`` value parsed; the rest is ignored.
+MAX_CHALLENGE_LENGTH = 16 * 1024
+
+#: Client authentication methods this library knows, in the order a choice prefers them.
+AUTH_METHODS = (
+    "private_key_jwt",
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "tls_client_auth",
+)
+_SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
+
+#: The protocol version named in the unauthenticated ``initialize`` probe.
+PROBE_PROTOCOL_VERSION = "2025-06-18"
+_PROBE_BODY = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROBE_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "oauth-gateway-discovery", "version": "1"},
+        },
+    },
+    separators=(",", ":"),
+).encode("utf-8")
+_PROBE_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+}
+_JSON_HEADERS = {"Accept": "application/json"}
+
+# Steps named in error messages.
+STEP_PROBE = "resource challenge"
+STEP_RESOURCE_METADATA = "protected resource metadata"
+STEP_SERVER_METADATA = "authorization server metadata"
+STEP_AUTH_METHOD = "client authentication method"
+
+#: ``fetch(method, url, headers, body) -> (status, headers, body_bytes)``. It must not
+#: follow redirects, must time out, and raises ``OSError`` (requests' exceptions are
+#: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
+Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
+
+
+class DiscoveryError(OAuthGatewayError):
+    """Discovery found no usable token endpoint, or a server's answer failed a check.
+
+    The message names the step, the (redacted) URL, the problem and the fix.
+
+    Attributes:
+        url: the URL involved, redacted with :func:`oauth_gateway._helpers.redact_url`.
+        step: which part of discovery failed, e.g. ``"protected resource metadata"``.
+        hint: how to fix it, or None.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        url: str = "",
+        step: str = "",
+        hint: Optional[str] = None,
+        retryable: bool = False,
+    ):
+        shown = redact_url(url) if url else ""
+        text = problem
+        if shown:
+            text = "%s %s: %s" % (step or "discovery", shown, problem)
+        elif step:
+            text = "%s: %s" % (step, problem)
+        if hint:
+            text = "%s; %s" % (text, hint)
+        super().__init__(text)
+        self.url = shown
+        self.step = step
+        self.hint = hint
+        self.problem = problem
+        self.retryable = retryable
+
+
+# --------------------------------------------------------------------------- metadata types
+
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorizationServerMetadata:
+    """An authorization server's metadata (RFC 8414 or OpenID discovery). Immutable.
+
+    Attributes:
+        issuer: the issuer identifier, equal to the one that was asked for.
+        token_endpoint: the token endpoint URL.
+        revocation_endpoint: the RFC 7009 endpoint, or None.
+        token_endpoint_auth_methods_supported: as published; ``("client_secret_basic",)``
+            when the document omits it (the RFC 8414 default).
+        token_endpoint_auth_signing_alg_values_supported: JWS algorithms for JWT client auth.
+        scopes_supported: as published, or empty.
+        mtls_endpoint_aliases: RFC 8705 endpoints to use with a client certificate.
+        tls_client_certificate_bound_access_tokens: RFC 8705 certificate-bound tokens.
+        dpop_signing_alg_values_supported: RFC 9449 algorithms, empty when DPoP is not offered.
+        metadata_url: the URL the document came from.
+        raw: the whole document, read-only.
+    """
+
+    issuer: str
+    token_endpoint: str
+    revocation_endpoint: Optional[str] = None
+    token_endpoint_auth_methods_supported: Tuple[str, ...] = ("client_secret_basic",)
+    token_endpoint_auth_signing_alg_values_supported: Tuple[str, ...] = ()
+    scopes_supported: Tuple[str, ...] = ()
+    mtls_endpoint_aliases: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False
+    )
+    tls_client_certificate_bound_access_tokens: bool = False
+    dpop_signing_alg_values_supported: Tuple[str, ...] = ()
+    metadata_url: str = ""
+    raw: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False, repr=False
+    )
+
+    def endpoint(self, name: str, mtls: bool = False) -> Optional[str]:
+        """Return an endpoint URL, its RFC 8705 mTLS alias first when ``mtls`` is true.
+
+        Args:
+            name: ``"token_endpoint"`` or ``"revocation_endpoint"``.
+            mtls: the request carries a client certificate.
+        """
+        if mtls and name in self.mtls_endpoint_aliases:
+            return self.mtls_endpoint_aliases[name]
+        return getattr(self, name, None) or self.raw.get(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtectedResourceMetadata:
+    """A protected resource's metadata (RFC 9728). Immutable.
+
+    Attributes:
+        resource: the resource identifier, equal (canonically) to the server's URL.
+        authorization_servers: issuer identifiers, in the server's order.
+        scopes_supported: as published, or empty.
+        metadata_url: the URL the document came from.
+        raw: the whole document, read-only.
+    """
+
+    resource: str
+    authorization_servers: Tuple[str, ...]
+    scopes_supported: Tuple[str, ...] = ()
+    metadata_url: str = ""
+    raw: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False, repr=False
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoveryResult:
+    """What discovery decided for one server. Immutable.
+
+    Attributes:
+        resource: the server's canonical URI (RFC 8707 ``resource``), or None when
+            discovery started from an issuer alone.
+        resource_metadata_url: where the protected resource metadata came from, or None.
+        resource_metadata: that metadata, or None.
+        authorization_server: the authorization server's metadata.
+        challenge_scope: the 401 challenge's ``scope``, or None.
+        scopes: the scopes to request: the challenge's, else the resource metadata's
+            ``scopes_supported``; empty when neither names any.
+    """
+
+    resource: Optional[str]
+    authorization_server: AuthorizationServerMetadata
+    resource_metadata_url: Optional[str] = None
+    resource_metadata: Optional[ProtectedResourceMetadata] = None
+    challenge_scope: Optional[str] = None
+    scopes: Tuple[str, ...] = ()
+
+    @property
+    def issuer(self) -> str:
+        """The authorization server's issuer identifier."""
+        return self.authorization_server.issuer
+
+    @property
+    def token_endpoint(self) -> str:
+        """The token endpoint URL."""
+        return self.authorization_server.token_endpoint
+
+    @property
+    def revocation_endpoint(self) -> Optional[str]:
+        """The revocation endpoint URL, or None."""
+        return self.authorization_server.revocation_endpoint
+
+    @property
+    def scope(self) -> str:
+        """:attr:`scopes` as one space-separated ``scope`` value ("" for none)."""
+        return " ".join(self.scopes)
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def is_loopback_host(host: Optional[str]) -> bool:
+    """True for ``localhost``, ``*.localhost`` and loopback IP addresses (127/8, ::1)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_https(url: str, enforce_https: bool = True, step: str = "", what: str = "URL") -> None:
+    """Refuse ``url`` unless it is https (or http on a loopback host with ``enforce_https`` off).
+
+    Args:
+        url: the URL about to be used.
+        enforce_https: when false, ``http://`` to a loopback host is allowed.
+        step: the discovery step, for the message.
+        what: what the URL is (``"token_endpoint"``...), for the message.
+
+    Raises:
+        DiscoveryError: the URL is not absolute http(s), or is plain http where refused.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise DiscoveryError(
+            "%s must be an absolute https URL, got %s" % (what, _show(url)),
+            url,
+            step,
+            "the server published a broken URL; set OAUTH_TOKEN_URL to skip discovery",
+        )
+    if parts.scheme == "https":
+        return
+    if not enforce_https and is_loopback_host(host):
+        return
+    if enforce_https:
+        hint = "plain http is refused; use https" + (
+            ", or set OAUTH_ENFORCE_HTTPS to false for local tests" if is_loopback_host(host) else ""
+        )
+    else:
+        hint = "plain http is allowed only for loopback hosts (localhost, 127.0.0.1, ::1); use https"
+    raise DiscoveryError("%s must be https, got %s" % (what, redact_url(url)), url, step, hint)
+
+
+def canonical_resource_uri(url: str) -> str:
+    """Return the canonical form of a server URL (MCP authorization, RFC 8707).
+
+    The scheme and host are lowercased, a default port, the fragment and a trailing
+    slash are dropped; the path and query are kept as they are.
+
+    Raises:
+        ValueError: ``url`` is not an absolute http(s) URL.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in ("http", "https") or not host:
+        raise ValueError("not an absolute http(s) URL: %r" % redact_url(url))
+    port = parts.port
+    netloc = "[%s]" % host if ":" in host else host
+    if port is not None and not (scheme, port) in (("https", 443), ("http", 80)):
+        netloc = "%s:%d" % (netloc, port)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        netloc = userinfo + "@" + netloc
+    path = parts.path
+    while path.endswith("/"):
+        path = path[:-1]
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def _origin_and_path(url: str) -> Tuple[str, str]:
+    parts = urlsplit(url)
+    path = parts.path
+    while path.endswith("/"):
+        path = path[:-1]
+    return "%s://%s" % (parts.scheme, parts.netloc), path
+
+
+def authorization_server_metadata_urls(issuer: str) -> List[str]:
+    """Return the metadata URLs to try for ``issuer``, in the MCP specification's order.
+
+    RFC 8414 path-insert, then OpenID Connect path-insert, then OpenID Connect
+    path-append; for an issuer without a path, RFC 8414 then OpenID Connect at the root.
+    """
+    origin, path = _origin_and_path(issuer)
+    if not path:
+        return [
+            origin + "/.well-known/oauth-authorization-server",
+            origin + "/.well-known/openid-configuration",
+        ]
+    return [
+        origin + "/.well-known/oauth-authorization-server" + path,
+        origin + "/.well-known/openid-configuration" + path,
+        origin + path + "/.well-known/openid-configuration",
+    ]
+
+
+def protected_resource_metadata_urls(resource_url: str) -> List[str]:
+    """Return the RFC 9728 well-known URLs to try for a server: with its path, then at the root."""
+    origin, path = _origin_and_path(resource_url)
+    root = origin + "/.well-known/oauth-protected-resource"
+    return [root + path, root] if path else [root]
+
+
+# --------------------------------------------------------------------------- WWW-Authenticate
+
+
+@dataclasses.dataclass(frozen=True)
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` header. Immutable.
+
+    Attributes:
+        scheme: the auth scheme as sent (``Bearer``, ``DPoP``...); compare it lowercased.
+        params: ``(name, value)`` pairs, names lowercased, first occurrence of each name.
+        token68: the token68 value of schemes like Basic, or None.
+    """
+
+    scheme: str
+    params: Tuple[Tuple[str, str], ...] = ()
+    token68: Optional[str] = None
+
+    def get(self, name: str) -> Optional[str]:
+        """Return the parameter ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.params:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def resource_metadata(self) -> Optional[str]:
+        """The RFC 9728 ``resource_metadata`` URL, or None."""
+        return self.get("resource_metadata")
+
+    @property
+    def scope(self) -> Optional[str]:
+        """The ``scope`` parameter, or None."""
+        return self.get("scope")
+
+    @property
+    def error(self) -> Optional[str]:
+        """The RFC 6750 ``error`` code, or None."""
+        return self.get("error")
+
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_WORD_CHARS = _TCHARS | frozenset("/")  # token68 also allows "/"
+_SPACE = frozenset(" \t")
+
+
+def parse_www_authenticate(value: str) -> List[Challenge]:
+    """Parse a ``WWW-Authenticate`` value into its challenges (RFC 9110 section 11.6.1).
+
+    One left-to-right pass, no regular expressions: linear time in ``len(value)`` (at
+    most :data:`MAX_CHALLENGE_LENGTH` characters are read). Malformed parts are skipped,
+    never raised.
+
+    Args:
+        value: the header value; several headers may be joined with ``", "``.
+
+    Returns:
+        The challenges in order; parameters with a quoted-string value are unescaped.
+    """
+    text = value[:MAX_CHALLENGE_LENGTH]
+    n = len(text)
+    i = 0
+    challenges: List[Challenge] = []
+    scheme: Optional[str] = None
+    params: List[Tuple[str, str]] = []
+    token68: Optional[str] = None
+
+    def flush() -> None:
+        if scheme is not None:
+            seen = set()
+            unique = []
+            for key, val in params:
+                if key not in seen:
+                    seen.add(key)
+                    unique.append((key, val))
+            challenges.append(Challenge(scheme, tuple(unique), token68))
+
+    while i < n:
+        char = text[i]
+        if char in _SPACE or char == ",":
+            i += 1
+            continue
+        start = i
+        while i < n and text[i] in _WORD_CHARS:
+            i += 1
+        word = text[start:i]
+        if not word:
+            i += 1  # a stray character: skip it
+            continue
+        j = i
+        while j < n and text[j] in _SPACE:
+            j += 1
+        if j < n and text[j] == "=" and scheme is not None:
+            # "name = value", or a token68 ending in "=" padding
+            k = j + 1
+            while k < n and text[k] in _SPACE:
+                k += 1
+            if k >= n or text[k] in ",=":
+                while k < n and text[k] == "=":
+                    k += 1
+                if not params and token68 is None:
+                    token68 = text[start:k].rstrip()
+                i = k
+                continue
+            if text[k] == '"':
+                k += 1
+                chunks = []
+                while k < n and text[k] != '"':
+                    if text[k] == "\\" and k + 1 < n:
+                        k += 1
+                    chunks.append(text[k])
+                    k += 1
+                params.append((word.lower(), "".join(chunks)))
+                i = k + 1
+            else:
+                vstart = k
+                while k < n and text[k] in _WORD_CHARS:
+                    k += 1
+                if k == vstart:
+                    k += 1  # a stray character after "=": skip it
+                params.append((word.lower(), text[vstart:k]))
+                i = k
+            continue
+        # a word not followed by "=": a new challenge's scheme
+        flush()
+        scheme, params, token68 = word, [], None
+        i = j
+    flush()
+    return challenges
+
+
+def parse_cache_max_age(
+    cache_control: Optional[str], default: float = DEFAULT_MAX_AGE, limit: float = MAX_MAX_AGE
+) -> float:
+    """Return how many seconds a response may be kept, from its ``Cache-Control`` value.
+
+    ``no-store`` and ``no-cache`` give 0; ``max-age=N`` gives N, capped at ``limit``;
+    anything else (or no header) gives ``default``.
+    """
+    if not cache_control:
+        return min(default, limit)
+    max_age: Optional[float] = None
+    for directive in cache_control[:1024].split(","):
+        name, _, arg = directive.strip().partition("=")
+        name = name.strip().lower()
+        if name in ("no-store", "no-cache"):
+            return 0.0
+        if name == "max-age" and max_age is None:
+            arg = arg.strip().strip('"')
+            if arg.isdigit():
+                max_age = float(arg)
+    if max_age is None:
+        return min(default, limit)
+    return min(max_age, limit)
+
+
+# --------------------------------------------------------------------------- auth method
+
+
+def choose_auth_method(
+    metadata: AuthorizationServerMetadata,
+    have_secret: bool,
+    have_private_key: bool = False,
+    have_cert: bool = False,
+) -> str:
+    """Pick the client authentication method for an authorization server.
+
+    Among the methods the server lists in ``token_endpoint_auth_methods_supported`` (RFC
+    8414 default: ``client_secret_basic``), pick the first that the credentials allow, in
+    this order: ``private_key_jwt`` (a private key), ``client_secret_basic``,
+    ``client_secret_post``, ``client_secret_jwt`` (a secret), ``tls_client_auth`` (a
+    client certificate).
+
+    Args:
+        metadata: the authorization server's metadata.
+        have_secret: a client secret is configured.
+        have_private_key: a private key for JWT client assertions is configured.
+        have_cert: a client certificate is configured.
+
+    Returns:
+        The method name.
+
+    Raises:
+        DiscoveryError: the server supports none of the methods the credentials allow.
+    """
+    supported = set(metadata.token_endpoint_auth_methods_supported)
+    allowed = {
+        "private_key_jwt": have_private_key,
+        "client_secret_basic": have_secret,
+        "client_secret_post": have_secret,
+        "client_secret_jwt": have_secret,
+        "tls_client_auth": have_cert,
+    }
+    for method in AUTH_METHODS:
+        if allowed[method] and method in supported:
+            return method
+    have = [
+        label
+        for label, present in (
+            ("a client secret", have_secret),
+            ("a private key", have_private_key),
+            ("a client certificate", have_cert),
+        )
+        if present
+    ]
+    raise DiscoveryError(
+        "the server supports %s, and none of them works with %s"
+        % (_show(sorted(supported)), " and ".join(have) or "no credentials"),
+        metadata.metadata_url or metadata.issuer,
+        STEP_AUTH_METHOD,
+        "configure credentials for one of those methods, or set OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
+    )
+
+
+# --------------------------------------------------------------------------- document checks
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    """repr of a value from a server, shortened for a message (and redacted when a URL)."""
+    if isinstance(value, str):
+        value = redact_url(value)
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_document(body: bytes, url: str, step: str) -> Dict[str, Any]:
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise DiscoveryError(
+            "the document is larger than %d bytes" % MAX_DOCUMENT_BYTES,
+            url,
+            step,
+            "the server must serve a small JSON metadata document",
+        )
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise DiscoveryError(
+            "the answer is not JSON", url, step, "the server must serve a JSON metadata document"
+        ) from None
+    if not isinstance(document, dict):
+        raise DiscoveryError(
+            "the answer is JSON but not an object (got %s)" % type(document).__name__,
+            url,
+            step,
+            "the server must serve a JSON object",
+        )
+    return document
+
+
+def _strings(document: Mapping[str, Any], name: str, url: str, step: str) -> Tuple[str, ...]:
+    value = document.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DiscoveryError(
+            "%r must be a list of strings, got %s" % (name, _show(value)),
+            url,
+            step,
+            "the server's metadata is malformed; ask its operator, or configure the value yourself",
+        )
+    return tuple(value)
+
+
+def _optional_string(document: Mapping[str, Any], name: str, url: str, step: str) -> Optional[str]:
+    value = document.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise DiscoveryError(
+            "%r must be a non-empty string, got %s" % (name, _show(value)),
+            url,
+            step,
+            "the server's metadata is malformed; ask its operator, or configure the value yourself",
+        )
+    return value
+
+
+def _server_metadata(
+    document: Mapping[str, Any], issuer: str, url: str, enforce_https: bool
+) -> AuthorizationServerMetadata:
+    step = STEP_SERVER_METADATA
+    published = document.get("issuer")
+    if published != issuer:
+        raise DiscoveryError(
+            "'issuer' is %s, but %s was asked for" % (_show(published), _show(issuer)),
+            url,
+            step,
+            "RFC 8414 requires them to be identical; check the issuer URL (a trailing slash counts)",
+        )
+    token_endpoint = _optional_string(document, "token_endpoint", url, step)
+    if token_endpoint is None:
+        raise DiscoveryError(
+            "the metadata has no 'token_endpoint'",
+            url,
+            step,
+            "the server cannot issue client-credentials tokens; set OAUTH_TOKEN_URL if it has a token endpoint",
+        )
+    revocation = _optional_string(document, "revocation_endpoint", url, step)
+    aliases_raw = document.get("mtls_endpoint_aliases") or {}
+    if not isinstance(aliases_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in aliases_raw.items()
+    ):
+        raise DiscoveryError(
+            "'mtls_endpoint_aliases' must be an object of URLs, got %s" % _show(aliases_raw),
+            url,
+            step,
+            "the server's metadata is malformed; ask its operator",
+        )
+    for name, endpoint in [("token_endpoint", token_endpoint), ("revocation_endpoint", revocation)] + sorted(
+        ("mtls_endpoint_aliases.%s" % k, v) for k, v in aliases_raw.items()
+    ):
+        if endpoint is not None:
+            require_https(endpoint, enforce_https, step, what=name)
+    methods = _strings(document, "token_endpoint_auth_methods_supported", url, step)
+    return AuthorizationServerMetadata(
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        revocation_endpoint=revocation,
+        token_endpoint_auth_methods_supported=methods or ("client_secret_basic",),
+        token_endpoint_auth_signing_alg_values_supported=_strings(
+            document, "token_endpoint_auth_signing_alg_values_supported", url, step
+        ),
+        scopes_supported=_strings(document, "scopes_supported", url, step),
+        mtls_endpoint_aliases=_frozen_mapping(aliases_raw),
+        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens")
+        is True,
+        dpop_signing_alg_values_supported=_strings(document, "dpop_signing_alg_values_supported", url, step),
+        metadata_url=url,
+        raw=_frozen_mapping(document),
+    )
+
+
+def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> ProtectedResourceMetadata:
+    step = STEP_RESOURCE_METADATA
+    published = document.get("resource")
+    try:
+        matches = isinstance(published, str) and canonical_resource_uri(published) == resource
+    except ValueError:
+        matches = False
+    if not matches:
+        raise DiscoveryError(
+            "'resource' is %s, but the server is %s" % (_show(published), _show(resource)),
+            url,
+            step,
+            "RFC 9728 requires the metadata to name the server it describes; check the server URL, "
+            "or set OAUTH_TOKEN_URL to skip discovery",
+        )
+    servers = _strings(document, "authorization_servers", url, step)
+    if not servers:
+        raise DiscoveryError(
+            "the metadata names no 'authorization_servers'",
+            url,
+            step,
+            "set OAUTH_ISSUER or OAUTH_TOKEN_URL",
+        )
+    return ProtectedResourceMetadata(
+        resource=published,  # type: ignore[arg-type]  # checked above
+        authorization_servers=servers,
+        scopes_supported=_strings(document, "scopes_supported", url, step),
+        metadata_url=url,
+        raw=_frozen_mapping(document),
+    )
+
+
+# --------------------------------------------------------------------------- the discoverer
+
+
+class _Flight:
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ResourceEntry:
+    metadata: ProtectedResourceMetadata
+    metadata_url: str
+    challenge_scope: Optional[str]
+
+
+class Discoverer:
+    """Finds and caches the metadata of protected resources and authorization servers.
+
+    Thread-safe: one lock guards the cache and the in-flight table, and is never held
+    during HTTP. Each lookup (an issuer, a server URL) is fetched by one thread at a time;
+    the others wait for that thread's answer or error. Answers are cached for their
+    ``Cache-Control: max-age`` (default :data:`DEFAULT_MAX_AGE`, at most ``max_age_limit``),
+    errors are not cached.
+
+    Args:
+        fetch: the transport, see :data:`Fetch`.
+        enforce_https: when false, plain http to loopback hosts is allowed.
+        clock: monotonic seconds (``time.monotonic``); tests pass a fake.
+        default_max_age: seconds to keep a document that has no ``max-age``.
+        max_age_limit: longest time any document is kept.
+        max_entries: bound on cached lookups.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        enforce_https: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        default_max_age: float = DEFAULT_MAX_AGE,
+        max_age_limit: float = MAX_MAX_AGE,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("Discoverer: max_entries must be >= 1, got %r" % (max_entries,))
+        self._fetch = fetch
+        self.enforce_https = bool(enforce_https)
+        self._clock = clock
+        self._default_max_age = float(default_max_age)
+        self._max_age_limit = float(max_age_limit)
+        self._max_entries = int(max_entries)
+        # Guards _entries and _flights; never held during a fetch.
+        self._lock = threading.Lock()
+        self._entries: "OrderedDict[Tuple[str, str], Tuple[Any, float]]" = OrderedDict()
+        self._flights: Dict[Tuple[str, str], _Flight] = {}
+
+    # -- public lookups
+
+    def authorization_server(self, issuer: str) -> AuthorizationServerMetadata:
+        """Return the metadata of the authorization server ``issuer`` (cached).
+
+        Tries RFC 8414, then OpenID discovery (path-insert, then path-append). The first
+        document found must carry ``issuer`` exactly; otherwise nothing more is sent.
+
+        Raises:
+            DiscoveryError: no document, a document that is not a JSON object, an issuer
+                mismatch, no token endpoint, or an URL that is not https.
+            TransportError: the network failed.
+        """
+        return self._cached(("as", issuer), lambda: self._load_server(issuer))
+
+    def protected_resource(self, resource_url: str, pinned_issuer: Optional[str] = None) -> DiscoveryResult:
+        """Discover everything needed to get a token for the MCP server at ``resource_url``.
+
+        An unauthenticated ``initialize`` POST gives the 401 challenge and its
+        ``resource_metadata`` URL; without one, the RFC 9728 well-known URLs are tried.
+        The metadata must name this server; its first authorization server is followed,
+        or ``pinned_issuer``, which must be listed.
+
+        Args:
+            resource_url: the MCP server's URL.
+            pinned_issuer: the only authorization server the caller trusts, or None.
+
+        Raises:
+            DiscoveryError: a step failed its check (see :class:`DiscoveryError`).
+            TransportError: the network failed.
+        """
+        require_https(resource_url, self.enforce_https, STEP_PROBE, what="the server URL")
+        try:
+            resource = canonical_resource_uri(resource_url)
+        except ValueError as exc:
+            raise DiscoveryError(str(exc), resource_url, STEP_PROBE, "write it like https://mcp.example.com/mcp")
+        entry: _ResourceEntry = self._cached(("prm", resource), lambda: self._load_resource(resource_url, resource))
+        servers = entry.metadata.authorization_servers
+        if pinned_issuer is not None:
+            if pinned_issuer not in servers:
+                raise DiscoveryError(
+                    "the server names the authorization servers %s, not the configured issuer %s"
+                    % (_show(list(servers)), _show(pinned_issuer)),
+                    entry.metadata_url,
+                    STEP_RESOURCE_METADATA,
+                    "OAUTH_ISSUER pins where the secret may go; fix OAUTH_ISSUER or ask the server's operator",
+                )
+            issuer = pinned_issuer
+        else:
+            issuer = servers[0]
+        require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
+        server = self.authorization_server(issuer)
+        if entry.challenge_scope:
+            scopes = tuple(entry.challenge_scope.split())
+        else:
+            scopes = entry.metadata.scopes_supported
+        return DiscoveryResult(
+            resource=resource,
+            authorization_server=server,
+            resource_metadata_url=entry.metadata_url,
+            resource_metadata=entry.metadata,
+            challenge_scope=entry.challenge_scope,
+            scopes=scopes,
+        )
+
+    def discover(self, resource_url: Optional[str] = None, issuer: Optional[str] = None) -> DiscoveryResult:
+        """Discover from a server URL (pinned to ``issuer`` when given), else from ``issuer`` alone.
+
+        Raises:
+            ValueError: neither is given.
+            DiscoveryError, TransportError: as :meth:`protected_resource` and
+                :meth:`authorization_server`.
+        """
+        if resource_url:
+            return self.protected_resource(resource_url, pinned_issuer=issuer)
+        if issuer:
+            return DiscoveryResult(resource=None, authorization_server=self.authorization_server(issuer))
+        raise ValueError("Discoverer.discover: give resource_url or issuer")
+
+    def clear(self) -> None:
+        """Forget every cached document (in-flight lookups finish as they are)."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __repr__(self) -> str:
+        return "Discoverer(enforce_https=%r, cached=%d)" % (self.enforce_https, len(self))
+
+    # -- cache and single flight
+
+    def _cached(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                if self._clock() < hit[1]:
+                    self._entries.move_to_end(key)
+                    return hit[0]
+                del self._entries[key]
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            value, max_age = load()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.value = value
+            if max_age > 0:
+                with self._lock:
+                    self._entries[key] = (value, self._clock() + max_age)
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self._max_entries:
+                        self._entries.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    # -- loaders (run by the leader, without the lock)
+
+    def _call(
+        self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], step: str
+    ) -> Tuple[int, Dict[str, str], bytes]:
+        log.debug("discovery: %s %s (%s)", method, redact_url(url), step)
+        try:
+            status, answer_headers, content = self._fetch(method, url, dict(headers), body)
+        except TransportError:
+            raise
+        except OSError as exc:
+            raise TransportError(
+                "%s %s: the request failed (%s); check the URL and the network"
+                % (step, redact_url(url), type(exc).__name__)
+            ) from exc
+        lowered = {str(k).lower(): str(v) for k, v in dict(answer_headers).items()}
+        return int(status), lowered, bytes(content or b"")
+
+    def _max_age(self, headers: Mapping[str, str]) -> float:
+        return parse_cache_max_age(headers.get("cache-control"), self._default_max_age, self._max_age_limit)
+
+    def _load_server(self, issuer: str) -> Tuple[AuthorizationServerMetadata, float]:
+        step = STEP_SERVER_METADATA
+        require_https(issuer, self.enforce_https, step, what="the issuer")
+        parts = urlsplit(issuer)
+        if parts.query or parts.fragment or "#" in issuer:
+            raise DiscoveryError(
+                "an issuer has no query or fragment (RFC 8414), got %s" % _show(issuer),
+                issuer,
+                step,
+                "write it like https://auth.example.com/tenant",
+            )
+        tried = []
+        for url in authorization_server_metadata_urls(issuer):
+            status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step)
+            if status == 200:
+                document = _parse_document(body, url, step)
+                return _server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
+            tried.append(url)
+            if not 400 <= status < 500:
+                raise DiscoveryError(
+                    "the server answered HTTP %d" % status,
+                    url,
+                    step,
+                    "try again later" if status >= 500 else "the metadata URL must answer 200 without redirects",
+                    retryable=status >= 500,
+                )
+        raise DiscoveryError(
+            "no metadata document for this issuer (tried %s)" % ", ".join(redact_url(u) for u in tried),
+            issuer,
+            step,
+            "check the issuer URL, or set OAUTH_TOKEN_URL",
+        )
+
+    def _load_resource(self, resource_url: str, resource: str) -> Tuple[_ResourceEntry, float]:
+        status, headers, _ = self._call("POST", resource_url, _PROBE_HEADERS, _PROBE_BODY, STEP_PROBE)
+        metadata_url: Optional[str] = None
+        challenge_scope: Optional[str] = None
+        if status == 401:
+            for challenge in parse_www_authenticate(headers.get("www-authenticate", "")):
+                if challenge.scheme.lower() in ("bearer", "dpop"):
+                    metadata_url = metadata_url or challenge.resource_metadata
+                    challenge_scope = challenge_scope or challenge.scope
+        step = STEP_RESOURCE_METADATA
+        if metadata_url is not None:
+            require_https(metadata_url, self.enforce_https, step, what="resource_metadata")
+            status, headers, body = self._call("GET", metadata_url, _JSON_HEADERS, None, step)
+            if status != 200:
+                raise DiscoveryError(
+                    "the challenge's resource_metadata URL answered HTTP %d" % status,
+                    metadata_url,
+                    step,
+                    "the server's 401 challenge points to a missing document; ask its operator",
+                    retryable=status >= 500,
+                )
+            document = _parse_document(body, metadata_url, step)
+            metadata = _resource_metadata(document, resource, metadata_url)
+            return _ResourceEntry(metadata, metadata_url, challenge_scope), self._max_age(headers)
+        tried = []
+        for url in protected_resource_metadata_urls(resource_url):
+            status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step)
+            if status == 200:
+                document = _parse_document(body, url, step)
+                metadata = _resource_metadata(document, resource, url)
+                return _ResourceEntry(metadata, url, challenge_scope), self._max_age(headers)
+            tried.append(url)
+            if not 400 <= status < 500:
+                raise DiscoveryError(
+                    "the server answered HTTP %d" % status,
+                    url,
+                    step,
+                    "try again later" if status >= 500 else "the metadata URL must answer 200 without redirects",
+                    retryable=status >= 500,
+                )
+        raise DiscoveryError(
+            "no 401 challenge with resource_metadata and no well-known document (tried %s)"
+            % ", ".join(redact_url(u) for u in tried),
+            resource_url,
+            STEP_PROBE,
+            "check the server URL, or set OAUTH_ISSUER or OAUTH_TOKEN_URL",
+        )
