@@ -34,7 +34,13 @@ def requests_fetch(session: requests.Session):
 
     def fetch(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
         response = session.request(
-            method, url, headers=dict(headers), data=body, timeout=TIMEOUT, allow_redirects=False
+            method,
+            url,
+            headers=dict(headers),
+            data=body,
+            timeout=TIMEOUT,
+            allow_redirects=False,
+            verify=session.verify,  # else REQUESTS_CA_BUNDLE would override it
         )
         return response.status_code, response.headers, response.content
 

@@ -1,0 +1,339 @@
+"""Real loopback servers that publish discovery metadata, for tests/test_discovery.py.
+
+:class:`MetadataServer` is an HTTPS (trustme) or plain-HTTP server on 127.0.0.1 that
+answers fixed routes: an MCP endpoint that challenges with 401 and ``WWW-Authenticate``,
+Protected Resource Metadata (RFC 9728), authorization server metadata (RFC 8414 / OpenID)
+and a token endpoint, each scriptable (status, headers, body) so a test can publish a
+mismatch. It counts requests per path and can hold answers until released, so a test can
+keep a fetch in flight. :func:`requests_fetch` is a discovery transport on a
+``requests.Session``, the way the token client will provide one. Only the standard
+library, requests and trustme are used.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import os
+import socketserver
+import ssl
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import requests
+
+__all__ = ("MetadataServer", "Recorded", "Route", "requests_fetch", "CountingFetch")
+
+#: Seconds a held answer waits at most for release() (so a broken test cannot hang).
+HOLD_LIMIT = 10.0
+
+
+class Route:
+    """One scripted answer: status, headers and body. Immutable once built."""
+
+    def __init__(
+        self,
+        status: int = 200,
+        json: Any = None,
+        body: Optional[bytes] = None,
+        headers: Iterable[Tuple[str, str]] = (),
+        content_type: Optional[str] = "application/json",
+    ) -> None:
+        self.status = status
+        if json is not None:
+            body = _json.dumps(json).encode("utf-8")
+        self.body = body or b""
+        self.headers = list(headers)
+        if content_type and self.body:
+            self.headers.append(("Content-Type", content_type))
+
+
+class Recorded:
+    """A request as the server saw it."""
+
+    def __init__(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.body = body
+
+    def __repr__(self) -> str:
+        return "Recorded(%s %s)" % (self.method, self.path)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        pass
+
+    def do_GET(self) -> None:
+        owner: MetadataServer = self.server.owner  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        path = self.path.split("?", 1)[0]
+        route = owner._arrived(Recorded(self.command, path, dict(self.headers.items()), body))
+        self.send_response(route.status)
+        for name, value in route.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(route.body)))
+        self.end_headers()
+        if route.body:
+            self.wfile.write(route.body)
+
+    do_POST = do_GET
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, owner: "MetadataServer", context: Optional[ssl.SSLContext]) -> None:
+        self.owner = owner
+        self.context = context
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # no getfqdn() lookup
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.context is not None:
+            sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def finish_request(self, request, client_address) -> None:
+        if self.context is not None:
+            try:
+                request.settimeout(30)
+                request.do_handshake()
+            except (OSError, ValueError):
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # clients hang up; the tests assert on what was recorded
+
+
+class MetadataServer:
+    """A loopback server publishing discovery metadata. Thread-safe.
+
+    Args:
+        ca: a trustme CA for HTTPS; None serves plain HTTP.
+        host: the host name used in :attr:`url` (``127.0.0.1`` or ``localhost``).
+
+    Attributes:
+        url: ``https://127.0.0.1:<port>`` (or ``http://...``) once started.
+        requests: every :class:`Recorded` request, in arrival order.
+    """
+
+    def __init__(self, ca: Any = None, host: str = "127.0.0.1") -> None:
+        self.ca = ca
+        self.host = host
+        self._lock = threading.Lock()
+        self._routes: Dict[Tuple[str, str], Route] = {}
+        self._gate = threading.Event()
+        self._gate.set()
+        self._server: Optional[_Server] = None
+        self._tmpdir: Optional[str] = None
+        self.requests: List[Recorded] = []
+        self.url = ""
+
+    # -- lifecycle
+
+    def start(self) -> "MetadataServer":
+        context = None
+        if self.ca is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self._server = _Server(self, context)
+        port = self._server.server_address[1]
+        self.url = "%s://%s:%d" % ("https" if context else "http", self.host, port)
+        threading.Thread(target=self._server.serve_forever, name="metadata-server", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._gate.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "MetadataServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def ca_bundle(self) -> str:
+        """PEM path of the CA certificate (HTTPS servers only)."""
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="metadata-server-")
+        path = os.path.join(self._tmpdir, "ca.pem")
+        if not os.path.exists(path):
+            self.ca.cert_pem.write_to_path(path)
+        return path
+
+    # -- scripting
+
+    def route(self, path: str, route: Route, method: str = "GET") -> None:
+        """Answer ``method path`` with ``route`` (replaces an earlier one)."""
+        with self._lock:
+            self._routes[(method, path)] = route
+
+    def json(self, path: str, document: Any, status: int = 200, headers: Iterable[Tuple[str, str]] = ()) -> None:
+        """Answer ``GET path`` with a JSON document."""
+        self.route(path, Route(status, json=document, headers=headers))
+
+    def challenge(
+        self,
+        path: str = "/mcp",
+        resource_metadata: Optional[str] = None,
+        scope: Optional[str] = None,
+        scheme: str = "Bearer",
+        status: int = 401,
+    ) -> None:
+        """Answer ``POST path`` with a 401 challenge (no ``resource_metadata`` when None)."""
+        params = ['error="invalid_token"']
+        if resource_metadata is not None:
+            params.append('resource_metadata="%s"' % resource_metadata)
+        if scope is not None:
+            params.append('scope="%s"' % scope)
+        headers = [("WWW-Authenticate", "%s %s" % (scheme, ", ".join(params)))] if status == 401 else []
+        self.route(path, Route(status, json={"error": "invalid_token"}, headers=headers), method="POST")
+
+    def publish(
+        self,
+        mcp_path: str = "/mcp",
+        issuer_path: str = "",
+        *,
+        in_challenge: bool = True,
+        prm_at: Optional[str] = None,
+        resource: Optional[str] = None,
+        authorization_servers: Optional[Sequence[str]] = None,
+        prm_scopes: Optional[Sequence[str]] = None,
+        challenge_scope: Optional[str] = None,
+        as_document: Optional[Dict[str, Any]] = None,
+        as_at: Optional[str] = None,
+        as_headers: Iterable[Tuple[str, str]] = (),
+        prm_headers: Iterable[Tuple[str, str]] = (),
+    ) -> Dict[str, str]:
+        """Publish a consistent MCP server + authorization server on this one origin.
+
+        Args:
+            mcp_path: where the MCP endpoint is.
+            issuer_path: the issuer's path ("" for the origin).
+            in_challenge: put ``resource_metadata`` in the 401 challenge.
+            prm_at: the PRM path; default the RFC 9728 path-insert URL of the MCP endpoint.
+            resource: the PRM's ``resource``; default the MCP endpoint's URL.
+            authorization_servers: the PRM's list; default ``[issuer]``.
+            prm_scopes: the PRM's ``scopes_supported``, or None to omit.
+            challenge_scope: the challenge's ``scope``, or None.
+            as_document: the AS metadata; default a valid one for the issuer.
+            as_at: the AS metadata path; default RFC 8414 path-insert.
+            as_headers, prm_headers: extra response headers (``Cache-Control``...).
+
+        Returns:
+            ``{"mcp": url, "issuer": ..., "prm_path": ..., "as_path": ...}``.
+        """
+        mcp = self.url + mcp_path
+        issuer = self.url + issuer_path
+        prm_path = prm_at or "/.well-known/oauth-protected-resource" + mcp_path
+        as_path = as_at or "/.well-known/oauth-authorization-server" + issuer_path
+        prm: Dict[str, Any] = {
+            "resource": mcp if resource is None else resource,
+            "authorization_servers": [issuer] if authorization_servers is None else list(authorization_servers),
+        }
+        if prm_scopes is not None:
+            prm["scopes_supported"] = list(prm_scopes)
+        self.route(prm_path, Route(json=prm, headers=prm_headers))
+        document = as_document if as_document is not None else self.as_document(issuer_path)
+        self.route(as_path, Route(json=document, headers=as_headers))
+        self.challenge(mcp_path, self.url + prm_path if in_challenge else None, challenge_scope)
+        return {"mcp": mcp, "issuer": issuer, "prm_path": prm_path, "as_path": as_path}
+
+    def as_document(self, issuer_path: str = "", **fields: Any) -> Dict[str, Any]:
+        """A valid authorization server metadata document for ``url + issuer_path``."""
+        document: Dict[str, Any] = {
+            "issuer": self.url + issuer_path,
+            "token_endpoint": self.url + issuer_path + "/token",
+            "revocation_endpoint": self.url + issuer_path + "/revoke",
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["client_credentials"],
+        }
+        document.update(fields)
+        return {k: v for k, v in document.items() if v is not None}
+
+    def hold(self) -> None:
+        """Make every answer wait until :meth:`release` (at most :data:`HOLD_LIMIT` s)."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held answers go."""
+        self._gate.set()
+
+    # -- counting
+
+    def count(self, path: Optional[str] = None, method: Optional[str] = None) -> int:
+        """Requests received for ``path`` (all paths when None), optionally of one method."""
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (path is None or r.path == path) and (method is None or r.method == method)
+            )
+
+    def wait_for(self, path: str, n: int = 1, limit: float = 5.0) -> None:
+        """Wait (bounded) until ``n`` requests for ``path`` arrived."""
+        deadline = time.monotonic() + limit
+        while self.count(path) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError("%d requests for %s expected, got %d" % (n, path, self.count(path)))
+            time.sleep(0.005)
+
+    # -- called by the handler
+
+    def _arrived(self, record: Recorded) -> Route:
+        with self._lock:
+            self.requests.append(record)
+            route = self._routes.get((record.method, record.path))
+        self._gate.wait(HOLD_LIMIT)
+        return route if route is not None else Route(404, json={"error": "not_found"})
+
+
+def requests_fetch(session: requests.Session, timeout: float = 10.0):
+    """A discovery transport on ``session``: no redirects, a timeout, no credentials."""
+
+    def fetch(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
+        response = session.request(
+            method,
+            url,
+            headers=dict(headers),
+            data=body,
+            timeout=timeout,
+            allow_redirects=False,
+            verify=session.verify,  # else REQUESTS_CA_BUNDLE would override it
+        )
+        return response.status_code, response.headers, response.content
+
+    return fetch
+
+
+class CountingFetch:
+    """Wraps a transport and records each ``(method, url)`` it is called with. Thread-safe."""
+
+    def __init__(self, fetch: Any) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self.calls: List[Tuple[str, str]] = []
+
+    def __call__(self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
+        with self._lock:
+            self.calls.append((method, url))
+        return self._fetch(method, url, headers, body)
