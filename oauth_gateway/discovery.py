@@ -882,12 +882,14 @@ class Discoverer:
         with self._lock:
             self._entries.clear()
 
-    def __len__(self) -> int:
+    @property
+    def cached(self) -> int:
+        """How many lookups are cached now (expired ones included until they are asked for)."""
         with self._lock:
             return len(self._entries)
 
     def __repr__(self) -> str:
-        return "Discoverer(enforce_https=%r, cached=%d)" % (self.enforce_https, len(self))
+        return "Discoverer(enforce_https=%r, cached=%d)" % (self.enforce_https, self.cached)
 
     # -- cache and single flight
 

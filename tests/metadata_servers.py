@@ -154,7 +154,7 @@ class MetadataServer:
         self._server = _Server(self, context)
         port = self._server.server_address[1]
         self.url = "%s://%s:%d" % ("https" if context else "http", self.host, port)
-        threading.Thread(target=self._server.serve_forever, name="metadata-server", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="metadata-server", daemon=True).start()
         return self
 
     def stop(self) -> None:

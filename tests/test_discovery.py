@@ -430,7 +430,7 @@ def test_the_cache_is_bounded(meta, make_discoverer):
     discoverer = make_discoverer(max_entries=2)
     for path in ("/a", "/b", "/c"):
         discoverer.authorization_server(meta.url + path)
-    assert len(discoverer) == 2
+    assert discoverer.cached == 2
     discoverer.authorization_server(meta.url + "/c")
     discoverer.authorization_server(meta.url + "/a")
     assert meta.count(RFC8414 + "/c") == 1 and meta.count(RFC8414 + "/a") == 2
