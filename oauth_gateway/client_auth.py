@@ -345,7 +345,7 @@ class PrivateKey:
 
         self._key = key
         self.path = path
-        self.bits = key.key_size
+        self.bits = getattr(key, "key_size", 0)
         if isinstance(key, rsa.RSAPrivateKey):
             self.key_type, self.curve, self.default_alg = "RSA", None, "RS256"
         elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_ALGS:

@@ -305,13 +305,6 @@ def test_a_directory_is_not_a_key_file(tmp_path: Path) -> None:
         check_key_file(str(tmp_path), "OAUTH_CLIENT_PRIVATE_KEY_PATH")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; the mode check is what runs")
-def test_an_unreadable_key_file_is_a_config_error(tmp_path: Path, ec_key: Any) -> None:
-    path = _write_key(tmp_path / "k.pem", ec_key, mode=0o000)
-    with pytest.raises(ConfigError, match="not readable"):
-        check_key_file(path, "OAUTH_CLIENT_PRIVATE_KEY_PATH")
-
-
 def test_a_key_readable_by_others_loads_with_a_warning(
     tmp_path: Path, ec_key: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
