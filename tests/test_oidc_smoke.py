@@ -90,7 +90,15 @@ def test_discovery_names_https_endpoints_on_the_issuer(oidc_provider: OidcProvid
     for url in (oidc_provider.token_url, oidc_provider.revocation_url):
         assert url.startswith(oidc_provider.issuer + "/")
     methods = oidc_provider.discovery["token_endpoint_auth_methods_supported"]
-    assert set(methods) == {"client_secret_basic", "client_secret_post", "tls_client_auth"}
+    assert set(methods) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "tls_client_auth",
+        "private_key_jwt",
+        "client_secret_jwt",
+    }
+    algs = oidc_provider.discovery["token_endpoint_auth_signing_alg_values_supported"]
+    assert set(algs) == {"HS256", "RS256", "PS256", "ES256", "ES384"}
 
 
 def test_secrets_need_form_encoding(oidc_provider: OidcProvider) -> None:
