@@ -189,14 +189,15 @@ def _subcommands(parser: argparse.ArgumentParser) -> List[Tuple[str, argparse.Ar
 
 def cli_commands() -> List[Tuple[str, argparse.ArgumentParser]]:
     """Every command as (full name, parser): ``oauth-gateway``, ``oauth-gateway validate`` ..."""
-    root = build_cli_parser()
-    result = [(root.prog, root)]
-    index = 0
-    while index < len(result):
-        name, parser = result[index]
+    result: List[Tuple[str, argparse.ArgumentParser]] = []
+
+    def visit(name: str, parser: argparse.ArgumentParser) -> None:
+        result.append((name, parser))
         for child_name, child in _subcommands(parser):
-            result.append(("%s %s" % (name, child_name), child))
-        index += 1
+            visit("%s %s" % (name, child_name), child)
+
+    root = build_cli_parser()
+    visit(root.prog, root)
     return result
 
 
