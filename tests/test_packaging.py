@@ -210,3 +210,76 @@ def test_python_dash_m_prints_the_version(tmp_path: Path) -> None:
 
 def test_the_test_command_is_executable() -> None:
     assert os.access(str(REPO / "scripts" / "test"), os.X_OK), "chmod +x scripts/test"
+
+
+# Files an sdist must carry so the tests and the docs build can run from it.
+SDIST_REQUIRED = (
+    "LICENSE",
+    "README.rst",
+    "CHANGELOG.rst",
+    "SECURITY.rst",
+    ".pre-commit-hooks.yaml",
+    "scripts/test",
+    "ci/constraints-oldest.txt",
+    "ci/constraints-newest.txt",
+    "docs/conf.py",
+    "docs/index.rst",
+    "docs/_ext/oauth_gateway_docs.py",
+    "tests/conftest.py",
+    "tests/oidc/package.json",
+    "tests/oidc/package-lock.json",
+    "tests/e2e/package.json",
+    "tests/e2e/package-lock.json",
+)
+PROJECT_URLS = ("Source", "Documentation", "Changelog", "Issues")
+
+
+def test_sdist_holds_the_license_docs_test_command_constraints_and_hooks(dists: Dict[str, Path]) -> None:
+    names = set(_sdist_names(dists["sdist"]))
+    assert [name for name in SDIST_REQUIRED if name not in names] == []
+    repo_docs = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "docs").rglob("*")
+        if path.is_file() and "_build" not in path.parts and "__pycache__" not in path.parts
+    }
+    assert sorted(repo_docs - names) == []
+    assert not [name for name in names if name.startswith("docs/_build")]
+
+
+def test_sdist_keeps_the_test_command_executable(dists: Dict[str, Path]) -> None:
+    with tarfile.open(str(dists["sdist"])) as archive:
+        modes = {m.name.split("/", 1)[1]: m.mode for m in archive.getmembers() if "/" in m.name}
+    assert modes["scripts/test"] & 0o111, "scripts/test lost its executable bit in the sdist"
+
+
+def test_the_license_file_is_the_apache_2_0_text() -> None:
+    text = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+def _metadata_lines(dists: Dict[str, Path]) -> List[str]:
+    info = "oauth_gateway-%s.dist-info" % _source_version()
+    with zipfile.ZipFile(str(dists["wheel"])) as archive:
+        return archive.read("%s/METADATA" % info).decode("utf-8").splitlines()
+
+
+def test_wheel_metadata_declares_the_apache_license_and_ships_the_file(dists: Dict[str, Path]) -> None:
+    lines = _metadata_lines(dists)
+    assert "License: Apache-2.0" in lines or "License-Expression: Apache-2.0" in lines, lines[:30]
+    assert "Classifier: License :: OSI Approved :: Apache Software License" in lines
+    assert "License-File: LICENSE" in lines
+    names = _wheel_names(dists["wheel"])
+    licenses = [n for n in names if ".dist-info/" in n and n.endswith("LICENSE")]
+    assert licenses, "the wheel carries no LICENSE in its .dist-info"
+    assert any(line.startswith("Author: ") and len(line) > len("Author: ") for line in lines)
+
+
+def test_wheel_metadata_names_the_project_urls(dists: Dict[str, Path]) -> None:
+    urls = {}
+    for line in _metadata_lines(dists):
+        if line.startswith("Project-URL: "):
+            label, _, url = line[len("Project-URL: "):].partition(", ")
+            urls[label] = url
+    assert sorted(label for label in PROJECT_URLS if label not in urls) == []
+    assert all(url.startswith("https://") for url in urls.values()), urls
