@@ -142,7 +142,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
     import tempfile
     import time
 
-    from .cli import _check_file
+    from .cli import check_file
     from .gateway import add_server, load_gateway_config
     from .injection import inject_token
     from .manager import TokenManager
@@ -199,7 +199,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         check(mode == 0o600, "the file mode is %o, not 600" % mode)
 
         step(2, "Validate it with the bundled JSON Schema (what `oauth-gateway validate` does)")
-        result = _check_file(path)
+        result = check_file(path)
         errors = [p for p in result.problems if p.severity == "error"]
         say("   %s: %s" % (os.path.basename(path), "ok" if not errors and not result.failure else "invalid"))
         check(not errors and not result.failure, "the demo file does not validate")

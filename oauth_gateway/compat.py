@@ -100,11 +100,12 @@ def _default_cache():
     to the memory cache (with a warning for a broken file), which never writes a token
     anywhere.
     """
-    from .cache import CACHE_ENV, cache_from_settings
+    from ._helpers import resolve_config_path
+    from .contrib.cache_settings import CACHE_ENV, cache_from_settings
     from .exceptions import ConfigError
-    from .gateway import _resolve_path, load_gateway_config
+    from .gateway import load_gateway_config
 
-    path, _ = _resolve_path(None)
+    path, _ = resolve_config_path()
     if os.environ.get(CACHE_ENV, "").strip() or not os.path.exists(path):
         return cache_from_settings()
     try:

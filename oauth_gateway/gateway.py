@@ -27,21 +27,32 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from . import schema as _schema
-from .config import OAuthConfig
+from . import schema
+from ._helpers import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, read_json_file, replace_bytes, resolve_config_path
 from ._jsonpath import describe as _describe, join as _join
+from .config import OAuthConfig
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .cache import TokenCache
+
+__all__ = (
+    "BACKUP_SUFFIX",
+    "CONFIG_PATH_ENV",
+    "DEFAULT_CONFIG_NAME",
+    "DEFAULT_CONFIG_PATH",
+    "DIR_MODE",
+    "FILE_MODE",
+    "GatewayConfig",
+    "add_server",
+    "load_gateway_config",
+)
 
 log = logging.getLogger(__name__)
 
-#: Where the gateway file lives unless told otherwise (``~`` is expanded).
-DEFAULT_CONFIG_PATH = os.path.join("~", ".enkrypt", "enkrypt_mcp_config.json")
-#: Environment variable that overrides :data:`DEFAULT_CONFIG_PATH`.
-CONFIG_PATH_ENV = "OAUTH_GATEWAY_CONFIG"
 #: Name of the config that :func:`add_server` creates in a file that has none.
 DEFAULT_CONFIG_NAME = "default_config"
 #: Mode of the gateway file and its backup: it holds client secrets.
@@ -73,7 +84,7 @@ def load_gateway_config(path: Optional[str] = None) -> "GatewayConfig":
             line and column), or breaks the schema (the message names the file and the
             first problem's JSON path).
     """
-    target, source = _resolve_path(path)
+    target, source = resolve_config_path(path)
     document = _read_document(target, source)
     _validate(document, target)
     _warn_if_exposed(target)
@@ -128,16 +139,16 @@ class GatewayConfig:
         servers = sum(1 for _ in self._iter_entries())
         return "GatewayConfig(path=%r, configs=%d, servers=%d)" % (self._path, len(self._configs()), servers)
 
-    def token_cache(self, environ: Optional[Mapping[str, str]] = None):
+    def token_cache(self, environ: Optional[Mapping[str, str]] = None) -> TokenCache:
         """Build the token cache this file asks for (``common_mcp_gateway_config.oauth_token_cache``).
 
         ``$OAUTH_GATEWAY_TOKEN_CACHE`` wins over the file; see
-        :func:`oauth_gateway.cache.cache_from_settings`.
+        :func:`oauth_gateway.cache_from_settings`.
 
         Raises:
             ConfigError: an unknown value or a missing optional package.
         """
-        from .cache import CACHE_SETTING, ENCRYPTION_KEY_SETTING, cache_from_settings
+        from .contrib.cache_settings import CACHE_SETTING, ENCRYPTION_KEY_SETTING, cache_from_settings
 
         common = self._data.get("common_mcp_gateway_config")
         common = common if isinstance(common, dict) else {}
@@ -346,7 +357,7 @@ def add_server(
             result breaks the schema, or the file cannot be written. In every case the
             file on disk is unchanged.
     """
-    target, source = _resolve_path(path)
+    target, source = resolve_config_path(path)
     target = os.path.realpath(target)
     if os.path.exists(target):
         document = _read_document(target, source)
@@ -442,32 +453,9 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
         except FileNotFoundError:
             previous = None
         if previous is not None:
-            _replace_bytes(path + BACKUP_SUFFIX, previous, mode)
-    _replace_bytes(path, data, mode)
+            replace_bytes(path + BACKUP_SUFFIX, previous, mode)
+    replace_bytes(path, data, mode)
     _fsync_directory(directory)
-
-
-def _replace_bytes(path: str, data: bytes, mode: int) -> None:
-    """Atomically replace ``path`` with ``data`` through a same-directory temp file."""
-    directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # Before any byte is written: the secrets are never readable by others.
-            if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), mode)
-            else:  # pragma: no cover - Windows
-                os.chmod(temp, mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def _fsync_directory(directory: str) -> None:
@@ -483,73 +471,25 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _resolve_path(path: Optional[str]) -> Tuple[str, str]:
-    """Return the absolute gateway file path and where it came from (for messages)."""
-    if path is not None:
-        raw, source = os.fspath(path), "argument"
-    elif os.environ.get(CONFIG_PATH_ENV):
-        raw, source = os.environ[CONFIG_PATH_ENV], "$%s" % CONFIG_PATH_ENV
-    else:
-        raw, source = DEFAULT_CONFIG_PATH, "default"
-    return os.path.abspath(os.path.expanduser(raw)), source
-
-
 def _read_document(path: str, source: str) -> Any:
-    """Read and parse a JSON file, turning every failure into a ConfigError."""
+    """Read and parse the gateway file, turning every failure into a ConfigError."""
+    document, failure = read_json_file(path)
+    if failure is None:
+        return document
     origin = "" if source == "argument" else " (from %s)" % source
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(
-            "config file %s%s does not exist" % (path, origin),
-            "$",
-            "create it with `oauth-gateway config add-server`, or point %s at the right file" % CONFIG_PATH_ENV,
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            "config file %s%s is a directory" % (path, origin), "$", "give the path of the JSON file inside it"
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            "config file %s%s cannot be read: permission denied" % (path, origin),
-            "$",
-            "run as the file's owner, or fix its permissions (chmod 600, owned by you)",
-        ) from None
-    except OSError as error:
-        raise ConfigError(
-            "config file %s%s cannot be read: %s" % (path, origin, error.strerror or error),
-            "$",
-            "check the path and the disk",
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            "config file %s is not UTF-8 text (bad byte at offset %d)" % (path, error.start),
-            "$",
-            "save the file as UTF-8",
-        ) from None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        # Only the parser's message and position: the text around it may hold a secret.
-        line, column = getattr(error, "lineno", "?"), getattr(error, "colno", "?")
-        message = getattr(error, "msg", str(error))
-        raise ConfigError(
-            "config file %s is not valid JSON: %s at line %s column %s" % (path, message, line, column),
-            "$",
-            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
-        ) from None
+    hint = failure.hint
+    if failure.problem == "does not exist":
+        hint = "create it with `oauth-gateway config add-server`, or point %s at the right file" % CONFIG_PATH_ENV
+    raise ConfigError("config file %s%s %s" % (path, origin, failure.problem), "$", hint)
 
 
 def _validate(document: Any, path: str) -> None:
     """Raise the schema's best problem as a ConfigError that also names the file."""
-    problems = _schema.validate_config(document)
+    problems = schema.validate_config(document)
     if not problems:
         return
     try:
-        _schema.raise_for_problems(problems)
+        schema.raise_for_problems(problems)
     except ConfigError as error:
         hint = error.hint
         if len(problems) > 1:
