@@ -117,7 +117,7 @@ def test_missing_file_exits_2_and_says_which(tmp_path: Path) -> None:
     good = write(tmp_path / "good.json", GOOD)
     code, out, err = run("validate", missing, good)
     assert code == 2
-    assert err == "oauth-gateway: error: %s cannot be read: No such file or directory\n" % missing
+    assert err == "oauth-gateway: error: %s does not exist\n" % missing
     assert out == "%s: ok\n" % good
 
 
@@ -143,7 +143,7 @@ def test_non_utf8_file_exits_2(tmp_path: Path) -> None:
 def test_directory_exits_2(tmp_path: Path) -> None:
     code, _, err = run("validate", str(tmp_path))
     assert code == 2
-    assert str(tmp_path) in err and "cannot be read" in err
+    assert err == "oauth-gateway: error: %s is a directory\n" % tmp_path
 
 
 @pytest.mark.parametrize(

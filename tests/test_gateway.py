@@ -215,7 +215,7 @@ def test_bad_json_gives_line_and_column_but_no_content(tmp_path):
         load_gateway_config(str(bad))
     text = str(info.value)
     assert str(bad) in text
-    assert "line 3 column 43" in text
+    assert "line 3, column 43" in text
     assert "hunter2" not in text
     assert info.value.hint
 
