@@ -38,7 +38,7 @@ class DemoAuthServer:
         with self.lock:
             return self.counts.get(path, 0)
 
-    def start(self) -> "DemoAuthServer":
+    def start(self) -> DemoAuthServer:
         self._thread.start()
         return self
 
@@ -47,7 +47,7 @@ class DemoAuthServer:
         self._httpd.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> "DemoAuthServer":
+    def __enter__(self) -> DemoAuthServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -220,7 +220,10 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         started = time.perf_counter()
         again = manager.get_token("demo-api", config, config_id)
         elapsed = (time.perf_counter() - started) * 1e6
-        say("   same token: %s, took %.1f microseconds, token requests so far: %d" % (again is token, elapsed, idp.count("/token")))
+        say(
+            "   same token: %s, took %.1f microseconds, token requests so far: %d"
+            % (again is token, elapsed, idp.count("/token"))
+        )
         check(again is token and idp.count("/token") == 1, "the second call was not a cache hit")
 
         step(5, "Forced refresh, then injection into the server's launch spec")

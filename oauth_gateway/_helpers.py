@@ -45,8 +45,7 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         query = "&".join(
-            (name + "=***") if sep else name
-            for name, sep, _ in (field.partition("=") for field in query.split("&"))
+            (name + "=***") if sep else name for name, sep, _ in (field.partition("=") for field in query.split("&"))
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -61,7 +60,7 @@ def resolve_env(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:
         if "${" not in value:
             return value
 
-        def substitute(match: "re.Match[str]") -> str:
+        def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
                 raise ConfigError(

@@ -29,12 +29,21 @@ from .tokens import Token
 if TYPE_CHECKING:  # the names that moved to the adapters, for type checkers and IDEs
     from .contrib.cache_settings import (
         CACHE_ENV as CACHE_ENV,
+    )
+    from .contrib.cache_settings import (
         CACHE_SETTING as CACHE_SETTING,
+    )
+    from .contrib.cache_settings import (
         ENCRYPTION_KEY_ENV as ENCRYPTION_KEY_ENV,
+    )
+    from .contrib.cache_settings import (
         ENCRYPTION_KEY_SETTING as ENCRYPTION_KEY_SETTING,
+    )
+    from .contrib.cache_settings import (
         cache_from_settings as cache_from_settings,
     )
-    from .contrib.store import DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT, SharedTokenCache as SharedTokenCache
+    from .contrib.store import DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT
+    from .contrib.store import SharedTokenCache as SharedTokenCache
 
 __all__ = ("DEFAULT_MAXSIZE", "MAX_ENTRY_TTL", "CacheEntry", "Key", "MemoryTokenCache", "TokenCache")
 
@@ -85,7 +94,7 @@ class CacheEntry:
     def _values(self) -> Tuple[str, Token, itertools.count[int], float]:
         return (self.fingerprint, self.token, self.hits, self.refresh_at)
 
-    def _replace(self, **changes: Any) -> "CacheEntry":
+    def _replace(self, **changes: Any) -> CacheEntry:
         """Return a new entry with some fields replaced."""
         values = dict(zip(self.__slots__, self._values()))
         unknown = set(changes) - set(values)
@@ -174,9 +183,7 @@ class TokenCache:
 class _EvictingTTLCache(cachetools.TTLCache):
     """A TTLCache that tells its owner which keys it drops to stay within ``maxsize``."""
 
-    def __init__(
-        self, maxsize: int, ttl: float, timer: Callable[[], float], on_evict: Callable[[Key], None]
-    ) -> None:
+    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float], on_evict: Callable[[Key], None]) -> None:
         super().__init__(maxsize, ttl, timer=timer)
         self._on_evict = on_evict
 

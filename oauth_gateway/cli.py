@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import stat
 import sys
 from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -58,7 +56,9 @@ class _Parser(argparse.ArgumentParser):
         raise _ParserExit(status)
 
 
-def main(argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None
+) -> int:
     """Run the command line and return its exit code; never calls ``sys.exit``.
 
     Args:
@@ -117,8 +117,7 @@ def _cmd_validate(subparsers: Any) -> None:
         "Check gateway files or bare oauth_config files against the bundled schema.",
         "  %(prog)s validate ~/.enkrypt/enkrypt_mcp_config.json\n"
         "  %(prog)s validate --output github --strict configs/*.json\n\n"
-        "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file"
-        % {"prog": _PROG},
+        "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file" % {"prog": _PROG},
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="JSON file to check")
     parser.add_argument(
@@ -213,7 +212,9 @@ def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict
             place = "file=%s" % _escape_property(result.file)
             if result.line is not None:
                 place += ",line=%d,col=%d" % (result.line, result.column or 1)
-            out.write("::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure))))
+            out.write(
+                "::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure)))
+            )
         for problem in result.problems:
             level = "error" if problem.severity == "error" or strict else "warning"
             out.write(
@@ -241,7 +242,7 @@ def _cmd_schema(subparsers: Any) -> None:
         "schema",
         "Print a bundled JSON Schema, or its file path.",
         "  %(prog)s schema --name gateway-config > gateway-config.schema.json\n"
-        "  check-jsonschema --schemafile \"$(%(prog)s schema --path)\" oauth_config.json" % {"prog": _PROG},
+        '  check-jsonschema --schemafile "$(%(prog)s schema --path)" oauth_config.json' % {"prog": _PROG},
     )
     parser.add_argument(
         "--name",
@@ -444,7 +445,9 @@ def _cmd_config(subparsers: Any) -> None:
     add.set_defaults(run=_run_add_server)
 
 
-def _run_missing_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+def _run_missing_subcommand(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, out: IO[str], err: IO[str]
+) -> int:
     parser.print_usage(err)
     err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, parser.prog))
     return EXIT_USAGE

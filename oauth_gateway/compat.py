@@ -29,7 +29,7 @@ ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
 log = logging.getLogger("oauth_gateway")
 
 _default_lock = threading.Lock()
-_default_service: Optional["OAuthService"] = None
+_default_service: Optional[OAuthService] = None
 
 
 def _as_config(config: ConfigLike, json_path: str = "$.oauth_config") -> OAuthConfig:

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, 
 
 from . import schema
 from ._helpers import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, read_json_file, replace_bytes, resolve_config_path
-from ._jsonpath import describe as _describe, join as _join
+from ._jsonpath import describe as _describe
+from ._jsonpath import join as _join
 from .config import OAuthConfig
 from .exceptions import ConfigError
 
@@ -66,7 +67,7 @@ BACKUP_SUFFIX = ".bak"
 _MAX_LISTED = 20
 
 
-def load_gateway_config(path: Optional[str] = None) -> "GatewayConfig":
+def load_gateway_config(path: Optional[str] = None) -> GatewayConfig:
     """Read, parse and validate the gateway file.
 
     The file is ``path`` when given, else ``$OAUTH_GATEWAY_CONFIG`` when set and not
@@ -399,8 +400,7 @@ def add_server(
     for index, existing in enumerate(servers):
         if existing.get("server_name") == server_name:
             raise ConfigError(
-                "config %s already has a server named %r%s"
-                % (_describe_config(configs, chosen), server_name, where),
+                "config %s already has a server named %r%s" % (_describe_config(configs, chosen), server_name, where),
                 "%s[%d].server_name" % (entries_path, index),
                 "choose another server name, or remove the existing entry first",
             )
@@ -412,8 +412,7 @@ def add_server(
         raise ConfigError(
             "cannot write %s: %s" % (target, error.strerror or error),
             "$",
-            "check that its directory exists and is writable and the disk is not full; "
-            "the file was left unchanged",
+            "check that its directory exists and is writable and the disk is not full; the file was left unchanged",
         ) from error
     log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
     return chosen
@@ -515,8 +514,6 @@ def _warn_if_exposed(path: str) -> None:
         )
 
 
-
-
 def _listing(names: Iterable[Any]) -> str:
     names = [str(n) for n in names]
     shown = ", ".join(names[:_MAX_LISTED])
@@ -538,31 +535,46 @@ def _check_layout(document: Any, path: Optional[str]) -> None:
     """
     where = " (in %s)" % path if path else ""
     if not isinstance(document, dict):
-        raise ConfigError("the file must hold a JSON object, got %s%s" % (_describe(document), where), "$",
-                          'start from {"mcp_configs": {}}')
+        raise ConfigError(
+            "the file must hold a JSON object, got %s%s" % (_describe(document), where),
+            "$",
+            'start from {"mcp_configs": {}}',
+        )
     configs = document.get("mcp_configs")
     configs_path = _join("$", "mcp_configs")
     if configs is None:
         return
     if not isinstance(configs, dict):
-        raise ConfigError("must be an object of configs, got %s%s" % (_describe(configs), where), configs_path,
-                          'write it as {"<config id>": {"mcp_config_name": ..., "mcp_config": [...]}}')
+        raise ConfigError(
+            "must be an object of configs, got %s%s" % (_describe(configs), where),
+            configs_path,
+            'write it as {"<config id>": {"mcp_config_name": ..., "mcp_config": [...]}}',
+        )
     for config_id, config in configs.items():
         config_path = _join(configs_path, config_id)
         if not isinstance(config, dict):
-            raise ConfigError("must be an object, got %s%s" % (_describe(config), where), config_path,
-                              'write it as {"mcp_config_name": ..., "mcp_config": [...]}')
+            raise ConfigError(
+                "must be an object, got %s%s" % (_describe(config), where),
+                config_path,
+                'write it as {"mcp_config_name": ..., "mcp_config": [...]}',
+            )
         entries = config.get("mcp_config")
         if entries is None:
             continue
         entries_path = _join(config_path, "mcp_config")
         if not isinstance(entries, list):
-            raise ConfigError("must be an array of servers, got %s%s" % (_describe(entries), where), entries_path,
-                              "write it as [{...}, {...}]")
+            raise ConfigError(
+                "must be an array of servers, got %s%s" % (_describe(entries), where),
+                entries_path,
+                "write it as [{...}, {...}]",
+            )
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                raise ConfigError("must be an object, got %s%s" % (_describe(entry), where),
-                                  "%s[%d]" % (entries_path, index), 'write it as {"server_name": ..., "config": {...}}')
+                raise ConfigError(
+                    "must be an object, got %s%s" % (_describe(entry), where),
+                    "%s[%d]" % (entries_path, index),
+                    'write it as {"server_name": ..., "config": {...}}',
+                )
 
 
 def _default_config_name(configs: Mapping[str, Any], where: str) -> str:
@@ -636,34 +648,54 @@ def _new_entry(
 ) -> Dict[str, Any]:
     """Check add_server's arguments and build the entry (JSON paths point at the new entry)."""
     if not isinstance(server_name, str) or not server_name.strip():
-        raise ConfigError("must be a non-empty string, got %s" % _describe(server_name),
-                          _join(entry_path, "server_name"), "give the server a name, like oauth-api")
+        raise ConfigError(
+            "must be a non-empty string, got %s" % _describe(server_name),
+            _join(entry_path, "server_name"),
+            "give the server a name, like oauth-api",
+        )
     config_path = _join(entry_path, "config")
     if not isinstance(command, str) or not command.strip():
-        raise ConfigError("must be a non-empty string, got %s" % _describe(command),
-                          _join(config_path, "command"), 'give the program to run, like "npx"')
+        raise ConfigError(
+            "must be a non-empty string, got %s" % _describe(command),
+            _join(config_path, "command"),
+            'give the program to run, like "npx"',
+        )
     if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
-        raise ConfigError("must be a list of strings, got %s" % _describe(args), _join(config_path, "args"),
-                          'pass each argument separately: ["-y", "mcp-remote", "https://..."]')
+        raise ConfigError(
+            "must be a list of strings, got %s" % _describe(args),
+            _join(config_path, "args"),
+            'pass each argument separately: ["-y", "mcp-remote", "https://..."]',
+        )
     for index, arg in enumerate(args):
         if not isinstance(arg, str):
-            raise ConfigError("must be a string, got %s" % _describe(arg),
-                              "%s[%d]" % (_join(config_path, "args"), index), "pass every argument as a string")
+            raise ConfigError(
+                "must be a string, got %s" % _describe(arg),
+                "%s[%d]" % (_join(config_path, "args"), index),
+                "pass every argument as a string",
+            )
     env_path = _join(config_path, "env")
     if env is not None and not isinstance(env, Mapping):
-        raise ConfigError("must be an object of strings, got %s" % _describe(env), env_path,
-                          'pass a mapping like {"NAME": "value"}')
+        raise ConfigError(
+            "must be an object of strings, got %s" % _describe(env), env_path, 'pass a mapping like {"NAME": "value"}'
+        )
     for name, value in (env or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             # The type only: environment values are often secrets.
-            raise ConfigError("must be a string, got %s" % _describe(value), _join(env_path, str(name)),
-                              "pass every name and value as a string")
+            raise ConfigError(
+                "must be a string, got %s" % _describe(value),
+                _join(env_path, str(name)),
+                "pass every name and value as a string",
+            )
     if not isinstance(description, str):
-        raise ConfigError("must be a string, got %s" % _describe(description),
-                          _join(entry_path, "description"), "pass plain text")
+        raise ConfigError(
+            "must be a string, got %s" % _describe(description), _join(entry_path, "description"), "pass plain text"
+        )
     if oauth_config is not None and not isinstance(oauth_config, Mapping):
-        raise ConfigError("must be an object, got %s" % _describe(oauth_config),
-                          _join(entry_path, "oauth_config"), 'pass a mapping like {"enabled": true, ...}')
+        raise ConfigError(
+            "must be an object, got %s" % _describe(oauth_config),
+            _join(entry_path, "oauth_config"),
+            'pass a mapping like {"enabled": true, ...}',
+        )
     entry: Dict[str, Any] = {
         "server_name": server_name,
         "description": description,

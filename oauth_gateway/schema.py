@@ -99,9 +99,7 @@ def schema_path(name: str = "oauth-config") -> str:
         FileNotFoundError: the package was installed without its schemas.
     """
     if name not in SCHEMA_NAMES:
-        raise ValueError(
-            "unknown schema %r; use one of %s" % (name, ", ".join(repr(n) for n in SCHEMA_NAMES))
-        )
+        raise ValueError("unknown schema %r; use one of %s" % (name, ", ".join(repr(n) for n in SCHEMA_NAMES)))
     filename = "%s.schema.json" % name
     candidates = [
         os.path.join(_PACKAGE_DIR, "schemas", filename),
@@ -367,11 +365,7 @@ def _extra_keys(instance: Any, schema: Dict[str, Any]) -> List[Any]:
         return []
     properties = schema.get("properties", {})
     patterns = list(schema.get("patternProperties", {}))
-    return [
-        key
-        for key in instance
-        if key not in properties and not any(re.search(p, str(key)) for p in patterns)
-    ]
+    return [key for key in instance if key not in properties and not any(re.search(p, str(key)) for p in patterns)]
 
 
 def _annotation(schema: Dict[str, Any], name: str, keyword: Any) -> Optional[str]:

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
@@ -153,7 +153,7 @@ class ArgvWatch:
         self.proxy_pids: Set[int] = set()
         self.placeholder_seen = False
 
-    def __enter__(self) -> "ArgvWatch":
+    def __enter__(self) -> ArgvWatch:
         self._thread.start()
         return self
 
@@ -232,7 +232,7 @@ class ProtectedServer:
         self.url = "https://127.0.0.1:%d/mcp" % self._wait_ready()
 
     def _wait_ready(self) -> int:
-        lines: "queue.Queue[str]" = queue.Queue()
+        lines: queue.Queue[str] = queue.Queue()
         stdout = self._process.stdout
         assert stdout is not None
 
@@ -252,7 +252,8 @@ class ProtectedServer:
             except queue.Empty:
                 self.stop()
                 pytest.fail(
-                    "protected MCP server did not print READY within %ss; see %s" % (SERVER_START_TIMEOUT, self.log_path)
+                    "protected MCP server did not print READY within %ss; see %s"
+                    % (SERVER_START_TIMEOUT, self.log_path)
                 )
             if line.startswith("READY "):
                 return int(line.split()[1])

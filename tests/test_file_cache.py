@@ -18,9 +18,8 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.contrib import store
 from oauth_gateway.cache import CacheEntry, MemoryTokenCache, cache_from_settings
-from oauth_gateway.contrib import file_cache
+from oauth_gateway.contrib import file_cache, store
 from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
 from servers import FakeClock, RecordingSleep
 

@@ -27,13 +27,13 @@ LIFETIME = 3.0
 
 
 @pytest.fixture(scope="module")
-def report(ca) -> "soak.SoakReport":
+def report(ca) -> soak.SoakReport:
     made = soak.run_soak(duration=SOAK_SECONDS, threads=THREADS, keys=KEYS, expires_in=LIFETIME, ca=ca)
     print(made.summary())
     return made
 
 
-def _why(report: "soak.SoakReport") -> str:
+def _why(report: soak.SoakReport) -> str:
     return "\n" + report.summary()
 
 

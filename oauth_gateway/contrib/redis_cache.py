@@ -120,9 +120,7 @@ class RedisTokenCache(SharedTokenCache):
         if client is None:
             url = url or DEFAULT_URL
             try:
-                client = redis.Redis.from_url(
-                    url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-                )
+                client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
             except ValueError as exc:
                 raise ConfigError(
                     "%r is not a Redis URL (%s)" % (redact_url(url), exc),

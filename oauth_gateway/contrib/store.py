@@ -59,7 +59,7 @@ def key_digest(key: Key) -> str:
 
 def poll_delay(attempt: int) -> float:
     """Seconds to wait before polling a busy lock again: 5 ms, growing by half, at most 100 ms."""
-    return min(0.005 * (1.5 ** attempt), 0.1)
+    return min(0.005 * (1.5**attempt), 0.1)
 
 
 def acquire_polling(

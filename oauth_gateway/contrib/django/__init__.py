@@ -40,7 +40,7 @@ __all__ = ("auth", "gateway_client", "get_manager", "get_token", "reload", "sess
 APP_LABEL = "oauth_gateway"
 
 
-def gateway_client() -> "GatewayClient":
+def gateway_client() -> GatewayClient:
     """Return the process's :class:`~oauth_gateway.contrib._common.GatewayClient` (the app's).
 
     Raises:
@@ -58,7 +58,7 @@ def gateway_client() -> "GatewayClient":
     return app_config.client  # type: ignore[attr-defined]
 
 
-def get_manager() -> "TokenManager":
+def get_manager() -> TokenManager:
     """Return the process's token manager.
 
     Raises:
@@ -67,7 +67,7 @@ def get_manager() -> "TokenManager":
     return gateway_client().manager
 
 
-def get_token(server_name: str, config_id: Optional[str] = None) -> "Token":
+def get_token(server_name: str, config_id: Optional[str] = None) -> Token:
     """Return a valid token for a server of the gateway file.
 
     Args:
@@ -80,12 +80,12 @@ def get_token(server_name: str, config_id: Optional[str] = None) -> "Token":
     return gateway_client().get_token(server_name, config_id)
 
 
-def auth(server_name: str, config_id: Optional[str] = None, **options: Any) -> "TokenAuth":
+def auth(server_name: str, config_id: Optional[str] = None, **options: Any) -> TokenAuth:
     """Return a ``requests`` auth object for a server (options: ``retry_on_any_401``)."""
     return gateway_client().auth(server_name, config_id, **options)
 
 
-def session(server_name: str, config_id: Optional[str] = None, **options: Any) -> "requests.Session":
+def session(server_name: str, config_id: Optional[str] = None, **options: Any) -> requests.Session:
     """Return a new ``requests.Session`` that sends the server's token and recovers from a 401.
 
     Args:

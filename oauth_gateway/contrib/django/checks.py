@@ -125,7 +125,10 @@ def _read(path: str) -> Tuple[Any, Optional[Tuple[str, str]]]:
         return document, None
     hint = failure.hint
     if failure.problem == "does not exist":
-        hint = "create it with `oauth-gateway config add-server`, or set OAUTH_GATEWAY['CONFIG_FILE'] or $%s to the right file" % CONFIG_PATH_ENV
+        hint = (
+            "create it with `oauth-gateway config add-server`, or set OAUTH_GATEWAY['CONFIG_FILE'] or $%s to the right file"
+            % CONFIG_PATH_ENV
+        )
     return None, ("the gateway file %s" % failure.problem, hint)
 
 
