@@ -61,6 +61,9 @@ from mcp.client.stdio import stdio_client  # noqa: E402
 from oauth_gateway import OAuthConfig, Token, TokenManager  # noqa: E402
 from oauth_gateway.injection import inject_token  # noqa: E402
 
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e")
 PROTECTED_SERVER = os.path.join(E2E_DIR, "protected_server.py")
 LOCAL_SERVER = os.path.join(E2E_DIR, "local_server.py")

@@ -28,6 +28,9 @@ import pytest
 from servers import Fault
 from workers.redis_server import RedisServer, free_port, require_redis
 
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 WORKERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
 TOKEN_WORKER = os.path.join(WORKERS_DIR, "token_worker.py")
 

@@ -854,6 +854,7 @@ def test_fixtures_cover_good_and_bad_files_of_both_kinds() -> None:
     assert kinds == {"gateway-good", "gateway-bad", "oauth-good", "oauth-bad"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_FILES)
 def test_check_jsonschema_and_validate_agree_on_fixture(name: str) -> None:
     from oauth_gateway import cli

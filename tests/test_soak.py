@@ -20,6 +20,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench"))
 import soak  # noqa: E402  (bench/ is not a package)
 
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 SOAK_SECONDS = float(os.environ.get("OAUTH_GATEWAY_SOAK_SECONDS", "24"))
 THREADS = 64
 KEYS = 8
