@@ -101,7 +101,7 @@ class CacheEntry:
         if unknown:
             raise ValueError("unknown CacheEntry fields: %r" % sorted(unknown))
         values.update(changes)
-        return CacheEntry(**values)
+        return CacheEntry(**values)  # type: ignore[arg-type]  # the names were checked above
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, CacheEntry):
@@ -180,7 +180,7 @@ class TokenCache:
         """Replace locks and connections that a forked child must not share."""
 
 
-class _EvictingTTLCache(cachetools.TTLCache):
+class _EvictingTTLCache(cachetools.TTLCache):  # type: ignore[type-arg]  # not subscriptable at runtime before cachetools 5
     """A TTLCache that tells its owner which keys it drops to stay within ``maxsize``."""
 
     def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float], on_evict: Callable[[Key], None]) -> None:

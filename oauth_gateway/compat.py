@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from .config import OAuthConfig
 from .exceptions import OAuthGatewayError
 from .manager import TokenManager
 from .tokens import Token
+
+if TYPE_CHECKING:
+    from .cache import TokenCache
 
 ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
 
@@ -93,7 +96,7 @@ class OAuthService:
         return "OAuthService(%r)" % (self.manager,)
 
 
-def _default_cache():
+def _default_cache() -> TokenCache:
     """The cache the environment or the gateway file asks for; memory when neither says.
 
     A gateway file that is missing or broken does not stop the service: it falls back

@@ -105,7 +105,10 @@ class GatewayConfig:
 
     __slots__ = ("_path", "_data")
 
-    def __init__(self, path: Optional[str], data: Mapping[str, Any]):
+    _path: Optional[str]
+    _data: Dict[str, Any]
+
+    def __init__(self, path: Optional[str], data: Mapping[str, Any]) -> None:
         """Wrap a parsed document.
 
         Args:
@@ -120,10 +123,10 @@ class GatewayConfig:
         object.__setattr__(self, "_path", path)
         object.__setattr__(self, "_data", data)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("GatewayConfig is read only")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("GatewayConfig is read only")
 
     @property
@@ -135,7 +138,7 @@ class GatewayConfig:
         """A deep copy of the whole document, secrets included: do not log it."""
         return copy.deepcopy(self._data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # Counts only: the document holds client secrets.
         servers = sum(1 for _ in self._iter_entries())
         return "GatewayConfig(path=%r, configs=%d, servers=%d)" % (self._path, len(self._configs()), servers)

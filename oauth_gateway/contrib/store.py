@@ -216,7 +216,7 @@ class EntryCodec:
         ):
             raise ValueError("a field is missing or has the wrong type")
         offset = self._offset()
-        issued_at, expires_at, refresh_at, token_refresh_at = (value - offset for value in times)
+        issued_at, expires_at, refresh_at, token_refresh_at = (float(value) - offset for value in times)  # type: ignore[arg-type]  # numbers, checked above
         if self._clock() >= expires_at:
             return None
         state = {
@@ -269,7 +269,7 @@ class SharedTokenCache(TokenCache):
         self._local = MemoryTokenCache(maxsize=maxsize, clock=self._clock)
         self._codec = EntryCodec(self._clock, self._wall_clock, make_fernet(encryption_key))
         # The hot path: the local layer's bound dict.get.
-        self.peek = self._local.peek  # type: ignore[assignment]
+        self.peek = self._local.peek  # type: ignore[method-assign]
 
     @property
     def encrypted(self) -> bool:

@@ -55,7 +55,7 @@ def gateway_client() -> GatewayClient:
         raise ImproperlyConfigured(
             "the oauth_gateway Django app is not installed; add 'oauth_gateway.contrib.django' to INSTALLED_APPS"
         ) from None
-    return app_config.client  # type: ignore[attr-defined]
+    return app_config.client
 
 
 def get_manager() -> TokenManager:
