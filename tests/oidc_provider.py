@@ -104,7 +104,7 @@ def _subject_dn(cert: trustme.LeafCert) -> str:
     return x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
 
 
-def _read_lines(stream: Any, lines: "queue.Queue[Optional[str]]") -> None:
+def _read_lines(stream: Any, lines: queue.Queue[Optional[str]]) -> None:
     # Runs until the server's stdout closes, so the pipe never fills up and blocks Node.
     try:
         for raw in iter(stream.readline, b""):
@@ -143,7 +143,7 @@ class OidcProvider:
     def __init__(
         self,
         ca: trustme.CA,
-        tmp_path: "os.PathLike[str] | str",
+        tmp_path: os.PathLike[str] | str,
         client_common_name: str = CLIENT_COMMON_NAME,
         client_organization: str = CLIENT_ORGANIZATION,
         client_organization_unit: str = CLIENT_ORGANIZATION_UNIT,
@@ -205,7 +205,7 @@ class OidcProvider:
         self.token_url = ""
         self.revocation_url = ""
         self.introspection_url = ""
-        self._process: Optional["subprocess.Popen[bytes]"] = None
+        self._process: Optional[subprocess.Popen[bytes]] = None
         self._reader: Optional[threading.Thread] = None
         self._log: Any = None
 
@@ -214,7 +214,7 @@ class OidcProvider:
         ids = sorted(client_id for client_id, _ in self.clients.values())
         return "OidcProvider(issuer={0!r}, client_ids={1!r})".format(self.issuer, ids)
 
-    def __enter__(self) -> "OidcProvider":
+    def __enter__(self) -> OidcProvider:
         self.start()
         return self
 
@@ -222,7 +222,7 @@ class OidcProvider:
         self.stop()
 
     @property
-    def process(self) -> "Optional[subprocess.Popen[bytes]]":
+    def process(self) -> Optional[subprocess.Popen[bytes]]:
         """The Node process, or None before ``start()``."""
         return self._process
 
@@ -367,26 +367,22 @@ class OidcProvider:
     def _wait_ready(self) -> int:
         process = self._process
         assert process is not None and process.stdout is not None
-        lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._reader = threading.Thread(
-            target=_read_lines, args=(process.stdout, lines), name="oidc-provider-stdout"
-        )
+        lines: queue.Queue[Optional[str]] = queue.Queue()
+        self._reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), name="oidc-provider-stdout")
         self._reader.daemon = True
         self._reader.start()
         deadline = time.monotonic() + self.startup_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RuntimeError(self._failure("did not print READY within {0:g} s".format(
-                    self.startup_timeout)))
+                raise RuntimeError(self._failure("did not print READY within {0:g} s".format(self.startup_timeout)))
             try:
                 line = lines.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
                 process.wait(timeout=DEFAULT_STOP_TIMEOUT)
-                raise RuntimeError(self._failure(
-                    "exited with code {0} before READY".format(process.returncode)))
+                raise RuntimeError(self._failure("exited with code {0} before READY".format(process.returncode)))
             if line.startswith("READY "):
                 return int(line.split()[1])
 
@@ -394,12 +390,12 @@ class OidcProvider:
         url = self.issuer + "/.well-known/openid-configuration"
         response = requests.get(url, verify=str(self.ca_file), timeout=10)
         if response.status_code != 200:
-            raise RuntimeError(self._failure("discovery {0} answered HTTP {1}".format(
-                url, response.status_code)))
+            raise RuntimeError(self._failure("discovery {0} answered HTTP {1}".format(url, response.status_code)))
         self.discovery = response.json()
         if self.discovery.get("issuer") != self.issuer:
-            raise RuntimeError(self._failure("discovery issuer {0!r} is not {1!r}".format(
-                self.discovery.get("issuer"), self.issuer)))
+            raise RuntimeError(
+                self._failure("discovery issuer {0!r} is not {1!r}".format(self.discovery.get("issuer"), self.issuer))
+            )
         self.token_url = self.discovery["token_endpoint"]
         self.revocation_url = self.discovery["revocation_endpoint"]
         self.introspection_url = self.discovery["introspection_endpoint"]
@@ -412,7 +408,8 @@ class OidcProvider:
         except OSError:
             log = ""
         return "oidc-provider test server {0}; its stderr ({1}):\n{2}".format(
-            problem, self.log_file, log.strip() or "(empty)")
+            problem, self.log_file, log.strip() or "(empty)"
+        )
 
 
 @pytest.fixture(scope="session")

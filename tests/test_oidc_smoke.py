@@ -21,8 +21,8 @@ from oidc_provider import (
     RESOURCE,
     SCOPE,
     OidcProvider,
+    oidc_provider,  # noqa: F401 (the fixture, found by pytest here)
 )
-from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
 
 TIMEOUT = 10
 
@@ -211,9 +211,7 @@ def test_mtls_without_certificate_is_invalid_client(oidc_provider: OidcProvider)
     assert response.json()["error"] == "invalid_client"
 
 
-def test_mtls_certificate_from_another_ca_is_invalid_client(
-    oidc_provider: OidcProvider, tmp_path: Any
-) -> None:
+def test_mtls_certificate_from_another_ca_is_invalid_client(oidc_provider: OidcProvider, tmp_path: Any) -> None:
     stranger = trustme.CA().issue_cert(
         "client@example.test",
         common_name="oauth-gateway-test-client",
@@ -238,9 +236,7 @@ def test_mtls_certificate_from_another_ca_is_invalid_client(
     assert response.json()["error"] == "invalid_client"
 
 
-def test_mtls_certificate_with_another_subject_is_invalid_client(
-    oidc_provider: OidcProvider, tmp_path: Any
-) -> None:
+def test_mtls_certificate_with_another_subject_is_invalid_client(oidc_provider: OidcProvider, tmp_path: Any) -> None:
     other = oidc_provider.ca.issue_cert("client@example.test", common_name="someone-else")
     cert_file = tmp_path / "other.pem"
     key_file = tmp_path / "other.key"

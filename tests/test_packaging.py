@@ -49,7 +49,7 @@ pytestmark = pytest.mark.skipif(
 def _source_version() -> str:
     text = (REPO / "oauth_gateway" / "_version.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
-    assert match, "oauth_gateway/_version.py: no __version__ = \"X.Y.Z\" line"
+    assert match, 'oauth_gateway/_version.py: no __version__ = "X.Y.Z" line'
     return match.group(1)
 
 
@@ -64,8 +64,7 @@ def _ignore_for_copy(directory: str, names: List[str]) -> List[str]:
     return [
         name
         for name in names
-        if name in _ANYWHERE_SKIPS
-        or (at_root and (name in _ROOT_ONLY_SKIPS or name.endswith(".egg-info")))
+        if name in _ANYWHERE_SKIPS or (at_root and (name in _ROOT_ONLY_SKIPS or name.endswith(".egg-info")))
     ]
 
 
@@ -77,7 +76,7 @@ def _run(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=300,
     )
 
@@ -147,8 +146,9 @@ def test_runtime_dependencies_are_the_four_with_floors_pinned_in_oldest_constrai
     assert set(floors) == RUNTIME_DEPENDENCIES
     pins = (REPO / "ci" / "constraints-oldest.txt").read_text(encoding="utf-8").split()
     for name, floor in sorted(floors.items()):
-        assert "%s==%s" % (name, floor) in pins, (
-            "ci/constraints-oldest.txt must pin %s==%s, the floor in setup.cfg" % (name, floor)
+        assert "%s==%s" % (name, floor) in pins, "ci/constraints-oldest.txt must pin %s==%s, the floor in setup.cfg" % (
+            name,
+            floor,
         )
 
 
@@ -157,11 +157,10 @@ def test_wheel_contains_the_schemas_as_package_data(dists: Dict[str, Path]) -> N
     for schema in REQUIRED_SCHEMAS:
         assert "oauth_gateway/schemas/%s" % schema in names
     wheel_schemas = sorted(n for n in names if n.startswith("oauth_gateway/schemas/"))
-    source_schemas = sorted(
-        "oauth_gateway/schemas/%s" % p.name for p in (REPO / "schemas").glob("*.json")
-    )
+    source_schemas = sorted("oauth_gateway/schemas/%s" % p.name for p in (REPO / "schemas").glob("*.json"))
     assert wheel_schemas == source_schemas
     assert not [n for n in names if n.startswith(("schemas/", "tests/"))], names
+    assert "oauth_gateway/py.typed" in names  # PEP 561: type checkers read the package's annotations
     with zipfile.ZipFile(str(dists["wheel"])) as archive:
         for schema in REQUIRED_SCHEMAS:
             packed = archive.read("oauth_gateway/schemas/%s" % schema)
@@ -187,9 +186,7 @@ def test_sdist_contains_the_schemas_and_no_local_clutter(dists: Dict[str, Path])
         assert "schemas/%s" % schema in names
     for required in ("setup.py", "setup.cfg", "pyproject.toml", "oauth_gateway/__init__.py"):
         assert required in names
-    clutter = [
-        n for n in names if "node_modules" in n or "__pycache__" in n or n.startswith(".venvs")
-    ]
+    clutter = [n for n in names if "node_modules" in n or "__pycache__" in n or n.startswith(".venvs")]
     assert clutter == []
 
 
