@@ -72,7 +72,7 @@ def main(
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    parser = _build_parser(out, err)
+    parser = build_parser(out, err)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _ParserExit as stop:
@@ -85,8 +85,14 @@ def main(
     return run(args, out, err)
 
 
-def _build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
-    streams = (out, err)
+def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> argparse.ArgumentParser:
+    """Return the ``oauth-gateway`` argument parser (the documentation's CLI reference walks it).
+
+    Args:
+        out: where ``--help`` and ``--version`` write; standard output by default.
+        err: where usage errors write; standard error by default.
+    """
+    streams = (out or sys.stdout, err or sys.stderr)
     parser = _Parser(
         prog=_PROG,
         description="OAuth 2.0 / 2.1 client-credentials tokens for MCP gateways.",

@@ -169,14 +169,10 @@ class SchemaDirective(SphinxDirective):
 
 
 def build_cli_parser() -> argparse.ArgumentParser:
-    """The parser ``oauth-gateway`` itself uses (``cli.build_parser`` once it is public)."""
+    """The parser ``oauth-gateway`` itself uses."""
     from oauth_gateway import cli
 
-    public = getattr(cli, "build_parser", None)
-    if public is not None:
-        return public()
-    # Until oauth_gateway.cli exposes build_parser(), reach the builder through the module.
-    return getattr(cli, "_build_parser")(io.StringIO(), io.StringIO())
+    return cli.build_parser(io.StringIO(), io.StringIO())
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> List[Tuple[str, argparse.ArgumentParser]]:
