@@ -326,12 +326,13 @@ class TokenManager:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0)
             raise
         self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0)
+        # From when the attempt that succeeded was sent, not when its answer was parsed.
+        issued_at = response.sent_at if response.sent_at is not None else self._clock()
         token = Token(
             response.access_token,
             response.token_type,
             expires_in=response.expires_in,
-            # From when the attempt that succeeded was sent, not when its answer was parsed.
-            issued_at=response.sent_at,
+            issued_at=issued_at,
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
