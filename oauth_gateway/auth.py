@@ -27,6 +27,8 @@ import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
+from ._helpers import redact_url
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import OAuthConfig
     from .manager import TokenManager
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 
 _Origin = Tuple[str, str, Optional[int]]
+_TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
 _PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
 
@@ -93,8 +96,24 @@ class TokenAuth(AuthBase):
         self.config_id = config_id
         self.retry_on_any_401 = bool(retry_on_any_401)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _TOKEN_SOURCE and all(hasattr(self, n) for n in _TOKEN_SOURCE):
+            # The key and the config's fingerprint, worked out once for the hot path.
+            # A plain tuple: unpacking one is cheaper than unpacking a NamedTuple.
+            object.__setattr__(
+                self, "_hit", tuple(self.manager.hit_probe(self.server_name, self.config, self.config_id))
+            )
+
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.manager.get_token(self.server_name, self.config, self.config_id)
+        # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O.
+        peek, key, fingerprint, clock, fetch = self._hit
+        entry = peek(key)
+        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
+            next(entry.hits)
+            token = entry.token
+        else:
+            token = fetch()
         request.headers["Authorization"] = token.authorization
         body = request.body
         # The usual bodies (none, bytes, str) need no position: only a stream is rewound.
@@ -133,7 +152,7 @@ class TokenAuth(AuthBase):
             return response
         if not self.retry_on_any_401 and not is_invalid_token_challenge(response.headers.get("WWW-Authenticate")):
             return response
-        where = _display_url(failed.url)
+        where = redact_url(failed.url or "")
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
@@ -221,20 +240,6 @@ def _origin(url: Optional[str]) -> _Origin:
     if port is None:
         port = {"https": 443, "http": 80}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port
-
-
-def _display_url(url: Optional[str]) -> str:
-    """The URL without user info, query or fragment: those may carry credentials."""
-    parts = urlsplit(url or "")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else "%s:%d" % (host, port)
-    return "%s://%s%s" % (parts.scheme, netloc, parts.path or "/")
 
 
 def _body_position(body: Any) -> Any:

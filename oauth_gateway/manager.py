@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional
 
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse
@@ -27,6 +27,16 @@ DEFAULT_FAILURE_COOLDOWN = 5.0
 STALE_RETRY_INITIAL = 1.0
 #: Longest wait between refresh attempts while the old token is served.
 STALE_RETRY_MAX = 60.0
+
+
+class HitProbe(NamedTuple):
+    """One key's cache hit, for reading inline (see :meth:`TokenManager.hit_probe`)."""
+
+    peek: Callable[[Key], Optional[CacheEntry]]
+    key: Key
+    fingerprint: str
+    clock: Callable[[], float]
+    fetch: Callable[[], Token]
 
 
 class _Flight:
@@ -96,6 +106,10 @@ class TokenManager:
         self._flights: Dict[Key, _Flight] = {}
         self._failures: Dict[Key, _Failure] = {}
         _MANAGERS.add(self)
+        if type(self).get_token is TokenManager.get_token:
+            # The cache hit as a plain function on the instance: its cells are read faster
+            # than attributes of self, and the call binds no method. Same behaviour.
+            self.__dict__["get_token"] = self._hit_path()
 
     # -- the hot path ---------------------------------------------------------
 
@@ -120,6 +134,38 @@ class TokenManager:
             next(entry.hits)
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
+
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+        """Return what a caller needs to read this key's cache hit inline, without a call.
+
+        For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
+        is exactly :meth:`get_token`'s: with ``peek, key, fingerprint, clock, fetch`` the
+        probe's fields, ``entry = peek(key)`` is a hit when ``entry is not None and
+        entry.fingerprint == fingerprint and clock() < entry.refresh_at``; then count it
+        with ``next(entry.hits)`` and use ``entry.token``. Otherwise call ``fetch()``.
+        """
+        acquire = weakref.WeakMethod(self._acquire)  # no cycle through the function
+
+        def fetch() -> Token:
+            return _call(acquire, server_name, config, config_id)
+
+        return HitProbe(self._peek, (server_name, config_id), config.fingerprint, self._clock, fetch)
+
+    def _hit_path(self) -> Callable[..., Token]:
+        """Return :meth:`get_token` as a function whose cache hit reads only its own cells."""
+        peek = self._peek
+        clock = self._clock
+        acquire = weakref.WeakMethod(self._acquire)  # the manager keeps this function: no cycle
+
+        def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+            entry = peek((server_name, config_id))
+            if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
+                next(entry.hits)
+                return entry.token
+            return _call(acquire, server_name, config, config_id)
+
+        get_token.__doc__ = TokenManager.get_token.__doc__
+        return get_token
 
     # -- the slow path --------------------------------------------------------
 
@@ -482,6 +528,14 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
+
+
+def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+    """The slow path of a hit-path function: the manager's ``_acquire``."""
+    method = acquire()
+    if method is None:  # pragma: no cover - the function outlived its manager
+        raise RuntimeError("the TokenManager of this function was garbage-collected")
+    return method(server_name, config, config_id, False)
 
 
 def _fresh(error: BaseException) -> BaseException:
