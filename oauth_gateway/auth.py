@@ -20,7 +20,7 @@ the token was first sent to.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
@@ -82,6 +82,8 @@ class TokenAuth(AuthBase):
             (for servers that send no ``WWW-Authenticate`` error code).
     """
 
+    _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], "Token"]]
+
     def __init__(
         self,
         manager: "TokenManager",
@@ -123,7 +125,11 @@ class TokenAuth(AuthBase):
         # changed while it is sent (redirects send copies), so its URL and body are read in the
         # hook, and the URL's origin is worked out only after a 401.
         def handle_response(
-            response: requests.Response, _auth=self, _request=request, _position=position, **kwargs: Any
+            response: requests.Response,
+            _auth: "TokenAuth" = self,
+            _request: requests.PreparedRequest = request,
+            _position: Any = position,
+            **kwargs: Any,
         ) -> requests.Response:
             return _auth._handle_response(response, _request.url, _request.body, _position, kwargs)
 
@@ -153,7 +159,7 @@ class TokenAuth(AuthBase):
         if not self.retry_on_any_401 and not is_invalid_token_challenge(response.headers.get("WWW-Authenticate")):
             return response
         where = redact_url(failed.url or "")
-        token = self._replacement(sent)
+        token = self._replacement(sent if isinstance(sent, str) else sent.decode("latin-1"))
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
             log.warning(
@@ -176,11 +182,13 @@ class TokenAuth(AuthBase):
         response.content
         response.close()
         replay = failed.copy()
-        extract_cookies_to_jar(replay._cookies, failed, response.raw)
-        replay.prepare_cookies(replay._cookies)
+        jar = replay._cookies
+        if jar is not None:
+            extract_cookies_to_jar(jar, failed, response.raw)
+            replay.prepare_cookies(jar)
         replay.headers["Authorization"] = token.authorization
         if failed.body is not None and failed.body is body and isinstance(position, int):
-            body.seek(position)
+            body.seek(position)  # type: ignore[union-attr]  # _body_position saw seek()
         # The adapter sends without dispatching hooks, so the replay is never recovered again.
         answer = response.connection.send(replay, **send_kwargs)
         answer.history.append(response)
@@ -283,12 +291,12 @@ def _describe_body(body: Any) -> str:
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def _parse_challenges(header: str):
+def _parse_challenges(header: str) -> List[Tuple[str, Dict[str, str]]]:
     """Parse ``WWW-Authenticate`` (RFC 9110 section 11.6.1) into ``[(scheme, {param: value})]``.
 
     Lenient: unparseable stretches are skipped rather than raising.
     """
-    challenges = []
+    challenges: List[Tuple[str, Dict[str, str]]] = []
     params: Dict[str, str] = {}
     i, n = 0, len(header)
     while i < n:

@@ -38,7 +38,7 @@ from .exceptions import ConfigError, TokenRequestError, TransportError, error_cl
 
 log = logging.getLogger("oauth_gateway")
 
-USER_AGENT = "oauth-gateway/%s python-requests/%s" % (__version__, requests.__version__)
+USER_AGENT = "oauth-gateway/%s python-requests/%s" % (__version__, getattr(requests, "__version__", "?"))
 #: Statuses retried with backoff (RFC 6585 429 and transient 5xx).
 RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
 #: Longest lifetime believed from ``expires_in``; longer tokens are refreshed daily anyway.
@@ -167,7 +167,8 @@ class TokenRetry(Retry):
         kw.setdefault("sleep_fn", self.sleep_fn)
         kw.setdefault("backoff_base", self.backoff_base)
         kw.setdefault("retry_after_cap", self.retry_after_cap)
-        return super().new(**kw)  # type: ignore[return-value]
+        new: TokenRetry = super().new(**kw)
+        return new
 
     def get_backoff_time(self) -> float:
         # 2 s, 4 s, 8 s: the first retry already waits (urllib3's own schedule starts at 0).
@@ -213,7 +214,8 @@ def _retry_cause(exc: requests.exceptions.RequestException) -> Optional[HTTPErro
 def _increment(retry: TokenRetry, url: str, response: Any = None, error: Any = None) -> Optional[TokenRetry]:
     """The policy's next state after a failed attempt, or None when no attempt is left."""
     try:
-        return retry.increment(method="POST", url=url, response=response, error=error)  # type: ignore[return-value]
+        following: TokenRetry = retry.increment(method="POST", url=url, response=response, error=error)
+        return following
     except HTTPError:  # MaxRetryError when exhausted; the error itself when it is never retried
         return None
 
@@ -546,15 +548,15 @@ def _reason(exc: BaseException) -> str:
     for marker in ("Connection refused", "Connection reset", "timed out", "Remote end closed", "Name or service"):
         if marker in text:
             return marker.lower()
-    return cause.__class__.__name__
+    return str(cause.__class__.__name__)
 
 
 def _json_object(body: bytes) -> Optional[Dict[str, Any]]:
-    def refuse(value):
+    def refuse(value: str) -> Any:
         raise ValueError(value)
 
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=refuse)
+        data: Any = json.loads(body.decode("utf-8"), parse_constant=refuse)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -569,12 +571,12 @@ def _short(value: Any, redact: Sequence[str] = ()) -> Optional[str]:
     """Server-provided text made safe to repeat: one line, at most MAX_DESCRIPTION long, our secrets removed."""
     if not isinstance(value, str):
         return None
-    value = " ".join(_UNPRINTABLE.sub(" ", value).split())
+    text = " ".join(_UNPRINTABLE.sub(" ", value).split())
     for secret in redact:
         for form in {secret, quote_plus(secret)}:
             if len(form) >= 4:
-                value = value.replace(form, "***")
-    return value if len(value) <= MAX_DESCRIPTION else value[: MAX_DESCRIPTION - 3] + "..."
+                text = text.replace(form, "***")
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
 
 
 def _error_from_response(
@@ -632,10 +634,10 @@ def _parse_expires_in(value: Any) -> Optional[float]:
         value = float(value.strip())
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValueError("not a number")
-    value = float(value)
-    if math.isnan(value) or value <= 0:
+    seconds = float(value)
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError("not a positive number")
-    return min(value, MAX_TOKEN_LIFETIME)
+    return min(seconds, MAX_TOKEN_LIFETIME)
 
 
 def parse_token_response(

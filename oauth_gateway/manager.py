@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional
 
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse
@@ -18,6 +18,9 @@ from .config import OAuthConfig
 from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
 from .metrics import Metrics
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .auth import TokenAuth
 
 log = logging.getLogger("oauth_gateway")
 
@@ -44,7 +47,7 @@ class _Flight:
 
     __slots__ = ("done", "token", "error")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.done = threading.Event()
         self.token: Optional[Token] = None
         self.error: Optional[BaseException] = None
@@ -392,7 +395,7 @@ class TokenManager:
         return token
 
     @staticmethod
-    def _check_scopes(config: OAuthConfig, response: TokenResponse):
+    def _check_scopes(config: OAuthConfig, response: TokenResponse) -> FrozenSet[str]:
         if response.scope is None:
             return config.scopes  # RFC 6749 section 5.1: omitted means granted as requested
         granted = parse_scope(response.scope)
@@ -438,7 +441,7 @@ class TokenManager:
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any):
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -515,7 +518,7 @@ class TokenManager:
     def __enter__(self) -> "TokenManager":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
     def _after_fork(self) -> None:
