@@ -18,9 +18,8 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway import cache as cache_module
 from oauth_gateway.cache import CacheEntry, MemoryTokenCache, cache_from_settings
-from oauth_gateway.contrib import file_cache
+from oauth_gateway.contrib import file_cache, store
 from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
 from servers import FakeClock, RecordingSleep
 
@@ -182,7 +181,7 @@ def test_a_damaged_file_is_ignored_and_replaced(cache_dir, config, auth_server, 
 def test_a_store_that_fails_falls_back_to_fetching_and_counts_it(cache_dir, config, auth_server, caplog):
     cache = FileTokenCache(cache_dir)
     # A directory where the token file should be: reading and replacing it both fail.
-    os.mkdir(os.path.join(cache_dir, cache_module._key_digest(("oauth-api", "default")) + ".token"))
+    os.mkdir(os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + ".token"))
     manager = og.TokenManager(cache=cache)
     with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
         token = manager.get_token("oauth-api", config)
@@ -409,8 +408,10 @@ def test_a_group_writable_component_above_the_directory_is_refused(tmp_path):
     with pytest.raises(og.ConfigError) as caught:
         FileTokenCache(str(team / "tokens"))
     message = str(caught.value)
-    assert message.startswith("FileTokenCache(path=%r): %s, above the cache, is writable by group or others (mode 775)"
-                              % (str(team / "tokens"), str(team)))
+    assert message.startswith(
+        "FileTokenCache(path=%r): %s, above the cache, is writable by group or others (mode 775)"
+        % (str(team / "tokens"), str(team))
+    )
     assert "chmod go-w %s" % team in message
     assert not (team / "tokens").exists()
 
@@ -452,7 +453,7 @@ def test_an_existing_0755_directory_is_tightened_to_0700(tmp_path, caplog):
 @pytest.mark.parametrize("which", [".token", ".lock"])
 def test_a_fifo_planted_as_a_token_or_lock_file_never_blocks_get_token(cache_dir, config, auth_server, which, caplog):
     cache = FileTokenCache(cache_dir)
-    fifo = os.path.join(cache_dir, cache_module._key_digest(("oauth-api", "default")) + which)
+    fifo = os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + which)
     os.mkfifo(fifo, 0o600)
     manager = og.TokenManager(cache=cache)
     try:
@@ -471,7 +472,7 @@ def test_a_token_file_that_is_a_symlink_is_not_followed(tmp_path, config, auth_s
     # Another directory holds a valid entry (say, a token of the planter's choosing) ...
     elsewhere = str(tmp_path / "elsewhere")
     planted = _manager(elsewhere).get_token("oauth-api", config)
-    name = cache_module._key_digest(("oauth-api", "default")) + ".token"
+    name = store.key_digest(("oauth-api", "default")) + ".token"
     # ... and a symlink to it is planted in our cache.
     ours = str(tmp_path / "ours")
     FileTokenCache(ours)
@@ -487,7 +488,7 @@ def test_a_token_file_that_is_a_symlink_is_not_followed(tmp_path, config, auth_s
 def test_a_lock_file_symlink_never_makes_us_create_a_file_where_it_points(tmp_path, cache_dir, config, auth_server):
     cache = FileTokenCache(cache_dir)
     target = tmp_path / "chosen-by-someone-else"
-    lock = os.path.join(cache_dir, cache_module._key_digest(("oauth-api", "default")) + ".lock")
+    lock = os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + ".lock")
     os.symlink(str(target), lock)
     manager = og.TokenManager(cache=cache)
     assert manager.get_token("oauth-api", config).access_token

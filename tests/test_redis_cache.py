@@ -17,7 +17,9 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.cache import CacheEntry, _key_digest, cache_from_settings
+from oauth_gateway import cache_from_settings
+from oauth_gateway.cache import CacheEntry
+from oauth_gateway.contrib.store import key_digest
 from servers import FakeClock, RecordingSleep
 from workers.redis_server import RedisServer, free_port, require_redis
 
@@ -56,11 +58,11 @@ def config(auth_server, make_block):
 
 
 def _token_key(prefix="oauth-gateway:"):
-    return ("%stoken:%s" % (prefix, _key_digest(KEY))).encode()
+    return ("%stoken:%s" % (prefix, key_digest(KEY))).encode()
 
 
 def _lock_key(prefix="oauth-gateway:"):
-    return ("%slock:%s" % (prefix, _key_digest(KEY))).encode()
+    return ("%slock:%s" % (prefix, key_digest(KEY))).encode()
 
 
 # --------------------------------------------------------------------------- sharing
@@ -147,7 +149,7 @@ def test_another_key_or_plaintext_is_ignored_and_replaced(make_cache, config, au
 
 
 def _epoch_key(prefix="oauth-gateway:"):
-    return ("%sepoch:%s" % (prefix, _key_digest(KEY))).encode()
+    return ("%sepoch:%s" % (prefix, key_digest(KEY))).encode()
 
 
 def _rewrite_plain_entry(raw, **changes):

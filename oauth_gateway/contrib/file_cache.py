@@ -38,16 +38,9 @@ try:
 except ImportError:  # pragma: no cover - Windows; FileTokenCache() says so
     fcntl = None  # type: ignore[assignment]
 
-from ..cache import (
-    _MAX_ENTRY_BYTES,
-    DEFAULT_MAXSIZE,
-    DEFAULT_WAIT_TIMEOUT,
-    Key,
-    SharedTokenCache,
-    _acquire_polling,
-    _key_digest,
-)
+from ..cache import DEFAULT_MAXSIZE, Key
 from ..exceptions import ConfigError
+from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
 log = logging.getLogger("oauth_gateway")
 
@@ -167,7 +160,7 @@ class FileTokenCache(SharedTokenCache):
         self._dir_guard = threading.Lock()
         self._dir_fd: Optional[int] = None
         self._dir_pid = 0
-        self._dir_closer: Optional[weakref.finalize] = None
+        self._dir_closer: Optional[weakref.finalize[[int], FileTokenCache]] = None
         self._directory()
 
     # -- the directory
@@ -339,8 +332,7 @@ class FileTokenCache(SharedTokenCache):
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OSError(
-                    "%s is a symlink, which the file cache never follows; remove it"
-                    % os.path.join(self.path, name)
+                    "%s is a symlink, which the file cache never follows; remove it" % os.path.join(self.path, name)
                 ) from None
             raise
         try:
@@ -361,12 +353,12 @@ class FileTokenCache(SharedTokenCache):
 
     def _read(self, key: Key) -> Optional[bytes]:
         try:
-            fd = self._open(_key_digest(key) + _TOKEN_SUFFIX, os.O_RDONLY)
+            fd = self._open(key_digest(key) + _TOKEN_SUFFIX, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
             chunks = []
-            left = _MAX_ENTRY_BYTES + 1
+            left = MAX_ENTRY_BYTES + 1
             while left > 0:
                 chunk = os.read(fd, left)
                 if not chunk:
@@ -381,7 +373,7 @@ class FileTokenCache(SharedTokenCache):
         # Temporary file, fsync, rename: readers see the old file or the new one, never
         # a part. The directory is not fsynced: losing the rename in a crash is a miss.
         directory = self._directory()
-        name = _key_digest(key) + _TOKEN_SUFFIX
+        name = key_digest(key) + _TOKEN_SUFFIX
         temp = ".%s.%s.tmp" % (name, secrets.token_hex(8))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, FILE_MODE, dir_fd=directory)
         try:
@@ -403,7 +395,7 @@ class FileTokenCache(SharedTokenCache):
 
     def _delete(self, key: Key) -> None:
         try:
-            os.unlink(_key_digest(key) + _TOKEN_SUFFIX, dir_fd=self._directory())
+            os.unlink(key_digest(key) + _TOKEN_SUFFIX, dir_fd=self._directory())
         except FileNotFoundError:
             pass
 
@@ -415,7 +407,7 @@ class FileTokenCache(SharedTokenCache):
             TimeoutError: another process held it for longer than ``wait_timeout``.
             OSError: the lock file cannot be opened, or is not a regular file of this user.
         """
-        fd = self._open(_key_digest(key) + _LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)
+        fd = self._open(key_digest(key) + _LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)
         with self._open_locks_guard:
             self._open_locks.add(fd)
         try:
@@ -428,7 +420,7 @@ class FileTokenCache(SharedTokenCache):
                 return True
 
             what = "the file lock of %s (config: %s)" % key
-            _acquire_polling(attempt, self._wait_timeout, self._clock, self._sleep, what)
+            acquire_polling(attempt, self._wait_timeout, self._clock, self._sleep, what)
             try:
                 yield
             finally:

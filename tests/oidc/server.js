@@ -1,8 +1,9 @@
 // A real, independent OAuth 2.0 authorization server for oauth-gateway's conformance tests.
 //
 // It wraps the `oidc-provider` package (8.x) with only the client credentials grant,
-// RFC 8707 resource indicators, RFC 7009 revocation, RFC 7662 introspection and RFC 8705
-// tls_client_auth enabled, and serves HTTPS itself on 127.0.0.1 so that the peer
+// RFC 8707 resource indicators, RFC 7009 revocation, RFC 7662 introspection, RFC 8705
+// tls_client_auth and RFC 7523 JWT client authentication (private_key_jwt with the
+// client's `jwks`, client_secret_jwt) enabled, and serves HTTPS itself on 127.0.0.1 so that the peer
 // certificate of each TLS connection reaches the mTLS client authentication.
 //
 // Usage: node server.js CONFIG_JSON_PATH   (or OIDC_TEST_SERVER_CONFIG=CONFIG_JSON_PATH)
@@ -12,7 +13,8 @@
 //   cert, key        PEM paths of the server certificate and its key
 //   client_ca        PEM path of the CA that issued tls_client_auth client certificates
 //   clients          oidc-provider client metadata; grant_types, response_types and
-//                    redirect_uris default to a client-credentials-only client
+//                    redirect_uris default to a client-credentials-only client. A
+//                    private_key_jwt client carries its public keys as `jwks`.
 //   scopes           scope values the server knows (default ["read", "write", "admin"])
 //   resources        {resource indicator: {scope, accessTokenTTL, accessTokenFormat}}
 //   default_resource resource used when a token request has no `resource` (null: none)
@@ -164,7 +166,14 @@ function buildProvider(issuer, config) {
   return new Provider(issuer, {
     clients: config.clients.map(clientMetadata),
     scopes: config.scopes || ['read', 'write', 'admin'],
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'tls_client_auth'],
+    clientAuthMethods: [
+      'client_secret_basic', 'client_secret_post', 'tls_client_auth',
+      'private_key_jwt', 'client_secret_jwt',
+    ],
+    // oidc-provider's default list lacks ES384, which oauth-gateway signs with for P-384 keys.
+    enabledJWA: {
+      clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384'],
+    },
     jwks: signingKeys(),
     // No ID tokens are issued here; this only has to agree with the one signing key.
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
