@@ -33,7 +33,7 @@ import secrets
 import ssl
 import stat
 import threading
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
 from ._helpers import redact_url
@@ -145,7 +145,9 @@ class ClientSecretBasic(ClientAuth):
         self.client_id = client_id
         self._secret = client_secret
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         headers["Authorization"] = basic_credentials(self.client_id or "", self._secret)
 
 
@@ -158,7 +160,9 @@ class ClientSecretPost(ClientAuth):
         self.client_id = client_id
         self._secret = client_secret
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
         form["client_secret"] = self._secret
 
@@ -179,7 +183,9 @@ class TlsClientAuth(ClientAuth):
         self.client_id = client_id
         self.cert = (cert_path, key_path)
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
 
 
@@ -191,7 +197,9 @@ class NoClientAuth(ClientAuth):
     def __init__(self, client_id: Optional[str] = None) -> None:
         self.client_id = client_id
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         if self.client_id:
             form["client_id"] = self.client_id
 
@@ -359,7 +367,7 @@ class PrivateKey:
         kind = "EC %s" % self.curve if self.key_type == "EC" else "RSA %d" % self.bits
         return "PrivateKey(path=%r, type=%r)" % (self.path, kind)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a PrivateKey is not picklable; load it again from its file")
 
     @property
@@ -388,7 +396,7 @@ class PrivateKey:
         cert_key = x509.load_der_x509_certificate(certificate_der).public_key()
         fmt = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER
-        return cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt)
+        return bool(cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt))
 
 
 def load_private_key(
@@ -527,10 +535,11 @@ def sign_jwt(
     """
     jwt = _import_jwt("$")
     signing_key = key.signing_key if isinstance(key, PrivateKey) else key
-    return jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
+    compact: str = jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
+    return compact
 
 
-def _warn_once(seen: set, lock: threading.Lock, choice: AudienceChoice) -> None:
+def _warn_once(seen: Set[str], lock: threading.Lock, choice: AudienceChoice) -> None:
     if choice.warning is None:
         return
     with lock:
@@ -549,7 +558,7 @@ class _JwtClientAuth(ClientAuth):
         self.client_id = client_id
         self.audience = audience
         self.lifetime = lifetime
-        self._warned: set = set()
+        self._warned: Set[str] = set()
         self._warned_lock = threading.Lock()
 
     def _sign(self, header: Dict[str, Any], claims: Dict[str, Any]) -> str:
@@ -570,7 +579,9 @@ class _JwtClientAuth(ClientAuth):
         }
         return self._sign({}, claims)
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
         form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
         form["client_assertion"] = self.assertion(
@@ -800,7 +811,9 @@ class AssertionFile(ClientAuth):
             )
         return text
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         assertion = self.read(now)
         if self.client_id:
             form["client_id"] = self.client_id

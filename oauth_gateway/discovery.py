@@ -811,7 +811,8 @@ class Discoverer:
                 mismatch, no token endpoint, or an URL that is not https.
             TransportError: the network failed.
         """
-        return self._cached(("as", issuer), lambda: self._load_server(issuer))
+        metadata: AuthorizationServerMetadata = self._cached(("as", issuer), lambda: self._load_server(issuer))
+        return metadata
 
     def protected_resource(self, resource_url: str, pinned_issuer: Optional[str] = None) -> DiscoveryResult:
         """Discover everything needed to get a token for the MCP server at ``resource_url``.

@@ -24,7 +24,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 try:
     import redis
@@ -175,7 +175,7 @@ class RedisTokenCache(SharedTokenCache):
     # -- the store
 
     def _read(self, key: Key) -> Optional[bytes]:
-        data = self._call(self._client.get, self._name("token", key))
+        data: Union[bytes, str, None] = self._call(self._client.get, self._name("token", key))
         if isinstance(data, str):  # a client made with decode_responses=True
             data = data.encode("utf-8")
         return data
