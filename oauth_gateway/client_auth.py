@@ -483,7 +483,7 @@ def certificate_thumbprints(
     """
     where = _join_path(json_path, field)
     try:
-        with open(cert_path, "r", encoding="ascii", errors="replace") as handle:
+        with open(cert_path, encoding="ascii", errors="replace") as handle:
             text = handle.read()
     except OSError as exc:
         raise ConfigError(
@@ -503,7 +503,10 @@ def certificate_thumbprints(
             where,
             "point it at the PEM certificate (BEGIN CERTIFICATE) registered with the server",
         )
-    return _b64url(hashlib.sha1(der).digest()), _b64url(hashlib.sha256(der).digest()), der
+    # x5t is the SHA-1 thumbprint RFC 7515 section 4.1.7 defines: a certificate's name, not a
+    # security check (usedforsecurity=False would say so, but needs Python 3.9).
+    x5t = hashlib.sha1(der).digest()  # noqa: S324
+    return _b64url(x5t), _b64url(hashlib.sha256(der).digest()), der
 
 
 # --------------------------------------------------------------------------------------
@@ -779,7 +782,7 @@ class AssertionFile(ClientAuth):
                 message names the file, never its content.
         """
         try:
-            with open(self.path, "r", encoding="utf-8") as handle:
+            with open(self.path, encoding="utf-8") as handle:
                 text = handle.read(65536).strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or exc.__class__.__name__

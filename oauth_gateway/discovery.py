@@ -329,7 +329,7 @@ def canonical_resource_uri(url: str) -> str:
         raise ValueError("not an absolute http(s) URL: %r" % redact_url(url))
     port = parts.port
     netloc = "[%s]" % host if ":" in host else host
-    if port is not None and not (scheme, port) in (("https", 443), ("http", 80)):
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
         netloc = "%s:%d" % (netloc, port)
     userinfo, at, _ = parts.netloc.rpartition("@")
     if at:
@@ -795,7 +795,7 @@ class Discoverer:
         self._max_entries = int(max_entries)
         # Guards _entries and _flights; never held during a fetch.
         self._lock = threading.Lock()
-        self._entries: "OrderedDict[Tuple[str, str], Tuple[Any, float]]" = OrderedDict()
+        self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
         self._flights: Dict[Tuple[str, str], _Flight] = {}
 
     # -- public lookups

@@ -6,8 +6,6 @@ oidc-provider (the POST is done here with requests; the library's client wires i
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -46,8 +44,12 @@ from oauth_gateway.client_auth import (
     load_private_key,
     sign_jwt,
 )
-from oidc_provider import RESOURCE, SCOPE, OidcProvider
-from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
+from oidc_provider import (
+    RESOURCE,
+    SCOPE,
+    OidcProvider,
+    oidc_provider,  # noqa: F401 (the fixture, found by pytest here)
+)
 
 TOKEN_URL = "https://idp.example.test/oauth2/token"
 ISSUER = "https://idp.example.test"
@@ -517,7 +519,7 @@ def test_without_pyjwt_a_jwt_method_is_a_config_error_naming_the_extra(
         cwd=str(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=60,
     )
 

@@ -76,7 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, object]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=600,
     )
     return {"out": out, "result": result, "seconds": time.monotonic() - started}
