@@ -118,9 +118,7 @@ def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -
         streams=streams,
     )
     parser.add_argument("--version", action="version", version="%s %s" % (_PROG, __version__))
-    subparsers = parser.add_subparsers(
-        title="commands", metavar="COMMAND", parser_class=_parser_class(streams)
-    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_parser_class(streams))
     for command in _COMMANDS:
         command(subparsers)
     return parser

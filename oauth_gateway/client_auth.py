@@ -68,9 +68,7 @@ JWT_EXTRA = "pip install 'oauth-gateway[jwt]'"
 MIN_RSA_BITS = 2048
 
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384"}
-_PEM_CERT = re.compile(
-    r"-----BEGIN CERTIFICATE-----\s+.*?-----END CERTIFICATE-----", re.DOTALL
-)
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+.*?-----END CERTIFICATE-----", re.DOTALL)
 
 
 # --------------------------------------------------------------------------------------
@@ -248,8 +246,7 @@ def assertion_audience(
     warning = (
         "client assertion audience is the token endpoint %s, not an issuer: the "
         "authorization server's issuer is unknown. Set OAUTH_ISSUER (or use discovery) so "
-        "the audience is the issuer, or OAUTH_CLIENT_ASSERTION_AUDIENCE to choose it"
-        % redact_url(token_endpoint)
+        "the audience is the issuer, or OAUTH_CLIENT_ASSERTION_AUDIENCE to choose it" % redact_url(token_endpoint)
     )
     return AudienceChoice(token_endpoint, "token_endpoint", warning)
 
@@ -277,13 +274,9 @@ def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Pr
     """
     where = _join_path(json_path, field)
     if not os.path.exists(path):
-        raise ConfigError(
-            "%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)"
-        )
+        raise ConfigError("%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)")
     if not os.path.isfile(path):
-        raise ConfigError(
-            "%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself"
-        )
+        raise ConfigError("%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself")
     if not os.access(path, os.R_OK):
         raise ConfigError(
             "%s is not readable: %s" % (label, path),
@@ -437,9 +430,7 @@ def load_private_key(
             "check the path and that this user may read it",
         ) from None
     try:
-        key = serialization.load_pem_private_key(
-            data, password.encode("utf-8") if password else None
-        )
+        key = serialization.load_pem_private_key(data, password.encode("utf-8") if password else None)
     except TypeError:
         # cryptography: a password for an unencrypted key, or none for an encrypted one.
         if password:
@@ -487,8 +478,7 @@ def certificate_thumbprints(
             text = handle.read()
     except OSError as exc:
         raise ConfigError(
-            "cannot read the client certificate %s (%s)"
-            % (cert_path, exc.strerror or exc.__class__.__name__),
+            "cannot read the client certificate %s (%s)" % (cert_path, exc.strerror or exc.__class__.__name__),
             where,
             "check the path and that this user may read it",
         ) from None
@@ -587,9 +577,7 @@ class _JwtClientAuth(ClientAuth):
     ) -> None:
         form["client_id"] = self.client_id or ""
         form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
-        form["client_assertion"] = self.assertion(
-            token_endpoint=token_endpoint, issuer=issuer, now=now
-        )
+        form["client_assertion"] = self.assertion(token_endpoint=token_endpoint, issuer=issuer, now=now)
 
 
 class PrivateKeyJwt(_JwtClientAuth):
@@ -654,13 +642,10 @@ class PrivateKeyJwt(_JwtClientAuth):
         self.x5t: Optional[str] = None
         self.x5t_s256: Optional[str] = None
         if certificate_path:
-            self.x5t, self.x5t_s256, der = certificate_thumbprints(
-                certificate_path, json_path=json_path
-            )
+            self.x5t, self.x5t_s256, der = certificate_thumbprints(certificate_path, json_path=json_path)
             if not key.is_pair_of(der):
                 raise ConfigError(
-                    "client certificate %s does not belong to the private key %s"
-                    % (certificate_path, key.path),
+                    "client certificate %s does not belong to the private key %s" % (certificate_path, key.path),
                     _join_path(json_path, "OAUTH_CLIENT_CERT_PATH"),
                     "use the certificate made from this key (the one registered with the server)",
                 )
@@ -757,9 +742,7 @@ class AssertionFile(ClientAuth):
 
     method = "private_key_jwt"
 
-    def __init__(
-        self, path: str, client_id: Optional[str] = None, *, json_path: str = "$"
-    ) -> None:
+    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
         self.path = path
         self.client_id = client_id or None
         self._where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")

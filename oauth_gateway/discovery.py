@@ -698,8 +698,7 @@ def _server_metadata(
         ),
         scopes_supported=_strings(document, "scopes_supported", url, step),
         mtls_endpoint_aliases=_frozen_mapping(aliases_raw),
-        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens")
-        is True,
+        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens") is True,
         dpop_signing_alg_values_supported=_strings(document, "dpop_signing_alg_values_supported", url, step),
         metadata_url=url,
         raw=_frozen_mapping(document),

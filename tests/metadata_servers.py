@@ -284,9 +284,7 @@ class MetadataServer:
         """Requests received for ``path`` (all paths when None), optionally of one method."""
         with self._lock:
             return sum(
-                1
-                for r in self.requests
-                if (path is None or r.path == path) and (method is None or r.method == method)
+                1 for r in self.requests if (path is None or r.path == path) and (method is None or r.method == method)
             )
 
     def wait_for(self, path: str, n: int = 1, limit: float = 5.0) -> None:
