@@ -313,6 +313,22 @@ def _import_jwt(where: str) -> Any:
     return jwt
 
 
+def require_jwt(where: str = "$") -> Any:
+    """Import PyJWT with its cryptography backend and return the ``jwt`` module.
+
+    For modules that sign or make keys themselves (DPoP): the one place that turns a
+    missing optional extra into a :class:`ConfigError` naming ``pip install
+    'oauth-gateway[jwt]'``.
+
+    Args:
+        where: The JSON path of the config key that needs signing, for the message.
+
+    Raises:
+        ConfigError: PyJWT or cryptography is not installed.
+    """
+    return _import_jwt(where)
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -933,5 +949,6 @@ __all__ = (
     "check_key_file",
     "jwk_thumbprint",
     "load_private_key",
+    "require_jwt",
     "sign_jwt",
 )
