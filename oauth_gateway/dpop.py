@@ -29,7 +29,7 @@ import hashlib
 import json
 import secrets
 import threading
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, NoReturn, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ._jsonpath import join as _join_path
@@ -136,7 +136,7 @@ class DPoPKey:
         self._header: Dict[str, Any] = {"typ": DPOP_JWT_TYPE, "jwk": jwk}
 
     @classmethod
-    def generate(cls, *, json_path: str = "$") -> "DPoPKey":
+    def generate(cls, *, json_path: str = "$") -> DPoPKey:
         """Make a new EC P-256 key in memory (lost when the process ends).
 
         Args:
@@ -153,7 +153,7 @@ class DPoPKey:
     @classmethod
     def from_file(
         cls, path: str, password: Optional[str] = None, *, json_path: str = "$"
-    ) -> "DPoPKey":
+    ) -> DPoPKey:
         """Load a persistent key (``OAUTH_DPOP_KEY_PATH``) with the rules of every key file.
 
         EC P-256 (ES256) is the one every DPoP server supports; EC P-384 (ES384) and RSA
@@ -191,7 +191,7 @@ class DPoPKey:
         kind = "EC %s" % self._key.curve if self._key.key_type == "EC" else "RSA %d" % self._key.bits
         return "DPoPKey(path=%r, type=%r, jkt=%r)" % (self.path, kind, _short(self.jkt))
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a DPoPKey is not picklable; keep DPoP tokens in the process that holds the key")
 
 
@@ -325,7 +325,7 @@ class NonceStore:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._nonces: "collections.OrderedDict[str, str]" = collections.OrderedDict()
+        self._nonces: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     def get(self, url: str) -> Optional[str]:
         """The nonce to send to ``url``'s server, or None when it never sent one."""

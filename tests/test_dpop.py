@@ -40,8 +40,7 @@ from oauth_gateway.dpop import (
     token_nonce_challenge,
 )
 from oauth_gateway.exceptions import ConfigError, OAuthGatewayError
-from oidc_provider import JWT_RESOURCE, RESOURCE, OidcProvider
-from oidc_provider import oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
+from oidc_provider import JWT_RESOURCE, RESOURCE, OidcProvider, oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
 
 TIMEOUT = 10
 NOW = 1_700_000_000.0
