@@ -40,7 +40,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 try:
     import redis
@@ -257,7 +257,7 @@ class RedisTokenCache(SharedTokenCache):
             )
             return None, epoch
         # GETRANGE, not GET: bounded even if the value grew since STRLEN.
-        data = self._call(self._client.getrange, name, 0, MAX_VALUE_BYTES)
+        data: Union[bytes, str, None] = self._call(self._client.getrange, name, 0, MAX_VALUE_BYTES)
         if isinstance(data, str):  # a client made with decode_responses=True
             data = data.encode("utf-8")
         return data or None, epoch
