@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import quote_plus
 
 import requests
@@ -64,8 +64,9 @@ class TokenResponse(NamedTuple):
 
 
 #: ``build_attempt(attempt) -> (headers, form)``: the headers and form of one attempt
-#: (1 for the first), built anew for each so an attempt may carry a fresh proof.
-BuildAttempt = Callable[[int], Tuple[Dict[str, str], List[Tuple[str, str]]]]
+#: (1 for the first), built anew for each so an attempt may carry a fresh proof. The
+#: form may also be a raw body (bytes or text), for :meth:`TokenClient.send`.
+BuildAttempt = Callable[[int], Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]]
 #: ``on_retry(server_name, attempt, total, reason)``, called before each retry.
 OnRetry = Callable[[str, int, int, str], None]
 
@@ -211,10 +212,12 @@ def _retry_cause(exc: requests.exceptions.RequestException) -> Optional[HTTPErro
     return cause
 
 
-def _increment(retry: TokenRetry, url: str, response: Any = None, error: Any = None) -> Optional[TokenRetry]:
+def _increment(
+    retry: TokenRetry, url: str, response: Any = None, error: Any = None, method: str = "POST"
+) -> Optional[TokenRetry]:
     """The policy's next state after a failed attempt, or None when no attempt is left."""
     try:
-        following: TokenRetry = retry.increment(method="POST", url=url, response=response, error=error)
+        following: TokenRetry = retry.increment(method=method, url=url, response=response, error=error)
         return following
     except HTTPError:  # MaxRetryError when exhausted; the error itself when it is never retried
         return None
@@ -242,6 +245,10 @@ class TokenClient:
         self._sessions: Dict[Tuple[Any, ...], requests.Session] = {}
 
     # -- sessions and the retry policy ----------------------------------------
+
+    def session_for(self, config: OAuthConfig) -> requests.Session:
+        """The pooled session for ``config``'s TLS identity (its adapter never retries itself)."""
+        return self._session(config)
 
     def _session(self, config: OAuthConfig) -> requests.Session:
         cert, verify = config.tls_identity
@@ -274,7 +281,7 @@ class TokenClient:
             raise_on_redirect=False,
             raise_on_status=False,
             status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset(["POST"]),
+            allowed_methods=frozenset(["POST", "PUT", "GET"]),
             respect_retry_after_header=True,
             sleep_fn=self._sleep,
             backoff_base=config.retry_backoff,
@@ -339,7 +346,9 @@ class TokenClient:
 
         return build_attempt
 
-    def _send(self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState) -> requests.Response:
+    def _send(
+        self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState, method: str = "POST"
+    ) -> requests.Response:
         """Send attempts until one is final; return its response.
 
         Our loop, driven by a per-call :class:`TokenRetry`: ``is_retry`` says whether an
@@ -358,7 +367,8 @@ class TokenClient:
             headers, form = build_attempt(call.attempts)
             call.sent_at = self._clock()
             try:
-                response = session.post(
+                response = session.request(
+                    method,
                     url,
                     data=form,
                     headers=headers,
@@ -373,7 +383,7 @@ class TokenClient:
                 error = _retry_cause(exc)
                 if error is None:
                     raise
-                following = _increment(retry, url, error=error)
+                following = _increment(retry, url, error=error, method=method)
                 if following is None:
                     raise  # exhausted: the last transport error is the result
                 retry = following
@@ -381,14 +391,14 @@ class TokenClient:
                 retry.sleep()
                 continue
             raw = response.raw
-            if not retry.is_retry("POST", response.status_code, "Retry-After" in response.headers):
+            if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
                 return response
             retry_after = retry.retry_after(raw)
             if retry_after is not None and retry_after > retry.retry_after_cap:
                 # Give the answer back at once: waiting longer than the cap helps nobody.
                 call.retry_after_refused = retry_after
                 return response
-            following = _increment(retry, url, response=raw)
+            following = _increment(retry, url, response=raw, method=method)
             if following is None:
                 return response  # exhausted: the last answer is the result
             retry = following
@@ -409,6 +419,7 @@ class TokenClient:
         form: List[Tuple[str, str]],
         call: CallState,
         build_attempt: Optional[BuildAttempt] = None,
+        method: str = "POST",
     ) -> requests.Response:
         if config.use_mtls:
             # Fail closed: never fall back to a request without the client certificate.
@@ -423,7 +434,7 @@ class TokenClient:
         safe = redact_url(url)
         what, server_name, correlation_id = call.what, call.server_name, call.correlation_id
         try:
-            return self._send(config, url, build_attempt, call)
+            return self._send(config, url, build_attempt, call, method)
         except requests.exceptions.SSLError as exc:
             raise TransportError(
                 "TLS with %s failed for %s (%s); check OAUTH_CA_BUNDLE_PATH and, with mTLS, the client certificate"
@@ -455,6 +466,41 @@ class TokenClient:
                 server_name=server_name,
                 retryable=False,
             ) from exc
+
+    def send(
+        self,
+        config: OAuthConfig,
+        method: str,
+        url: str,
+        *,
+        server_name: str,
+        correlation_id: Optional[str] = None,
+        headers: Optional[Dict[str, str]] = None,
+        body: Union[bytes, str, None] = None,
+    ) -> requests.Response:
+        """Send one request with the token requests' transport, for a token provider.
+
+        The same session (TLS identity), timeouts, retry policy and no-redirect rule as
+        :meth:`request_token`; ``OAUTH_CUSTOM_HEADERS``, ``User-Agent`` and
+        ``X-Correlation-ID`` are sent, then ``headers``.
+
+        Returns:
+            The final response, whatever its status; a redirect is returned, never followed.
+
+        Raises:
+            TransportError: the network or TLS failed after the retries.
+            ConfigError: the mTLS files disappeared since the config was loaded.
+        """
+        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+
+        def build_attempt(attempt: int) -> Tuple[Dict[str, str], Union[bytes, str, None]]:
+            sent = {"Accept": "application/json", "User-Agent": USER_AGENT, "X-Correlation-ID": call.correlation_id}
+            sent.update(config.custom_headers)
+            sent.update(headers or {})
+            return sent, body
+
+        log.debug("Provider request correlation_id=%s for %s", call.correlation_id, server_name)
+        return self._post(config, url, [], call, build_attempt, method=method.upper())
 
     def request_token(
         self, config: OAuthConfig, server_name: str, correlation_id: Optional[str] = None

@@ -29,6 +29,7 @@ from . import schema as _schema
 from ._helpers import resolve_env
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
+from .providers import ProviderOptions, load_options, uses_client_credentials
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,27 @@ def _dump_pairs(value: Any) -> Dict[str, str]:
     return dict(value)
 
 
+def _options(value: Any, where: str) -> ProviderOptions:
+    # Every value counts as secret until _check_provider reads the provider's schema.
+    data = dict(value or {})
+    return ProviderOptions(data, data)
+
+
+def _dump_options(value: ProviderOptions) -> Dict[str, Any]:
+    return value.to_dict()
+
+
+def _mask_options(value: ProviderOptions) -> Dict[str, Any]:
+    return value.masked()
+
+
+def _fingerprint_default(value: Any) -> Any:
+    """How ``json.dumps`` writes a non-JSON value into the fingerprint material."""
+    if isinstance(value, ProviderOptions):
+        return value.fingerprint_material()  # secret options as their SHA-256
+    return list(value)
+
+
 def _dump_resources(value: Tuple[str, ...]) -> Union[str, List[str]]:
     if not value:
         return ""
@@ -232,6 +254,8 @@ class Field(NamedTuple):
         load: ``load(file_value, json_path) -> attribute value``; checks the key alone and
             may raise :class:`~oauth_gateway.ConfigError`.
         dump: ``dump(attribute value) -> file value`` for ``to_dict`` (``_OMIT`` leaves it out).
+        mask: ``mask(attribute value) -> shown value`` for ``repr`` and ``to_dict`` (unless
+            the secret is asked for), for a value only parts of which are secret.
         check: ``check(values, path_of)``, run once every key is loaded, in table order,
             for rules that involve other keys. ``values`` maps attribute names to loaded
             values (a check may complete values derived from its key, as the secret file
@@ -251,6 +275,7 @@ class Field(NamedTuple):
     load: Callable[[Any, str], Any] = _same
     dump: Callable[[Any], Any] = _dump_same
     check: Optional[Callable[[_Values, _PathOf], None]] = None
+    mask: Optional[Callable[[Any], Any]] = None
 
     @property
     def default(self) -> Any:
@@ -258,9 +283,21 @@ class Field(NamedTuple):
         return _PROPERTIES[self.key]["default"]
 
 
+def _needs_client_credentials(values: _Values) -> bool:
+    """True when enabled with the client-credentials provider (another provider brings its own)."""
+    return bool(values["enabled"]) and uses_client_credentials(values["provider"])
+
+
+def _check_provider(values: _Values, path_of: _PathOf) -> None:
+    options = values["provider_options"]
+    values["provider_options"] = load_options(
+        values["provider"], options.to_dict(), path_of("OAUTH_PROVIDER_OPTIONS"), check=bool(values["enabled"])
+    )
+
+
 def _check_required(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     def check(values: _Values, path_of: _PathOf) -> None:
-        if values["enabled"] and not values[name]:
+        if _needs_client_credentials(values) and not values[name]:
             raise ConfigError("is empty after resolving ${...} references", path_of(key), "set it to a value")
 
     return check
@@ -269,7 +306,7 @@ def _check_required(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
 def _check_secret(values: _Values, path_of: _PathOf) -> None:
     if values["client_secret_file"]:
         values["client_secret"] = _read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
-    if values["enabled"] and not values["client_secret"] and not values["use_mtls"]:
+    if _needs_client_credentials(values) and not values["client_secret"] and not values["use_mtls"]:
         raise ConfigError(
             "is empty after resolving ${...} references",
             path_of("OAUTH_CLIENT_SECRET"),
@@ -312,6 +349,10 @@ FIELDS: Tuple[Field, ...] = (
     Field("is_remote", "is_remote", object, dump=_dump_unless_none),
     Field("OAUTH_VERSION", "version", str, IN_FINGERPRINT, in_repr=True),
     Field("OAUTH_GRANT_TYPE", "grant_type", str, IN_FINGERPRINT),
+    Field("OAUTH_PROVIDER", "provider", str, IN_FINGERPRINT, in_repr=True),
+    # Loaded as all-secret; _check_provider applies the provider's schema and learns which are.
+    Field("OAUTH_PROVIDER_OPTIONS", "provider_options", ProviderOptions, IN_FINGERPRINT, in_repr=True,
+          load=_options, dump=_dump_options, check=_check_provider, mask=_mask_options),
     Field("OAUTH_CLIENT_ID", "client_id", str, IN_FINGERPRINT, in_repr=True,
           check=_check_required("OAUTH_CLIENT_ID", "client_id")),
     Field("OAUTH_CLIENT_SECRET", "client_secret", str, HASHED_IN_FINGERPRINT, secret=True, in_repr=True,
@@ -391,6 +432,8 @@ class OAuthConfig:
     is_remote: Optional[bool]
     version: str
     grant_type: str
+    provider: str
+    provider_options: ProviderOptions
     client_id: str
     client_secret: str
     client_secret_file: str
@@ -493,7 +536,7 @@ class OAuthConfig:
             if field.fingerprint == HASHED_IN_FINGERPRINT:
                 value = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
             material[field.name] = value
-        blob = json.dumps(material, sort_keys=True, default=list).encode("utf-8")
+        blob = json.dumps(material, sort_keys=True, default=_fingerprint_default).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self, show_secret: bool = False) -> Dict[str, Any]:
@@ -503,7 +546,9 @@ class OAuthConfig:
             value = field.dump(getattr(self, field.name))
             if value is _OMIT:
                 continue
-            if field.secret and not show_secret:
+            if field.mask is not None and not show_secret:
+                value = field.mask(getattr(self, field.name))
+            elif field.secret and not show_secret:
                 value = "***" if value else ""
             data[field.key] = value
         return data
@@ -531,6 +576,8 @@ class OAuthConfig:
             if not field.in_repr:
                 continue
             value = getattr(self, field.name)
+            if field.mask is not None:
+                value = field.mask(value)
             shown.append("%s=%s" % (field.name, ("'***'" if value else "''") if field.secret else repr(value)))
             if field.name == "version":
                 shown.append("auth_method=%r" % self.auth_method)

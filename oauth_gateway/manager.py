@@ -17,6 +17,7 @@ from .client import TokenClient, TokenResponse
 from .config import OAuthConfig
 from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
 from .metrics import Metrics
+from .providers import ProviderContext, call_provider, get_provider
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -369,12 +370,14 @@ class TokenManager:
     def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
         started = time.perf_counter()
         try:
-            response = self._client.request_token(config, server_name)
+            # Every token comes from a provider; the default one is the client-credentials grant.
+            context = ProviderContext(config, server_name, self._client, self._clock)
+            response = call_provider(get_provider(config.provider), config, context)
             granted = self._check_scopes(config, response)
         except OAuthGatewayError:
-            self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0)
+            self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
             raise
-        self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0)
+        self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0, config.provider)
         # From when the attempt that succeeded was sent, not when its answer was parsed.
         issued_at = response.sent_at if response.sent_at is not None else self._clock()
         token = Token(

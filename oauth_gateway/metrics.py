@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 #: Counters kept per server and in total (the seed's names first).
 COUNTERS = (
@@ -38,6 +38,8 @@ class Metrics:
         self._lock = threading.Lock()
         self._servers: Dict[str, Dict[str, float]] = {}
         self._hits: Dict[Tuple[str, str], "itertools.count[int]"] = {}
+        # Per token provider (OAUTH_PROVIDER): [total, success, failure].
+        self._providers: Dict[str, List[int]] = {}
 
     def hit_counter(self, key: Tuple[str, str]) -> "itertools.count[int]":
         """Return the hit counter of a cache key, made once and kept across refreshes."""
@@ -55,9 +57,13 @@ class Metrics:
                 row = self._servers[server_name] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
             row[name] += amount
 
-    def acquisition(self, server_name: str, success: bool, latency_ms: float) -> None:
-        """Record one finished token request."""
+    def acquisition(self, server_name: str, success: bool, latency_ms: float, provider: Optional[str] = None) -> None:
+        """Record one finished token request, also under its token provider when named."""
         with self._lock:
+            if provider is not None:
+                counts = self._providers.setdefault(provider, [0, 0, 0])
+                counts[0] += 1
+                counts[1 if success else 2] += 1
             row = self._servers.get(server_name)
             if row is None:
                 row = self._servers[server_name] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
@@ -70,9 +76,18 @@ class Metrics:
         self._lock = threading.Lock()
 
     def snapshot(self, active_tokens: int) -> Dict[str, Any]:
-        """Return every metric: the totals at the top level and a ``servers`` breakdown."""
+        """Return every metric: the totals at the top level, a ``servers`` breakdown and a
+        ``providers`` one (token acquisitions per ``OAUTH_PROVIDER``)."""
         with self._lock:
             rows = {name: dict(row) for name, row in self._servers.items()}
+            providers = {
+                name: {
+                    "token_acquisitions_total": counts[0],
+                    "token_acquisitions_success": counts[1],
+                    "token_acquisitions_failure": counts[2],
+                }
+                for name, counts in self._providers.items()
+            }
             hits_by_server: Dict[str, int] = {}
             for key, hits in self._hits.items():
                 hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(hits)
@@ -88,6 +103,7 @@ class Metrics:
         result = _derived(totals)
         result["active_tokens"] = active_tokens
         result["servers"] = servers
+        result["providers"] = providers
         return result
 
 

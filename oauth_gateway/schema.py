@@ -22,7 +22,7 @@ import functools
 import json
 import os
 import re
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._helpers import redact_url
 from ._jsonpath import format_path
@@ -176,8 +176,8 @@ def validate_config(document: Any) -> List[Problem]:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
     if isinstance(document, dict) and any(key in document for key in GATEWAY_KEYS):
-        return _check(document, "gateway-config", "$")
-    return _check(document, "oauth-config", "$")
+        return _check(document, "gateway-config", "$") + _provider_problems_in_gateway(document)
+    return validate_oauth_block(document)
 
 
 def _surely_valid(document: Any, name: str) -> bool:
@@ -198,7 +198,64 @@ def validate_oauth_block(block: Any, json_path: str = "$") -> List[Problem]:
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
-    return _check(block, "oauth-config", json_path)
+    problems = _check(block, "oauth-config", json_path)
+    if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
+        from .providers import provider_problems  # loaded only for blocks that name a provider
+
+        problems += provider_problems(block, json_path)
+    return problems
+
+
+def validate_fragment(
+    instance: Any, fragment: Dict[str, Any], json_path: str, secret_keys: Iterable[str] = ()
+) -> List[Problem]:
+    """Return every problem of ``instance`` against a draft-07 schema fragment, worded like the bundled schemas'.
+
+    For the schema fragments of token providers (``OAUTH_PROVIDER_OPTIONS``); the same
+    ``x-message``, ``x-hint`` and ``x-priority`` annotations apply.
+
+    Args:
+        instance: the value to check, like the options object.
+        fragment: the schema.
+        json_path: the value's own path, prefixed to every problem's path.
+        secret_keys: top-level keys whose values are never shown in a message.
+
+    Returns:
+        Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
+    """
+    from ._fastschema import is_valid
+
+    if is_valid(instance, fragment, {}):
+        return []
+    from jsonschema import Draft7Validator
+
+    hidden = frozenset(secret_keys)
+    best: Dict[str, Tuple[int, int, Tuple[Any, ...], Problem]] = {}
+    for order, error in enumerate(Draft7Validator(fragment).iter_errors(instance)):
+        for segments, priority, problem in _problems_from_error(error, json_path, hidden):
+            kept = best.get(problem.json_path)
+            if kept is None or priority > kept[0]:
+                best[problem.json_path] = (priority, order, segments, problem)
+    ranked = sorted(best.values(), key=lambda item: (_sort_key(item[2]), item[1]))
+    return [item[3] for item in ranked]
+
+
+def _provider_problems_in_gateway(document: Dict[str, Any]) -> List[Problem]:
+    """The provider problems of every ``oauth_config`` in a gateway file that names a provider."""
+    configs = document.get("mcp_configs")
+    found: List[Problem] = []
+    if not isinstance(configs, dict):
+        return found
+    for config_id, entry in configs.items():
+        servers = entry.get("mcp_config") if isinstance(entry, dict) else None
+        for index, server in enumerate(servers if isinstance(servers, list) else ()):
+            block = server.get("oauth_config") if isinstance(server, dict) else None
+            if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
+                from .providers import provider_problems
+
+                where = format_path("$", ("mcp_configs", config_id, "mcp_config", index, "oauth_config"))
+                found += provider_problems(block, where)
+    return found
 
 
 def raise_for_problems(problems: Iterable[Problem]) -> None:
@@ -254,7 +311,9 @@ def _check(document: Any, name: str, root: str) -> List[Problem]:
     return [item[3] for item in ranked]
 
 
-def _problems_from_error(error: Any, root: str) -> List[Tuple[Tuple[Any, ...], int, Problem]]:
+def _problems_from_error(
+    error: Any, root: str, hidden: FrozenSet[str] = frozenset()
+) -> List[Tuple[Tuple[Any, ...], int, Problem]]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     keyword = error.validator
     segments = tuple(error.absolute_path)
@@ -281,14 +340,16 @@ def _problems_from_error(error: Any, root: str) -> List[Tuple[Tuple[Any, ...], i
     at = schema.get("x-at")
     if isinstance(at, str):
         segments = segments + (at,)
-    message, hint = _describe(error, keyword, schema, segments)
+    message, hint = _describe(error, keyword, schema, segments, hidden)
     return [(segments, priority, Problem(format_path(root, segments), message, hint))]
 
 
-def _describe(error: Any, keyword: Any, schema: Dict[str, Any], segments: Tuple[Any, ...]) -> Tuple[str, Optional[str]]:
+def _describe(
+    error: Any, keyword: Any, schema: Dict[str, Any], segments: Tuple[Any, ...], hidden: FrozenSet[str] = frozenset()
+) -> Tuple[str, Optional[str]]:
     """Return the message and hint of one error, from the schema's annotations or a default."""
     instance = error.instance
-    echo = _may_echo(segments, instance)
+    echo = _may_echo(segments, instance) and not (segments and segments[0] in hidden)
     fields = {"{value}": _short(instance, echo), "{got}": _got(instance, echo)}
     custom = _annotation(schema, "x-message", keyword)
     hint = _annotation(schema, "x-hint", keyword)

@@ -29,6 +29,8 @@ KEYS = {
     "is_remote": None,
     "OAUTH_VERSION": "2.0",
     "OAUTH_GRANT_TYPE": "client_credentials",
+    "OAUTH_PROVIDER": "client_credentials",
+    "OAUTH_PROVIDER_OPTIONS": {},
     "OAUTH_CLIENT_ID": "",
     "OAUTH_CLIENT_SECRET": "",
     "OAUTH_CLIENT_SECRET_FILE": "",
