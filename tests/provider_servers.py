@@ -215,7 +215,9 @@ class ProviderServer:
             scheme, _, token = seen.headers.get("authorization", "").partition(" ")
             with self._lock:
                 valid = scheme.lower() == "bearer" and token in self._issued
-            return (200, [], {"ok": True}) if valid else (401, [("WWW-Authenticate", 'Bearer error="invalid_token"')], {})
+            return (
+                (200, [], {"ok": True}) if valid else (401, [("WWW-Authenticate", 'Bearer error="invalid_token"')], {})
+            )
         return 404, [], {"message": "no such path"}
 
     def _legacy(self, seen: Seen) -> Tuple[int, List[Tuple[str, str]], Any]:

@@ -14,7 +14,6 @@ import importlib
 import io
 import json
 import logging
-import os
 import pickle
 import shutil
 import subprocess
@@ -285,7 +284,9 @@ def test_a_secret_options_value_is_never_echoed_by_validation():
         "OAUTH_PROVIDER_OPTIONS": {"url": "https://legacy.example.com/s", "body": "wrong-type-secret-7781"},
     }
     problems = og.validate_config(_gateway(block))
-    assert [str(p) for p in problems] == [BLOCK + ".OAUTH_PROVIDER_OPTIONS.body: must be an object or a list, got a string"]
+    assert [str(p) for p in problems] == [
+        BLOCK + ".OAUTH_PROVIDER_OPTIONS.body: must be an object or a list, got a string"
+    ]
 
 
 # --------------------------------------------------------------------------- static
@@ -446,7 +447,10 @@ def test_a_failed_legacy_refresh_serves_the_cached_token(manager, server, legacy
 
 def test_legacy_tokens_are_injected_and_carried_by_the_auth_object(manager, server, legacy_block, ca_bundle):
     config = _legacy(legacy_block())
-    entry = {"server_name": "legacy-api", "config": {"command": "npx", "args": ["mcp-remote", "https://mcp.example/mcp"]}}
+    entry = {
+        "server_name": "legacy-api",
+        "config": {"command": "npx", "args": ["mcp-remote", "https://mcp.example/mcp"]},
+    }
     token = manager.get_token("legacy-api", config)
     injected = og.inject_token(entry, token)
     assert injected["config"]["env"]["AUTH_HEADER"] == "Bearer " + token.access_token
@@ -568,9 +572,7 @@ def test_the_plugin_gets_cached_single_flight_tokens_through_its_entry_point(
 def test_the_plugins_schema_fragment_is_applied_by_validate(example_plugin):
     block = {"enabled": True, "OAUTH_PROVIDER": "metadata_identity", "OAUTH_PROVIDER_OPTIONS": {"url": "https://x"}}
     problems = og.validate_config(_gateway(block))
-    assert [(p.json_path, p.message) for p in problems] == [
-        (BLOCK + ".OAUTH_PROVIDER_OPTIONS.resource", "is required")
-    ]
+    assert [(p.json_path, p.message) for p in problems] == [(BLOCK + ".OAUTH_PROVIDER_OPTIONS.resource", "is required")]
 
 
 # --------------------------------------------------------------------------- the context

@@ -110,6 +110,7 @@ class TokenProvider(abc.ABC):
         Raises:
             ConfigError: naming ``json_path`` (or a key under it), the problem and the fix.
         """
+        return None  # nothing beyond the schema by default
 
     @abc.abstractmethod
     def fetch(self, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
@@ -250,7 +251,9 @@ class ClientCredentialsProvider(TokenProvider):
         "type": "object",
         "maxProperties": 0,
         "x-message": {"maxProperties": "the client_credentials provider takes no options"},
-        "x-hint": {"maxProperties": "remove OAUTH_PROVIDER_OPTIONS, or set OAUTH_PROVIDER to a provider that uses them"},
+        "x-hint": {
+            "maxProperties": "remove OAUTH_PROVIDER_OPTIONS, or set OAUTH_PROVIDER to a provider that uses them"
+        },
     }
 
     def fetch(self, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
@@ -482,9 +485,7 @@ def uses_client_credentials(name: str) -> bool:
 # --------------------------------------------------------------------------- config support
 
 
-def load_options(
-    provider_name: str, options: Any, json_path: str, check: bool = True
-) -> ProviderOptions:
+def load_options(provider_name: str, options: Any, json_path: str, check: bool = True) -> ProviderOptions:
     """Check ``OAUTH_PROVIDER_OPTIONS`` for its provider and return them as :class:`ProviderOptions`.
 
     Args:

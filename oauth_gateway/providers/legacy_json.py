@@ -47,8 +47,8 @@ def _dotted(default: Optional[str], what: str) -> Dict[str, Any]:
     spec: Dict[str, Any] = {
         "type": "string",
         "pattern": _DOTTED,
-        "description": "Dotted path of %s in the JSON answer, like \"data.sessionToken\"." % what,
-        "x-message": {"pattern": "must be a dotted path like \"data.sessionToken\", got {value}"},
+        "description": 'Dotted path of %s in the JSON answer, like "data.sessionToken".' % what,
+        "x-message": {"pattern": 'must be a dotted path like "data.sessionToken", got {value}'},
     }
     if default is not None:
         spec["default"] = default
@@ -67,7 +67,7 @@ class LegacyJsonProvider(TokenProvider):
                 "pattern": _URL,
                 "description": "The token endpoint (https).",
                 "x-message": {"pattern": "must be an https:// URL, got {value}"},
-                "x-hint": {"pattern": "write it like \"https://legacy.example.com/api/session\""},
+                "x-hint": {"pattern": 'write it like "https://legacy.example.com/api/session"'},
             },
             "method": {"type": "string", "enum": ["POST", "PUT", "GET"], "default": "POST"},
             "body": {
@@ -105,7 +105,8 @@ class LegacyJsonProvider(TokenProvider):
 
         def refuse(problem: str, retryable: bool = False) -> TokenRequestError:
             return TokenRequestError(
-                "legacy token endpoint for %s: %s [correlation_id=%s]" % (context.server_name, problem, context.correlation_id),
+                "legacy token endpoint for %s: %s [correlation_id=%s]"
+                % (context.server_name, problem, context.correlation_id),
                 status_code=status,
                 correlation_id=context.correlation_id,
                 server_name=context.server_name,
@@ -113,7 +114,10 @@ class LegacyJsonProvider(TokenProvider):
             )
 
         if 300 <= status < 400:
-            raise refuse("answered %d, a redirect, which is never followed with credentials; set url to the final endpoint" % status)
+            raise refuse(
+                "answered %d, a redirect, which is never followed with credentials; set url to the final endpoint"
+                % status
+            )
         if not 200 <= status < 300:
             raise refuse("answered HTTP %d" % status, retryable=status == 429 or status >= 500)
         try:
@@ -122,7 +126,9 @@ class LegacyJsonProvider(TokenProvider):
             raise refuse("the answer is not JSON; check url") from None
         token = _pick(answer, options.get("token_field", "access_token"))
         if not isinstance(token, str) or not token.strip():
-            raise refuse("the answer has no token at %r; check token_field" % options.get("token_field", "access_token"))
+            raise refuse(
+                "the answer has no token at %r; check token_field" % options.get("token_field", "access_token")
+            )
         raw_lifetime = _pick(answer, options.get("expires_in_field", "expires_in"))
         lifetime: Optional[float]
         if raw_lifetime is None:
@@ -130,9 +136,14 @@ class LegacyJsonProvider(TokenProvider):
         else:
             lifetime = _seconds(raw_lifetime)
             if lifetime is None:
-                raise refuse("the lifetime at %r is not a positive number of seconds" % options.get("expires_in_field", "expires_in"))
+                raise refuse(
+                    "the lifetime at %r is not a positive number of seconds"
+                    % options.get("expires_in_field", "expires_in")
+                )
         scope = _pick(answer, options["scope_field"]) if "scope_field" in options else None
-        return TokenResponse(token.strip(), options.get("token_type", "Bearer"), lifetime, scope if isinstance(scope, str) else None)
+        return TokenResponse(
+            token.strip(), options.get("token_type", "Bearer"), lifetime, scope if isinstance(scope, str) else None
+        )
 
 
 def _pick(document: Any, dotted: str) -> Any:

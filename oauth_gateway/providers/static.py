@@ -58,7 +58,7 @@ class StaticTokenProvider(TokenProvider):
                 "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
                 "description": "Name of an environment variable holding the token, read at each fetch.",
                 "x-message": {"pattern": "must be an environment variable name, got {value}"},
-                "x-hint": {"pattern": "write the variable's name, like \"LEGACY_API_TOKEN\", not ${...}"},
+                "x-hint": {"pattern": 'write the variable\'s name, like "LEGACY_API_TOKEN", not ${...}'},
             },
             "lifetime": {
                 "type": "number",
@@ -72,7 +72,7 @@ class StaticTokenProvider(TokenProvider):
         "additionalProperties": False,
         "oneOf": [{"required": ["file"]}, {"required": ["env"]}],
         "x-message": {"oneOf": "set exactly one of file and env"},
-        "x-hint": {"oneOf": "name a token file (\"file\") or an environment variable (\"env\")"},
+        "x-hint": {"oneOf": 'name a token file ("file") or an environment variable ("env")'},
     }
 
     def __init__(self) -> None:
@@ -120,11 +120,12 @@ class StaticTokenProvider(TokenProvider):
             return memo[1]
         if info.st_size > MAX_TOKEN_BYTES:
             raise TokenRequestError(
-                "the token file %s holds %d bytes, more than a token (%d at most)" % (path, info.st_size, MAX_TOKEN_BYTES),
+                "the token file %s holds %d bytes, more than a token (%d at most)"
+                % (path, info.st_size, MAX_TOKEN_BYTES),
                 retryable=False,
             )
         try:
-            with open(path, "r", encoding="utf-8") as handle:
+            with open(path, encoding="utf-8") as handle:
                 token = handle.read(MAX_TOKEN_BYTES + 1).strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
