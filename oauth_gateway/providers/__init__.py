@@ -243,7 +243,7 @@ class ClientCredentialsProvider(TokenProvider):
     """The OAuth 2.0 client-credentials grant (RFC 6749 section 4.4): the default provider.
 
     Uses ``OAUTH_TOKEN_URL``, ``OAUTH_CLIENT_ID``, the client secret or mTLS, and every
-    other ``OAUTH_*`` key, through :class:`~oauth_gateway.client.TokenClient`. It takes
+    other ``OAUTH_*`` key, through the library's ``TokenClient``. It takes
     no ``OAUTH_PROVIDER_OPTIONS``. Thread-safe (stateless).
     """
 
