@@ -25,8 +25,10 @@ from typing import Callable, Deque, Dict, Hashable, Optional, Set
 
 log = logging.getLogger("oauth_gateway")
 
-#: Most background refreshes that run at once (different keys); more wait in the queue.
-DEFAULT_MAX_THREADS = 4
+#: Most background refreshes that run at once (different keys); more wait in the queue. One
+#: thread keeps the thread count flat; a key whose refresh waits in the queue until its
+#: token expires is fetched by its caller, as without background refresh.
+DEFAULT_MAX_THREADS = 1
 #: Seconds an idle background thread waits for work before it ends.
 IDLE_TIMEOUT = 30.0
 #: Seconds :meth:`Refresher.close` waits for a refresh that is running.
@@ -57,8 +59,10 @@ class Refresher:
         self._queue: Deque[Hashable] = collections.deque()
         self._jobs: Dict[Hashable, Callable[[], None]] = {}
         self._running: Set[Hashable] = set()
-        self._threads: Set[threading.Thread] = set()
-        self._idle = 0
+        # Each thread with the generation it serves.
+        self._threads: Dict[threading.Thread, int] = {}
+        # Idle threads per generation: only the current one's can take new jobs.
+        self._idle: Dict[int, int] = {}
         # close() moves to a new generation: threads of an older one end after their job.
         self._generation = 0
         self._pid = os.getpid()
@@ -77,22 +81,27 @@ class Refresher:
                 return True
             self._jobs[key] = job
             self._queue.append(key)
-            if self._idle >= len(self._queue) or len(self._threads) >= self._max_threads:
+            serving = sum(1 for generation in self._threads.values() if generation == self._generation)
+            if self._idle.get(self._generation, 0) >= len(self._queue) or serving >= self._max_threads:
                 self._changed.notify_all()  # an idle or busy thread takes it
                 return True
             thread = threading.Thread(
                 target=self._work, args=(self._generation,), name="%s-%d" % (self._name, len(self._threads) + 1)
             )
             thread.daemon = True  # never keeps the interpreter alive
-            try:
-                thread.start()  # the new thread takes _lock only after this returns
-            except RuntimeError as exc:  # "can't create new thread at interpreter shutdown", or no more threads
-                self._queue.remove(key)
-                del self._jobs[key]
-                log.debug("No background refresh thread (%s); refreshing in the caller", exc)
-                return False
-            self._threads.add(thread)
-            return True
+            self._threads[thread] = self._generation  # counted now, so that no other caller starts one too
+        try:
+            # Outside the lock: start() waits for the new thread to run, and callers that
+            # submit meanwhile must not wait for that.
+            thread.start()
+        except RuntimeError as exc:  # "can't create new thread at interpreter shutdown", or no more threads
+            with self._lock:
+                self._threads.pop(thread, None)
+                if self._jobs.pop(key, None) is not None:
+                    self._queue.remove(key)
+            log.debug("No background refresh thread (%s); refreshing in the caller", exc)
+            return False
+        return True
 
     def _work(self, generation: int) -> None:
         me = threading.current_thread()
@@ -100,13 +109,15 @@ class Refresher:
             try:
                 while True:
                     if not self._queue:
-                        self._idle += 1
+                        self._idle[generation] = self._idle.get(generation, 0) + 1
                         try:
                             self._changed.wait_for(
                                 lambda: self._queue or generation != self._generation, self._idle_timeout
                             )
                         finally:
-                            self._idle -= 1
+                            self._idle[generation] -= 1
+                            if not self._idle[generation] and generation != self._generation:
+                                del self._idle[generation]
                     if generation != self._generation or not self._queue:
                         return  # closed, or idle for idle_timeout
                     key = self._queue.popleft()
@@ -122,7 +133,7 @@ class Refresher:
                         self._running.discard(key)
                         self._changed.notify_all()
             finally:
-                self._threads.discard(me)
+                self._threads.pop(me, None)
                 self._changed.notify_all()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -159,7 +170,10 @@ class Refresher:
             threads = [thread for thread in self._threads if thread is not threading.current_thread()]
         deadline = time.monotonic() + timeout
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            try:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except RuntimeError:  # being started by submit() right now: it ends at once
+                pass
         return not any(thread.is_alive() for thread in threads)
 
     @property
