@@ -167,7 +167,9 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _run_case(args: argparse.Namespace, server: Any, cache: str, background: bool, workdir: str) -> Dict[str, Any]:
+def _run_case(
+    args: argparse.Namespace, server: Any, cache: str, background: bool, workdir: str, lifetime: int
+) -> Dict[str, Any]:
     from _cases import oauth_block
 
     processes = 1 if cache == "memory" else args.processes
@@ -222,9 +224,9 @@ def _run_case(args: argparse.Namespace, server: Any, cache: str, background: boo
     for report in reports:
         for digest, moment in report["last_seen"].items():
             issued = server.issue_times.get(digest)
-            if issued is None or moment > issued + args.lifetime:
+            if issued is None or moment > issued + lifetime:
                 expired += 1
-    cycle = args.lifetime - min(args.buffer, args.lifetime / 2.0)
+    cycle = lifetime - min(args.buffer, lifetime / 2.0)
     return {
         "cache": cache,
         "background": background,
@@ -235,6 +237,7 @@ def _run_case(args: argparse.Namespace, server: Any, cache: str, background: boo
         "p50": _percentile(ordered, 0.50),
         "p99": _percentile(ordered, 0.99),
         "max": ordered[-1] if ordered else float("nan"),
+        "over_goal": sum(1 for value in ordered if value * 1000 > GOAL_MAX_MS),
         "requests": len(times),
         "min_gap": min(gaps) if gaps else None,
         "cycles": args.duration / cycle,
@@ -256,6 +259,9 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.001, help="pause between a thread's calls (0.001)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds between start-up and the timed run (1)")
     parser.add_argument("--only", choices=("memory", "file"), help="run one cache only")
+    parser.add_argument(
+        "--no-control", dest="control", action="store_false", help="skip the control run (1 h tokens, hits only)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -285,46 +291,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "Caller latency across refreshes: %gs, endpoint %g ms, %ds tokens, buffer %ds"
         % (args.duration, args.latency * 1000, args.lifetime, args.buffer),
         ["cache", "refresh", "callers", "calls", "p50 ms", "p99 ms", "max ms", "max_wait ms",
-         "token requests", "per cycle", "min gap s", "expired", "verdict"],
+         "calls > 5 ms", "token requests", "per cycle", "min gap s", "expired", "verdict"],
     )
     caches = [args.only] if args.only else ["memory", "file"]
+    cases = [(cache, background, args.lifetime) for cache in caches for background in (False, True)]
+    if args.control:
+        cases.insert(0, (caches[0], True, 3600))
     try:
-        for cache in caches:
-            for background in (False, True):
-                server = _issue_recording_server(ca, args.latency, args.lifetime)
-                try:
-                    result = _run_case(args, server, cache, background, workdir)
-                finally:
-                    server.stop()
-                max_ms = result["max"] * 1000
-                cycle = args.duration / result["cycles"]
-                one_per_cycle = result["requests"] <= int(result["cycles"]) + 1 and (
-                    result["min_gap"] is None or result["min_gap"] >= 0.5 * cycle
+        for cache, background, lifetime in cases:
+            control = lifetime != args.lifetime
+            server = _issue_recording_server(ca, args.latency, lifetime)
+            try:
+                result = _run_case(args, server, cache, background, workdir, lifetime)
+            finally:
+                server.stop()
+            max_ms = result["max"] * 1000
+            cycle = args.duration / result["cycles"]
+            one_per_cycle = result["requests"] <= int(result["cycles"]) + 1 and (
+                result["min_gap"] is None or result["min_gap"] >= 0.5 * cycle
+            )
+            if control:
+                verdict = "control: hits only, no refresh (the machine's noise floor)"
+            elif background:
+                met = max_ms <= GOAL_MAX_MS and one_per_cycle and result["expired"] == 0 and not result["errors"]
+                verdict = "goal max <= %g ms, 1/cycle, 0 expired: %s" % (GOAL_MAX_MS, "met" if met else "MISSED")
+            else:
+                verdict = "max >= %g ms expected: %s" % (
+                    GOAL_SYNC_MAX_MS, "yes" if max_ms >= GOAL_SYNC_MAX_MS else "NO"
                 )
-                if background:
-                    met = max_ms <= GOAL_MAX_MS and one_per_cycle and result["expired"] == 0 and not result["errors"]
-                    verdict = "goal max <= %g ms, 1/cycle, 0 expired: %s" % (GOAL_MAX_MS, "met" if met else "MISSED")
-                else:
-                    verdict = "max >= %g ms expected: %s" % (
-                        GOAL_SYNC_MAX_MS, "yes" if max_ms >= GOAL_SYNC_MAX_MS else "NO"
-                    )
-                table.add(
-                    cache,
-                    "background" if background else "in the caller",
-                    "%dx%d" % (result["processes"], result["threads"] // result["processes"]),
-                    "{:,}".format(result["calls"]),
-                    "%.3f" % (result["p50"] * 1000),
-                    "%.3f" % (result["p99"] * 1000),
-                    "%.1f" % max_ms,
-                    "%.1f" % (result["max_wait"] * 1000),
-                    result["requests"],
-                    "%.2f" % (result["requests"] / result["cycles"]),
-                    "n/a" if result["min_gap"] is None else "%.2f" % result["min_gap"],
-                    result["expired"],
-                    verdict + ("; %d errors" % result["errors"] if result["errors"] else ""),
-                )
-                print("  done: %s, %s (%.0fs so far)" % (cache, "background" if background else "sync",
-                                                         time.monotonic() - began), flush=True)
+            table.add(
+                cache,
+                "none (1 h tokens)" if control else "background" if background else "in the caller",
+                "%dx%d" % (result["processes"], result["threads"] // result["processes"]),
+                "{:,}".format(result["calls"]),
+                "%.3f" % (result["p50"] * 1000),
+                "%.3f" % (result["p99"] * 1000),
+                "%.1f" % max_ms,
+                "%.1f" % (result["max_wait"] * 1000),
+                result["over_goal"],
+                result["requests"],
+                "%.2f" % (result["requests"] / result["cycles"]),
+                "n/a" if result["min_gap"] is None else "%.2f" % result["min_gap"],
+                result["expired"],
+                verdict + ("; %d errors" % result["errors"] if result["errors"] else ""),
+            )
+            print("  done: %s, %s (%.0fs so far)" % (
+                cache, "control" if control else "background" if background else "sync", time.monotonic() - began
+            ), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     table.note("callers: processes x threads; each thread pauses %g ms between calls; the first token "
@@ -332,7 +345,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table.note("per cycle: token requests / (duration / (lifetime - buffer)); min gap: shortest time "
                "between two token requests (two fetches for one refresh would be close together).")
     table.note("expired: tokens handed out after the server's issue time + lifetime (0 is the goal).")
-    table.note("max_wait: the managers' max_wait_seconds gauge (get_token calls past the cache hit).")
+    table.note("max_wait: the managers' max_wait_seconds gauge (get_token calls past the cache hit), "
+               "which includes each process's untimed first fetch.")
+    table.note("control: the same callers with 1-hour tokens, so every call is a cache hit: its max is what "
+               "the machine's scheduling alone costs a call during this run.")
     print()
     print(table.render())
     print("total time %.0f s; load average at the end %s" % (time.monotonic() - began, load_average()))
