@@ -92,12 +92,27 @@ def oauth_block(server: Any, ca_bundle: str, **overrides: Any) -> Dict[str, Any]
     return block
 
 
-class ConstantAuth(AuthBase):
-    """requests' own cost: a constant ``Authorization`` header and a response hook."""
+_monotonic = time.monotonic
+
+
+class FloorAuth(AuthBase):
+    """The fair floor of an auth hook: what any token-attaching AuthBase must do, and no more.
+
+    It reads a token from a dict with an expiry check, sets the header and appends its
+    response hook directly (``register_hook`` would add an ``isinstance(hook, Callable)``
+    ABC check that costs as much as the rest, and would flatter the ratio).
+    """
+
+    def __init__(self, tokens: Dict[Any, Tuple[str, float]], key: Any) -> None:
+        self.tokens = tokens
+        self.key = key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = "Bearer constant-token"
-        request.register_hook("response", self.on_response)
+        entry = self.tokens.get(self.key)
+        if entry is None or _monotonic() >= entry[1]:
+            raise RuntimeError("the floor's token expired")
+        request.headers["Authorization"] = entry[0]
+        request.hooks["response"].append(self.on_response)
         return request
 
     def on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
@@ -173,7 +188,7 @@ def _hit_namespaces(ctx: Context, server: Any, ca_bundle: str):
         return ttl[(server_name, config_id)]
 
     base = requests.Request("GET", server.resource_url).prepare()
-    constant = ConstantAuth()
+    floor_auth = FloorAuth({("bench", "default"): (token.authorization, monotonic() + 3600)}, ("bench", "default"))
 
     def request_ns(**extra):
         def make():
@@ -200,7 +215,7 @@ def _hit_namespaces(ctx: Context, server: Any, ca_bundle: str):
             lambda: {"get_access_token": service.get_access_token, "name": "bench", "block": block},
             ctx.scale(500, 100),
         ),
-        "constant_auth": ("auth(req); hooks.clear()", request_ns(auth=constant), slow),
+        "floor_auth": ("auth(req); hooks.clear()", request_ns(auth=floor_auth), slow),
         "token_auth": ("auth(req); hooks.clear()", request_ns(auth=auth), slow),
     }
     clients: List[Tuple[Peer, Any]] = []
@@ -235,14 +250,14 @@ def _cache_hits(ctx: Context, server: Any, ca_bundle: str) -> List[Table]:
         for peer, client in clients:
             peer.close(client)
     for name, exc in errors.items():
-        if name in ("floor", "locked", "ttl", "get_token", "compat", "constant_auth", "token_auth"):
+        if name in ("floor", "locked", "ttl", "get_token", "compat", "floor_auth", "token_auth"):
             raise exc  # ours must work
         failures[name] = describe_failure(exc)
     floor = measured["floor"]
     ctx.floor_ns = floor
     ours = measured["get_token"]
     hook = measured["token_auth"]
-    constant = measured["constant_auth"]
+    floor_auth = measured["floor_auth"]
 
     one = Table(
         "1. Cache hit, one thread: get a token (ns per call, best of %d rounds)" % rounds,
@@ -251,7 +266,7 @@ def _cache_hits(ctx: Context, server: Any, ca_bundle: str) -> List[Table]:
     one.add("floor: dict.get + time.monotonic() compare", ns(floor), ratio(1.0), ratio(floor / ours))
     one.add("the floor inside a threading.Lock", ns(measured["locked"]), ratio(measured["locked"] / floor), ratio(measured["locked"] / ours))
     one.add("cachetools.TTLCache[key]", ns(measured["ttl"]), ratio(measured["ttl"] / floor), ratio(measured["ttl"] / ours))
-    target = ctx.target("cache-hit get_token, x the dict floor", ours / floor, 2.0)
+    target = ctx.target("cache-hit get_token, x the dict floor", ours / floor, 1.5)
     one.add("oauth-gateway TokenManager.get_token(OAuthConfig)", ns(ours), ratio(ours / floor), ratio(1.0), _verdict(target))
     one.add(
         "oauth-gateway compat get_access_token(dict)",
@@ -272,17 +287,23 @@ def _cache_hits(ctx: Context, server: Any, ca_bundle: str) -> List[Table]:
 
     two = Table(
         "2. Cache hit, one thread: requests auth hook on a prepared request (ns per call, best of %d rounds)" % rounds,
-        ["path", "ns/call", "x floor", "x minimal", "x TokenAuth", "notes"],
+        ["path", "ns/call", "x floor", "x floor auth", "x TokenAuth", "notes"],
     )
-    two.add("minimal AuthBase: constant header + response hook", ns(constant), ratio(constant / floor), ratio(1.0), ratio(constant / hook))
-    target = ctx.target("auth hook, x a minimal AuthBase", hook / constant, 1.5)
-    two.add("oauth-gateway TokenAuth (manager.auth)", ns(hook), ratio(hook / floor), ratio(hook / constant), ratio(1.0), _verdict(target))
+    two.add(
+        "floor AuthBase: dict token + expiry check, header, hook appended",
+        ns(floor_auth),
+        ratio(floor_auth / floor),
+        ratio(1.0),
+        ratio(floor_auth / hook),
+    )
+    target = ctx.target("auth hook, x the floor AuthBase", hook / floor_auth, 1.3)
+    two.add("oauth-gateway TokenAuth (manager.auth)", ns(hook), ratio(hook / floor), ratio(hook / floor_auth), ratio(1.0), _verdict(target))
     for peer in ctx.peers:
         if peer in msal:
             continue
         if peer.name in measured:
             value = measured[peer.name]
-            two.add(peer.name, ns(value), ratio(value / floor), ratio(value / constant), ratio(value / hook))
+            two.add(peer.name, ns(value), ratio(value / floor), ratio(value / floor_auth), ratio(value / hook))
         else:
             two.add(peer.name, "n/a", "", "", "", failures.get(peer.name, ""))
     two.note("Each call is followed by hooks.clear() (in every row) so the request's hook list does not grow.")
@@ -311,7 +332,7 @@ def threads(ctx: Context, count: int = 8) -> Table:
             "ttl": "cachetools.TTLCache[key]",
             "get_token": "oauth-gateway TokenManager.get_token",
             "compat": None,
-            "constant_auth": "minimal AuthBase (constant header + hook)",
+            "floor_auth": "floor AuthBase (dict token, header, hook appended)",
             "token_auth": "oauth-gateway TokenAuth",
         }
         for name, (stmt, make, _number) in rows.items():

@@ -38,7 +38,7 @@ class DemoAuthServer:
         with self.lock:
             return self.counts.get(path, 0)
 
-    def start(self) -> "DemoAuthServer":
+    def start(self) -> DemoAuthServer:
         self._thread.start()
         return self
 
@@ -47,7 +47,7 @@ class DemoAuthServer:
         self._httpd.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> "DemoAuthServer":
+    def __enter__(self) -> DemoAuthServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -142,7 +142,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
     import tempfile
     import time
 
-    from .cli import _check_file
+    from .cli import check_file
     from .gateway import add_server, load_gateway_config
     from .injection import inject_token
     from .manager import TokenManager
@@ -199,7 +199,7 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         check(mode == 0o600, "the file mode is %o, not 600" % mode)
 
         step(2, "Validate it with the bundled JSON Schema (what `oauth-gateway validate` does)")
-        result = _check_file(path)
+        result = check_file(path)
         errors = [p for p in result.problems if p.severity == "error"]
         say("   %s: %s" % (os.path.basename(path), "ok" if not errors and not result.failure else "invalid"))
         check(not errors and not result.failure, "the demo file does not validate")
@@ -220,7 +220,10 @@ def run_demo(out, step_delay: float = 0.0) -> int:
         started = time.perf_counter()
         again = manager.get_token("demo-api", config, config_id)
         elapsed = (time.perf_counter() - started) * 1e6
-        say("   same token: %s, took %.1f microseconds, token requests so far: %d" % (again is token, elapsed, idp.count("/token")))
+        say(
+            "   same token: %s, took %.1f microseconds, token requests so far: %d"
+            % (again is token, elapsed, idp.count("/token"))
+        )
         check(again is token and idp.count("/token") == 1, "the second call was not a cache hit")
 
         step(5, "Forced refresh, then injection into the server's launch spec")

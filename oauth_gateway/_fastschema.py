@@ -18,7 +18,18 @@ from typing import Any, Callable, Dict, Tuple
 
 # Keywords that never make a document invalid.
 _ANNOTATIONS = frozenset(
-    ["$schema", "$id", "$comment", "title", "description", "default", "examples", "definitions", "readOnly", "writeOnly"]
+    [
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "definitions",
+        "readOnly",
+        "writeOnly",
+    ]
 )
 _SCALARS = (str, int, float, bool, type(None))
 

@@ -1,4 +1,5 @@
-"""Shared internals, written once: URL redaction and ``${ENV}`` references.
+"""Shared internals, written once: URL redaction, ``${ENV}`` references, the gateway
+file's path, reading a JSON file, the atomic file write and the literal-secret warning.
 
 Private to the package; the adapters and the core both import from here, and this
 module imports nothing of the package but exceptions and JSON paths.
@@ -6,14 +7,23 @@ module imports nothing of the package but exceptions and JSON paths.
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from typing import Any, Mapping
+import stat
+import tempfile
+from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._jsonpath import join as _join_path
 from .exceptions import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+#: Where the gateway file lives unless told otherwise (``~`` is expanded).
+DEFAULT_CONFIG_PATH = os.path.join("~", ".enkrypt", "enkrypt_mcp_config.json")
+#: Environment variable that overrides :data:`DEFAULT_CONFIG_PATH`.
+CONFIG_PATH_ENV = "OAUTH_GATEWAY_CONFIG"
 
 
 def redact_url(url: str) -> str:
@@ -35,8 +45,7 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         query = "&".join(
-            (name + "=***") if sep else name
-            for name, sep, _ in (field.partition("=") for field in query.split("&"))
+            (name + "=***") if sep else name for name, sep, _ in (field.partition("=") for field in query.split("&"))
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -51,7 +60,7 @@ def resolve_env(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:
         if "${" not in value:
             return value
 
-        def substitute(match: "re.Match[str]") -> str:
+        def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
                 raise ConfigError(
@@ -67,3 +76,132 @@ def resolve_env(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: resolve_env(v, _join_path(json_path, k), environ) for k, v in value.items()}
     return value
+
+
+def resolve_config_path(path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Tuple[str, str]:
+    """Return the gateway file's absolute path and where it came from, for messages.
+
+    ``path`` when given, else ``$OAUTH_GATEWAY_CONFIG`` when set and not empty, else
+    :data:`DEFAULT_CONFIG_PATH`; ``~`` is expanded.
+
+    Returns:
+        ``(absolute path, source)``, source being ``"argument"``, ``"$OAUTH_GATEWAY_CONFIG"``
+        or ``"default"``.
+    """
+    env = os.environ if environ is None else environ
+    if path is not None:
+        raw, source = os.fspath(path), "argument"
+    elif env.get(CONFIG_PATH_ENV):
+        raw, source = env[CONFIG_PATH_ENV], "$%s" % CONFIG_PATH_ENV
+    else:
+        raw, source = DEFAULT_CONFIG_PATH, "default"
+    return os.path.abspath(os.path.expanduser(raw)), source
+
+
+class FileProblem(NamedTuple):
+    """Why a JSON file could not be read: a phrase that follows the file's name, and a hint."""
+
+    #: Follows the file name: ``"does not exist"``, ``"is not valid JSON: ... at line 2, column 13"``.
+    problem: str
+    #: What to do about it.
+    hint: str
+    #: Line and column of a JSON syntax error, else None.
+    line: Optional[int] = None
+    column: Optional[int] = None
+
+
+def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
+    """Read and parse a JSON file (UTF-8, a byte order mark allowed).
+
+    Never raises for a bad file and never quotes its contents (the text around a syntax
+    error may hold a secret): only the parser's message and position.
+
+    Returns:
+        ``(document, None)``, or ``(None, FileProblem)`` when the file is missing,
+        unreadable, not UTF-8, not JSON or nested too deeply.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None, FileProblem("does not exist", "check the path")
+    except IsADirectoryError:
+        return None, FileProblem("is a directory", "give the path of the JSON file inside it")
+    except PermissionError:
+        return None, FileProblem(
+            "cannot be read: permission denied", "run as the file's owner, or fix its permissions (chmod 600)"
+        )
+    except OSError as error:
+        return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return None, FileProblem("is not UTF-8 text (bad byte at offset %d)" % error.start, "save it as UTF-8")
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as error:
+        return None, FileProblem(
+            "is not valid JSON: %s at line %d, column %d" % (error.msg, error.lineno, error.colno),
+            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
+            error.lineno,
+            error.colno,
+        )
+    except ValueError as error:  # e.g. an integer longer than Python converts; the message quotes no text
+        return None, FileProblem("is not valid JSON: %s" % error, "fix the value the message names")
+    except RecursionError:
+        return None, FileProblem("is nested too deeply to read", "flatten the document")
+
+
+def replace_bytes(path: str, data: bytes, mode: int) -> None:
+    """Atomically replace ``path`` with ``data`` through a same-directory temporary file.
+
+    The temporary file gets ``mode`` before any byte is written, is flushed and fsynced,
+    then renamed over ``path``: readers see the old file or the new one, never a part.
+    The directory is not fsynced here.
+
+    Raises:
+        OSError: the disk refused; ``path`` is unchanged and no temporary file remains.
+    """
+    directory, name = os.path.split(path)
+    fd, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            # Before any byte is written: the secrets are never readable by others.
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
+            else:  # pragma: no cover - Windows
+                os.chmod(temp, mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def literal_secret_warnings(path: str, json_paths: Iterable[str]) -> List[Tuple[str, str, str]]:
+    """Warn about literal client secrets in a file that group or others can read.
+
+    Args:
+        path: the file.
+        json_paths: where it holds a literal secret (``schema.literal_secret_paths``).
+
+    Returns:
+        ``(json_path, message, hint)`` per secret; nothing when the file is private,
+        unreadable, or the platform has no POSIX modes.
+    """
+    if os.name != "posix":  # pragma: no cover
+        return []
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return []
+    if not mode & 0o077:
+        return []
+    message = "holds a literal client secret in a file readable by group or others (mode %04o)" % mode
+    hint = 'use "${ENV_NAME}" or OAUTH_CLIENT_SECRET_FILE instead, or run chmod 600 %s' % path
+    return [(json_path, message, hint) for json_path in json_paths]

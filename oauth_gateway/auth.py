@@ -20,12 +20,14 @@ the token was first sent to.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
+
+from ._helpers import redact_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import OAuthConfig
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 
 _Origin = Tuple[str, str, Optional[int]]
+_TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
 _PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
 
@@ -79,6 +82,8 @@ class TokenAuth(AuthBase):
             (for servers that send no ``WWW-Authenticate`` error code).
     """
 
+    _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], "Token"]]
+
     def __init__(
         self,
         manager: "TokenManager",
@@ -93,8 +98,24 @@ class TokenAuth(AuthBase):
         self.config_id = config_id
         self.retry_on_any_401 = bool(retry_on_any_401)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _TOKEN_SOURCE and all(hasattr(self, n) for n in _TOKEN_SOURCE):
+            # The key and the config's fingerprint, worked out once for the hot path.
+            # A plain tuple: unpacking one is cheaper than unpacking a NamedTuple.
+            object.__setattr__(
+                self, "_hit", tuple(self.manager.hit_probe(self.server_name, self.config, self.config_id))
+            )
+
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.manager.get_token(self.server_name, self.config, self.config_id)
+        # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O.
+        peek, key, fingerprint, clock, fetch = self._hit
+        entry = peek(key)
+        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
+            next(entry.hits)
+            token = entry.token
+        else:
+            token = fetch()
         request.headers["Authorization"] = token.authorization
         body = request.body
         # The usual bodies (none, bytes, str) need no position: only a stream is rewound.
@@ -104,7 +125,11 @@ class TokenAuth(AuthBase):
         # changed while it is sent (redirects send copies), so its URL and body are read in the
         # hook, and the URL's origin is worked out only after a 401.
         def handle_response(
-            response: requests.Response, _auth=self, _request=request, _position=position, **kwargs: Any
+            response: requests.Response,
+            _auth: "TokenAuth" = self,
+            _request: requests.PreparedRequest = request,
+            _position: Any = position,
+            **kwargs: Any,
         ) -> requests.Response:
             return _auth._handle_response(response, _request.url, _request.body, _position, kwargs)
 
@@ -133,8 +158,8 @@ class TokenAuth(AuthBase):
             return response
         if not self.retry_on_any_401 and not is_invalid_token_challenge(response.headers.get("WWW-Authenticate")):
             return response
-        where = _display_url(failed.url)
-        token = self._replacement(sent)
+        where = redact_url(failed.url or "")
+        token = self._replacement(sent if isinstance(sent, str) else sent.decode("latin-1"))
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
             log.warning(
@@ -157,11 +182,13 @@ class TokenAuth(AuthBase):
         response.content
         response.close()
         replay = failed.copy()
-        extract_cookies_to_jar(replay._cookies, failed, response.raw)
-        replay.prepare_cookies(replay._cookies)
+        jar = replay._cookies
+        if jar is not None:
+            extract_cookies_to_jar(jar, failed, response.raw)
+            replay.prepare_cookies(jar)
         replay.headers["Authorization"] = token.authorization
         if failed.body is not None and failed.body is body and isinstance(position, int):
-            body.seek(position)
+            body.seek(position)  # type: ignore[union-attr]  # _body_position saw seek()
         # The adapter sends without dispatching hooks, so the replay is never recovered again.
         answer = response.connection.send(replay, **send_kwargs)
         answer.history.append(response)
@@ -223,20 +250,6 @@ def _origin(url: Optional[str]) -> _Origin:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def _display_url(url: Optional[str]) -> str:
-    """The URL without user info, query or fragment: those may carry credentials."""
-    parts = urlsplit(url or "")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else "%s:%d" % (host, port)
-    return "%s://%s%s" % (parts.scheme, netloc, parts.path or "/")
-
-
 def _body_position(body: Any) -> Any:
     """Where a stream body starts, to rewind it for a replay; None for bytes, str or no body."""
     if body is None or isinstance(body, (bytes, bytearray, str)):
@@ -278,12 +291,12 @@ def _describe_body(body: Any) -> str:
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def _parse_challenges(header: str):
+def _parse_challenges(header: str) -> List[Tuple[str, Dict[str, str]]]:
     """Parse ``WWW-Authenticate`` (RFC 9110 section 11.6.1) into ``[(scheme, {param: value})]``.
 
     Lenient: unparseable stretches are skipped rather than raising.
     """
-    challenges = []
+    challenges: List[Tuple[str, Dict[str, str]]] = []
     params: Dict[str, str] = {}
     i, n = 0, len(header)
     while i < n:

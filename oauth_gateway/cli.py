@@ -4,7 +4,7 @@ Each subcommand is one ``_cmd_<name>(subparsers)`` function that adds its parser
 sets ``run``; listing it in :data:`_COMMANDS` is all it takes to add another. A run
 function takes ``(args, out, err)`` and returns the exit code: 0 success, 1 the input
 is invalid, 2 usage or an unreadable file. Checking, the result and reporting stay
-apart, as in check-jsonschema: :func:`_check_file` builds a :class:`_FileResult`,
+apart, as in check-jsonschema: :func:`check_file` builds a :class:`FileResult`,
 the ``_report_*`` functions print it.
 """
 
@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import stat
 import sys
 from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
+from . import schema
+from ._helpers import literal_secret_warnings, read_json_file
 from ._version import __version__
-from oauth_gateway import schema as _schema
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -57,7 +56,9 @@ class _Parser(argparse.ArgumentParser):
         raise _ParserExit(status)
 
 
-def main(argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None
+) -> int:
     """Run the command line and return its exit code; never calls ``sys.exit``.
 
     Args:
@@ -71,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None,
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    parser = _build_parser(out, err)
+    parser = build_parser(out, err)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except _ParserExit as stop:
@@ -84,8 +85,14 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[IO[str]] = None,
     return run(args, out, err)
 
 
-def _build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
-    streams = (out, err)
+def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> argparse.ArgumentParser:
+    """Return the ``oauth-gateway`` argument parser (the documentation's CLI reference walks it).
+
+    Args:
+        out: where ``--help`` and ``--version`` write; standard output by default.
+        err: where usage errors write; standard error by default.
+    """
+    streams = (out or sys.stdout, err or sys.stderr)
     parser = _Parser(
         prog=_PROG,
         description="OAuth 2.0 / 2.1 client-credentials tokens for MCP gateways.",
@@ -116,8 +123,7 @@ def _cmd_validate(subparsers: Any) -> None:
         "Check gateway files or bare oauth_config files against the bundled schema.",
         "  %(prog)s validate ~/.enkrypt/enkrypt_mcp_config.json\n"
         "  %(prog)s validate --output github --strict configs/*.json\n\n"
-        "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file"
-        % {"prog": _PROG},
+        "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file" % {"prog": _PROG},
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="JSON file to check")
     parser.add_argument(
@@ -130,64 +136,36 @@ def _cmd_validate(subparsers: Any) -> None:
     parser.set_defaults(run=_run_validate)
 
 
-class _FileResult(NamedTuple):
+class FileResult(NamedTuple):
     """What checking one file found: problems, or why it could not be read."""
 
     file: str
-    problems: List[_schema.Problem]
+    problems: List[schema.Problem]
     failure: Optional[str] = None
     line: Optional[int] = None
     column: Optional[int] = None
 
 
-def _check_file(path: str) -> _FileResult:
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            document = json.load(handle)
-    except json.JSONDecodeError as error:
-        return _FileResult(
-            path,
-            [],
-            "is not valid JSON: %s at line %d, column %d" % (error.msg, error.lineno, error.colno),
-            error.lineno,
-            error.colno,
-        )
-    except UnicodeDecodeError as error:
-        return _FileResult(path, [], "is not UTF-8 text: %s" % error.reason)
-    except ValueError as error:  # e.g. an integer longer than Python accepts
-        return _FileResult(path, [], "is not valid JSON: %s" % error)
-    except OSError as error:
-        return _FileResult(path, [], "cannot be read: %s" % (error.strerror or error))
-    except RecursionError:
-        return _FileResult(path, [], "is nested too deeply to read")
-    problems = _schema.validate_config(document) + _secret_warnings(path, document)
-    problems.sort(key=lambda problem: problem.severity != "error")
-    return _FileResult(path, problems)
+def check_file(path: str) -> FileResult:
+    """Check one gateway file as ``oauth-gateway validate`` does: read it, validate it, warn.
 
-
-def _secret_warnings(path: str, document: Any) -> List[_schema.Problem]:
-    """Warn about literal client secrets in a file that group or others can read."""
-    if os.name != "posix":
-        return []
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return []
-    if not mode & 0o077:
-        return []
-    return [
-        _schema.Problem(
-            json_path,
-            "holds a literal client secret in a file readable by group or others (mode %04o)" % mode,
-            'use "${ENV_NAME}" or OAUTH_CLIENT_SECRET_FILE instead, or run chmod 600 %s' % path,
-            "warning",
-        )
-        for json_path in _schema.literal_secret_paths(document)
+    Returns:
+        The problems found (errors first, then warnings), or why the file could not be read.
+    """
+    document, failure = read_json_file(path)
+    if failure is not None:
+        return FileResult(path, [], failure.problem, failure.line, failure.column)
+    warnings = [
+        schema.Problem(json_path, message, hint, "warning")
+        for json_path, message, hint in literal_secret_warnings(path, schema.literal_secret_paths(document))
     ]
+    problems = schema.validate_config(document) + warnings
+    problems.sort(key=lambda problem: problem.severity != "error")
+    return FileResult(path, problems)
 
 
 def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    results = [_check_file(path) for path in args.files]
+    results = [check_file(path) for path in args.files]
     reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
     reporter(results, out, err, args.strict)
     if any(result.failure for result in results):
@@ -198,13 +176,13 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
-def _report_failures(results: List[_FileResult], err: IO[str]) -> None:
+def _report_failures(results: List[FileResult], err: IO[str]) -> None:
     for result in results:
         if result.failure:
             err.write("%s: error: %s %s\n" % (_PROG, result.file, result.failure))
 
 
-def _report_text(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
     _report_failures(results, err)
     for result in results:
         if result.failure:
@@ -217,7 +195,7 @@ def _report_text(results: List[_FileResult], out: IO[str], err: IO[str], strict:
             out.write("%s: ok\n" % result.file)
 
 
-def _report_json(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_json(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
     _report_failures(results, err)
     rows = [
         {
@@ -233,14 +211,16 @@ def _report_json(results: List[_FileResult], out: IO[str], err: IO[str], strict:
     out.write(json.dumps(rows, indent=2) + "\n")
 
 
-def _report_github(results: List[_FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
     _report_failures(results, err)
     for result in results:
         if result.failure:
             place = "file=%s" % _escape_property(result.file)
             if result.line is not None:
                 place += ",line=%d,col=%d" % (result.line, result.column or 1)
-            out.write("::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure))))
+            out.write(
+                "::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure)))
+            )
         for problem in result.problems:
             level = "error" if problem.severity == "error" or strict else "warning"
             out.write(
@@ -268,11 +248,11 @@ def _cmd_schema(subparsers: Any) -> None:
         "schema",
         "Print a bundled JSON Schema, or its file path.",
         "  %(prog)s schema --name gateway-config > gateway-config.schema.json\n"
-        "  check-jsonschema --schemafile \"$(%(prog)s schema --path)\" oauth_config.json" % {"prog": _PROG},
+        '  check-jsonschema --schemafile "$(%(prog)s schema --path)" oauth_config.json' % {"prog": _PROG},
     )
     parser.add_argument(
         "--name",
-        choices=_schema.SCHEMA_NAMES,
+        choices=schema.SCHEMA_NAMES,
         default="oauth-config",
         help="which schema (default: oauth-config)",
     )
@@ -283,9 +263,9 @@ def _cmd_schema(subparsers: Any) -> None:
 def _run_schema(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
         if args.path:
-            out.write(_schema.schema_path(args.name) + "\n")
+            out.write(schema.schema_path(args.name) + "\n")
         else:
-            out.write(json.dumps(_schema.load_schema(args.name), indent=2) + "\n")
+            out.write(json.dumps(schema.load_schema(args.name), indent=2) + "\n")
     except OSError as error:
         err.write("%s: error: %s\n" % (_PROG, error))
         return EXIT_USAGE
@@ -471,7 +451,9 @@ def _cmd_config(subparsers: Any) -> None:
     add.set_defaults(run=_run_add_server)
 
 
-def _run_missing_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+def _run_missing_subcommand(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, out: IO[str], err: IO[str]
+) -> int:
     parser.print_usage(err)
     err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, parser.prog))
     return EXIT_USAGE
@@ -488,7 +470,7 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
         return EXIT_USAGE
     oauth_config = None
     if args.oauth_json:
-        result = _check_file(args.oauth_json)
+        result = check_file(args.oauth_json)
         if result.failure:
             err.write("%s: error: %s %s\n" % (_PROG, args.oauth_json, result.failure))
             return EXIT_USAGE

@@ -1,10 +1,15 @@
 """Token and revocation requests: the only module that calls requests.
 
-Sessions are pooled per TLS identity and retry policy, so connections are reused.
-Retries run inside urllib3 (a :class:`urllib3.util.Retry` subclass mounted on the
-session's adapter) with our delay schedule, a cap on ``Retry-After``, ``POST`` in
-``allowed_methods`` and the manager's injectable ``sleep``. Redirects are never
-followed on credential requests. requests and urllib3 exceptions become ours here.
+Sessions are pooled per TLS identity, so connections are reused. The session's adapter
+never retries (``max_retries=0``): the loop that sends again is ours, in
+:meth:`TokenClient._send`, driven by a per-call :class:`urllib3.util.Retry` (our delay
+schedule, a cap on ``Retry-After``, ``POST`` in ``allowed_methods``, the manager's
+injectable ``sleep``) through its public ``increment``, ``is_retry``, ``get_retry_after``
+and ``sleep``. Each attempt's headers and form come from a ``build_attempt(attempt)``
+callable, so an attempt can carry a fresh body (a JWT assertion with a new ``jti``, a
+DPoP proof). Per-call state travels in a :class:`CallState` passed explicitly, never
+in a thread-local. Redirects are never followed on credential requests. requests and
+urllib3 exceptions become ours here.
 """
 
 from __future__ import annotations
@@ -19,20 +24,21 @@ import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ResponseError, SSLError
+from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
 from urllib3.util.retry import Retry
 
+from ._helpers import redact_url
 from ._version import __version__
 from .config import OAuthConfig
 from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
 
 log = logging.getLogger("oauth_gateway")
 
-USER_AGENT = "oauth-gateway/%s python-requests/%s" % (__version__, requests.__version__)
+USER_AGENT = "oauth-gateway/%s python-requests/%s" % (__version__, getattr(requests, "__version__", "?"))
 #: Statuses retried with backoff (RFC 6585 429 and transient 5xx).
 RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
 #: Longest lifetime believed from ``expires_in``; longer tokens are refreshed daily anyway.
@@ -57,22 +63,63 @@ class TokenResponse(NamedTuple):
     sent_at: Optional[float] = None
 
 
-# Who the current thread's request is for, so retry logs can name the server.
-# Set and cleared around each call by TokenClient; urllib3 runs the retries in this thread.
-_call = threading.local()
+#: ``build_attempt(attempt) -> (headers, form)``: the headers and form of one attempt
+#: (1 for the first), built anew for each so an attempt may carry a fresh proof.
+BuildAttempt = Callable[[int], Tuple[Dict[str, str], List[Tuple[str, str]]]]
+#: ``on_retry(server_name, attempt, total, reason)``, called before each retry.
+OnRetry = Callable[[str, int, int, str], None]
+
+
+class CallState:
+    """What one token or revocation call carries from attempt to attempt. Not shared.
+
+    Made by :class:`TokenClient` for each call and passed explicitly to the retry loop,
+    which fills in what the caller reads back afterwards.
+
+    Attributes:
+        server_name: named in logs and errors.
+        correlation_id: sent as ``X-Correlation-ID`` with every attempt.
+        what: ``"token acquisition"`` or ``"token revocation"``, for messages.
+        max_attempts: the first attempt plus ``OAUTH_MAX_RETRIES``.
+        attempts: attempts sent so far.
+        sent_at: clock time at which the latest attempt was sent.
+        retry_after_refused: a ``Retry-After`` (seconds) above ``OAUTH_RETRY_AFTER_MAX``
+            that ended the call, or None.
+        on_retry: called as ``on_retry(attempt, reason)`` before each retry.
+    """
+
+    __slots__ = ("server_name", "correlation_id", "what", "max_attempts", "attempts", "sent_at",
+                 "retry_after_refused", "on_retry")
+
+    server_name: str
+    correlation_id: str
+    what: str
+    max_attempts: int
+    attempts: int
+    sent_at: Optional[float]
+    retry_after_refused: Optional[float]
+    on_retry: Optional[Callable[[int, str], None]]
+
+    def __init__(
+        self,
+        server_name: str,
+        correlation_id: str,
+        what: str,
+        max_attempts: int,
+        on_retry: Optional[Callable[[int, str], None]] = None,
+    ) -> None:
+        self.server_name = server_name
+        self.correlation_id = correlation_id
+        self.what = what
+        self.max_attempts = max_attempts
+        self.attempts = 0
+        self.sent_at = None
+        self.retry_after_refused = None
+        self.on_retry = on_retry
 
 
 def _new_correlation_id() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def _safe_url(url: str) -> str:
-    """The URL without query, fragment or user info, fit for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = "%s:%d" % (host, parts.port)
-    return "%s://%s%s" % (parts.scheme, host, parts.path)
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -85,75 +132,92 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
-def _no_auth(request):
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Stops requests from adding ``~/.netrc`` credentials to a credential request."""
     return request
 
 
-class _TokenRetry(Retry):
-    """urllib3 Retry with our backoff schedule, a Retry-After cap and an injected sleep.
+class TokenRetry(Retry):
+    """urllib3's Retry with our backoff schedule, a Retry-After cap and an injected sleep.
 
-    The same subclass works on urllib3 1.26 and 2.x: ``new()`` carries our extra
-    attributes, and only public hooks (``increment``, ``sleep``, ``get_backoff_time``)
-    are overridden.
+    Immutable like its base: ``increment()`` returns the next state and ``new()`` carries
+    the extra attributes. Only public hooks (``new``, ``get_backoff_time``, ``sleep``) are
+    overridden, so it works on urllib3 1.26 and 2.x.
+
+    Args:
+        sleep_fn: called with the seconds to wait.
+        backoff_base: the first retry's wait; each later one doubles it.
+        retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
     """
 
-    def __init__(self, *args, sleep_fn=None, backoff_base=2.0, retry_after_cap=60.0, **kwargs):
+    def __init__(
+        self,
+        *args: Any,
+        sleep_fn: Callable[[float], None] = time.sleep,
+        backoff_base: float = 2.0,
+        retry_after_cap: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sleep_fn = sleep_fn
         self.backoff_base = backoff_base
         self.retry_after_cap = retry_after_cap
 
-    def new(self, **kw):
+    def new(self, **kw: Any) -> "TokenRetry":
         kw.setdefault("sleep_fn", self.sleep_fn)
         kw.setdefault("backoff_base", self.backoff_base)
         kw.setdefault("retry_after_cap", self.retry_after_cap)
-        return super().new(**kw)
+        new: TokenRetry = super().new(**kw)
+        return new
 
     def get_backoff_time(self) -> float:
         # 2 s, 4 s, 8 s: the first retry already waits (urllib3's own schedule starts at 0).
         attempts = len(self.history)
         if attempts == 0:
             return 0.0
-        return self.backoff_base * (2 ** (attempts - 1))
+        return float(self.backoff_base * (2 ** (attempts - 1)))
 
-    def _retry_after(self, response) -> Optional[float]:
+    def retry_after(self, response: Any) -> Optional[float]:
+        """The response's ``Retry-After`` in seconds, or None when absent or unparsable."""
         try:
-            return self.get_retry_after(response)
+            value = self.get_retry_after(response)
         except Exception:  # an unparsable Retry-After falls back to our own schedule
             return None
+        return None if value is None else float(value)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        if response is not None:
-            retry_after = self._retry_after(response)
-            if retry_after is not None and retry_after > self.retry_after_cap:
-                # Give the response back at once: waiting longer than the cap helps nobody.
-                _call.retry_after_refused = retry_after
-                raise MaxRetryError(_pool, url, ResponseError("Retry-After above the cap"))
-        if isinstance(error, SSLError):
-            # A certificate problem does not go away by asking again.
-            raise MaxRetryError(_pool, url, error)
-        new = super().increment(method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace)
-        if response is not None:
-            reason = "HTTP %d" % response.status
-        else:
-            reason = error.__class__.__name__ if error is not None else "error"
-        on_retry = getattr(_call, "on_retry", None)
-        if on_retry is not None:
-            on_retry(len(new.history) + 1, reason)
-        return new
-
-    def sleep(self, response=None) -> None:
+    def sleep(self, response: Any = None) -> None:
         delay = None
         if response is not None and self.respect_retry_after_header:
-            delay = self._retry_after(response)
+            delay = self.retry_after(response)
         if delay is None:
             delay = self.get_backoff_time()
         if delay > 0:
             self.sleep_fn(delay)
-        clock = getattr(_call, "clock", None)
-        if clock is not None:
-            _call.sent_at = clock()  # the next attempt leaves now
+
+
+def _retry_cause(exc: requests.exceptions.RequestException) -> Optional[HTTPError]:
+    """The urllib3 error under a requests connection error or timeout, which Retry classifies."""
+    if isinstance(exc, requests.exceptions.SSLError) or not isinstance(
+        exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    ):
+        return None  # a certificate problem does not go away by asking again
+    cause: Any = exc.args[0] if exc.args else None
+    for _ in range(4):
+        if not isinstance(cause, MaxRetryError):
+            break
+        cause = cause.reason
+    if not isinstance(cause, HTTPError) or isinstance(cause, SSLError):
+        return None
+    return cause
+
+
+def _increment(retry: TokenRetry, url: str, response: Any = None, error: Any = None) -> Optional[TokenRetry]:
+    """The policy's next state after a failed attempt, or None when no attempt is left."""
+    try:
+        following: TokenRetry = retry.increment(method="POST", url=url, response=response, error=error)
+        return following
+    except HTTPError:  # MaxRetryError when exhausted; the error itself when it is never retried
+        return None
 
 
 class TokenClient:
@@ -161,27 +225,27 @@ class TokenClient:
 
     Args:
         sleep: called with the seconds to wait between retries (``time.sleep``).
-        clock: monotonic seconds; the send time of each attempt is read from it.
         on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each retry.
+        clock: monotonic seconds; the send time of each attempt is read from it.
     """
 
     def __init__(
         self,
         sleep: Callable[[float], None],
-        on_retry: Optional[Callable[..., None]] = None,
+        on_retry: Optional[OnRetry] = None,
         clock: Callable[[], float] = time.monotonic,
-    ):
+    ) -> None:
         self._sleep = sleep
         self._clock = clock
         self._on_retry = on_retry
         self._lock = threading.Lock()
-        self._sessions: Dict[Tuple, requests.Session] = {}
+        self._sessions: Dict[Tuple[Any, ...], requests.Session] = {}
 
-    # -- sessions -------------------------------------------------------------
+    # -- sessions and the retry policy ----------------------------------------
 
     def _session(self, config: OAuthConfig) -> requests.Session:
         cert, verify = config.tls_identity
-        key = (cert, verify, config.max_retries, config.retry_backoff, config.retry_after_max)
+        key = (cert, verify)
         session = self._sessions.get(key)
         if session is not None:
             return session
@@ -191,27 +255,31 @@ class TokenClient:
                 session = requests.Session()
                 session.cert = cert
                 session.verify = verify
-                retries = config.max_retries
-                retry = _TokenRetry(
-                    total=retries,
-                    connect=retries,
-                    read=retries,
-                    status=retries,
-                    redirect=0,
-                    raise_on_redirect=False,
-                    raise_on_status=False,
-                    status_forcelist=RETRY_STATUSES,
-                    allowed_methods=frozenset(["POST"]),
-                    respect_retry_after_header=True,
-                    sleep_fn=self._sleep,
-                    backoff_base=config.retry_backoff,
-                    retry_after_cap=config.retry_after_max,
-                )
-                adapter = HTTPAdapter(max_retries=retry, pool_maxsize=POOL_MAXSIZE)
+                # The adapter never retries: _send does, so each attempt can be built anew.
+                adapter = HTTPAdapter(max_retries=0, pool_maxsize=POOL_MAXSIZE)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
                 self._sessions[key] = session
             return session
+
+    def retry_policy(self, config: OAuthConfig) -> TokenRetry:
+        """Return a fresh retry state for one call under ``config``'s settings."""
+        retries = config.max_retries
+        return TokenRetry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            redirect=0,
+            raise_on_redirect=False,
+            raise_on_status=False,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset(["POST"]),
+            respect_retry_after_header=True,
+            sleep_fn=self._sleep,
+            backoff_base=config.retry_backoff,
+            retry_after_cap=config.retry_after_max,
+        )
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -227,39 +295,10 @@ class TokenClient:
 
     # -- requests -------------------------------------------------------------
 
-    def _post(
-        self,
-        config: OAuthConfig,
-        url: str,
-        form: List[Tuple[str, str]],
-        server_name: str,
-        correlation_id: str,
-        what: str,
-    ) -> requests.Response:
-        if config.use_mtls:
-            # Fail closed: never fall back to a request without the client certificate.
-            for path, label, key in (
-                (config.client_cert_path, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
-                (config.client_key_path, "Client key", "OAUTH_CLIENT_KEY_PATH"),
-            ):
-                if not os.path.isfile(path):
-                    raise ConfigError("%s not found: %s" % (label, path), "$.oauth_config." + key, "check the path")
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Correlation-ID": correlation_id,
-        }
-        headers.update(config.custom_headers)
-        method = config.auth_method
-        if method == "client_secret_basic":
-            headers["Authorization"] = basic_credentials(config.client_id, config.client_secret)
-        else:
-            form.append(("client_id", config.client_id))
-            if method == "client_secret_post":
-                form.append(("client_secret", config.client_secret))
+    def _new_call(self, config: OAuthConfig, server_name: str, correlation_id: str, what: str) -> CallState:
         total = config.max_retries + 1
 
-        def on_retry(attempt, reason):
+        def on_retry(attempt: int, reason: str) -> None:
             log.warning(
                 "Retrying %s for %s, attempt %d/%d (%s) correlation_id=%s",
                 what,
@@ -272,24 +311,119 @@ class TokenClient:
             if self._on_retry is not None:
                 self._on_retry(server_name, attempt, total, reason)
 
-        _call.on_retry = on_retry
-        _call.retry_after_refused = None
-        _call.clock = self._clock
-        _call.sent_at = self._clock()
-        safe = _safe_url(url)
+        return CallState(server_name, correlation_id, what, total, on_retry)
+
+    def client_auth_attempt(self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState) -> BuildAttempt:
+        """Return the ``build_attempt`` that adds client authentication to ``form``.
+
+        The headers and form are built anew for every attempt: a method whose proof must
+        be fresh each time (a JWT assertion, a DPoP proof) plugs in here.
+        """
+
+        def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+            headers = {
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-Correlation-ID": call.correlation_id,
+            }
+            headers.update(config.custom_headers)
+            fields = list(form)
+            method = config.auth_method
+            if method == "client_secret_basic":
+                headers["Authorization"] = basic_credentials(config.client_id, config.client_secret)
+            else:
+                fields.append(("client_id", config.client_id))
+                if method == "client_secret_post":
+                    fields.append(("client_secret", config.client_secret))
+            return headers, fields
+
+        return build_attempt
+
+    def _send(self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState) -> requests.Response:
+        """Send attempts until one is final; return its response.
+
+        Our loop, driven by a per-call :class:`TokenRetry`: ``is_retry`` says whether an
+        answer is retried, ``increment`` counts (and ends the call when exhausted) and
+        ``sleep`` waits (``Retry-After`` first, capped). The last answer is returned as it
+        is; the last connection error or timeout is raised.
+
+        Raises:
+            requests.exceptions.RequestException: the last attempt failed in transport.
+        """
+        retry = self.retry_policy(config)
+        session = self._session(config)
+        cert, verify = config.tls_identity
+        for _ in range(config.max_retries + 1):  # bounded; the policy normally ends it first
+            call.attempts += 1
+            headers, form = build_attempt(call.attempts)
+            call.sent_at = self._clock()
+            try:
+                response = session.post(
+                    url,
+                    data=form,
+                    headers=headers,
+                    auth=_no_auth,
+                    # Passed per call: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
+                    cert=cert,
+                    verify=verify,
+                    timeout=(config.connect_timeout, config.timeout),
+                    allow_redirects=False,
+                )
+            except requests.exceptions.RequestException as exc:
+                error = _retry_cause(exc)
+                if error is None:
+                    raise
+                following = _increment(retry, url, error=error)
+                if following is None:
+                    raise  # exhausted: the last transport error is the result
+                retry = following
+                self._announce(call, error.__class__.__name__)
+                retry.sleep()
+                continue
+            raw = response.raw
+            if not retry.is_retry("POST", response.status_code, "Retry-After" in response.headers):
+                return response
+            retry_after = retry.retry_after(raw)
+            if retry_after is not None and retry_after > retry.retry_after_cap:
+                # Give the answer back at once: waiting longer than the cap helps nobody.
+                call.retry_after_refused = retry_after
+                return response
+            following = _increment(retry, url, response=raw)
+            if following is None:
+                return response  # exhausted: the last answer is the result
+            retry = following
+            response.close()  # its body is read already: the connection goes back to the pool
+            self._announce(call, "HTTP %d" % response.status_code)
+            retry.sleep(raw)
+        return response
+
+    @staticmethod
+    def _announce(call: CallState, reason: str) -> None:
+        if call.on_retry is not None:
+            call.on_retry(call.attempts + 1, reason)
+
+    def _post(
+        self,
+        config: OAuthConfig,
+        url: str,
+        form: List[Tuple[str, str]],
+        call: CallState,
+        build_attempt: Optional[BuildAttempt] = None,
+    ) -> requests.Response:
+        if config.use_mtls:
+            # Fail closed: never fall back to a request without the client certificate.
+            for path, label, key in (
+                (config.client_cert_path, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
+                (config.client_key_path, "Client key", "OAUTH_CLIENT_KEY_PATH"),
+            ):
+                if not os.path.isfile(path):
+                    raise ConfigError("%s not found: %s" % (label, path), "$.oauth_config." + key, "check the path")
+        if build_attempt is None:
+            build_attempt = self.client_auth_attempt(config, form, call)
+        safe = redact_url(url)
+        what, server_name, correlation_id = call.what, call.server_name, call.correlation_id
         try:
-            cert, verify = config.tls_identity
-            return self._session(config).post(
-                url,
-                data=form,
-                headers=headers,
-                auth=_no_auth,
-                # Passed per call: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
-                cert=cert,
-                verify=verify,
-                timeout=(config.connect_timeout, config.timeout),
-                allow_redirects=False,
-            )
+            return self._send(config, url, build_attempt, call)
         except requests.exceptions.SSLError as exc:
             raise TransportError(
                 "TLS with %s failed for %s (%s); check OAUTH_CA_BUNDLE_PATH and, with mTLS, the client certificate"
@@ -300,16 +434,17 @@ class TokenClient:
             ) from exc
         except requests.exceptions.RequestException as exc:
             reason = _reason(exc)
-            # requests reports retries exhausted by read timeouts as ConnectionError, not Timeout.
+            # A read timeout may come back as ConnectionError, not Timeout.
             if isinstance(exc, requests.exceptions.Timeout) or reason == "timed out":
                 raise TransportError(
                     "%s to %s timed out for %s after %d attempts (%s); raise OAUTH_TIMEOUT or check the server"
-                    % (what.capitalize(), safe, server_name, total, reason),
+                    % (what.capitalize(), safe, server_name, call.attempts, reason),
                     correlation_id=correlation_id,
                     server_name=server_name,
                 ) from exc
             raise TransportError(
-                "%s to %s failed for %s after %d attempts (%s)" % (what.capitalize(), safe, server_name, total, reason),
+                "%s to %s failed for %s after %d attempts (%s)"
+                % (what.capitalize(), safe, server_name, call.attempts, reason),
                 correlation_id=correlation_id,
                 server_name=server_name,
             ) from exc
@@ -320,8 +455,6 @@ class TokenClient:
                 server_name=server_name,
                 retryable=False,
             ) from exc
-        finally:
-            _call.on_retry = _call.clock = None
 
     def request_token(
         self, config: OAuthConfig, server_name: str, correlation_id: Optional[str] = None
@@ -334,14 +467,15 @@ class TokenClient:
             correlation_id: sent as ``X-Correlation-ID``; a new one by default.
 
         Returns:
-            The checked response.
+            The checked response, with ``sent_at`` set to when the attempt that succeeded
+            was sent.
 
         Raises:
             TokenRequestError: the server refused, or answered something that is not a token.
             TransportError: the network or TLS failed.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        correlation_id = correlation_id or _new_correlation_id()
+        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
         form: List[Tuple[str, str]] = [("grant_type", config.grant_type)]
         if config.scope:
             form.append(("scope", config.scope))
@@ -352,18 +486,17 @@ class TokenClient:
         for resource in config.resources:
             form.append(("resource", resource))
         form.extend(config.additional_params)
-        log.debug("Token request correlation_id=%s for %s", correlation_id, server_name)
-        response = self._post(config, config.token_url, form, server_name, correlation_id, "token acquisition")
-        sent_at = _call.sent_at
+        log.debug("Token request correlation_id=%s for %s", call.correlation_id, server_name)
+        response = self._post(config, config.token_url, form, call)
         return parse_token_response(
             response.status_code,
             response.content,
             server_name=server_name,
-            correlation_id=correlation_id,
+            correlation_id=call.correlation_id,
             location=response.headers.get("Location"),
-            retry_after_refused=getattr(_call, "retry_after_refused", None),
+            retry_after_refused=call.retry_after_refused,
             redact=(config.client_secret,) if config.client_secret else (),
-        )._replace(sent_at=sent_at)
+        )._replace(sent_at=call.sent_at)
 
     def revoke_token(
         self,
@@ -379,12 +512,12 @@ class TokenClient:
             TokenRequestError: the server answered with an error.
             TransportError: the network or TLS failed.
         """
-        correlation_id = correlation_id or _new_correlation_id()
+        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token revocation")
         form = [("token", token)]
         if token_type_hint:
             form.append(("token_type_hint", token_type_hint))
-        log.debug("Revocation request correlation_id=%s for %s", correlation_id, server_name)
-        response = self._post(config, config.revocation_url, form, server_name, correlation_id, "token revocation")
+        log.debug("Revocation request correlation_id=%s for %s", call.correlation_id, server_name)
+        response = self._post(config, config.revocation_url, form, call)
         if response.status_code == 200:
             return
         raise _error_from_response(
@@ -392,9 +525,9 @@ class TokenClient:
             response.content,
             "OAuth token revocation failed",
             server_name,
-            correlation_id,
+            call.correlation_id,
             response.headers.get("Location"),
-            getattr(_call, "retry_after_refused", None),
+            call.retry_after_refused,
             redact=tuple(secret for secret in (config.client_secret, token) if secret),
         )
 
@@ -415,15 +548,15 @@ def _reason(exc: BaseException) -> str:
     for marker in ("Connection refused", "Connection reset", "timed out", "Remote end closed", "Name or service"):
         if marker in text:
             return marker.lower()
-    return cause.__class__.__name__
+    return str(cause.__class__.__name__)
 
 
 def _json_object(body: bytes) -> Optional[Dict[str, Any]]:
-    def refuse(value):
+    def refuse(value: str) -> Any:
         raise ValueError(value)
 
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=refuse)
+        data: Any = json.loads(body.decode("utf-8"), parse_constant=refuse)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -438,12 +571,12 @@ def _short(value: Any, redact: Sequence[str] = ()) -> Optional[str]:
     """Server-provided text made safe to repeat: one line, at most MAX_DESCRIPTION long, our secrets removed."""
     if not isinstance(value, str):
         return None
-    value = " ".join(_UNPRINTABLE.sub(" ", value).split())
+    text = " ".join(_UNPRINTABLE.sub(" ", value).split())
     for secret in redact:
         for form in {secret, quote_plus(secret)}:
             if len(form) >= 4:
-                value = value.replace(form, "***")
-    return value if len(value) <= MAX_DESCRIPTION else value[: MAX_DESCRIPTION - 3] + "..."
+                text = text.replace(form, "***")
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
 
 
 def _error_from_response(
@@ -457,7 +590,7 @@ def _error_from_response(
     redact: Sequence[str] = (),
 ) -> TokenRequestError:
     if 300 <= status < 400:
-        where = " to %s" % _safe_url(location) if location else ""
+        where = " to %s" % redact_url(location) if location else ""
         return TokenRequestError(
             "%s: the server answered %d, a redirect%s, which is never followed with client credentials; "
             "set the URL to the final endpoint" % (prefix, status, where),
@@ -501,10 +634,10 @@ def _parse_expires_in(value: Any) -> Optional[float]:
         value = float(value.strip())
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValueError("not a number")
-    value = float(value)
-    if math.isnan(value) or value <= 0:
+    seconds = float(value)
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError("not a positive number")
-    return min(value, MAX_TOKEN_LIFETIME)
+    return min(seconds, MAX_TOKEN_LIFETIME)
 
 
 def parse_token_response(

@@ -17,19 +17,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from .config import OAuthConfig
 from .exceptions import OAuthGatewayError
 from .manager import TokenManager
 from .tokens import Token
 
+if TYPE_CHECKING:
+    from .cache import TokenCache
+
 ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
 
 log = logging.getLogger("oauth_gateway")
 
 _default_lock = threading.Lock()
-_default_service: Optional["OAuthService"] = None
+_default_service: Optional[OAuthService] = None
 
 
 def _as_config(config: ConfigLike, json_path: str = "$.oauth_config") -> OAuthConfig:
@@ -93,18 +96,19 @@ class OAuthService:
         return "OAuthService(%r)" % (self.manager,)
 
 
-def _default_cache():
+def _default_cache() -> TokenCache:
     """The cache the environment or the gateway file asks for; memory when neither says.
 
     A gateway file that is missing or broken does not stop the service: it falls back
     to the memory cache (with a warning for a broken file), which never writes a token
     anywhere.
     """
-    from .cache import CACHE_ENV, cache_from_settings
+    from ._helpers import resolve_config_path
+    from .contrib.cache_settings import CACHE_ENV, cache_from_settings
     from .exceptions import ConfigError
-    from .gateway import _resolve_path, load_gateway_config
+    from .gateway import load_gateway_config
 
-    path, _ = _resolve_path(None)
+    path, _ = resolve_config_path()
     if os.environ.get(CACHE_ENV, "").strip() or not os.path.exists(path):
         return cache_from_settings()
     try:

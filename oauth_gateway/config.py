@@ -3,6 +3,13 @@
 The bundled JSON Schema checks the shape; this module adds what a schema cannot:
 ``${ENV}`` references and secret files are resolved, ``~`` is expanded, URLs are
 re-checked after resolution, and the mTLS files must exist and load as a pair.
+
+Every key is declared once, in :data:`FIELDS`: its file key, attribute, how it is
+loaded and written back, whether it is secret, a path or a URL, how it enters the
+fingerprint and an optional check against the other keys. ``from_dict``, keyword
+construction, ``to_dict``, ``repr``, equality, pickling and the fingerprint are all
+derived from that table. Defaults are not declared here: they are read from the
+bundled JSON Schema's ``default`` annotations, the one place they live.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import re
 import ssl
 import stat
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from . import schema as _schema
@@ -25,18 +32,17 @@ from .exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "2.0"
-DEFAULT_EXPIRY_BUFFER = 300
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_RETRY_BACKOFF = 2.0
-DEFAULT_RETRY_AFTER_MAX = 60.0
+#: The ``oauth_config`` properties of the bundled schema, whose ``default`` annotations
+#: are the defaults of every key (read once, here).
+_PROPERTIES: Dict[str, Any] = _schema.load_schema("oauth-config")["properties"]
 
-_SECRET_KEYS = frozenset(["OAUTH_CLIENT_SECRET"])
-
-
-
+DEFAULT_VERSION: str = _PROPERTIES["OAUTH_VERSION"]["default"]
+DEFAULT_EXPIRY_BUFFER: int = _PROPERTIES["OAUTH_TOKEN_EXPIRY_BUFFER"]["default"]
+DEFAULT_TIMEOUT = float(_PROPERTIES["OAUTH_TIMEOUT"]["default"])
+DEFAULT_CONNECT_TIMEOUT = float(_PROPERTIES["OAUTH_CONNECT_TIMEOUT"]["default"])
+DEFAULT_MAX_RETRIES: int = _PROPERTIES["OAUTH_MAX_RETRIES"]["default"]
+DEFAULT_RETRY_BACKOFF = float(_PROPERTIES["OAUTH_RETRY_BACKOFF"]["default"])
+DEFAULT_RETRY_AFTER_MAX = float(_PROPERTIES["OAUTH_RETRY_AFTER_MAX"]["default"])
 
 def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]]:
     parts = urlsplit(url)
@@ -68,7 +74,7 @@ def _cert_not_after(path: str) -> Optional[datetime.datetime]:
     return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), datetime.timezone.utc)
 
 
-def _check_tls_files(cert: str, key: str, ca: str, base: str) -> None:
+def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]) -> None:
     for value, label, name in (
         (cert, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
         (key, "Client key", "OAUTH_CLIENT_KEY_PATH"),
@@ -77,13 +83,13 @@ def _check_tls_files(cert: str, key: str, ca: str, base: str) -> None:
         if value and not os.path.isfile(value):
             raise ConfigError(
                 "%s not found: %s" % (label, value),
-                _join(base, name),
+                path_of(name),
                 "check the path and its permissions (chmod 600)",
             )
         if value and not os.access(value, os.R_OK):
             raise ConfigError(
                 "%s is not readable: %s" % (label, value),
-                _join(base, name),
+                path_of(name),
                 "make it readable by this user (chmod 600, owned by the gateway's user)",
             )
     if ca:
@@ -92,7 +98,7 @@ def _check_tls_files(cert: str, key: str, ca: str, base: str) -> None:
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise ConfigError(
                 "CA bundle %s holds no usable PEM certificate (%s)" % (ca, exc.__class__.__name__),
-                _join(base, "OAUTH_CA_BUNDLE_PATH"),
+                path_of("OAUTH_CA_BUNDLE_PATH"),
                 "point it at a PEM file of CA certificates",
             ) from None
     if not cert:
@@ -103,14 +109,14 @@ def _check_tls_files(cert: str, key: str, ca: str, base: str) -> None:
         raise ConfigError(
             "client certificate %s and key %s do not load as a pair (%s)"
             % (cert, key, getattr(exc, "reason", None) or exc.__class__.__name__),
-            _join(base, "OAUTH_CLIENT_KEY_PATH"),
+            path_of("OAUTH_CLIENT_KEY_PATH"),
             "use the PEM private key that belongs to this certificate, unencrypted",
         ) from None
     not_after = _cert_not_after(cert)
     if not_after is not None and not_after <= datetime.datetime.now(datetime.timezone.utc):
         raise ConfigError(
             "Client certificate expired on %s: %s" % (not_after.strftime("%Y-%m-%d %H:%M UTC"), cert),
-            _join(base, "OAUTH_CLIENT_CERT_PATH"),
+            path_of("OAUTH_CLIENT_CERT_PATH"),
             "renew the certificate and register the new one with the authorization server",
         )
     if key:
@@ -138,52 +144,292 @@ def _read_secret_file(path: str, json_path: str) -> str:
     return secret
 
 
+# --------------------------------------------------------------------------- the field table
+
+#: ``Field.fingerprint`` values: the value itself enters the fingerprint, a SHA-256 of it
+#: (secrets), or nothing (settings that do not change which token the server issues).
+IN_FINGERPRINT = "value"
+HASHED_IN_FINGERPRINT = "sha256"
+NOT_IN_FINGERPRINT = "no"
+
+_Values = Dict[str, Any]
+_PathOf = Callable[[str], str]
+_OMIT: Any = object()  # returned by a Field.dump: to_dict leaves the key out
+
+
+def _same(value: Any, where: str) -> Any:
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    return "" if value is None else str(value)  # the seed writes null for unset strings
+
+
+def _path(value: Any, where: str) -> str:
+    return _expand(value or "")
+
+
+def _float(value: Any, where: str) -> float:
+    return float(value)
+
+
+def _scope(value: Any, where: str) -> str:
+    return " ".join(str(value).split())
+
+
+def _pairs(value: Any, where: str) -> Tuple[Tuple[str, str], ...]:
+    return tuple(sorted((str(k), _form_value(v)) for k, v in dict(value or {}).items()))
+
+
+def _resources(value: Any, where: str) -> Tuple[str, ...]:
+    resources = tuple(value) if isinstance(value, list) else ((value,) if value else ())
+    for i, uri in enumerate(resources):
+        parts = urlsplit(uri)
+        if not parts.scheme or parts.fragment or "#" in uri:
+            raise ConfigError(
+                "must be an absolute URI without a fragment (RFC 8707), got %r" % uri,
+                where + ("[%d]" % i if isinstance(value, list) else ""),
+                "write it like https://api.example.com/mcp",
+            )
+    return resources
+
+
+def _dump_same(value: Any) -> Any:
+    return value
+
+
+def _dump_unless_none(value: Any) -> Any:
+    return _OMIT if value is None else value
+
+
+def _dump_never(value: Any) -> Any:
+    return _OMIT
+
+
+def _dump_pairs(value: Any) -> Dict[str, str]:
+    return dict(value)
+
+
+def _dump_resources(value: Tuple[str, ...]) -> Union[str, List[str]]:
+    if not value:
+        return ""
+    return value[0] if len(value) == 1 else list(value)
+
+
+class Field(NamedTuple):
+    """One ``oauth_config`` key: how it is read, written, shown and compared.
+
+    Attributes:
+        key: the key in the file (``OAUTH_TOKEN_URL``); messages use it.
+        name: the attribute of :class:`OAuthConfig` (``token_url``).
+        type: the attribute's Python type after loading.
+        fingerprint: ``IN_FINGERPRINT``, ``HASHED_IN_FINGERPRINT`` or
+            ``NOT_IN_FINGERPRINT``.
+        secret: masked as ``***`` by ``repr`` and ``to_dict`` (unless asked).
+        is_path: a file path (``~`` is expanded).
+        is_url: a URL (checked for https after ``${ENV}`` resolution).
+        in_repr: shown by ``repr``.
+        load: ``load(file_value, json_path) -> attribute value``; checks the key alone and
+            may raise :class:`~oauth_gateway.ConfigError`.
+        dump: ``dump(attribute value) -> file value`` for ``to_dict`` (``_OMIT`` leaves it out).
+        check: ``check(values, path_of)``, run once every key is loaded, in table order,
+            for rules that involve other keys. ``values`` maps attribute names to loaded
+            values (a check may complete values derived from its key, as the secret file
+            does); ``path_of(key)`` gives a key's JSON path for the error.
+
+    The default of every key is the ``default`` of its property in the bundled schema.
+    """
+
+    key: str
+    name: str
+    type: Any
+    fingerprint: str = NOT_IN_FINGERPRINT
+    secret: bool = False
+    is_path: bool = False
+    is_url: bool = False
+    in_repr: bool = False
+    load: Callable[[Any, str], Any] = _same
+    dump: Callable[[Any], Any] = _dump_same
+    check: Optional[Callable[[_Values, _PathOf], None]] = None
+
+    @property
+    def default(self) -> Any:
+        """The key's default, from the bundled schema."""
+        return _PROPERTIES[self.key]["default"]
+
+
+def _check_required(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
+    def check(values: _Values, path_of: _PathOf) -> None:
+        if values["enabled"] and not values[name]:
+            raise ConfigError("is empty after resolving ${...} references", path_of(key), "set it to a value")
+
+    return check
+
+
+def _check_secret(values: _Values, path_of: _PathOf) -> None:
+    if values["client_secret_file"]:
+        values["client_secret"] = _read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
+    if values["enabled"] and not values["client_secret"] and not values["use_mtls"]:
+        raise ConfigError(
+            "is empty after resolving ${...} references",
+            path_of("OAUTH_CLIENT_SECRET"),
+            "set the secret, or use OAUTH_CLIENT_SECRET_FILE or OAUTH_USE_MTLS",
+        )
+
+
+def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
+    def check(values: _Values, path_of: _PathOf) -> None:
+        url = values[name]
+        if not url:
+            return
+        problem = _https_problem(url, key, values["version"])
+        if problem and (values["enforce_https"] or urlsplit(url).scheme not in ("http", "https")):
+            raise ConfigError(problem[0], path_of(key), problem[1])
+
+    return check
+
+
+def _check_token_url(values: _Values, path_of: _PathOf) -> None:
+    _check_required("OAUTH_TOKEN_URL", "token_url")(values, path_of)
+    _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
+
+
+def _check_mtls(values: _Values, path_of: _PathOf) -> None:
+    if values["enabled"]:
+        use_mtls = values["use_mtls"]
+        _check_tls_files(
+            values["client_cert_path"] if use_mtls else "",
+            values["client_key_path"] if use_mtls else "",
+            values["ca_bundle_path"],
+            path_of,
+        )
+
+
+#: Every ``oauth_config`` key, in the schema's order. A new key is one entry here plus its
+#: schema property (a test holds the two together) and its annotation on OAuthConfig.
+FIELDS: Tuple[Field, ...] = (
+    Field("enabled", "enabled", bool),
+    Field("is_remote", "is_remote", object, dump=_dump_unless_none),
+    Field("OAUTH_VERSION", "version", str, IN_FINGERPRINT, in_repr=True),
+    Field("OAUTH_GRANT_TYPE", "grant_type", str, IN_FINGERPRINT),
+    Field("OAUTH_CLIENT_ID", "client_id", str, IN_FINGERPRINT, in_repr=True,
+          check=_check_required("OAUTH_CLIENT_ID", "client_id")),
+    Field("OAUTH_CLIENT_SECRET", "client_secret", str, HASHED_IN_FINGERPRINT, secret=True, in_repr=True,
+          check=_check_secret),
+    # Read into client_secret by _check_secret; the secret's hash covers its content.
+    Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, is_path=True, load=_path, dump=_dump_never),
+    Field("OAUTH_TOKEN_URL", "token_url", str, IN_FINGERPRINT, is_url=True, in_repr=True, check=_check_token_url),
+    Field("OAUTH_AUDIENCE", "audience", str, IN_FINGERPRINT),
+    Field("OAUTH_ORGANIZATION", "organization", str, IN_FINGERPRINT),
+    Field("OAUTH_SCOPE", "scope", str, IN_FINGERPRINT, in_repr=True, load=_scope),
+    Field("OAUTH_RESOURCE", "resources", tuple, IN_FINGERPRINT, load=_resources, dump=_dump_resources),
+    Field("OAUTH_USE_BASIC_AUTH", "use_basic_auth", bool, IN_FINGERPRINT),
+    Field("OAUTH_ENFORCE_HTTPS", "enforce_https", bool),
+    Field("OAUTH_TOKEN_IN_HEADER_ONLY", "token_in_header_only", bool),
+    Field("OAUTH_VALIDATE_SCOPES", "validate_scopes", bool),
+    Field("OAUTH_TOKEN_EXPIRY_BUFFER", "expiry_buffer", int),
+    Field("OAUTH_USE_MTLS", "use_mtls", bool, IN_FINGERPRINT, check=_check_mtls),
+    Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
+          check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
+    Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
+    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
+    Field("OAUTH_TIMEOUT", "timeout", float, load=_float),
+    Field("OAUTH_CONNECT_TIMEOUT", "connect_timeout", float, load=_float),
+    Field("OAUTH_MAX_RETRIES", "max_retries", int),
+    Field("OAUTH_RETRY_BACKOFF", "retry_backoff", float, load=_float),
+    Field("OAUTH_RETRY_AFTER_MAX", "retry_after_max", float, load=_float),
+)
+
+_BY_NAME: Dict[str, Field] = {field.name: field for field in FIELDS}
+#: Attributes computed from the fields: the scope as a set, and the fingerprint.
+_DERIVED = ("scopes", "fingerprint")
+_FINGERPRINTED = tuple(field for field in FIELDS if field.fingerprint != NOT_IN_FINGERPRINT)
+
+
+def _load(block: Mapping[str, Any], json_path: str, environ: Mapping[str, str]) -> _Values:
+    """Resolve, load and check a schema-valid block; return the attribute values."""
+
+    def path_of(key: str) -> str:
+        return _join(json_path, key)
+
+    values: _Values = {}
+    for field in FIELDS:
+        where = path_of(field.key)
+        raw = resolve_env(block[field.key], where, environ) if field.key in block else field.default
+        values[field.name] = field.load(raw, where)
+    for field in FIELDS:
+        if field.check is not None:
+            field.check(values, path_of)
+    return values
+
+
 class OAuthConfig:
     """One server's OAuth settings, validated. Immutable, so safe to share across threads.
 
-    Build it with :meth:`from_dict`. Attributes are the ``OAUTH_*`` keys in snake_case
-    (``OAUTH_TOKEN_URL`` is ``token_url``); ``repr`` and :meth:`to_dict` mask the secret.
+    Build it from a file's block with :meth:`from_dict`, or with keyword arguments named
+    like the attributes::
+
+        OAuthConfig(client_id="gateway", client_secret="...", token_url="https://idp/token")
+
+    Keyword construction is ``from_dict`` of the same keys (``enabled`` defaults to
+    true there), validated the same way. Attributes are the ``OAUTH_*`` keys in
+    snake_case (``OAUTH_TOKEN_URL`` is ``token_url``; :data:`FIELDS` lists them all);
+    ``repr`` and :meth:`to_dict` mask the secret.
+
+    Raises:
+        ConfigError: a value is invalid (named by its ``OAUTH_*`` key).
+        TypeError: an unknown keyword argument.
     """
 
-    __slots__ = (
-        "enabled",
-        "is_remote",
-        "version",
-        "grant_type",
-        "client_id",
-        "client_secret",
-        "token_url",
-        "audience",
-        "organization",
-        "scope",
-        "scopes",
-        "resources",
-        "use_basic_auth",
-        "enforce_https",
-        "token_in_header_only",
-        "validate_scopes",
-        "expiry_buffer",
-        "use_mtls",
-        "client_cert_path",
-        "client_key_path",
-        "ca_bundle_path",
-        "revocation_url",
-        "additional_params",
-        "custom_headers",
-        "timeout",
-        "connect_timeout",
-        "max_retries",
-        "retry_backoff",
-        "retry_after_max",
-        "fingerprint",
-    )
+    __slots__ = tuple(field.name for field in FIELDS) + _DERIVED
 
-    def __init__(self, **values: Any):
-        sets = object.__setattr__
-        for name in self.__slots__:
-            if name != "fingerprint":
-                sets(self, name, values[name])
-        sets(self, "fingerprint", self._compute_fingerprint())
+    # One annotation per field (a test holds them against FIELDS), for type checkers.
+    enabled: bool
+    is_remote: Optional[bool]
+    version: str
+    grant_type: str
+    client_id: str
+    client_secret: str
+    client_secret_file: str
+    token_url: str
+    audience: str
+    organization: str
+    scope: str
+    resources: Tuple[str, ...]
+    use_basic_auth: bool
+    enforce_https: bool
+    token_in_header_only: bool
+    validate_scopes: bool
+    expiry_buffer: int
+    use_mtls: bool
+    client_cert_path: str
+    client_key_path: str
+    ca_bundle_path: str
+    revocation_url: str
+    additional_params: Tuple[Tuple[str, str], ...]
+    custom_headers: Tuple[Tuple[str, str], ...]
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+    retry_backoff: float
+    retry_after_max: float
+    scopes: FrozenSet[str]
+    fingerprint: str
+
+    def __init__(self, **options: Any) -> None:
+        block: Dict[str, Any] = {"enabled": True}
+        for name, value in options.items():
+            field = _BY_NAME.get(name)
+            if field is None:
+                raise TypeError(
+                    "OAuthConfig() got an unexpected keyword argument %r; use one of: %s"
+                    % (name, ", ".join(sorted(_BY_NAME)))
+                )
+            block[field.key] = _file_value(field, value)
+        self._set(self._check_block(block, "$", None))
 
     @classmethod
     def from_dict(
@@ -205,6 +451,12 @@ class OAuthConfig:
         Raises:
             ConfigError: the first problem found, naming its JSON path and the fix.
         """
+        config = cls.__new__(cls)
+        config._set(cls._check_block(block, json_path, environ))
+        return config
+
+    @staticmethod
+    def _check_block(block: Any, json_path: str, environ: Optional[Mapping[str, str]]) -> _Values:
         if not isinstance(block, dict):
             raise ConfigError(
                 "oauth_config must be a JSON object, got %s" % _describe(block),
@@ -212,87 +464,14 @@ class OAuthConfig:
                 'write it as {"enabled": true, "OAUTH_TOKEN_URL": "...", ...}',
             )
         _schema.raise_for_problems(_schema.validate_oauth_block(block, json_path))
-        env = os.environ if environ is None else environ
-        data = {k: resolve_env(v, _join(json_path, k), env) for k, v in block.items()}
+        return _load(block, json_path, os.environ if environ is None else environ)
 
-        def path(key):
-            return _join(json_path, key)
-
-        enabled = data.get("enabled", False)
-        version = data.get("OAUTH_VERSION", DEFAULT_VERSION)
-        enforce_https = data.get("OAUTH_ENFORCE_HTTPS", True)
-        secret = data.get("OAUTH_CLIENT_SECRET", "")
-        if data.get("OAUTH_CLIENT_SECRET_FILE"):
-            secret = _read_secret_file(_expand(data["OAUTH_CLIENT_SECRET_FILE"]), path("OAUTH_CLIENT_SECRET_FILE"))
-        use_mtls = data.get("OAUTH_USE_MTLS", False)
-        cert = _expand(data.get("OAUTH_CLIENT_CERT_PATH") or "")
-        key = _expand(data.get("OAUTH_CLIENT_KEY_PATH") or "")
-        ca = _expand(data.get("OAUTH_CA_BUNDLE_PATH") or "")
-        token_url = data.get("OAUTH_TOKEN_URL", "")
-        revocation_url = data.get("OAUTH_REVOCATION_URL") or ""  # the seed writes null
-        resource = data.get("OAUTH_RESOURCE", "")
-        resources = tuple(resource) if isinstance(resource, list) else ((resource,) if resource else ())
-
-        if enabled:
-            for name, value in (("OAUTH_CLIENT_ID", data.get("OAUTH_CLIENT_ID", "")), ("OAUTH_TOKEN_URL", token_url)):
-                if not value:
-                    raise ConfigError("is empty after resolving ${...} references", path(name), "set it to a value")
-            if not secret and not use_mtls:
-                raise ConfigError(
-                    "is empty after resolving ${...} references",
-                    path("OAUTH_CLIENT_SECRET"),
-                    "set the secret, or use OAUTH_CLIENT_SECRET_FILE or OAUTH_USE_MTLS",
-                )
-        for name, url in (("OAUTH_TOKEN_URL", token_url), ("OAUTH_REVOCATION_URL", revocation_url)):
-            if not url:
-                continue
-            problem = _https_problem(url, name, version)
-            if problem and (enforce_https or urlsplit(url).scheme not in ("http", "https")):
-                raise ConfigError(problem[0], path(name), problem[1])
-        for i, uri in enumerate(resources):
-            parts = urlsplit(uri)
-            if not parts.scheme or parts.fragment or "#" in uri:
-                where = path("OAUTH_RESOURCE") + ("[%d]" % i if isinstance(resource, list) else "")
-                raise ConfigError(
-                    "must be an absolute URI without a fragment (RFC 8707), got %r" % uri,
-                    where,
-                    "write it like https://api.example.com/mcp",
-                )
-        if enabled:
-            _check_tls_files(cert if use_mtls else "", key if use_mtls else "", ca, json_path)
-
-        scope = " ".join(data.get("OAUTH_SCOPE", "").split())
-        return cls(
-            enabled=enabled,
-            is_remote=data.get("is_remote"),
-            version=version,
-            grant_type=data.get("OAUTH_GRANT_TYPE", "client_credentials"),
-            client_id=data.get("OAUTH_CLIENT_ID", ""),
-            client_secret=secret,
-            token_url=token_url,
-            audience=data.get("OAUTH_AUDIENCE", ""),
-            organization=data.get("OAUTH_ORGANIZATION", ""),
-            scope=scope,
-            scopes=frozenset(scope.split()),
-            resources=resources,
-            use_basic_auth=data.get("OAUTH_USE_BASIC_AUTH", True),
-            enforce_https=enforce_https,
-            token_in_header_only=data.get("OAUTH_TOKEN_IN_HEADER_ONLY", True),
-            validate_scopes=data.get("OAUTH_VALIDATE_SCOPES", True),
-            expiry_buffer=data.get("OAUTH_TOKEN_EXPIRY_BUFFER", DEFAULT_EXPIRY_BUFFER),
-            use_mtls=use_mtls,
-            client_cert_path=cert,
-            client_key_path=key,
-            ca_bundle_path=ca,
-            revocation_url=revocation_url,
-            additional_params=tuple(sorted((k, _form_value(v)) for k, v in data.get("OAUTH_ADDITIONAL_PARAMS", {}).items())),
-            custom_headers=tuple(sorted(data.get("OAUTH_CUSTOM_HEADERS", {}).items())),
-            timeout=float(data.get("OAUTH_TIMEOUT", DEFAULT_TIMEOUT)),
-            connect_timeout=float(data.get("OAUTH_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
-            max_retries=data.get("OAUTH_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-            retry_backoff=float(data.get("OAUTH_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF)),
-            retry_after_max=float(data.get("OAUTH_RETRY_AFTER_MAX", DEFAULT_RETRY_AFTER_MAX)),
-        )
+    def _set(self, values: Mapping[str, Any]) -> None:
+        sets = object.__setattr__
+        for field in FIELDS:
+            sets(self, field.name, values[field.name])
+        sets(self, "scopes", frozenset(self.scope.split()))
+        sets(self, "fingerprint", self._compute_fingerprint())
 
     @property
     def auth_method(self) -> str:
@@ -302,104 +481,79 @@ class OAuthConfig:
         return "client_secret_basic" if self.use_basic_auth else "client_secret_post"
 
     @property
-    def tls_identity(self) -> Tuple[Optional[Tuple[str, str]], Any]:
+    def tls_identity(self) -> Tuple[Optional[Tuple[str, str]], Union[str, bool]]:
         """``(cert, verify)`` as requests takes them: the client cert pair (or None) and the CA bundle (or True)."""
         cert = (self.client_cert_path, self.client_key_path) if self.use_mtls else None
         return cert, (self.ca_bundle_path or True)
 
     def _compute_fingerprint(self) -> str:
-        material = {
-            name: getattr(self, name)
-            for name in (
-                "version",
-                "grant_type",
-                "client_id",
-                "token_url",
-                "audience",
-                "organization",
-                "scope",
-                "resources",
-                "use_basic_auth",
-                "use_mtls",
-                "client_cert_path",
-                "client_key_path",
-                "ca_bundle_path",
-                "additional_params",
-                "custom_headers",
-            )
-        }
-        material["client_secret"] = hashlib.sha256(self.client_secret.encode("utf-8")).hexdigest()
+        material: Dict[str, Any] = {}
+        for field in _FINGERPRINTED:
+            value = getattr(self, field.name)
+            if field.fingerprint == HASHED_IN_FINGERPRINT:
+                value = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
+            material[field.name] = value
         blob = json.dumps(material, sort_keys=True, default=list).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self, show_secret: bool = False) -> Dict[str, Any]:
         """Return the config as an ``oauth_config`` mapping, the secret masked unless asked for."""
-        secret = self.client_secret if show_secret else ("***" if self.client_secret else "")
-        data: Dict[str, Any] = {
-            "enabled": self.enabled,
-            "OAUTH_VERSION": self.version,
-            "OAUTH_GRANT_TYPE": self.grant_type,
-            "OAUTH_CLIENT_ID": self.client_id,
-            "OAUTH_CLIENT_SECRET": secret,
-            "OAUTH_TOKEN_URL": self.token_url,
-            "OAUTH_AUDIENCE": self.audience,
-            "OAUTH_ORGANIZATION": self.organization,
-            "OAUTH_SCOPE": self.scope,
-            "OAUTH_RESOURCE": list(self.resources) if len(self.resources) != 1 else self.resources[0],
-            "OAUTH_USE_BASIC_AUTH": self.use_basic_auth,
-            "OAUTH_ENFORCE_HTTPS": self.enforce_https,
-            "OAUTH_TOKEN_IN_HEADER_ONLY": self.token_in_header_only,
-            "OAUTH_VALIDATE_SCOPES": self.validate_scopes,
-            "OAUTH_TOKEN_EXPIRY_BUFFER": self.expiry_buffer,
-            "OAUTH_USE_MTLS": self.use_mtls,
-            "OAUTH_CLIENT_CERT_PATH": self.client_cert_path,
-            "OAUTH_CLIENT_KEY_PATH": self.client_key_path,
-            "OAUTH_CA_BUNDLE_PATH": self.ca_bundle_path,
-            "OAUTH_REVOCATION_URL": self.revocation_url,
-            "OAUTH_ADDITIONAL_PARAMS": dict(self.additional_params),
-            "OAUTH_CUSTOM_HEADERS": dict(self.custom_headers),
-            "OAUTH_TIMEOUT": self.timeout,
-            "OAUTH_CONNECT_TIMEOUT": self.connect_timeout,
-            "OAUTH_MAX_RETRIES": self.max_retries,
-            "OAUTH_RETRY_BACKOFF": self.retry_backoff,
-            "OAUTH_RETRY_AFTER_MAX": self.retry_after_max,
-        }
-        if self.is_remote is not None:
-            data["is_remote"] = self.is_remote
-        if not self.resources:
-            data["OAUTH_RESOURCE"] = ""
+        data: Dict[str, Any] = {}
+        for field in FIELDS:
+            value = field.dump(getattr(self, field.name))
+            if value is _OMIT:
+                continue
+            if field.secret and not show_secret:
+                value = "***" if value else ""
+            data[field.key] = value
         return data
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("OAuthConfig is immutable; build a new one with OAuthConfig.from_dict")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("OAuthConfig is immutable")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, OAuthConfig):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in FIELDS)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.fingerprint)
 
-    def __reduce__(self):
-        return (_restore, ({n: getattr(self, n) for n in self.__slots__ if n != "fingerprint"},))
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (_restore, ({f.name: getattr(self, f.name) for f in FIELDS},))
 
-    def __repr__(self):
-        return "OAuthConfig(client_id=%r, token_url=%r, version=%r, auth_method=%r, scope=%r, client_secret=%s)" % (
-            self.client_id,
-            self.token_url,
-            self.version,
-            self.auth_method,
-            self.scope,
-            "'***'" if self.client_secret else "''",
-        )
+    def __repr__(self) -> str:
+        shown = []
+        for field in FIELDS:
+            if not field.in_repr:
+                continue
+            value = getattr(self, field.name)
+            shown.append("%s=%s" % (field.name, ("'***'" if value else "''") if field.secret else repr(value)))
+            if field.name == "version":
+                shown.append("auth_method=%r" % self.auth_method)
+        return "OAuthConfig(%s)" % ", ".join(shown)
 
 
-def _restore(values) -> OAuthConfig:
-    return OAuthConfig(**values)
+def _restore(values: Mapping[str, Any]) -> OAuthConfig:
+    """Unpickle a config; a key that an older pickle lacks takes its default."""
+    config = OAuthConfig.__new__(OAuthConfig)
+    complete = {f.name: values[f.name] if f.name in values else f.load(f.default, f.key) for f in FIELDS}
+    config._set(complete)
+    return config
+
+
+def _file_value(field: Field, value: Any) -> Any:
+    """A keyword argument in the form its file key takes (tuples as lists, pairs as an object)."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        if _PROPERTIES[field.key].get("type") == "object":
+            return dict(value)
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def _form_value(value: Any) -> str:

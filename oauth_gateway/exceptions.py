@@ -8,7 +8,7 @@ a secret or a token in its message or attributes.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 
 class OAuthGatewayError(Exception):
@@ -20,11 +20,11 @@ class OAuthGatewayError(Exception):
 
     retryable = False
 
-    def __reduce__(self):  # pragma: no cover - exercised through pickle in tests
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:  # pragma: no cover - exercised through pickle in tests
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 
-def _rebuild(cls, args, state):
+def _rebuild(cls: Type[BaseException], args: Tuple[Any, ...], state: Dict[str, Any]) -> BaseException:
     obj = cls.__new__(cls)
     Exception.__init__(obj, *args)
     obj.__dict__.update(state)

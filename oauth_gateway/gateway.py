@@ -27,21 +27,33 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from . import schema as _schema
+from . import schema
+from ._helpers import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, read_json_file, replace_bytes, resolve_config_path
+from ._jsonpath import describe as _describe
+from ._jsonpath import join as _join
 from .config import OAuthConfig
-from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from .cache import TokenCache
+
+__all__ = (
+    "BACKUP_SUFFIX",
+    "CONFIG_PATH_ENV",
+    "DEFAULT_CONFIG_NAME",
+    "DEFAULT_CONFIG_PATH",
+    "DIR_MODE",
+    "FILE_MODE",
+    "GatewayConfig",
+    "add_server",
+    "load_gateway_config",
+)
 
 log = logging.getLogger(__name__)
 
-#: Where the gateway file lives unless told otherwise (``~`` is expanded).
-DEFAULT_CONFIG_PATH = os.path.join("~", ".enkrypt", "enkrypt_mcp_config.json")
-#: Environment variable that overrides :data:`DEFAULT_CONFIG_PATH`.
-CONFIG_PATH_ENV = "OAUTH_GATEWAY_CONFIG"
 #: Name of the config that :func:`add_server` creates in a file that has none.
 DEFAULT_CONFIG_NAME = "default_config"
 #: Mode of the gateway file and its backup: it holds client secrets.
@@ -55,7 +67,7 @@ BACKUP_SUFFIX = ".bak"
 _MAX_LISTED = 20
 
 
-def load_gateway_config(path: Optional[str] = None) -> "GatewayConfig":
+def load_gateway_config(path: Optional[str] = None) -> GatewayConfig:
     """Read, parse and validate the gateway file.
 
     The file is ``path`` when given, else ``$OAUTH_GATEWAY_CONFIG`` when set and not
@@ -73,7 +85,7 @@ def load_gateway_config(path: Optional[str] = None) -> "GatewayConfig":
             line and column), or breaks the schema (the message names the file and the
             first problem's JSON path).
     """
-    target, source = _resolve_path(path)
+    target, source = resolve_config_path(path)
     document = _read_document(target, source)
     _validate(document, target)
     _warn_if_exposed(target)
@@ -93,7 +105,10 @@ class GatewayConfig:
 
     __slots__ = ("_path", "_data")
 
-    def __init__(self, path: Optional[str], data: Mapping[str, Any]):
+    _path: Optional[str]
+    _data: Dict[str, Any]
+
+    def __init__(self, path: Optional[str], data: Mapping[str, Any]) -> None:
         """Wrap a parsed document.
 
         Args:
@@ -108,10 +123,10 @@ class GatewayConfig:
         object.__setattr__(self, "_path", path)
         object.__setattr__(self, "_data", data)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("GatewayConfig is read only")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("GatewayConfig is read only")
 
     @property
@@ -123,21 +138,21 @@ class GatewayConfig:
         """A deep copy of the whole document, secrets included: do not log it."""
         return copy.deepcopy(self._data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # Counts only: the document holds client secrets.
         servers = sum(1 for _ in self._iter_entries())
         return "GatewayConfig(path=%r, configs=%d, servers=%d)" % (self._path, len(self._configs()), servers)
 
-    def token_cache(self, environ: Optional[Mapping[str, str]] = None):
+    def token_cache(self, environ: Optional[Mapping[str, str]] = None) -> TokenCache:
         """Build the token cache this file asks for (``common_mcp_gateway_config.oauth_token_cache``).
 
         ``$OAUTH_GATEWAY_TOKEN_CACHE`` wins over the file; see
-        :func:`oauth_gateway.cache.cache_from_settings`.
+        :func:`oauth_gateway.cache_from_settings`.
 
         Raises:
             ConfigError: an unknown value or a missing optional package.
         """
-        from .cache import CACHE_SETTING, ENCRYPTION_KEY_SETTING, cache_from_settings
+        from .contrib.cache_settings import CACHE_SETTING, ENCRYPTION_KEY_SETTING, cache_from_settings
 
         common = self._data.get("common_mcp_gateway_config")
         common = common if isinstance(common, dict) else {}
@@ -346,7 +361,7 @@ def add_server(
             result breaks the schema, or the file cannot be written. In every case the
             file on disk is unchanged.
     """
-    target, source = _resolve_path(path)
+    target, source = resolve_config_path(path)
     target = os.path.realpath(target)
     if os.path.exists(target):
         document = _read_document(target, source)
@@ -388,8 +403,7 @@ def add_server(
     for index, existing in enumerate(servers):
         if existing.get("server_name") == server_name:
             raise ConfigError(
-                "config %s already has a server named %r%s"
-                % (_describe_config(configs, chosen), server_name, where),
+                "config %s already has a server named %r%s" % (_describe_config(configs, chosen), server_name, where),
                 "%s[%d].server_name" % (entries_path, index),
                 "choose another server name, or remove the existing entry first",
             )
@@ -401,8 +415,7 @@ def add_server(
         raise ConfigError(
             "cannot write %s: %s" % (target, error.strerror or error),
             "$",
-            "check that its directory exists and is writable and the disk is not full; "
-            "the file was left unchanged",
+            "check that its directory exists and is writable and the disk is not full; the file was left unchanged",
         ) from error
     log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
     return chosen
@@ -442,32 +455,9 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
         except FileNotFoundError:
             previous = None
         if previous is not None:
-            _replace_bytes(path + BACKUP_SUFFIX, previous, mode)
-    _replace_bytes(path, data, mode)
+            replace_bytes(path + BACKUP_SUFFIX, previous, mode)
+    replace_bytes(path, data, mode)
     _fsync_directory(directory)
-
-
-def _replace_bytes(path: str, data: bytes, mode: int) -> None:
-    """Atomically replace ``path`` with ``data`` through a same-directory temp file."""
-    directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # Before any byte is written: the secrets are never readable by others.
-            if hasattr(os, "fchmod"):
-                os.fchmod(handle.fileno(), mode)
-            else:  # pragma: no cover - Windows
-                os.chmod(temp, mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def _fsync_directory(directory: str) -> None:
@@ -483,73 +473,25 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _resolve_path(path: Optional[str]) -> Tuple[str, str]:
-    """Return the absolute gateway file path and where it came from (for messages)."""
-    if path is not None:
-        raw, source = os.fspath(path), "argument"
-    elif os.environ.get(CONFIG_PATH_ENV):
-        raw, source = os.environ[CONFIG_PATH_ENV], "$%s" % CONFIG_PATH_ENV
-    else:
-        raw, source = DEFAULT_CONFIG_PATH, "default"
-    return os.path.abspath(os.path.expanduser(raw)), source
-
-
 def _read_document(path: str, source: str) -> Any:
-    """Read and parse a JSON file, turning every failure into a ConfigError."""
+    """Read and parse the gateway file, turning every failure into a ConfigError."""
+    document, failure = read_json_file(path)
+    if failure is None:
+        return document
     origin = "" if source == "argument" else " (from %s)" % source
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(
-            "config file %s%s does not exist" % (path, origin),
-            "$",
-            "create it with `oauth-gateway config add-server`, or point %s at the right file" % CONFIG_PATH_ENV,
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            "config file %s%s is a directory" % (path, origin), "$", "give the path of the JSON file inside it"
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            "config file %s%s cannot be read: permission denied" % (path, origin),
-            "$",
-            "run as the file's owner, or fix its permissions (chmod 600, owned by you)",
-        ) from None
-    except OSError as error:
-        raise ConfigError(
-            "config file %s%s cannot be read: %s" % (path, origin, error.strerror or error),
-            "$",
-            "check the path and the disk",
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            "config file %s is not UTF-8 text (bad byte at offset %d)" % (path, error.start),
-            "$",
-            "save the file as UTF-8",
-        ) from None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        # Only the parser's message and position: the text around it may hold a secret.
-        line, column = getattr(error, "lineno", "?"), getattr(error, "colno", "?")
-        message = getattr(error, "msg", str(error))
-        raise ConfigError(
-            "config file %s is not valid JSON: %s at line %s column %s" % (path, message, line, column),
-            "$",
-            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
-        ) from None
+    hint = failure.hint
+    if failure.problem == "does not exist":
+        hint = "create it with `oauth-gateway config add-server`, or point %s at the right file" % CONFIG_PATH_ENV
+    raise ConfigError("config file %s%s %s" % (path, origin, failure.problem), "$", hint)
 
 
 def _validate(document: Any, path: str) -> None:
     """Raise the schema's best problem as a ConfigError that also names the file."""
-    problems = _schema.validate_config(document)
+    problems = schema.validate_config(document)
     if not problems:
         return
     try:
-        _schema.raise_for_problems(problems)
+        schema.raise_for_problems(problems)
     except ConfigError as error:
         hint = error.hint
         if len(problems) > 1:
@@ -575,8 +517,6 @@ def _warn_if_exposed(path: str) -> None:
         )
 
 
-
-
 def _listing(names: Iterable[Any]) -> str:
     names = [str(n) for n in names]
     shown = ", ".join(names[:_MAX_LISTED])
@@ -598,31 +538,46 @@ def _check_layout(document: Any, path: Optional[str]) -> None:
     """
     where = " (in %s)" % path if path else ""
     if not isinstance(document, dict):
-        raise ConfigError("the file must hold a JSON object, got %s%s" % (_describe(document), where), "$",
-                          'start from {"mcp_configs": {}}')
+        raise ConfigError(
+            "the file must hold a JSON object, got %s%s" % (_describe(document), where),
+            "$",
+            'start from {"mcp_configs": {}}',
+        )
     configs = document.get("mcp_configs")
     configs_path = _join("$", "mcp_configs")
     if configs is None:
         return
     if not isinstance(configs, dict):
-        raise ConfigError("must be an object of configs, got %s%s" % (_describe(configs), where), configs_path,
-                          'write it as {"<config id>": {"mcp_config_name": ..., "mcp_config": [...]}}')
+        raise ConfigError(
+            "must be an object of configs, got %s%s" % (_describe(configs), where),
+            configs_path,
+            'write it as {"<config id>": {"mcp_config_name": ..., "mcp_config": [...]}}',
+        )
     for config_id, config in configs.items():
         config_path = _join(configs_path, config_id)
         if not isinstance(config, dict):
-            raise ConfigError("must be an object, got %s%s" % (_describe(config), where), config_path,
-                              'write it as {"mcp_config_name": ..., "mcp_config": [...]}')
+            raise ConfigError(
+                "must be an object, got %s%s" % (_describe(config), where),
+                config_path,
+                'write it as {"mcp_config_name": ..., "mcp_config": [...]}',
+            )
         entries = config.get("mcp_config")
         if entries is None:
             continue
         entries_path = _join(config_path, "mcp_config")
         if not isinstance(entries, list):
-            raise ConfigError("must be an array of servers, got %s%s" % (_describe(entries), where), entries_path,
-                              "write it as [{...}, {...}]")
+            raise ConfigError(
+                "must be an array of servers, got %s%s" % (_describe(entries), where),
+                entries_path,
+                "write it as [{...}, {...}]",
+            )
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                raise ConfigError("must be an object, got %s%s" % (_describe(entry), where),
-                                  "%s[%d]" % (entries_path, index), 'write it as {"server_name": ..., "config": {...}}')
+                raise ConfigError(
+                    "must be an object, got %s%s" % (_describe(entry), where),
+                    "%s[%d]" % (entries_path, index),
+                    'write it as {"server_name": ..., "config": {...}}',
+                )
 
 
 def _default_config_name(configs: Mapping[str, Any], where: str) -> str:
@@ -696,34 +651,54 @@ def _new_entry(
 ) -> Dict[str, Any]:
     """Check add_server's arguments and build the entry (JSON paths point at the new entry)."""
     if not isinstance(server_name, str) or not server_name.strip():
-        raise ConfigError("must be a non-empty string, got %s" % _describe(server_name),
-                          _join(entry_path, "server_name"), "give the server a name, like oauth-api")
+        raise ConfigError(
+            "must be a non-empty string, got %s" % _describe(server_name),
+            _join(entry_path, "server_name"),
+            "give the server a name, like oauth-api",
+        )
     config_path = _join(entry_path, "config")
     if not isinstance(command, str) or not command.strip():
-        raise ConfigError("must be a non-empty string, got %s" % _describe(command),
-                          _join(config_path, "command"), 'give the program to run, like "npx"')
+        raise ConfigError(
+            "must be a non-empty string, got %s" % _describe(command),
+            _join(config_path, "command"),
+            'give the program to run, like "npx"',
+        )
     if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
-        raise ConfigError("must be a list of strings, got %s" % _describe(args), _join(config_path, "args"),
-                          'pass each argument separately: ["-y", "mcp-remote", "https://..."]')
+        raise ConfigError(
+            "must be a list of strings, got %s" % _describe(args),
+            _join(config_path, "args"),
+            'pass each argument separately: ["-y", "mcp-remote", "https://..."]',
+        )
     for index, arg in enumerate(args):
         if not isinstance(arg, str):
-            raise ConfigError("must be a string, got %s" % _describe(arg),
-                              "%s[%d]" % (_join(config_path, "args"), index), "pass every argument as a string")
+            raise ConfigError(
+                "must be a string, got %s" % _describe(arg),
+                "%s[%d]" % (_join(config_path, "args"), index),
+                "pass every argument as a string",
+            )
     env_path = _join(config_path, "env")
     if env is not None and not isinstance(env, Mapping):
-        raise ConfigError("must be an object of strings, got %s" % _describe(env), env_path,
-                          'pass a mapping like {"NAME": "value"}')
+        raise ConfigError(
+            "must be an object of strings, got %s" % _describe(env), env_path, 'pass a mapping like {"NAME": "value"}'
+        )
     for name, value in (env or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
             # The type only: environment values are often secrets.
-            raise ConfigError("must be a string, got %s" % _describe(value), _join(env_path, str(name)),
-                              "pass every name and value as a string")
+            raise ConfigError(
+                "must be a string, got %s" % _describe(value),
+                _join(env_path, str(name)),
+                "pass every name and value as a string",
+            )
     if not isinstance(description, str):
-        raise ConfigError("must be a string, got %s" % _describe(description),
-                          _join(entry_path, "description"), "pass plain text")
+        raise ConfigError(
+            "must be a string, got %s" % _describe(description), _join(entry_path, "description"), "pass plain text"
+        )
     if oauth_config is not None and not isinstance(oauth_config, Mapping):
-        raise ConfigError("must be an object, got %s" % _describe(oauth_config),
-                          _join(entry_path, "oauth_config"), 'pass a mapping like {"enabled": true, ...}')
+        raise ConfigError(
+            "must be an object, got %s" % _describe(oauth_config),
+            _join(entry_path, "oauth_config"),
+            'pass a mapping like {"enabled": true, ...}',
+        )
     entry: Dict[str, Any] = {
         "server_name": server_name,
         "description": description,

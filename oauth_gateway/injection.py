@@ -25,7 +25,8 @@ import re
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ._jsonpath import describe as _describe, join as _join
+from ._jsonpath import describe as _describe
+from ._jsonpath import join as _join
 from .exceptions import ConfigError
 from .tokens import Token
 
@@ -148,7 +149,6 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
     config["args"] = args
     config["env"] = env
     return entry
-
 
 
 def _check_entry(entry: Any, json_path: str) -> Tuple[str, List[str], Dict[str, str]]:

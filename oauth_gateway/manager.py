@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional
 
 from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
@@ -20,6 +20,9 @@ from .config import OAuthConfig
 from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
 from .metrics import Metrics
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .auth import TokenAuth
 
 log = logging.getLogger("oauth_gateway")
 
@@ -31,12 +34,22 @@ STALE_RETRY_INITIAL = 1.0
 STALE_RETRY_MAX = 60.0
 
 
+class HitProbe(NamedTuple):
+    """One key's cache hit, for reading inline (see :meth:`oauth_gateway.TokenManager.hit_probe`)."""
+
+    peek: Callable[[Key], Optional[CacheEntry]]
+    key: Key
+    fingerprint: str
+    clock: Callable[[], float]
+    fetch: Callable[[], Token]
+
+
 class _Flight:
     """One in-progress fetch that other threads wait on."""
 
     __slots__ = ("done", "token", "error")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.done = threading.Event()
         self.token: Optional[Token] = None
         self.error: Optional[BaseException] = None
@@ -109,6 +122,10 @@ class TokenManager:
         # Started on the first refresh it is given; None means refreshes run in the caller.
         self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
         _MANAGERS.add(self)
+        if type(self).get_token is TokenManager.get_token:
+            # The cache hit as a plain function on the instance: its cells are read faster
+            # than attributes of self, and the call binds no method. Same behaviour.
+            self.__dict__["get_token"] = self._hit_path()
 
     # -- the hot path ---------------------------------------------------------
 
@@ -133,6 +150,38 @@ class TokenManager:
             next(entry.hits)
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
+
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+        """Return what a caller needs to read this key's cache hit inline, without a call.
+
+        For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
+        is exactly :meth:`get_token`'s: with ``peek, key, fingerprint, clock, fetch`` the
+        probe's fields, ``entry = peek(key)`` is a hit when ``entry is not None and
+        entry.fingerprint == fingerprint and clock() < entry.refresh_at``; then count it
+        with ``next(entry.hits)`` and use ``entry.token``. Otherwise call ``fetch()``.
+        """
+        acquire = weakref.WeakMethod(self._acquire)  # no cycle through the function
+
+        def fetch() -> Token:
+            return _call(acquire, server_name, config, config_id)
+
+        return HitProbe(self._peek, (server_name, config_id), config.fingerprint, self._clock, fetch)
+
+    def _hit_path(self) -> Callable[..., Token]:
+        """Return :meth:`get_token` as a function whose cache hit reads only its own cells."""
+        peek = self._peek
+        clock = self._clock
+        acquire = weakref.WeakMethod(self._acquire)  # the manager keeps this function: no cycle
+
+        def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+            entry = peek((server_name, config_id))
+            if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
+                next(entry.hits)
+                return entry.token
+            return _call(acquire, server_name, config, config_id)
+
+        get_token.__doc__ = TokenManager.get_token.__doc__
+        return get_token
 
     # -- the slow path --------------------------------------------------------
 
@@ -419,12 +468,13 @@ class TokenManager:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0)
             raise
         self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0)
+        # From when the attempt that succeeded was sent, not when its answer was parsed.
+        issued_at = response.sent_at if response.sent_at is not None else self._clock()
         token = Token(
             response.access_token,
             response.token_type,
             expires_in=response.expires_in,
-            # From when the attempt that succeeded was sent, not when its answer was parsed.
-            issued_at=response.sent_at,
+            issued_at=issued_at,
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
@@ -438,7 +488,7 @@ class TokenManager:
         return token
 
     @staticmethod
-    def _check_scopes(config: OAuthConfig, response: TokenResponse):
+    def _check_scopes(config: OAuthConfig, response: TokenResponse) -> FrozenSet[str]:
         if response.scope is None:
             return config.scopes  # RFC 6749 section 5.1: omitted means granted as requested
         granted = parse_scope(response.scope)
@@ -484,7 +534,7 @@ class TokenManager:
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any):
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -568,7 +618,7 @@ class TokenManager:
     def __enter__(self) -> "TokenManager":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
     def _after_fork(self) -> None:
@@ -583,6 +633,14 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
+
+
+def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+    """The slow path of a hit-path function: the manager's ``_acquire``."""
+    method = acquire()
+    if method is None:  # pragma: no cover - the function outlived its manager
+        raise RuntimeError("the TokenManager of this function was garbage-collected")
+    return method(server_name, config, config_id, False)
 
 
 def _fresh(error: BaseException) -> BaseException:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Dict, Hashable, Tuple
+from typing import Any, Dict, Tuple
 
 #: Counters kept per server and in total (the seed's names first).
 COUNTERS = (
@@ -30,7 +30,7 @@ COUNTERS = (
 )
 
 
-def count_value(counter: "itertools.count") -> int:
+def count_value(counter: "itertools.count[int]") -> int:
     """Read an ``itertools.count`` without advancing it."""
     return int(repr(counter)[6:-1])
 
@@ -38,13 +38,13 @@ def count_value(counter: "itertools.count") -> int:
 class Metrics:
     """Counters for one :class:`~oauth_gateway.TokenManager`. Thread-safe."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._servers: Dict[str, Dict[str, float]] = {}
-        self._hits: Dict[Tuple[Hashable, ...], "itertools.count"] = {}
+        self._hits: Dict[Tuple[str, str], "itertools.count[int]"] = {}
         self._max_wait: Dict[str, float] = {}
 
-    def hit_counter(self, key: Tuple[str, str]) -> "itertools.count":
+    def hit_counter(self, key: Tuple[str, str]) -> "itertools.count[int]":
         """Return the hit counter of a cache key, made once and kept across refreshes."""
         counter = self._hits.get(key)
         if counter is None:
@@ -77,6 +77,7 @@ class Metrics:
                 self._max_wait[server_name] = seconds
 
     def reset_after_fork(self) -> None:
+        """Give a forked child a fresh lock."""
         self._lock = threading.Lock()
 
     def snapshot(self, active_tokens: int) -> Dict[str, Any]:
@@ -85,12 +86,12 @@ class Metrics:
             rows = {name: dict(row) for name, row in self._servers.items()}
             max_wait = dict(self._max_wait)
             hits_by_server: Dict[str, int] = {}
-            for key, counter in self._hits.items():
-                hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(counter)
+            for key, hits in self._hits.items():
+                hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(hits)
         servers = {}
-        totals = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+        totals: Dict[str, float] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0.0)
         for name in set(rows) | set(hits_by_server) | set(max_wait):
-            row = rows.get(name) or dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0)
+            row = rows.get(name) or dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0.0)
             row["token_cache_hits"] = hits_by_server.get(name, 0)
             for counter in totals:
                 totals[counter] += row[counter]

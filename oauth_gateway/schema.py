@@ -24,6 +24,7 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from ._helpers import redact_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 
@@ -46,10 +47,6 @@ _SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "APIKEY", "API_KEY", "CREDENTIA
 # Containers whose values may be credentials whatever the key (headers, form fields, env).
 _SECRET_CONTAINERS = ("OAUTH_CUSTOM_HEADERS", "OAUTH_ADDITIONAL_PARAMS", "ENV", "HEADERS")
 _BOOLEAN_WORDS = ("true", "false", "True", "False", "TRUE", "FALSE", "yes", "no", "null", "None")
-_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*):[^/?#@\s]*@")
-_URL_QUERY_SECRET = re.compile(
-    r"([?&][^=&#]*(?:secret|token|password|key|assertion)[^=&#]*=)[^&#]*", re.IGNORECASE
-)
 _MAX_SHOWN = 80
 
 _TYPE_NAMES = {
@@ -102,9 +99,7 @@ def schema_path(name: str = "oauth-config") -> str:
         FileNotFoundError: the package was installed without its schemas.
     """
     if name not in SCHEMA_NAMES:
-        raise ValueError(
-            "unknown schema %r; use one of %s" % (name, ", ".join(repr(n) for n in SCHEMA_NAMES))
-        )
+        raise ValueError("unknown schema %r; use one of %s" % (name, ", ".join(repr(n) for n in SCHEMA_NAMES)))
     filename = "%s.schema.json" % name
     candidates = [
         os.path.join(_PACKAGE_DIR, "schemas", filename),
@@ -370,11 +365,7 @@ def _extra_keys(instance: Any, schema: Dict[str, Any]) -> List[Any]:
         return []
     properties = schema.get("properties", {})
     patterns = list(schema.get("patternProperties", {}))
-    return [
-        key
-        for key in instance
-        if key not in properties and not any(re.search(p, str(key)) for p in patterns)
-    ]
+    return [key for key in instance if key not in properties and not any(re.search(p, str(key)) for p in patterns)]
 
 
 def _annotation(schema: Dict[str, Any], name: str, keyword: Any) -> Optional[str]:
@@ -422,7 +413,7 @@ def _short(value: Any, echo: bool) -> str:
     if isinstance(value, (int, float)):
         return _number(value) if echo else "a number"
     if isinstance(value, str):
-        return _quote(_mask_url(value)) if echo else "a string"
+        return _quote(redact_url(value)) if echo else "a string"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -446,12 +437,6 @@ def _quote(text: str) -> str:
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 3] + "..."
     return "'%s'" % text
-
-
-def _mask_url(text: str) -> str:
-    """Hide a password in a URL's userinfo and credential-like query parameters."""
-    text = _URL_USERINFO.sub(r"\1:***@", text)
-    return _URL_QUERY_SECRET.sub(r"\1***", text)
 
 
 def _number(value: Any) -> str:

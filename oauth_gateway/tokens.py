@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import FrozenSet, Iterable, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, Optional, Tuple
 
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
@@ -39,6 +39,15 @@ class Token:
         scopes: the granted scopes (the requested ones when the server sent none).
     """
 
+    access_token: str
+    token_type: str
+    expires_in: Optional[float]
+    issued_at: float
+    expires_at: float
+    refresh_at: float
+    scopes: FrozenSet[str]
+    authorization: str
+
     __slots__ = (
         "access_token",
         "token_type",
@@ -59,7 +68,7 @@ class Token:
         scopes: Iterable[str] = (),
         expiry_buffer: float = 0.0,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
-    ):
+    ) -> None:
         lifetime = default_lifetime if expires_in is None else expires_in
         expires_at = issued_at + lifetime
         sets = object.__setattr__
@@ -72,24 +81,45 @@ class Token:
         sets(self, "scopes", frozenset(scopes))
         sets(self, "authorization", "%s %s" % (self.token_type, access_token))
 
-    def __setattr__(self, name, value):
+    @classmethod
+    def restore(
+        cls,
+        access_token: str,
+        token_type: str,
+        expires_in: Optional[float],
+        issued_at: float,
+        expires_at: float,
+        refresh_at: float,
+        scopes: Iterable[str],
+    ) -> "Token":
+        """Rebuild a token from stored times, as a shared cache read it back.
+
+        Unlike the constructor, the expiry and refresh times are taken as given (already
+        moved onto this process's clock), not computed from ``expires_in``.
+        """
+        return _restore(
+            (access_token, token_type, expires_in, issued_at, expires_at, refresh_at, frozenset(scopes),
+             "%s %s" % (token_type, access_token))
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Token is immutable")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("Token is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (_restore, (self._state(),))
 
-    def _state(self) -> Tuple:
+    def _state(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Token):
             return NotImplemented
         return self._state() == other._state()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._state())
 
     @property
@@ -120,7 +150,7 @@ class Token:
         head = text[:4] if len(text) >= 16 else ""
         return "%s*** (%d characters, sha256:%s)" % (head, len(text), self.fingerprint)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Token(token_type=%r, expires_in=%r, scopes=%r, fingerprint=%r)" % (
             self.token_type,
             self.expires_in,
@@ -131,7 +161,8 @@ class Token:
     __str__ = __repr__
 
 
-def _restore(state) -> Token:
+def _restore(state: Tuple[Any, ...]) -> Token:
+    """Unpickle a token (pickles name this function, so it keeps its name)."""
     token = Token.__new__(Token)
     for name, value in zip(Token.__slots__, state):
         object.__setattr__(token, name, value)

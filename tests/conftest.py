@@ -72,7 +72,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def ca() -> "servers.trustme.CA":
+def ca() -> servers.trustme.CA:
     """A trustme certificate authority for the whole run."""
     return servers.trustme.CA()
 

@@ -34,10 +34,9 @@ import time
 import traceback
 import urllib.parse
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Mapping
-from typing import Any, Deque, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
-from typing import Set, Tuple, Union
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Deque, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 with warnings.catch_warnings():
     # cryptography warns once at import on Python 3.8; the suite still supports 3.8.
@@ -488,17 +487,13 @@ class _Reply:
 
     __slots__ = ("status", "headers", "body")
 
-    def __init__(
-        self, status: int, body: bytes = b"", headers: Optional[List[Tuple[str, str]]] = None
-    ) -> None:
+    def __init__(self, status: int, body: bytes = b"", headers: Optional[List[Tuple[str, str]]] = None) -> None:
         self.status = status
         self.body = body
         self.headers = list(headers or [])
 
 
-def _json_reply(
-    status: int, document: Any, headers: Optional[List[Tuple[str, str]]] = None
-) -> _Reply:
+def _json_reply(status: int, document: Any, headers: Optional[List[Tuple[str, str]]] = None) -> _Reply:
     head = [("Content-Type", "application/json")]
     head.extend(headers or [])
     return _Reply(status, _json.dumps(document).encode("utf-8"), head)
@@ -616,7 +611,7 @@ class _TLSServer(ThreadingHTTPServer):
     request_queue_size = 128  # many clients connect at once in concurrency tests
     allow_reuse_address = True
 
-    def __init__(self, owner: "AuthServer", context: ssl.SSLContext) -> None:
+    def __init__(self, owner: AuthServer, context: ssl.SSLContext) -> None:
         self.owner = owner
         self.ssl_context = context
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -711,10 +706,10 @@ class AuthServer:
 
     def __init__(
         self,
-        ca: "trustme.CA",
+        ca: trustme.CA,
         *,
         require_client_cert: bool = False,
-        client_ca: Union["trustme.CA", str, None] = None,
+        client_ca: Union[trustme.CA, str, None] = None,
         expires_in: Optional[Union[int, float, str]] = 3600,
         token_type: str = "Bearer",
         latency: float = 0.0,
@@ -806,8 +801,7 @@ class AuthServer:
         unknown = set(auth_methods) - set(ALL_AUTH_METHODS)
         if unknown:
             raise ValueError(
-                "register_client: unknown auth_methods %s; use some of %s"
-                % (sorted(unknown), ALL_AUTH_METHODS)
+                "register_client: unknown auth_methods %s; use some of %s" % (sorted(unknown), ALL_AUTH_METHODS)
             )
         if secret is not None:
             SECRETS.add(secret)
@@ -872,7 +866,7 @@ class AuthServer:
             context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
         return context
 
-    def start(self) -> "AuthServer":
+    def start(self) -> AuthServer:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread. Returns self."""
         if self._server is not None:
             return self
@@ -915,7 +909,7 @@ class AuthServer:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> "AuthServer":
+    def __enter__(self) -> AuthServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -965,9 +959,7 @@ class AuthServer:
         split = urllib.parse.urlsplit(handler.path)
         headers = _Headers(handler.headers.items())
         form: Dict[str, List[str]] = {}
-        if headers.get("Content-Type", "").split(";")[0].strip().lower() == (
-            "application/x-www-form-urlencoded"
-        ):
+        if headers.get("Content-Type", "").split(";")[0].strip().lower() == ("application/x-www-form-urlencoded"):
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         authorization = headers.get("Authorization")
         cert = handler.connection.getpeercert() or None
@@ -1024,9 +1016,7 @@ class AuthServer:
         body_id = record.first("client_id")
         body_secret = record.first("client_secret")
         if uses_basic and body_secret is not None:
-            return None, _error_reply(
-                400, "invalid_request", "more than one client authentication method used"
-            )
+            return None, _error_reply(400, "invalid_request", "more than one client authentication method used")
         secret: Optional[str] = None
         if uses_basic:
             if record.basic_auth is None:
@@ -1054,9 +1044,7 @@ class AuthServer:
 
     @staticmethod
     def _invalid_client(description: str) -> _Reply:
-        return _error_reply(
-            401, "invalid_client", description, [("WWW-Authenticate", "Basic " + _REALM)]
-        )
+        return _error_reply(401, "invalid_client", description, [("WWW-Authenticate", "Basic " + _REALM)])
 
     def _issue(self, token: str, client_id: str) -> None:
         SECRETS.add(token)

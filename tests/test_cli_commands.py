@@ -89,7 +89,9 @@ def test_token_for_an_unknown_server_exits_2(gateway_file):
 
 def test_revoke_reads_the_token_from_stdin(gateway_file, auth_server, monkeypatch):
     _, token, _ = run("token", "oauth-api", "--config", gateway_file, "--show")
-    code, out, err = run("revoke", "oauth-api", "--config", gateway_file, "--token-stdin", stdin=token, monkeypatch=monkeypatch)
+    code, out, err = run(
+        "revoke", "oauth-api", "--config", gateway_file, "--token-stdin", stdin=token, monkeypatch=monkeypatch
+    )
     assert code == 0, err
     assert token.strip() in auth_server.revoked
     assert "revoked the token for oauth-api" in out
@@ -144,8 +146,16 @@ def test_add_server_refuses_an_invalid_oauth_block(tmp_path):
     oauth_json = tmp_path / "oauth.json"
     oauth_json.write_text(json.dumps({"enabled": "true", "OAUTH_SCOPES": "read"}))
     code, _, err = run(
-        "config", "add-server", "--config", path, "--server-name", "x", "--server-command", "python",
-        "--oauth-json", str(oauth_json),
+        "config",
+        "add-server",
+        "--config",
+        path,
+        "--server-name",
+        "x",
+        "--server-command",
+        "python",
+        "--oauth-json",
+        str(oauth_json),
     )
     assert code == 1
     assert "OAUTH_SCOPES" in err or "enabled" in err

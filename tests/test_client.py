@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
 from urllib.parse import unquote_plus
 
 import pytest
@@ -120,6 +121,66 @@ def test_transient_statuses_are_retried_with_backoff(auth_server, make_block, sl
     assert response.access_token in auth_server.issued
     assert auth_server.count() == 4
     assert sleeps.calls == [2.0, 4.0, 8.0]
+
+
+def test_the_adapter_never_retries_so_every_attempt_is_built_by_our_loop(auth_server, make_block, sleeps):
+    client = _client(sleeps)
+    config = _config(make_block(auth_server))
+    adapter = client._session(config).get_adapter(config.token_url)
+    assert adapter.max_retries.total == 0
+    policy = client.retry_policy(config)
+    assert (policy.total, policy.backoff_base, policy.retry_after_cap) == (3, 2.0, 60.0)
+    assert "POST" in policy.allowed_methods
+
+
+def test_each_attempt_is_built_anew_with_its_number(auth_server, make_block, sleeps):
+    class NumberedAttempts(TokenClient):
+        def client_auth_attempt(self, config, form, call):
+            build = super().client_auth_attempt(config, form, call)
+
+            def build_attempt(attempt):
+                headers, fields = build(attempt)
+                return headers, fields + [("attempt", str(attempt))]
+
+            return build_attempt
+
+    auth_server.set_faults([Fault(status=503), Fault(status=502)])
+    NumberedAttempts(sleep=sleeps).request_token(_config(make_block(auth_server)), "oauth-api")
+    assert [request.form["attempt"] for request in auth_server.requests] == [["1"], ["2"], ["3"]]
+    assert sleeps.calls == [2.0, 4.0]
+
+
+def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_server, make_block, sleeps):
+    seen = []
+    lock = threading.Lock()
+
+    def on_retry(server_name, attempt, total, reason):
+        with lock:
+            seen.append((server_name, attempt, total, reason))
+
+    client = TokenClient(sleep=sleeps, on_retry=on_retry)
+    errors = []
+    with AuthServer(ca) as other:
+        other.register_client(TEST_CLIENT_ID, TEST_CLIENT_SECRET)
+        auth_server.set_faults([Fault(status=503)] * 2)
+        other.set_faults([Fault(status=502)])
+        configs = {"api-a": _config(make_block(auth_server)), "api-b": _config(make_block(other))}
+
+        def fetch(name):
+            try:
+                client.request_token(configs[name], name)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=fetch, args=(name,)) for name in configs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert other.count() == 2
+    assert errors == []
+    assert sorted(seen) == [("api-a", 2, 4, "HTTP 503"), ("api-a", 3, 4, "HTTP 503"), ("api-b", 2, 4, "HTTP 502")]
+    assert auth_server.count() == 3
 
 
 def test_retries_stop_after_max_retries(auth_server, make_block, sleeps):

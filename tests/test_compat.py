@@ -73,7 +73,9 @@ def test_the_default_service_uses_the_cache_the_gateway_file_names(monkeypatch, 
     from oauth_gateway.contrib.file_cache import FileTokenCache
 
     path = tmp_path / "enkrypt_mcp_config.json"
-    path.write_text('{"common_mcp_gateway_config": {"oauth_token_cache": "file:%s"}, "mcp_configs": {}}' % (tmp_path / "c"))
+    path.write_text(
+        '{"common_mcp_gateway_config": {"oauth_token_cache": "file:%s"}, "mcp_configs": {}}' % (tmp_path / "c")
+    )
     monkeypatch.setenv("OAUTH_GATEWAY_CONFIG", str(path))
     monkeypatch.delenv("OAUTH_GATEWAY_TOKEN_CACHE", raising=False)
     monkeypatch.setattr(compat, "_default_service", None)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oauth_gateway as og
+from oauth_gateway.config import FIELDS
 from oauth_gateway.schema import load_schema
 
 BASE = {
@@ -45,6 +46,93 @@ def test_defaults_match_the_schema():
     assert config.auth_method == "client_secret_basic"
     assert (config.expiry_buffer, config.max_retries, config.retry_backoff) == (300, 3, 2.0)
     assert config.is_remote is None
+
+
+def test_the_field_table_declares_exactly_the_schemas_keys():
+    properties = load_schema("oauth-config")["properties"]
+    keys = [field.key for field in FIELDS]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(properties) - {"$schema"}
+
+
+def test_every_field_default_is_the_schema_default_and_loads_to_its_type():
+    properties = load_schema("oauth-config")["properties"]
+    config = og.OAuthConfig.from_dict({}, environ={})
+    data = config.to_dict(show_secret=True)
+    for field in FIELDS:
+        assert field.default == properties[field.key]["default"], field.key
+        value = getattr(config, field.name)
+        assert isinstance(value, field.type), field.key
+        if field.key in data:
+            assert data[field.key] == properties[field.key]["default"], field.key
+
+
+def test_every_field_has_an_annotation_and_a_slot():
+    names = [field.name for field in FIELDS] + ["scopes", "fingerprint"]
+    assert list(og.OAuthConfig.__slots__) == names
+    assert set(og.OAuthConfig.__annotations__) == set(names)
+
+
+def test_secret_fields_never_reach_repr_or_to_dict():
+    config = build()
+    for field in FIELDS:
+        if field.secret:
+            assert getattr(config, field.name)
+            assert "'***'" in repr(config)
+            assert config.to_dict()[field.key] == "***"
+    assert "s3cr3t" not in repr(config)
+
+
+def test_keyword_construction_with_python_names_equals_from_dict():
+    made = og.OAuthConfig(
+        client_id="client-1",
+        client_secret="s3cr3t-value-1234",
+        token_url="https://idp.example.com/oauth/token",
+        scope="read write",
+        resources=("https://api.example.com/mcp",),
+        additional_params={"tenant": "t1"},
+        timeout=3,
+    )
+    loaded = build(
+        OAUTH_SCOPE="read write",
+        OAUTH_RESOURCE="https://api.example.com/mcp",
+        OAUTH_ADDITIONAL_PARAMS={"tenant": "t1"},
+        OAUTH_TIMEOUT=3,
+    )
+    assert made == loaded
+    assert made.fingerprint == loaded.fingerprint
+    assert made.enabled is True
+    assert made.scopes == frozenset(["read", "write"])
+    assert made.timeout == 3.0
+
+
+@pytest.mark.parametrize(
+    "options, json_path, fragment",
+    [
+        ({"client_id": "c", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_SECRET", "client secret is required"),
+        ({"client_id": "c", "client_secret": "s", "token_url": "http://idp/token"}, "$.OAUTH_TOKEN_URL", "must be https"),
+        ({"client_id": 3, "client_secret": "s", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_ID", "must be a string"),
+        ({"client_secret": "s", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_ID", "required"),
+    ],
+)
+def test_keyword_construction_is_validated_like_from_dict(options, json_path, fragment):
+    with pytest.raises(og.ConfigError) as info:
+        og.OAuthConfig(**options)
+    assert info.value.json_path == json_path
+    assert fragment in str(info.value)
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'client_idd'.*client_id"):
+        og.OAuthConfig(client_idd="c")
+
+
+def test_a_pickle_without_a_newer_field_takes_its_default():
+    config = build()
+    state = {field.name: getattr(config, field.name) for field in FIELDS if field.name != "client_secret_file"}
+    restored = config.__reduce__()[0](state)
+    assert restored == config
+    assert restored.client_secret_file == ""
 
 
 def test_env_references_are_resolved_whole_and_embedded():

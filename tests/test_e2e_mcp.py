@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
@@ -60,6 +60,9 @@ from mcp.client.stdio import stdio_client  # noqa: E402
 
 from oauth_gateway import OAuthConfig, Token, TokenManager  # noqa: E402
 from oauth_gateway.injection import inject_token  # noqa: E402
+
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
 
 E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e")
 PROTECTED_SERVER = os.path.join(E2E_DIR, "protected_server.py")
@@ -153,7 +156,7 @@ class ArgvWatch:
         self.proxy_pids: Set[int] = set()
         self.placeholder_seen = False
 
-    def __enter__(self) -> "ArgvWatch":
+    def __enter__(self) -> ArgvWatch:
         self._thread.start()
         return self
 
@@ -232,7 +235,7 @@ class ProtectedServer:
         self.url = "https://127.0.0.1:%d/mcp" % self._wait_ready()
 
     def _wait_ready(self) -> int:
-        lines: "queue.Queue[str]" = queue.Queue()
+        lines: queue.Queue[str] = queue.Queue()
         stdout = self._process.stdout
         assert stdout is not None
 
@@ -252,7 +255,8 @@ class ProtectedServer:
             except queue.Empty:
                 self.stop()
                 pytest.fail(
-                    "protected MCP server did not print READY within %ss; see %s" % (SERVER_START_TIMEOUT, self.log_path)
+                    "protected MCP server did not print READY within %ss; see %s"
+                    % (SERVER_START_TIMEOUT, self.log_path)
                 )
             if line.startswith("READY "):
                 return int(line.split()[1])

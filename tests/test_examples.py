@@ -62,7 +62,7 @@ def _run(args: List[str], env: Dict[str, str], cwd: Path = REPO) -> subprocess.C
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=120,
     )
 
@@ -171,9 +171,10 @@ def test_the_cron_script_fails_with_the_reason(env, auth_server, tmp_path):
     env["OAUTH_GATEWAY_CONFIG"] = str(tmp_path / "missing.json")
     result = _run(["examples/cron_script.py", SERVER, auth_server.resource_url], env)
     assert result.returncode == 2
-    assert "oauth-gateway: $: config file %s (from $OAUTH_GATEWAY_CONFIG) does not exist" % env[
-        "OAUTH_GATEWAY_CONFIG"
-    ] in result.stderr
+    assert (
+        "oauth-gateway: $: config file %s (from $OAUTH_GATEWAY_CONFIG) does not exist" % env["OAUTH_GATEWAY_CONFIG"]
+        in result.stderr
+    )
     assert auth_server.count("/resource") == 0
 
 

@@ -16,10 +16,43 @@ from oauth_gateway._fastschema import is_valid
 FILES = {"%s.schema.json" % name: schema.load_schema(name) for name in schema.SCHEMA_NAMES}
 KEYS = sorted(schema.load_schema("oauth-config")["properties"]) + ["OAUTH_SCOPES", "$schema", "extra"]
 VALUES = st.sampled_from(
-    [None, True, False, 0, 1, -1, 0.5, 1.0, 3.0, 2**40, "", " ", "x", "2.0", "2.1", "true", "https://a.example/t",
-     "http://a/t", "${X}", "https://${H}/t", "read  write", " read", "read write", "client_credentials", "a\u00e9",
-     [], [""], ["https://a/r"], ["x", "y"], {}, {"a": "b"}, {"grant_type": "x"}, {"Authorization": "x"},
-     {"X-A": 1}, {"content-type": "x"}]
+    [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        0.5,
+        1.0,
+        3.0,
+        2**40,
+        "",
+        " ",
+        "x",
+        "2.0",
+        "2.1",
+        "true",
+        "https://a.example/t",
+        "http://a/t",
+        "${X}",
+        "https://${H}/t",
+        "read  write",
+        " read",
+        "read write",
+        "client_credentials",
+        "a\u00e9",
+        [],
+        [""],
+        ["https://a/r"],
+        ["x", "y"],
+        {},
+        {"a": "b"},
+        {"grant_type": "x"},
+        {"Authorization": "x"},
+        {"X-A": 1},
+        {"content-type": "x"},
+    ]
 )
 BASE = {
     "enabled": True,
@@ -51,7 +84,9 @@ def test_mutated_blocks(changes, removed):
         block.pop(key, None)
     block.update(copy.deepcopy(changes))
     _agrees(block, "oauth-config")
-    gateway = {"mcp_configs": {"abc": {"mcp_config_name": "x", "mcp_config": [{"server_name": "s", "oauth_config": block}]}}}
+    gateway = {
+        "mcp_configs": {"abc": {"mcp_config_name": "x", "mcp_config": [{"server_name": "s", "oauth_config": block}]}}
+    }
     _agrees(gateway, "gateway-config")
 
 
@@ -60,7 +95,11 @@ def test_fixture_files_and_the_valid_base():
     for path in FIXTURES:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
-        name = "gateway-config" if isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS) else "oauth-config"
+        name = (
+            "gateway-config"
+            if isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS)
+            else "oauth-config"
+        )
         fast = _agrees(document, name)
         if os.path.basename(path).startswith(("gateway-bad", "oauth-bad")):
             assert not fast, path

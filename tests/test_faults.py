@@ -301,7 +301,12 @@ def test_client_errors_are_final_and_fail_fast(manager, auth_server, make_block,
     error = info.value
     assert type(error) is exc
     assert str(error) == "OAuth token request failed: %s (refused) [correlation_id=%s]" % (code, error.correlation_id)
-    assert (error.status_code, error.error, error.error_description, error.retryable) == (status, code, "refused", False)
+    assert (error.status_code, error.error, error.error_description, error.retryable) == (
+        status,
+        code,
+        "refused",
+        False,
+    )
     assert error.correlation_id == auth_server.requests[-1].correlation_id
     assert auth_server.count() == 1
     assert sleeps.calls == []
@@ -317,14 +322,38 @@ def test_client_errors_are_final_and_fail_fast(manager, auth_server, make_block,
     [
         (Fault(body="<html><body>Sign in</body></html>", content_type="text/html"), "its body is not a JSON object"),
         (Fault(json={}), "access_token is missing or empty"),
-        (Fault(json=[{"access_token": "in-an-array-0123456789", "token_type": "Bearer"}]), "its body is not a JSON object"),
+        (
+            Fault(json=[{"access_token": "in-an-array-0123456789", "token_type": "Bearer"}]),
+            "its body is not a JSON object",
+        ),
         (Fault(json={"access_token": "", "token_type": "Bearer"}), "access_token is missing or empty"),
-        (Fault(json={"access_token": "mac-token-0123456789abcdef", "token_type": "mac"}), "token_type is 'mac', not Bearer"),
-        (Fault(json={"access_token": "zero-lifetime-0123456789", "token_type": "Bearer", "expires_in": 0}), "expires_in"),
-        (Fault(json={"access_token": "negative-lifetime-0123456", "token_type": "Bearer", "expires_in": -5}), "expires_in"),
-        (Fault(json={"access_token": "word-lifetime-0123456789", "token_type": "Bearer", "expires_in": "soon"}), "expires_in"),
+        (
+            Fault(json={"access_token": "mac-token-0123456789abcdef", "token_type": "mac"}),
+            "token_type is 'mac', not Bearer",
+        ),
+        (
+            Fault(json={"access_token": "zero-lifetime-0123456789", "token_type": "Bearer", "expires_in": 0}),
+            "expires_in",
+        ),
+        (
+            Fault(json={"access_token": "negative-lifetime-0123456", "token_type": "Bearer", "expires_in": -5}),
+            "expires_in",
+        ),
+        (
+            Fault(json={"access_token": "word-lifetime-0123456789", "token_type": "Bearer", "expires_in": "soon"}),
+            "expires_in",
+        ),
     ],
-    ids=["html", "empty-object", "json-array", "empty-access-token", "mac", "expires-in-0", "expires-in-negative", "expires-in-word"],
+    ids=[
+        "html",
+        "empty-object",
+        "json-array",
+        "empty-access-token",
+        "mac",
+        "expires-in-0",
+        "expires-in-negative",
+        "expires-in-word",
+    ],
 )
 def test_a_200_that_is_not_a_token_is_refused_without_retry(manager, auth_server, make_block, sleeps, fault, fragment):
     auth_server.set_faults([fault])
@@ -349,7 +378,9 @@ def test_a_200_that_is_not_a_token_is_refused_without_retry(manager, auth_server
 )
 def test_expires_in_forms_that_are_accepted(manager, auth_server, make_block, sleeps, clock, expires_in, lifetime):
     access_token = "accepted-token-0123456789abcdef"
-    auth_server.set_faults([Fault(json={"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in})])
+    auth_server.set_faults(
+        [Fault(json={"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in})]
+    )
     config = _config(auth_server, make_block)
     start = clock()
     token = manager.get_token("oauth-api", config)
@@ -383,7 +414,11 @@ def test_a_redirect_to_another_host_is_never_followed(manager, ca, auth_server, 
         assert elsewhere.connections == 0
     error = info.value
     assert type(error) is og.TokenRequestError
-    assert "the server answered %d, a redirect to %s, which is never followed" % (status, elsewhere.token_url) in str(error)
+    # redact_url keeps the query's names and masks their values.
+    assert "the server answered %d, a redirect to %s?client_secret=***, which is never followed" % (
+        status,
+        elsewhere.token_url,
+    ) in str(error)
     assert "set the URL to the final endpoint" in str(error)
     assert "q" * 12 not in str(error)  # the Location's query is not repeated
     assert (error.status_code, error.retryable) == (status, False)
@@ -508,7 +543,9 @@ def test_mtls_file_gone_after_loading_fails_before_connecting(
     assert sleeps.calls == []
 
 
-def test_mtls_file_removed_while_a_connection_is_pooled_still_fails_closed(manager, tls12, make_block, cert_copy, sleeps):
+def test_mtls_file_removed_while_a_connection_is_pooled_still_fails_closed(
+    manager, tls12, make_block, cert_copy, sleeps
+):
     # The pooled connection was opened with the certificate; the file check runs before every
     # request all the same, so a removed certificate stops the next request, not the next handshake.
     server = tls12()

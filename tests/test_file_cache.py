@@ -18,9 +18,8 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway import cache as cache_module
 from oauth_gateway.cache import CacheEntry, MemoryTokenCache, cache_from_settings
-from oauth_gateway.contrib import file_cache
+from oauth_gateway.contrib import file_cache, store
 from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
 from servers import FakeClock, RecordingSleep
 
@@ -182,7 +181,7 @@ def test_a_damaged_file_is_ignored_and_replaced(cache_dir, config, auth_server, 
 def test_a_store_that_fails_falls_back_to_fetching_and_counts_it(cache_dir, config, auth_server, caplog):
     cache = FileTokenCache(cache_dir)
     # A directory where the token file should be: reading and replacing it both fail.
-    os.mkdir(os.path.join(cache_dir, cache_module._key_digest(("oauth-api", "default")) + ".token"))
+    os.mkdir(os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + ".token"))
     manager = og.TokenManager(cache=cache)
     with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
         token = manager.get_token("oauth-api", config)

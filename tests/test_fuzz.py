@@ -52,10 +52,14 @@ _scalars = st.one_of(
     st.text(max_size=30),
 )
 _json = st.recursive(
-    _scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
 )
 #: Tokens long enough that finding one in a message is not a coincidence.
-_access_tokens = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=20, max_size=64)
+_access_tokens = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=20, max_size=64
+)
 _expires_in = st.one_of(
     st.integers(min_value=-(2**64), max_value=2**64),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -66,7 +70,9 @@ _token_documents = st.fixed_dictionaries(
     {},
     optional={
         "access_token": st.one_of(_access_tokens, st.sampled_from(["", "  "]), _json),
-        "token_type": st.one_of(st.sampled_from(["Bearer", "bearer", "BEARER", "mac", "", " Bearer", "Bearer\n"]), _json),
+        "token_type": st.one_of(
+            st.sampled_from(["Bearer", "bearer", "BEARER", "mac", "", " Bearer", "Bearer\n"]), _json
+        ),
         "expires_in": _expires_in,
         "scope": st.one_of(st.sampled_from(["read", "read write", ""]), _json),
         "error": st.one_of(st.sampled_from(["invalid_client", "invalid_scope", "slow_down"]), _json),
@@ -98,9 +104,20 @@ def _echoable_elsewhere(document: Any, token: str) -> bool:
 
 @SETTINGS
 @given(_statuses, _bodies)
-@example(200, ("raw", None, b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": NaN}'))
-@example(200, ("raw", None, b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": 1e400}'))
-@example(200, ("raw", None, b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": 1' + b"0" * 400 + b"}"))
+@example(
+    200, ("raw", None, b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": NaN}')
+)
+@example(
+    200, ("raw", None, b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": 1e400}')
+)
+@example(
+    200,
+    (
+        "raw",
+        None,
+        b'{"access_token": "abcdefghijklmnopqrstuvwxyz", "token_type": "Bearer", "expires_in": 1' + b"0" * 400 + b"}",
+    ),
+)
 def test_parse_token_response_raises_only_token_request_error(status, body):
     kind, document, raw = body
     try:
@@ -130,7 +147,9 @@ def test_parse_token_response_raises_only_token_request_error(status, body):
     assert isinstance(parsed.access_token, str) and parsed.access_token.strip()
     assert parsed.token_type == "Bearer"
     assert parsed.expires_in is None or (
-        isinstance(parsed.expires_in, float) and 0 < parsed.expires_in <= MAX_TOKEN_LIFETIME and not math.isnan(parsed.expires_in)
+        isinstance(parsed.expires_in, float)
+        and 0 < parsed.expires_in <= MAX_TOKEN_LIFETIME
+        and not math.isnan(parsed.expires_in)
     )
     assert parsed.scope is None or isinstance(parsed.scope, str)
     if kind == "document":
@@ -153,7 +172,9 @@ def test_deeply_nested_bodies_are_refused(status, opening, closing, depth):
 
 
 @pytest.mark.parametrize(
-    "code", ["x" * 5000, "invalid_client\nINFO forged log line", "invalid_client\r\n\r\n<html>"], ids=["long", "newline", "crlf"]
+    "code",
+    ["x" * 5000, "invalid_client\nINFO forged log line", "invalid_client\r\n\r\n<html>"],
+    ids=["long", "newline", "crlf"],
 )
 def test_an_error_code_outside_rfc6749_is_not_echoed_whole(code):
     with pytest.raises(og.TokenRequestError) as info:
@@ -180,12 +201,19 @@ _good_values = {
     "OAUTH_TOKEN_URL": st.sampled_from(["https://idp.example.com/token", "http://127.0.0.1/token", "${IDP}/token"]),
     "OAUTH_REVOCATION_URL": st.sampled_from(["https://idp.example.com/revoke", "", "ftp://x"]),
     "OAUTH_SCOPE": st.sampled_from(["read", "read write", " read", "a  b", ""]),
-    "OAUTH_RESOURCE": st.one_of(st.sampled_from(["https://api.example.com", "urn:x", "https://a#b"]), st.lists(st.sampled_from(["https://a.example", "x"]), max_size=2)),
+    "OAUTH_RESOURCE": st.one_of(
+        st.sampled_from(["https://api.example.com", "urn:x", "https://a#b"]),
+        st.lists(st.sampled_from(["https://a.example", "x"]), max_size=2),
+    ),
     "OAUTH_TOKEN_EXPIRY_BUFFER": st.one_of(st.integers(-5, 1000), st.floats(allow_nan=False, allow_infinity=False)),
     "OAUTH_TIMEOUT": st.one_of(st.integers(-1, 60), st.floats(allow_nan=False, allow_infinity=False)),
     "OAUTH_MAX_RETRIES": st.integers(-2, 12),
-    "OAUTH_ADDITIONAL_PARAMS": st.dictionaries(st.sampled_from(["realm", "scope", "client_secret", "x"]), _scalars, max_size=3),
-    "OAUTH_CUSTOM_HEADERS": st.dictionaries(st.sampled_from(["X-A", "Authorization", "content-type"]), _scalars, max_size=3),
+    "OAUTH_ADDITIONAL_PARAMS": st.dictionaries(
+        st.sampled_from(["realm", "scope", "client_secret", "x"]), _scalars, max_size=3
+    ),
+    "OAUTH_CUSTOM_HEADERS": st.dictionaries(
+        st.sampled_from(["X-A", "Authorization", "content-type"]), _scalars, max_size=3
+    ),
 }
 
 
@@ -198,7 +226,8 @@ _oauth_blocks = st.one_of(
     st.fixed_dictionaries(
         {"enabled": st.booleans()},
         optional=dict(
-            {key: _value_for(key) for key in _OAUTH_KEYS if key not in ("enabled", "OAUTH_CLIENT_SECRET")}, OAUTH_SCOPES=_json
+            {key: _value_for(key) for key in _OAUTH_KEYS if key not in ("enabled", "OAUTH_CLIENT_SECRET")},
+            OAUTH_SCOPES=_json,
         ),
     ),
     _json,
@@ -209,7 +238,10 @@ _servers = st.fixed_dictionaries(
         "config": st.one_of(
             st.fixed_dictionaries(
                 {"command": st.sampled_from(["npx", "python"])},
-                optional={"args": st.lists(st.text(max_size=8), max_size=3), "env": st.dictionaries(st.text(max_size=6), _scalars, max_size=2)},
+                optional={
+                    "args": st.lists(st.text(max_size=8), max_size=3),
+                    "env": st.dictionaries(st.text(max_size=6), _scalars, max_size=2),
+                },
             ),
             _json,
         ),
@@ -288,11 +320,13 @@ def _resolves(document: Any, segments: List[Any]) -> bool:
 def _blocks(document: Any) -> List[Tuple[str, Any]]:
     found = []
     configs = document.get("mcp_configs") if isinstance(document, dict) else None
-    for config_id, config_set in (configs.items() if isinstance(configs, dict) else ()):
+    for config_id, config_set in configs.items() if isinstance(configs, dict) else ():
         servers_ = config_set.get("mcp_config") if isinstance(config_set, dict) else None
         for i, server in enumerate(servers_ if isinstance(servers_, list) else ()):
             if isinstance(server, dict) and "oauth_config" in server:
-                found.append((_path(("mcp_configs", config_id, "mcp_config", i, "oauth_config")), server["oauth_config"]))
+                found.append(
+                    (_path(("mcp_configs", config_id, "mcp_config", i, "oauth_config")), server["oauth_config"])
+                )
     return found
 
 
@@ -310,7 +344,9 @@ def _path(segments) -> str:
 
 
 @SETTINGS
-@given(_gateways, st.one_of(_secrets, _secrets.map(lambda s: [s]), _secrets.map(lambda s: {"v": s})), st.integers(0, 255))
+@given(
+    _gateways, st.one_of(_secrets, _secrets.map(lambda s: [s]), _secrets.map(lambda s: {"v": s})), st.integers(0, 255)
+)
 def test_deep_gateway_documents_give_sorted_problems_that_point_into_them(document, secret, where):
     document = _with_secret(document, secret, where)
     before = copy.deepcopy(document)
@@ -343,7 +379,11 @@ def test_a_block_in_a_gateway_has_the_problems_it_has_alone(document):
         if isinstance(block, dict) and "$schema" in block:
             continue  # allowed in a bare block file, not inside a gateway (test_schema.py checks both)
         alone = validate_oauth_block(block, path)
-        inside = [p for p in problems if p.json_path == path or p.json_path.startswith(path + ".") or p.json_path.startswith(path + "[")]
+        inside = [
+            p
+            for p in problems
+            if p.json_path == path or p.json_path.startswith(path + ".") or p.json_path.startswith(path + "[")
+        ]
         assert sorted(inside) == sorted(alone), path
 
 
@@ -354,7 +394,19 @@ def test_a_block_in_a_gateway_has_the_problems_it_has_alone(document):
 @given(
     st.fixed_dictionaries(
         {"OAUTH_CLIENT_SECRET": _secrets},
-        optional={key: _value_for(key) for key in _OAUTH_KEYS if key not in ("OAUTH_CLIENT_SECRET", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_USE_MTLS", "OAUTH_CLIENT_CERT_PATH", "OAUTH_CLIENT_KEY_PATH", "OAUTH_CA_BUNDLE_PATH")},
+        optional={
+            key: _value_for(key)
+            for key in _OAUTH_KEYS
+            if key
+            not in (
+                "OAUTH_CLIENT_SECRET",
+                "OAUTH_CLIENT_SECRET_FILE",
+                "OAUTH_USE_MTLS",
+                "OAUTH_CLIENT_CERT_PATH",
+                "OAUTH_CLIENT_KEY_PATH",
+                "OAUTH_CA_BUNDLE_PATH",
+            )
+        },
     ),
     st.sampled_from(["${SECRET}", "literal", "prefix-${SECRET}"]),
 )

@@ -106,6 +106,7 @@ def leftovers(directory):
 
 # --- load_gateway_config --------------------------------------------------------------
 
+
 def test_load_returns_the_document(config_file, loaded):
     assert loaded.path == str(config_file)
     assert loaded.data == sample_document()
@@ -215,7 +216,7 @@ def test_bad_json_gives_line_and_column_but_no_content(tmp_path):
         load_gateway_config(str(bad))
     text = str(info.value)
     assert str(bad) in text
-    assert "line 3 column 43" in text
+    assert "line 3, column 43" in text
     assert "hunter2" not in text
     assert info.value.hint
 
@@ -266,6 +267,7 @@ def test_group_readable_file_is_loaded_with_a_warning(config_file, caplog):
 
 
 # --- GatewayConfig --------------------------------------------------------------------
+
 
 def test_data_and_entries_are_copies(loaded):
     data = loaded.data
@@ -440,6 +442,7 @@ def test_misshapen_layout_is_refused(layout, path):
 
 # --- add_server -----------------------------------------------------------------------
 
+
 def test_add_server_creates_file_and_directory(tmp_path):
     target = tmp_path / "new-dir" / "enkrypt_mcp_config.json"
     config_id = add_server(
@@ -470,14 +473,18 @@ def test_add_server_creates_file_and_directory(tmp_path):
 def test_add_server_keeps_everything_else_and_backs_up(config_file):
     os.chmod(str(config_file), 0o644)
     before = config_file.read_bytes()
-    config_id = add_server(str(config_file), server_name="fetch", command="uvx", args=("mcp-server-fetch",),
-                           env={"LOG": "1"})
+    config_id = add_server(
+        str(config_file), server_name="fetch", command="uvx", args=("mcp-server-fetch",), env={"LOG": "1"}
+    )
     assert config_id == DEFAULT_ID
     after = json.loads(config_file.read_text(encoding="utf-8"))
     expected = sample_document()
     expected["mcp_configs"][DEFAULT_ID]["mcp_config"].append(
-        {"server_name": "fetch", "description": "", "config": {"command": "uvx", "args": ["mcp-server-fetch"],
-                                                              "env": {"LOG": "1"}}}
+        {
+            "server_name": "fetch",
+            "description": "",
+            "config": {"command": "uvx", "args": ["mcp-server-fetch"], "env": {"LOG": "1"}},
+        }
     )
     assert after == expected
     backup = config_file.parent / (config_file.name + ".bak")
@@ -610,6 +617,7 @@ def test_symlinked_file_is_updated_at_its_target(config_file, tmp_path):
 
 
 # --- failures midway ------------------------------------------------------------------
+
 
 def test_unserialisable_document_touches_nothing(config_file):
     before = config_file.read_bytes()

@@ -41,6 +41,7 @@ def _fresh_log_memory():
 
 # --- detection ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "command, args, expected",
     [
@@ -116,6 +117,7 @@ def test_log_mentions_a_non_boolean_is_remote(caplog):
 
 # --- remote injection -----------------------------------------------------------------
 
+
 def header_pairs(args):
     """Header values as mcp-remote reads them: ``--header`` consumes the next argument."""
     pairs = []
@@ -126,7 +128,7 @@ def header_pairs(args):
             i += 2
             continue
         if args[i].startswith("--header="):
-            pairs.append(args[i][len("--header="):])
+            pairs.append(args[i][len("--header=") :])
         i += 1
     return pairs
 
@@ -222,6 +224,7 @@ def test_missing_or_null_args_and_env_are_written_empty_then_filled():
 
 # --- purity ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "original",
     [
@@ -251,6 +254,7 @@ def test_other_keys_are_copied_deeply():
 
 
 # --- malformed entries ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "bad, path",
@@ -306,8 +310,19 @@ _json = st.recursive(
     max_leaves=8,
 )
 _arg = st.one_of(
-    st.sampled_from(["mcp-remote", "mcp-remote@1.2", "curl", "-y", "--header", "--header=Authorization:x",
-                     "Authorization: Bearer old", "https://x/mcp", "server.py"]),
+    st.sampled_from(
+        [
+            "mcp-remote",
+            "mcp-remote@1.2",
+            "curl",
+            "-y",
+            "--header",
+            "--header=Authorization:x",
+            "Authorization: Bearer old",
+            "https://x/mcp",
+            "server.py",
+        ]
+    ),
     st.text(max_size=10),
     _json,
 )

@@ -28,6 +28,9 @@ import pytest
 from servers import Fault
 from workers.redis_server import RedisServer, free_port, require_redis
 
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 WORKERS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
 TOKEN_WORKER = os.path.join(WORKERS_DIR, "token_worker.py")
 
@@ -111,7 +114,7 @@ class Workers:
                 reports.append(json.loads(handle.read().decode("utf-8").strip().splitlines()[-1]))
         return reports
 
-    def __enter__(self) -> "Workers":
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -334,12 +337,19 @@ def test_gunicorn_with_4_workers_serving_200_requests_makes_one_token_request(
     port = free_port()
     env = dict(os.environ, OAUTH_GATEWAY_TOKEN_CACHE=setting, OAUTH_GATEWAY_TEST_BLOCK=block_path)
     command = [
-        sys.executable, "-m", "gunicorn",
-        "--workers", "4",
-        "--worker-class", "sync",
-        "--bind", "127.0.0.1:%d" % port,
-        "--chdir", WORKERS_DIR,
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "4",
+        "--worker-class",
+        "sync",
+        "--bind",
+        "127.0.0.1:%d" % port,
+        "--chdir",
+        WORKERS_DIR,
+        "--log-level",
+        "warning",
         "wsgi_app:application",
     ]
     log_path = str(tmp_path / "gunicorn.log")

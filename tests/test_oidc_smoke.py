@@ -21,8 +21,8 @@ from oidc_provider import (
     RESOURCE,
     SCOPE,
     OidcProvider,
+    oidc_provider,  # noqa: F401 (the fixture, found by pytest here)
 )
-from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
 
 TIMEOUT = 10
 
@@ -90,7 +90,22 @@ def test_discovery_names_https_endpoints_on_the_issuer(oidc_provider: OidcProvid
     for url in (oidc_provider.token_url, oidc_provider.revocation_url):
         assert url.startswith(oidc_provider.issuer + "/")
     methods = oidc_provider.discovery["token_endpoint_auth_methods_supported"]
-    assert set(methods) == {"client_secret_basic", "client_secret_post", "tls_client_auth"}
+    assert set(methods) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "tls_client_auth",
+        "private_key_jwt",
+        "client_secret_jwt",
+    }
+    algs = oidc_provider.discovery["token_endpoint_auth_signing_alg_values_supported"]
+    assert set(algs) == {"HS256", "RS256", "PS256", "ES256", "ES384"}
+
+
+def test_discovery_advertises_dpop_and_certificate_bound_tokens(oidc_provider: OidcProvider) -> None:
+    algs = oidc_provider.discovery["dpop_signing_alg_values_supported"]
+    assert set(algs) == {"ES256", "ES384", "RS256", "PS256"}
+    assert oidc_provider.discovery["tls_client_certificate_bound_access_tokens"] is True
+    assert "dpop" in oidc_provider.clients and "mtls-bound" in oidc_provider.clients
 
 
 def test_secrets_need_form_encoding(oidc_provider: OidcProvider) -> None:
@@ -203,9 +218,7 @@ def test_mtls_without_certificate_is_invalid_client(oidc_provider: OidcProvider)
     assert response.json()["error"] == "invalid_client"
 
 
-def test_mtls_certificate_from_another_ca_is_invalid_client(
-    oidc_provider: OidcProvider, tmp_path: Any
-) -> None:
+def test_mtls_certificate_from_another_ca_is_invalid_client(oidc_provider: OidcProvider, tmp_path: Any) -> None:
     stranger = trustme.CA().issue_cert(
         "client@example.test",
         common_name="oauth-gateway-test-client",
@@ -230,9 +243,7 @@ def test_mtls_certificate_from_another_ca_is_invalid_client(
     assert response.json()["error"] == "invalid_client"
 
 
-def test_mtls_certificate_with_another_subject_is_invalid_client(
-    oidc_provider: OidcProvider, tmp_path: Any
-) -> None:
+def test_mtls_certificate_with_another_subject_is_invalid_client(oidc_provider: OidcProvider, tmp_path: Any) -> None:
     other = oidc_provider.ca.issue_cert("client@example.test", common_name="someone-else")
     cert_file = tmp_path / "other.pem"
     key_file = tmp_path / "other.key"

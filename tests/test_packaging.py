@@ -49,7 +49,7 @@ pytestmark = pytest.mark.skipif(
 def _source_version() -> str:
     text = (REPO / "oauth_gateway" / "_version.py").read_text(encoding="utf-8")
     match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
-    assert match, "oauth_gateway/_version.py: no __version__ = \"X.Y.Z\" line"
+    assert match, 'oauth_gateway/_version.py: no __version__ = "X.Y.Z" line'
     return match.group(1)
 
 
@@ -64,8 +64,7 @@ def _ignore_for_copy(directory: str, names: List[str]) -> List[str]:
     return [
         name
         for name in names
-        if name in _ANYWHERE_SKIPS
-        or (at_root and (name in _ROOT_ONLY_SKIPS or name.endswith(".egg-info")))
+        if name in _ANYWHERE_SKIPS or (at_root and (name in _ROOT_ONLY_SKIPS or name.endswith(".egg-info")))
     ]
 
 
@@ -77,7 +76,7 @@ def _run(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=300,
     )
 
@@ -147,8 +146,9 @@ def test_runtime_dependencies_are_the_four_with_floors_pinned_in_oldest_constrai
     assert set(floors) == RUNTIME_DEPENDENCIES
     pins = (REPO / "ci" / "constraints-oldest.txt").read_text(encoding="utf-8").split()
     for name, floor in sorted(floors.items()):
-        assert "%s==%s" % (name, floor) in pins, (
-            "ci/constraints-oldest.txt must pin %s==%s, the floor in setup.cfg" % (name, floor)
+        assert "%s==%s" % (name, floor) in pins, "ci/constraints-oldest.txt must pin %s==%s, the floor in setup.cfg" % (
+            name,
+            floor,
         )
 
 
@@ -157,11 +157,10 @@ def test_wheel_contains_the_schemas_as_package_data(dists: Dict[str, Path]) -> N
     for schema in REQUIRED_SCHEMAS:
         assert "oauth_gateway/schemas/%s" % schema in names
     wheel_schemas = sorted(n for n in names if n.startswith("oauth_gateway/schemas/"))
-    source_schemas = sorted(
-        "oauth_gateway/schemas/%s" % p.name for p in (REPO / "schemas").glob("*.json")
-    )
+    source_schemas = sorted("oauth_gateway/schemas/%s" % p.name for p in (REPO / "schemas").glob("*.json"))
     assert wheel_schemas == source_schemas
     assert not [n for n in names if n.startswith(("schemas/", "tests/"))], names
+    assert "oauth_gateway/py.typed" in names  # PEP 561: type checkers read the package's annotations
     with zipfile.ZipFile(str(dists["wheel"])) as archive:
         for schema in REQUIRED_SCHEMAS:
             packed = archive.read("oauth_gateway/schemas/%s" % schema)
@@ -187,9 +186,7 @@ def test_sdist_contains_the_schemas_and_no_local_clutter(dists: Dict[str, Path])
         assert "schemas/%s" % schema in names
     for required in ("setup.py", "setup.cfg", "pyproject.toml", "oauth_gateway/__init__.py"):
         assert required in names
-    clutter = [
-        n for n in names if "node_modules" in n or "__pycache__" in n or n.startswith(".venvs")
-    ]
+    clutter = [n for n in names if "node_modules" in n or "__pycache__" in n or n.startswith(".venvs")]
     assert clutter == []
 
 
@@ -210,3 +207,76 @@ def test_python_dash_m_prints_the_version(tmp_path: Path) -> None:
 
 def test_the_test_command_is_executable() -> None:
     assert os.access(str(REPO / "scripts" / "test"), os.X_OK), "chmod +x scripts/test"
+
+
+# Files an sdist must carry so the tests and the docs build can run from it.
+SDIST_REQUIRED = (
+    "LICENSE",
+    "README.rst",
+    "CHANGELOG.rst",
+    "SECURITY.rst",
+    ".pre-commit-hooks.yaml",
+    "scripts/test",
+    "ci/constraints-oldest.txt",
+    "ci/constraints-newest.txt",
+    "docs/conf.py",
+    "docs/index.rst",
+    "docs/_ext/oauth_gateway_docs.py",
+    "tests/conftest.py",
+    "tests/oidc/package.json",
+    "tests/oidc/package-lock.json",
+    "tests/e2e/package.json",
+    "tests/e2e/package-lock.json",
+)
+PROJECT_URLS = ("Source", "Documentation", "Changelog", "Issues")
+
+
+def test_sdist_holds_the_license_docs_test_command_constraints_and_hooks(dists: Dict[str, Path]) -> None:
+    names = set(_sdist_names(dists["sdist"]))
+    assert [name for name in SDIST_REQUIRED if name not in names] == []
+    repo_docs = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "docs").rglob("*")
+        if path.is_file() and "_build" not in path.parts and "__pycache__" not in path.parts
+    }
+    assert sorted(repo_docs - names) == []
+    assert not [name for name in names if name.startswith("docs/_build")]
+
+
+def test_sdist_keeps_the_test_command_executable(dists: Dict[str, Path]) -> None:
+    with tarfile.open(str(dists["sdist"])) as archive:
+        modes = {m.name.split("/", 1)[1]: m.mode for m in archive.getmembers() if "/" in m.name}
+    assert modes["scripts/test"] & 0o111, "scripts/test lost its executable bit in the sdist"
+
+
+def test_the_license_file_is_the_apache_2_0_text() -> None:
+    text = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+
+
+def _metadata_lines(dists: Dict[str, Path]) -> List[str]:
+    info = "oauth_gateway-%s.dist-info" % _source_version()
+    with zipfile.ZipFile(str(dists["wheel"])) as archive:
+        return archive.read("%s/METADATA" % info).decode("utf-8").splitlines()
+
+
+def test_wheel_metadata_declares_the_apache_license_and_ships_the_file(dists: Dict[str, Path]) -> None:
+    lines = _metadata_lines(dists)
+    assert "License: Apache-2.0" in lines or "License-Expression: Apache-2.0" in lines, lines[:30]
+    assert "Classifier: License :: OSI Approved :: Apache Software License" in lines
+    assert "License-File: LICENSE" in lines
+    names = _wheel_names(dists["wheel"])
+    licenses = [n for n in names if ".dist-info/" in n and n.endswith("LICENSE")]
+    assert licenses, "the wheel carries no LICENSE in its .dist-info"
+    assert any(line.startswith("Author: ") and len(line) > len("Author: ") for line in lines)
+
+
+def test_wheel_metadata_names_the_project_urls(dists: Dict[str, Path]) -> None:
+    urls = {}
+    for line in _metadata_lines(dists):
+        if line.startswith("Project-URL: "):
+            label, _, url = line[len("Project-URL: "):].partition(", ")
+            urls[label] = url
+    assert sorted(label for label in PROJECT_URLS if label not in urls) == []
+    assert all(url.startswith("https://") for url in urls.values()), urls

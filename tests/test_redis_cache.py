@@ -15,7 +15,8 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.cache import _key_digest, cache_from_settings
+from oauth_gateway import cache_from_settings
+from oauth_gateway.contrib.store import key_digest
 from servers import FakeClock, RecordingSleep
 from workers.redis_server import RedisServer, free_port, require_redis
 
@@ -54,11 +55,11 @@ def config(auth_server, make_block):
 
 
 def _token_key(prefix="oauth-gateway:"):
-    return ("%stoken:%s" % (prefix, _key_digest(KEY))).encode()
+    return ("%stoken:%s" % (prefix, key_digest(KEY))).encode()
 
 
 def _lock_key(prefix="oauth-gateway:"):
-    return ("%slock:%s" % (prefix, _key_digest(KEY))).encode()
+    return ("%slock:%s" % (prefix, key_digest(KEY))).encode()
 
 
 # --------------------------------------------------------------------------- sharing

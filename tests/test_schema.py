@@ -83,7 +83,9 @@ def gateway(oauth_config: Any, config_id: str = "abc") -> Dict[str, Any]:
         "mcp_configs": {
             config_id: {
                 "mcp_config_name": "default_config",
-                "mcp_config": [{"server_name": "oauth-api", "config": {"command": "npx"}, "oauth_config": oauth_config}],
+                "mcp_config": [
+                    {"server_name": "oauth-api", "config": {"command": "npx"}, "oauth_config": oauth_config}
+                ],
             }
         }
     }
@@ -151,7 +153,9 @@ def test_schema_path_refuses_unknown_names() -> None:
         schema.schema_path("../secrets")
 
 
-def test_loader_prefers_the_package_schemas_then_the_source_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_prefers_the_package_schemas_then_the_source_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "repo" / "oauth_gateway"
     (package / "schemas").mkdir(parents=True)
     (tmp_path / "repo" / "schemas").mkdir()
@@ -197,13 +201,20 @@ GOOD_BLOCKS = {
         OAUTH_CLIENT_SECRET=..., OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH="/c.pem", OAUTH_CLIENT_KEY_PATH="/k.pem"
     ),
     "http with OAUTH_ENFORCE_HTTPS false": block(
-        OAUTH_ENFORCE_HTTPS=False, OAUTH_TOKEN_URL="http://127.0.0.1:8080/token", OAUTH_REVOCATION_URL="http://127.0.0.1/r"
+        OAUTH_ENFORCE_HTTPS=False,
+        OAUTH_TOKEN_URL="http://127.0.0.1:8080/token",
+        OAUTH_REVOCATION_URL="http://127.0.0.1/r",
     ),
     "env references in URLs under 2.1": block(
-        OAUTH_VERSION="2.1", OAUTH_TOKEN_URL="${IDP}/token", OAUTH_REVOCATION_URL="${IDP}/revoke", OAUTH_RESOURCE="${RES}"
+        OAUTH_VERSION="2.1",
+        OAUTH_TOKEN_URL="${IDP}/token",
+        OAUTH_REVOCATION_URL="${IDP}/revoke",
+        OAUTH_RESOURCE="${RES}",
     ),
     "2.1 without a revocation URL": block(OAUTH_VERSION="2.1"),
-    "2.1 with explicit true flags": block(OAUTH_VERSION="2.1", OAUTH_ENFORCE_HTTPS=True, OAUTH_TOKEN_IN_HEADER_ONLY=True),
+    "2.1 with explicit true flags": block(
+        OAUTH_VERSION="2.1", OAUTH_ENFORCE_HTTPS=True, OAUTH_TOKEN_IN_HEADER_ONLY=True
+    ),
     "seed nulls for paths and revocation URL": block(
         OAUTH_CLIENT_CERT_PATH=None, OAUTH_CLIENT_KEY_PATH=None, OAUTH_CA_BUNDLE_PATH=None, OAUTH_REVOCATION_URL=None
     ),
@@ -214,7 +225,11 @@ GOOD_BLOCKS = {
     "prefixed custom headers": block(OAUTH_CUSTOM_HEADERS={"X-Authorization-Id": "1", "Content-Type-Hint": "x"}),
     "whole-number float buffer": block(OAUTH_TOKEN_EXPIRY_BUFFER=300.0),
     "boundary numbers": block(
-        OAUTH_TOKEN_EXPIRY_BUFFER=0, OAUTH_MAX_RETRIES=10, OAUTH_RETRY_BACKOFF=0, OAUTH_RETRY_AFTER_MAX=0, OAUTH_TIMEOUT=0.1
+        OAUTH_TOKEN_EXPIRY_BUFFER=0,
+        OAUTH_MAX_RETRIES=10,
+        OAUTH_RETRY_BACKOFF=0,
+        OAUTH_RETRY_AFTER_MAX=0,
+        OAUTH_TIMEOUT=0.1,
     ),
     "$schema in a bare block": block(**{"$schema": "../schemas/oauth-config.schema.json"}),
 }
@@ -230,7 +245,9 @@ def test_good_blocks_have_no_problems(name: str) -> None:
 
 def test_complete_docs_example_with_every_key_is_valid() -> None:
     full = dict(KEYS)
-    full.update(BASE, OAUTH_VERSION="2.1", OAUTH_SCOPE="read write delete", OAUTH_RESOURCE="https://resource.example.com")
+    full.update(
+        BASE, OAUTH_VERSION="2.1", OAUTH_SCOPE="read write delete", OAUTH_RESOURCE="https://resource.example.com"
+    )
     assert validate_oauth_block(full) == []
 
 
@@ -249,64 +266,235 @@ def test_gateway_tolerates_the_seed_sections_and_unknown_server_fields() -> None
 
 BAD_BLOCKS = [
     # (block, path under $, message fragment, hint fragment or None)
-    (block(OAUTH_TOKEN_URL="http://idp/token"), "OAUTH_TOKEN_URL", "must be https, got 'http://idp/token'",
-     "use https or set OAUTH_ENFORCE_HTTPS to false for local tests"),
-    (block(OAUTH_REVOCATION_URL="http://idp/revoke"), "OAUTH_REVOCATION_URL", "must be https, got 'http://idp/revoke'", "OAUTH_ENFORCE_HTTPS"),
-    (block(OAUTH_TOKEN_URL="idp.example.com/token"), "OAUTH_TOKEN_URL", "must be an absolute http:// or https:// URL", "https://idp.example.com"),
-    (block(OAUTH_ENFORCE_HTTPS=False, OAUTH_TOKEN_URL="ftp://idp/token"), "OAUTH_TOKEN_URL", "absolute http:// or https:// URL, got 'ftp://idp/token'", None),
-    (block(OAUTH_VERSION="2.1", OAUTH_TOKEN_URL="http://idp/token"), "OAUTH_TOKEN_URL",
-     "OAuth 2.1 requires HTTPS for token_url", 'set OAUTH_VERSION to "2.0"'),
-    (block(OAUTH_VERSION="2.1", OAUTH_REVOCATION_URL="http://idp/revoke"), "OAUTH_REVOCATION_URL",
-     "OAuth 2.1 requires HTTPS for revocation_url", "https://"),
-    (block(OAUTH_VERSION="2.1", OAUTH_ENFORCE_HTTPS=False), "OAUTH_ENFORCE_HTTPS", 'cannot be false when OAUTH_VERSION is "2.1"', "set it to true"),
-    (block(OAUTH_VERSION="2.1", OAUTH_TOKEN_IN_HEADER_ONLY=False), "OAUTH_TOKEN_IN_HEADER_ONLY", 'cannot be false when OAUTH_VERSION is "2.1"', "query strings"),
+    (
+        block(OAUTH_TOKEN_URL="http://idp/token"),
+        "OAUTH_TOKEN_URL",
+        "must be https, got 'http://idp/token'",
+        "use https or set OAUTH_ENFORCE_HTTPS to false for local tests",
+    ),
+    (
+        block(OAUTH_REVOCATION_URL="http://idp/revoke"),
+        "OAUTH_REVOCATION_URL",
+        "must be https, got 'http://idp/revoke'",
+        "OAUTH_ENFORCE_HTTPS",
+    ),
+    (
+        block(OAUTH_TOKEN_URL="idp.example.com/token"),
+        "OAUTH_TOKEN_URL",
+        "must be an absolute http:// or https:// URL",
+        "https://idp.example.com",
+    ),
+    (
+        block(OAUTH_ENFORCE_HTTPS=False, OAUTH_TOKEN_URL="ftp://idp/token"),
+        "OAUTH_TOKEN_URL",
+        "absolute http:// or https:// URL, got 'ftp://idp/token'",
+        None,
+    ),
+    (
+        block(OAUTH_VERSION="2.1", OAUTH_TOKEN_URL="http://idp/token"),
+        "OAUTH_TOKEN_URL",
+        "OAuth 2.1 requires HTTPS for token_url",
+        'set OAUTH_VERSION to "2.0"',
+    ),
+    (
+        block(OAUTH_VERSION="2.1", OAUTH_REVOCATION_URL="http://idp/revoke"),
+        "OAUTH_REVOCATION_URL",
+        "OAuth 2.1 requires HTTPS for revocation_url",
+        "https://",
+    ),
+    (
+        block(OAUTH_VERSION="2.1", OAUTH_ENFORCE_HTTPS=False),
+        "OAUTH_ENFORCE_HTTPS",
+        'cannot be false when OAUTH_VERSION is "2.1"',
+        "set it to true",
+    ),
+    (
+        block(OAUTH_VERSION="2.1", OAUTH_TOKEN_IN_HEADER_ONLY=False),
+        "OAUTH_TOKEN_IN_HEADER_ONLY",
+        'cannot be false when OAUTH_VERSION is "2.1"',
+        "query strings",
+    ),
     (block(OAUTH_CLIENT_ID=...), "OAUTH_CLIENT_ID", "is required when enabled is true", "client id"),
     (block(OAUTH_CLIENT_ID=""), "OAUTH_CLIENT_ID", "must not be empty when enabled is true", "client id"),
     (block(OAUTH_TOKEN_URL=...), "OAUTH_TOKEN_URL", "is required when enabled is true", "token endpoint"),
     (block(OAUTH_TOKEN_URL=""), "OAUTH_TOKEN_URL", "must not be empty when enabled is true", "token endpoint"),
-    (block(OAUTH_CLIENT_SECRET=...), "OAUTH_CLIENT_SECRET", "a client secret is required when enabled is true", "OAUTH_CLIENT_SECRET_FILE"),
+    (
+        block(OAUTH_CLIENT_SECRET=...),
+        "OAUTH_CLIENT_SECRET",
+        "a client secret is required when enabled is true",
+        "OAUTH_CLIENT_SECRET_FILE",
+    ),
     (block(OAUTH_CLIENT_SECRET=""), "OAUTH_CLIENT_SECRET", "a client secret is required", "OAUTH_USE_MTLS"),
-    (block(OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=""), "OAUTH_CLIENT_SECRET", "a client secret is required", None),
-    (block(OAUTH_CLIENT_SECRET_FILE="/run/secrets/idp"), "OAUTH_CLIENT_SECRET_FILE", "cannot be used together with OAUTH_CLIENT_SECRET", "keep one"),
-    (block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_KEY_PATH="/k.pem"), "OAUTH_CLIENT_CERT_PATH", "is required when OAUTH_USE_MTLS is true", "certificate"),
-    (block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH="/c.pem"), "OAUTH_CLIENT_KEY_PATH", "is required when OAUTH_USE_MTLS is true", "chmod 600"),
-    (block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH="/c.pem", OAUTH_CLIENT_KEY_PATH=""), "OAUTH_CLIENT_KEY_PATH", "must be set when OAUTH_USE_MTLS is true", None),
-    (block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=None, OAUTH_CLIENT_KEY_PATH="/k"), "OAUTH_CLIENT_CERT_PATH", "must be set when OAUTH_USE_MTLS is true", None),
-    (block(OAUTH_ADDITIONAL_PARAMS={"grant_type": "password"}), "OAUTH_ADDITIONAL_PARAMS.grant_type", "may not be overridden", "client_credentials"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"client_id": "x"}), "OAUTH_ADDITIONAL_PARAMS.client_id", "may not be overridden", "OAUTH_CLIENT_ID"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"client_secret": "x"}), "OAUTH_ADDITIONAL_PARAMS.client_secret", "may not be overridden", "OAUTH_CLIENT_SECRET"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"scope": "x"}), "OAUTH_ADDITIONAL_PARAMS.scope", "may not be overridden", "OAUTH_SCOPE"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"audience": "x"}), "OAUTH_ADDITIONAL_PARAMS.audience", "may not be overridden", "OAUTH_AUDIENCE"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"organization": "x"}), "OAUTH_ADDITIONAL_PARAMS.organization", "may not be overridden", "OAUTH_ORGANIZATION"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"resource": "x"}), "OAUTH_ADDITIONAL_PARAMS.resource", "may not be overridden", "OAUTH_RESOURCE"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"client_assertion_type": "x"}), "OAUTH_ADDITIONAL_PARAMS.client_assertion_type", "may not be set", "not supported"),
-    (block(OAUTH_ADDITIONAL_PARAMS={"deep": {"a": 1}}), "OAUTH_ADDITIONAL_PARAMS.deep", "must be a string, number or boolean, got an object", None),
+    (
+        block(OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=""),
+        "OAUTH_CLIENT_SECRET",
+        "a client secret is required",
+        None,
+    ),
+    (
+        block(OAUTH_CLIENT_SECRET_FILE="/run/secrets/idp"),
+        "OAUTH_CLIENT_SECRET_FILE",
+        "cannot be used together with OAUTH_CLIENT_SECRET",
+        "keep one",
+    ),
+    (
+        block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_KEY_PATH="/k.pem"),
+        "OAUTH_CLIENT_CERT_PATH",
+        "is required when OAUTH_USE_MTLS is true",
+        "certificate",
+    ),
+    (
+        block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH="/c.pem"),
+        "OAUTH_CLIENT_KEY_PATH",
+        "is required when OAUTH_USE_MTLS is true",
+        "chmod 600",
+    ),
+    (
+        block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH="/c.pem", OAUTH_CLIENT_KEY_PATH=""),
+        "OAUTH_CLIENT_KEY_PATH",
+        "must be set when OAUTH_USE_MTLS is true",
+        None,
+    ),
+    (
+        block(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=None, OAUTH_CLIENT_KEY_PATH="/k"),
+        "OAUTH_CLIENT_CERT_PATH",
+        "must be set when OAUTH_USE_MTLS is true",
+        None,
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"grant_type": "password"}),
+        "OAUTH_ADDITIONAL_PARAMS.grant_type",
+        "may not be overridden",
+        "client_credentials",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"client_id": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.client_id",
+        "may not be overridden",
+        "OAUTH_CLIENT_ID",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"client_secret": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.client_secret",
+        "may not be overridden",
+        "OAUTH_CLIENT_SECRET",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"scope": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.scope",
+        "may not be overridden",
+        "OAUTH_SCOPE",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"audience": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.audience",
+        "may not be overridden",
+        "OAUTH_AUDIENCE",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"organization": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.organization",
+        "may not be overridden",
+        "OAUTH_ORGANIZATION",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"resource": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.resource",
+        "may not be overridden",
+        "OAUTH_RESOURCE",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"client_assertion_type": "x"}),
+        "OAUTH_ADDITIONAL_PARAMS.client_assertion_type",
+        "may not be set",
+        "not supported",
+    ),
+    (
+        block(OAUTH_ADDITIONAL_PARAMS={"deep": {"a": 1}}),
+        "OAUTH_ADDITIONAL_PARAMS.deep",
+        "must be a string, number or boolean, got an object",
+        None,
+    ),
     (block(OAUTH_ADDITIONAL_PARAMS=[]), "OAUTH_ADDITIONAL_PARAMS", "must be an object, got a list", None),
-    (block(OAUTH_CUSTOM_HEADERS={"Authorization": "Bearer x"}), "OAUTH_CUSTOM_HEADERS.Authorization", "may not be set", "Authorization header"),
+    (
+        block(OAUTH_CUSTOM_HEADERS={"Authorization": "Bearer x"}),
+        "OAUTH_CUSTOM_HEADERS.Authorization",
+        "may not be set",
+        "Authorization header",
+    ),
     (block(OAUTH_CUSTOM_HEADERS={"aUtHoRiZaTiOn": "x"}), "OAUTH_CUSTOM_HEADERS.aUtHoRiZaTiOn", "may not be set", None),
-    (block(OAUTH_CUSTOM_HEADERS={"content-type": "text/plain"}), "OAUTH_CUSTOM_HEADERS['content-type']", "may not be set", "x-www-form-urlencoded"),
-    (block(OAUTH_CUSTOM_HEADERS={"X-Count": 5}), "OAUTH_CUSTOM_HEADERS['X-Count']", "must be a string (header values are text)", "quotes"),
-    (block(OAUTH_USE_BASIC_AUTH="false"), "OAUTH_USE_BASIC_AUTH",
-     "must be a boolean (true or false without quotes), got the string 'false'", None),
+    (
+        block(OAUTH_CUSTOM_HEADERS={"content-type": "text/plain"}),
+        "OAUTH_CUSTOM_HEADERS['content-type']",
+        "may not be set",
+        "x-www-form-urlencoded",
+    ),
+    (
+        block(OAUTH_CUSTOM_HEADERS={"X-Count": 5}),
+        "OAUTH_CUSTOM_HEADERS['X-Count']",
+        "must be a string (header values are text)",
+        "quotes",
+    ),
+    (
+        block(OAUTH_USE_BASIC_AUTH="false"),
+        "OAUTH_USE_BASIC_AUTH",
+        "must be a boolean (true or false without quotes), got the string 'false'",
+        None,
+    ),
     (block(enabled="true"), "enabled", "must be a boolean (true or false without quotes), got the string 'true'", None),
-    (block(OAUTH_VALIDATE_SCOPES=1), "OAUTH_VALIDATE_SCOPES", "must be a boolean (true or false without quotes), got the number 1", None),
+    (
+        block(OAUTH_VALIDATE_SCOPES=1),
+        "OAUTH_VALIDATE_SCOPES",
+        "must be a boolean (true or false without quotes), got the number 1",
+        None,
+    ),
     (block(is_remote="yes"), "is_remote", "must be true, false or null (without quotes), got the string 'yes'", None),
     (block(OAUTH_CLIENT_ID=12345), "OAUTH_CLIENT_ID", "must be a string, got the number 12345", "put it in quotes"),
     (block(OAUTH_AUDIENCE=True), "OAUTH_AUDIENCE", "must be a string, got true", "quotes"),
     (block(OAUTH_VERSION=2.1), "OAUTH_VERSION", "must be a string, got the number 2.1", 'put it in quotes, like "2.1"'),
     (block(OAUTH_VERSION="3.0"), "OAUTH_VERSION", "must be one of '2.0', '2.1', got '3.0'", None),
-    (block(OAUTH_GRANT_TYPE="authorization_code"), "OAUTH_GRANT_TYPE", "only 'client_credentials' is supported, got 'authorization_code'", None),
-    (block(OAUTH_SCOPE="read  write"), "OAUTH_SCOPE", "must be scope tokens separated by single spaces", "repeated spaces"),
+    (
+        block(OAUTH_GRANT_TYPE="authorization_code"),
+        "OAUTH_GRANT_TYPE",
+        "only 'client_credentials' is supported, got 'authorization_code'",
+        None,
+    ),
+    (
+        block(OAUTH_SCOPE="read  write"),
+        "OAUTH_SCOPE",
+        "must be scope tokens separated by single spaces",
+        "repeated spaces",
+    ),
     (block(OAUTH_SCOPE=" read"), "OAUTH_SCOPE", "RFC 6749 section 3.3", None),
     (block(OAUTH_SCOPE='read "write"'), "OAUTH_SCOPE", "RFC 6749 section 3.3", None),
-    (block(OAUTH_RESOURCE="https://api.example.com#frag"), "OAUTH_RESOURCE", "must be an absolute URI without a fragment (RFC 8707)", "drop any"),
+    (
+        block(OAUTH_RESOURCE="https://api.example.com#frag"),
+        "OAUTH_RESOURCE",
+        "must be an absolute URI without a fragment (RFC 8707)",
+        "drop any",
+    ),
     (block(OAUTH_RESOURCE="api.example.com"), "OAUTH_RESOURCE", "absolute URI", None),
     (block(OAUTH_RESOURCE=[]), "OAUTH_RESOURCE", "must not be an empty list", None),
     (block(OAUTH_RESOURCE=["https://ok", ""]), "OAUTH_RESOURCE[1]", "absolute URI", None),
-    (block(OAUTH_RESOURCE={"a": 1}), "OAUTH_RESOURCE", "must be a URI string or a list of URI strings, got an object", None),
+    (
+        block(OAUTH_RESOURCE={"a": 1}),
+        "OAUTH_RESOURCE",
+        "must be a URI string or a list of URI strings, got an object",
+        None,
+    ),
     (block(OAUTH_TOKEN_EXPIRY_BUFFER=-1), "OAUTH_TOKEN_EXPIRY_BUFFER", "must be at least 0, got -1", None),
-    (block(OAUTH_TOKEN_EXPIRY_BUFFER=1.5), "OAUTH_TOKEN_EXPIRY_BUFFER", "must be a whole number, got the number 1.5", None),
-    (block(OAUTH_TOKEN_EXPIRY_BUFFER="300"), "OAUTH_TOKEN_EXPIRY_BUFFER", "must be a whole number", "remove the quotes"),
+    (
+        block(OAUTH_TOKEN_EXPIRY_BUFFER=1.5),
+        "OAUTH_TOKEN_EXPIRY_BUFFER",
+        "must be a whole number, got the number 1.5",
+        None,
+    ),
+    (
+        block(OAUTH_TOKEN_EXPIRY_BUFFER="300"),
+        "OAUTH_TOKEN_EXPIRY_BUFFER",
+        "must be a whole number",
+        "remove the quotes",
+    ),
     (block(OAUTH_TIMEOUT=0), "OAUTH_TIMEOUT", "must be greater than 0, got 0", None),
     (block(OAUTH_TIMEOUT="10"), "OAUTH_TIMEOUT", "must be a number, got the string '10'", "remove the quotes"),
     (block(OAUTH_CONNECT_TIMEOUT=-0.5), "OAUTH_CONNECT_TIMEOUT", "must be greater than 0, got -0.5", None),
@@ -406,9 +594,7 @@ def test_paths_quote_keys_that_are_not_identifiers() -> None:
 
 
 def test_problems_are_sorted_by_path_with_numeric_indexes() -> None:
-    servers = [
-        {"server_name": "s%d" % i, "config": {}, "oauth_config": {"OAUTH_TIMEOUT": "slow"}} for i in range(12)
-    ]
+    servers = [{"server_name": "s%d" % i, "config": {}, "oauth_config": {"OAUTH_TIMEOUT": "slow"}} for i in range(12)]
     problems = validate_config({"mcp_configs": {"b": {"mcp_config": servers}, "a": {}}})
     paths = [p.json_path for p in problems]
     assert paths[0] == "$.mcp_configs.a.mcp_config"
@@ -593,11 +779,24 @@ def test_literal_secret_paths() -> None:
 
 # --- property test -----------------------------------------------------------------------
 
-_KEY_NAMES = sorted(KEYS) + ["mcp_configs", "common_mcp_gateway_config", "mcp_config", "oauth_config",
-                              "server_name", "config", "env", "$schema", "OAUTH_SCOPES"]
+_KEY_NAMES = sorted(KEYS) + [
+    "mcp_configs",
+    "common_mcp_gateway_config",
+    "mcp_config",
+    "oauth_config",
+    "server_name",
+    "config",
+    "env",
+    "$schema",
+    "OAUTH_SCOPES",
+]
 _keys = st.one_of(st.text(max_size=10), st.sampled_from(_KEY_NAMES))
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
     st.sampled_from(["http://idp/t", "https://idp/t", "2.1", "false", "${X}", "a#b", ""]),
 )
 json_values = st.recursive(
@@ -609,7 +808,9 @@ oauth_blocks = st.dictionaries(st.sampled_from(_KEY_NAMES), json_values, max_siz
 gateway_documents = st.builds(
     lambda config_id, blocks, extra: dict(
         extra,
-        mcp_configs={config_id: {"mcp_config": [{"server_name": "s", "config": {}, "oauth_config": b} for b in blocks]}},
+        mcp_configs={
+            config_id: {"mcp_config": [{"server_name": "s", "config": {}, "oauth_config": b} for b in blocks]}
+        },
     ),
     st.text(max_size=8),
     st.lists(st.one_of(oauth_blocks, json_values), max_size=3),
@@ -635,7 +836,10 @@ def test_any_json_value_gives_a_list_of_problems(document: Any) -> None:
 
 def _check_jsonschema() -> str:
     """The check-jsonschema command: $CHECK_JSONSCHEMA, beside this Python, or on PATH."""
-    candidates = [os.environ.get("CHECK_JSONSCHEMA", ""), os.path.join(os.path.dirname(sys.executable), "check-jsonschema")]
+    candidates = [
+        os.environ.get("CHECK_JSONSCHEMA", ""),
+        os.path.join(os.path.dirname(sys.executable), "check-jsonschema"),
+    ]
     for candidate in candidates:
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
@@ -650,6 +854,7 @@ def test_fixtures_cover_good_and_bad_files_of_both_kinds() -> None:
     assert kinds == {"gateway-good", "gateway-bad", "oauth-good", "oauth-bad"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_FILES)
 def test_check_jsonschema_and_validate_agree_on_fixture(name: str) -> None:
     from oauth_gateway import cli
@@ -658,7 +863,9 @@ def test_check_jsonschema_and_validate_agree_on_fixture(name: str) -> None:
     kind = "gateway-config" if name.startswith("gateway-") else "oauth-config"
     expected_valid = "-good-" in name
     document = json.loads(path.read_text())
-    assert (kind == "gateway-config") == (isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS))
+    assert (kind == "gateway-config") == (
+        isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS)
+    )
 
     ours = cli.main(["validate", str(path)], stdout=_Sink(), stderr=_Sink())
     assert ours == (0 if expected_valid else 1)

@@ -251,9 +251,17 @@ def _config_errors(ev, tmp_path, auth_server, make_block, monkeypatch):
         ("secret in a form field", {"OAUTH_ADDITIONAL_PARAMS": {"client_secret": secret}}),
         ("unset variable", {"OAUTH_CLIENT_SECRET": "${OAUTH_SECRETS_TEST_UNSET}"}),
         ("secret beside a bad URL", {"OAUTH_TOKEN_URL": "ftp://idp.example.com/token"}),
-        ("http under 2.0", {"OAUTH_VERSION": "2.0", "OAUTH_TOKEN_URL": "http://idp.example.com/token?client_secret=" + secret}),
+        (
+            "http under 2.0",
+            {"OAUTH_VERSION": "2.0", "OAUTH_TOKEN_URL": "http://idp.example.com/token?client_secret=" + secret},
+        ),
     ):
-        _expect(og.ConfigError, lambda: og.OAuthConfig.from_dict(make_block(auth_server, **overrides)), ev, where)
+        _expect(
+            og.ConfigError,
+            lambda overrides=overrides: og.OAuthConfig.from_dict(make_block(auth_server, **overrides)),
+            ev,
+            where,
+        )
     from_env = _fresh_secret("env-secret")
     monkeypatch.setenv("OAUTH_SECRETS_TEST_SECRET", from_env)
     config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET="${OAUTH_SECRETS_TEST_SECRET}"))
@@ -290,7 +298,9 @@ def _gateway_service_auth(ev, tmp_path, manager, auth_server, make_block, ca_bun
     assert launched["config"]["args"][-1] == "Authorization:${AUTH_HEADER}"  # the token is only in env
     authorization = manager.get_token("oauth-api", config, config_id).authorization
     bad_entry = dict(entry, config={"command": "npx", "env": {"AUTH_HEADER": authorization}, "args": 5})
-    _expect(og.ConfigError, lambda: inject_token(bad_entry, manager.get_token("oauth-api", config, config_id)), ev, "inject")
+    _expect(
+        og.ConfigError, lambda: inject_token(bad_entry, manager.get_token("oauth-api", config, config_id)), ev, "inject"
+    )
     return path
 
 
@@ -320,7 +330,10 @@ def _command_line(ev, tmp_path, auth_server, make_block, gateway_path):
         _gateway(
             [
                 ("refused", make_block(auth_server, OAUTH_CLIENT_SECRET=_fresh_secret("cli-wrong"))),
-                ("no-file", make_block(auth_server, OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=str(tmp_path / "gone"))),
+                (
+                    "no-file",
+                    make_block(auth_server, OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=str(tmp_path / "gone")),
+                ),
             ]
         ),
     )
@@ -330,18 +343,24 @@ def _command_line(ev, tmp_path, auth_server, make_block, gateway_path):
     assert code == 2 and "OAUTH_CLIENT_SECRET_FILE" in err
     if _cli_has("revoke"):
         token = _show_token(gateway_path)
-        code, out, err = _cli(ev, ["revoke", "oauth-api", "--config", gateway_path, "--token-stdin"], stdin=token + "\n")
+        code, out, err = _cli(
+            ev, ["revoke", "oauth-api", "--config", gateway_path, "--token-stdin"], stdin=token + "\n"
+        )
         assert code == 0, err
         assert token in auth_server.revoked
         auth_server.set_faults([Fault(status=400, json={"error": "unsupported_token_type"})], path="/revoke")
-        code, out, err = _cli(ev, ["revoke", "oauth-api", "--config", gateway_path, "--token-stdin"], stdin=token + "\n")
+        code, out, err = _cli(
+            ev, ["revoke", "oauth-api", "--config", gateway_path, "--token-stdin"], stdin=token + "\n"
+        )
         assert code == 1 and "unsupported_token_type" in err
 
 
 def _show_token(gateway_path: str) -> str:
     """``token --show``: the token alone on stdout (kept out of the scan on purpose)."""
     out, err = io.StringIO(), io.StringIO()
-    assert cli.main(["token", "oauth-api", "--config", gateway_path, "--show"], stdout=out, stderr=err) == 0, err.getvalue()
+    assert cli.main(["token", "oauth-api", "--config", gateway_path, "--show"], stdout=out, stderr=err) == 0, (
+        err.getvalue()
+    )
     assert err.getvalue() == ""
     printed = out.getvalue()
     assert printed.endswith("\n") and printed.count("\n") == 1
@@ -403,14 +422,22 @@ def test_a_server_echoing_the_secret_does_not_make_us_repeat_it(auth_server, mak
         if path == "/token":
             config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET=echoed))
             auth_server.set_faults(
-                [Fault(status=401, json={"error": "invalid_client", "error_description": "secret %s is wrong" % echoed})]
+                [
+                    Fault(
+                        status=401, json={"error": "invalid_client", "error_description": "secret %s is wrong" % echoed}
+                    )
+                ]
             )
             with pytest.raises(og.InvalidClient) as info:
                 manager.get_token("echo", config)
         else:
             config = og.OAuthConfig.from_dict(make_block(auth_server))
             auth_server.set_faults(
-                [Fault(status=400, json={"error": "invalid_request", "error_description": "token %s unknown" % echoed})],
+                [
+                    Fault(
+                        status=400, json={"error": "invalid_request", "error_description": "token %s unknown" % echoed}
+                    )
+                ],
                 path="/revoke",
             )
             with pytest.raises(og.InvalidRequest) as info:

@@ -59,9 +59,7 @@ def test_basic_credentials_are_decoded_per_rfc6749_2_3_1(auth_server, ca_bundle)
         urllib.parse.quote_plus(TEST_CLIENT_SECRET),
     )
     header = "Basic " + base64.b64encode(raw.encode()).decode()
-    response = requests.post(
-        auth_server.token_url, data=FORM, headers={"Authorization": header}, verify=ca_bundle
-    )
+    response = requests.post(auth_server.token_url, data=FORM, headers={"Authorization": header}, verify=ca_bundle)
 
     assert response.status_code == 200
     assert auth_server.requests[0].basic_auth == (TEST_CLIENT_ID, TEST_CLIENT_SECRET)
@@ -105,9 +103,7 @@ def test_client_secret_post(auth_server, ca_bundle):
     ids=["wrong-secret", "unknown-client", "malformed-basic", "wrong-post-secret", "no-auth"],
 )
 def test_wrong_credentials_get_401_invalid_client(auth_server, ca_bundle, headers, extra):
-    response = requests.post(
-        auth_server.token_url, data=dict(FORM, **extra), headers=headers, verify=ca_bundle
-    )
+    response = requests.post(auth_server.token_url, data=dict(FORM, **extra), headers=headers, verify=ca_bundle)
 
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -241,9 +237,7 @@ def test_stalled_answer_times_the_client_out(auth_server, ca_bundle, stall):
         auth_server.push_fault(Fault(delay=30))
 
     with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.post(
-            auth_server.token_url, data=FORM, headers=_basic(), verify=ca_bundle, timeout=0.3
-        )
+        requests.post(auth_server.token_url, data=FORM, headers=_basic(), verify=ca_bundle, timeout=0.3)
     assert auth_server.count() == 1
     # stop() ends the 30 s wait at once; the fixture teardown would hang otherwise.
 
@@ -254,9 +248,7 @@ def test_stalled_answer_times_the_client_out(auth_server, ca_bundle, stall):
 def test_revocation_makes_resource_answer_401(auth_server, ca_bundle):
     token = _token(auth_server, ca_bundle).json()["access_token"]
     bearer = {"Authorization": "Bearer " + token}
-    assert requests.get(auth_server.resource_url, headers=bearer, verify=ca_bundle).json() == {
-        "ok": True
-    }
+    assert requests.get(auth_server.resource_url, headers=bearer, verify=ca_bundle).json() == {"ok": True}
 
     revoked = requests.post(
         auth_server.revocation_url,
@@ -310,9 +302,7 @@ def test_mtls_server_rejects_a_client_without_certificate(mtls_server, ca_bundle
 
 
 def test_mtls_server_accepts_a_client_certificate(mtls_server, ca_bundle, client_cert):
-    response = requests.post(
-        mtls_server.token_url, data=FORM, headers=_basic(), verify=ca_bundle, cert=client_cert
-    )
+    response = requests.post(mtls_server.token_url, data=FORM, headers=_basic(), verify=ca_bundle, cert=client_cert)
 
     assert response.status_code == 200
     assert ("commonName", "test-client") in [

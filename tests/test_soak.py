@@ -20,6 +20,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench"))
 import soak  # noqa: E402  (bench/ is not a package)
 
+# Slow integration test: scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 SOAK_SECONDS = float(os.environ.get("OAUTH_GATEWAY_SOAK_SECONDS", "24"))
 THREADS = 64
 KEYS = 8
@@ -27,13 +30,13 @@ LIFETIME = 3.0
 
 
 @pytest.fixture(scope="module")
-def report(ca) -> "soak.SoakReport":
+def report(ca) -> soak.SoakReport:
     made = soak.run_soak(duration=SOAK_SECONDS, threads=THREADS, keys=KEYS, expires_in=LIFETIME, ca=ca)
     print(made.summary())
     return made
 
 
-def _why(report: "soak.SoakReport") -> str:
+def _why(report: soak.SoakReport) -> str:
     return "\n" + report.summary()
 
 

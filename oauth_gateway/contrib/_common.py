@@ -27,7 +27,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ConfigKey = Tuple[str, Optional[str], Optional[str]]
 
 # Objects whose ``_lock`` is replaced in a forked child (gunicorn --preload, multiprocessing).
-_LOCK_OWNERS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_LOCK_OWNERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def renew_lock_after_fork(owner: Any) -> None:

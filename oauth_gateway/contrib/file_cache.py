@@ -25,17 +25,10 @@ try:
 except ImportError:  # pragma: no cover - Windows; FileTokenCache() says so
     fcntl = None  # type: ignore[assignment]
 
-from ..cache import (
-    _MAX_ENTRY_BYTES,
-    DEFAULT_MAXSIZE,
-    DEFAULT_WAIT_TIMEOUT,
-    Key,
-    SharedTokenCache,
-    _acquire_polling,
-    _key_digest,
-)
+from .._helpers import replace_bytes
+from ..cache import DEFAULT_MAXSIZE, Key
 from ..exceptions import ConfigError
-from ..gateway import _replace_bytes
+from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
 log = logging.getLogger("oauth_gateway")
 
@@ -65,7 +58,7 @@ def default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> str:
 class FileTokenCache(SharedTokenCache):
     """Tokens in files that the processes of one user on one machine share. Thread-safe.
 
-    A hit is served from local memory (a :class:`~oauth_gateway.cache.MemoryTokenCache`
+    A hit is served from local memory (a :class:`~oauth_gateway.MemoryTokenCache`
     in front of the files) without I/O; the files are read on a local miss and
     written after a fetch.
 
@@ -133,21 +126,21 @@ class FileTokenCache(SharedTokenCache):
             )
 
     def _file(self, key: Key, suffix: str) -> str:
-        return os.path.join(self.path, _key_digest(key) + suffix)
+        return os.path.join(self.path, key_digest(key) + suffix)
 
     # -- the store
 
     def _read(self, key: Key) -> Optional[bytes]:
         try:
             with open(self._file(key, _TOKEN_SUFFIX), "rb") as handle:
-                return handle.read(_MAX_ENTRY_BYTES + 1)
+                return handle.read(MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
 
     def _write(self, key: Key, data: bytes, ttl: float) -> None:
         # Temporary file, fsync, rename: readers see the old file or the new one, never
         # a part. The directory is not fsynced: losing the rename in a crash is a miss.
-        _replace_bytes(self._file(key, _TOKEN_SUFFIX), data, FILE_MODE)
+        replace_bytes(self._file(key, _TOKEN_SUFFIX), data, FILE_MODE)
 
     def _delete(self, key: Key) -> None:
         try:
@@ -176,7 +169,7 @@ class FileTokenCache(SharedTokenCache):
                 return True
 
             what = "the file lock of %s (config: %s)" % key
-            _acquire_polling(attempt, self._wait_timeout, self._clock, self._sleep, what)
+            acquire_polling(attempt, self._wait_timeout, self._clock, self._sleep, what)
             try:
                 yield
             finally:

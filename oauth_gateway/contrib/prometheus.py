@@ -50,7 +50,7 @@ class OAuthGatewayCollector:
         prefix: prepended to every metric name.
     """
 
-    def __init__(self, manager: "TokenManager", prefix: str = "oauth_gateway_"):
+    def __init__(self, manager: TokenManager, prefix: str = "oauth_gateway_"):
         self.manager = manager
         self.prefix = prefix
 

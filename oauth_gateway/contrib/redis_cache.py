@@ -33,16 +33,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "oauth_gateway.contrib.redis_cache needs the redis package: pip install 'oauth-gateway[redis]'"
     ) from exc
 
-from ..cache import (
-    DEFAULT_MAXSIZE,
-    DEFAULT_WAIT_TIMEOUT,
-    Key,
-    SharedTokenCache,
-    _acquire_polling,
-    _key_digest,
-    _redact_url,
-)
+from .._helpers import redact_url
+from ..cache import DEFAULT_MAXSIZE, Key
 from ..exceptions import ConfigError
+from .store import DEFAULT_WAIT_TIMEOUT, SharedTokenCache, acquire_polling, key_digest
 
 log = logging.getLogger("oauth_gateway")
 
@@ -126,16 +120,14 @@ class RedisTokenCache(SharedTokenCache):
         if client is None:
             url = url or DEFAULT_URL
             try:
-                client = redis.Redis.from_url(
-                    url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-                )
+                client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
             except ValueError as exc:
                 raise ConfigError(
-                    "%r is not a Redis URL (%s)" % (_redact_url(url), exc),
+                    "%r is not a Redis URL (%s)" % (redact_url(url), exc),
                     "RedisTokenCache(url=...)",
                     "write it like redis://127.0.0.1:6379/0, rediss://host:6380/0 or unix:///run/redis.sock",
                 ) from None
-            self._where = _redact_url(url)
+            self._where = redact_url(url)
         else:
             self._where = "the given Redis client"
         self._client = client
@@ -155,7 +147,7 @@ class RedisTokenCache(SharedTokenCache):
         return self._client
 
     def _name(self, kind: str, key: Key) -> str:
-        return "%s%s:%s" % (self._prefix, kind, _key_digest(key))
+        return "%s%s:%s" % (self._prefix, kind, key_digest(key))
 
     def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run one Redis command, failing at once while Redis is known to be down."""
@@ -209,7 +201,7 @@ class RedisTokenCache(SharedTokenCache):
         def attempt() -> bool:
             return bool(self._call(self._client.set, name, owner, nx=True, px=ttl_ms))
 
-        _acquire_polling(
+        acquire_polling(
             attempt, self._wait_timeout, self._clock, self._sleep, "the Redis lock of %s (config: %s)" % key
         )
         stop = threading.Event()

@@ -68,7 +68,7 @@ class RedisServer:
     def url(self) -> str:
         return "redis://127.0.0.1:%d/0" % self.port
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         """Start on the previous port, or a free one the first time; wait until it answers PING."""
         os.makedirs(self.directory, exist_ok=True)
         for _ in range(3):  # another process may grab a free port before redis-server binds it
@@ -77,13 +77,20 @@ class RedisServer:
             self.process = subprocess.Popen(
                 [
                     self.binary,
-                    "--port", str(self.port),
-                    "--bind", "127.0.0.1",
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", self.directory,
-                    "--logfile", os.path.join(self.directory, "redis-%d.log" % self.port),
-                    "--daemonize", "no",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.directory,
+                    "--logfile",
+                    os.path.join(self.directory, "redis-%d.log" % self.port),
+                    "--daemonize",
+                    "no",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -34,13 +34,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...tokens import Token
     from .._common import GatewayClient
 
-__all__ = ("auth", "get_manager", "get_token", "reload", "session")
+__all__ = ("auth", "gateway_client", "get_manager", "get_token", "reload", "session")
 
 #: The app label (``apps.get_app_config(APP_LABEL)``).
 APP_LABEL = "oauth_gateway"
 
 
-def _client() -> "GatewayClient":
+def gateway_client() -> GatewayClient:
+    """Return the process's :class:`~oauth_gateway.contrib._common.GatewayClient` (the app's).
+
+    Raises:
+        ImproperlyConfigured: the app is not installed.
+    """
     from django.apps import apps
     from django.core.exceptions import ImproperlyConfigured
 
@@ -50,19 +55,19 @@ def _client() -> "GatewayClient":
         raise ImproperlyConfigured(
             "the oauth_gateway Django app is not installed; add 'oauth_gateway.contrib.django' to INSTALLED_APPS"
         ) from None
-    return app_config.client  # type: ignore[attr-defined]
+    return app_config.client
 
 
-def get_manager() -> "TokenManager":
+def get_manager() -> TokenManager:
     """Return the process's token manager.
 
     Raises:
         ImproperlyConfigured: the app is not installed or ``OAUTH_GATEWAY`` is malformed.
     """
-    return _client().manager
+    return gateway_client().manager
 
 
-def get_token(server_name: str, config_id: Optional[str] = None) -> "Token":
+def get_token(server_name: str, config_id: Optional[str] = None) -> Token:
     """Return a valid token for a server of the gateway file.
 
     Args:
@@ -72,15 +77,15 @@ def get_token(server_name: str, config_id: Optional[str] = None) -> "Token":
     Raises:
         ConfigError, TokenRequestError, TransportError: as :meth:`TokenManager.get_token`.
     """
-    return _client().get_token(server_name, config_id)
+    return gateway_client().get_token(server_name, config_id)
 
 
-def auth(server_name: str, config_id: Optional[str] = None, **options: Any) -> "TokenAuth":
+def auth(server_name: str, config_id: Optional[str] = None, **options: Any) -> TokenAuth:
     """Return a ``requests`` auth object for a server (options: ``retry_on_any_401``)."""
-    return _client().auth(server_name, config_id, **options)
+    return gateway_client().auth(server_name, config_id, **options)
 
 
-def session(server_name: str, config_id: Optional[str] = None, **options: Any) -> "requests.Session":
+def session(server_name: str, config_id: Optional[str] = None, **options: Any) -> requests.Session:
     """Return a new ``requests.Session`` that sends the server's token and recovers from a 401.
 
     Args:
@@ -91,9 +96,9 @@ def session(server_name: str, config_id: Optional[str] = None, **options: Any) -
     Raises:
         ConfigError: the file or the server's ``oauth_config`` is unusable.
     """
-    return _client().session(server_name, config_id, **options)
+    return gateway_client().session(server_name, config_id, **options)
 
 
 def reload() -> None:
     """Read the gateway file again on next use (cached tokens stay)."""
-    _client().reload()
+    gateway_client().reload()

@@ -85,9 +85,7 @@ def read_options() -> Tuple[Options, List[Tuple[str, str, str]]]:
     if isinstance(check_environment, bool):
         values["check_environment"] = check_environment
     else:
-        problems.append(
-            ("%s['CHECK_ENVIRONMENT']" % SETTING, "must be True or False", "use a boolean, not a string")
-        )
+        problems.append(("%s['CHECK_ENVIRONMENT']" % SETTING, "must be True or False", "use a boolean, not a string"))
     return Options(**values), problems
 
 

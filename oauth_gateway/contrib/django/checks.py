@@ -18,16 +18,14 @@ message whose ``obj`` is ``<file>::<json_path>`` and whose ``hint`` says how to 
 
 from __future__ import annotations
 
-import json
-import os
-import stat
 from typing import Any, List, Optional, Tuple
 
 from django.core import checks
 
-from ... import schema as _schema
+from ... import schema
+from ..._helpers import CONFIG_PATH_ENV, literal_secret_warnings, read_json_file, resolve_config_path
 from ...exceptions import ConfigError
-from ...gateway import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, GatewayConfig
+from ...gateway import GatewayConfig
 from .apps import read_options
 
 E_SETTINGS = "oauth_gateway.E001"
@@ -45,13 +43,13 @@ def check_gateway_config(app_configs: Any = None, **kwargs: Any) -> List[checks.
         checks.Error(problem, hint=hint, obj="settings.%s" % where, id=E_SETTINGS)
         for where, problem, hint in setting_problems
     ]
-    path = _resolve(options.config_file)
+    path, _ = resolve_config_path(options.config_file or None)
     document, failure = _read(path)
     if failure is not None:
         problem, hint = failure
         messages.append(checks.Error(problem, hint=hint, obj=path, id=E_FILE))
         return messages
-    problems = _schema.validate_config(document)
+    problems = schema.validate_config(document)
     for problem in problems:
         message_class = checks.Error if problem.severity == "error" else checks.Warning
         messages.append(
@@ -114,53 +112,24 @@ def _from_error(error: ConfigError, path: str, check_id: str, prefix: str) -> ch
 
 
 def _literal_secrets(path: str, document: Any) -> List[checks.CheckMessage]:
-    if os.name != "posix":  # pragma: no cover
-        return []
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:  # pragma: no cover - it was just read
-        return []
-    if not mode & 0o077:
-        return []
     return [
-        checks.Warning(
-            "holds a literal client secret in a file readable by group or others (mode %04o)" % mode,
-            hint='use "${ENV_NAME}" or OAUTH_CLIENT_SECRET_FILE instead, or run chmod 600 %s' % path,
-            obj=_where(path, json_path),
-            id=W_LITERAL_SECRET,
-        )
-        for json_path in _schema.literal_secret_paths(document)
+        checks.Warning(message, hint=hint, obj=_where(path, json_path), id=W_LITERAL_SECRET)
+        for json_path, message, hint in literal_secret_warnings(path, schema.literal_secret_paths(document))
     ]
-
-
-def _resolve(config_file: Optional[str]) -> str:
-    """The gateway file's absolute path, as :func:`~oauth_gateway.load_gateway_config` finds it."""
-    raw = config_file or os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH
-    return os.path.abspath(os.path.expanduser(raw))
 
 
 def _read(path: str) -> Tuple[Any, Optional[Tuple[str, str]]]:
     """Return ``(document, None)`` or ``(None, (problem, hint))``; never a file's contents."""
-    where = "set OAUTH_GATEWAY['CONFIG_FILE'] or $%s to the right file" % CONFIG_PATH_ENV
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            return json.load(handle), None
-    except FileNotFoundError:
-        hint = "create it with `oauth-gateway config add-server`, or %s" % where
-        return None, ("the gateway file does not exist", hint)
-    except IsADirectoryError:
-        return None, ("the gateway file is a directory", "give the path of the JSON file inside it")
-    except PermissionError:
-        return None, ("the gateway file cannot be read: permission denied", "run as its owner, or fix its permissions")
-    except json.JSONDecodeError as error:
-        return None, (
-            "the gateway file is not valid JSON: %s at line %d column %d" % (error.msg, error.lineno, error.colno),
-            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
+    document, failure = read_json_file(path)
+    if failure is None:
+        return document, None
+    hint = failure.hint
+    if failure.problem == "does not exist":
+        hint = (
+            "create it with `oauth-gateway config add-server`, or set OAUTH_GATEWAY['CONFIG_FILE'] or $%s to the right file"
+            % CONFIG_PATH_ENV
         )
-    except UnicodeDecodeError:
-        return None, ("the gateway file is not UTF-8 text", "save it as UTF-8")
-    except (OSError, ValueError, RecursionError) as error:
-        return None, ("the gateway file cannot be read: %s" % type(error).__name__, where)
+    return None, ("the gateway file %s" % failure.problem, hint)
 
 
 def _where(path: str, json_path: str) -> str:

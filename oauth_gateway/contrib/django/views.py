@@ -10,16 +10,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from .._common import PROMETHEUS_CONTENT_TYPE
-from . import _client
+from . import gateway_client
 
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     """``GET``: the metrics in the Prometheus text exposition format."""
-    return HttpResponse(_client().metrics_text(), content_type=PROMETHEUS_CONTENT_TYPE)
+    return HttpResponse(gateway_client().metrics_text(), content_type=PROMETHEUS_CONTENT_TYPE)
 
 
 @require_GET
 def metrics_json(request: HttpRequest) -> JsonResponse:
     """``GET``: :meth:`TokenManager.get_metrics` as JSON."""
-    return JsonResponse(_client().metrics())
+    return JsonResponse(gateway_client().metrics())

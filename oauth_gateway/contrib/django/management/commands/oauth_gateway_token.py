@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         server_name = options["server_name"]
         try:
-            config_id, _config = _app._client().oauth_config(server_name, options["config_id"])
+            config_id, _config = _app.gateway_client().oauth_config(server_name, options["config_id"])
             token = _app.get_token(server_name, config_id)
         except OAuthGatewayError as error:
             # Library messages never hold a secret; the CommandError exits with status 1.

@@ -1,0 +1,316 @@
+"""Sphinx extension for the oauth-gateway documentation.
+
+It adds three things, all generated from the installed package so the pages cannot
+drift from the code:
+
+``.. oauth-gateway-schema:: oauth-config`` (or ``gateway-config``)
+    Every key of a bundled JSON Schema (read with :func:`oauth_gateway.schema.load_schema`)
+    with its type, default, allowed values, constraints and description, each as a
+    ``confkey`` object that pages can link with ``:confkey:`OAUTH_TOKEN_URL```.
+``.. oauth-gateway-cli::``
+    The usage and every option of the ``oauth-gateway`` command and each subcommand,
+    walked from the argparse parser the command line itself uses.
+A ``missing-reference`` handler
+    The public names are defined in submodules (``oauth_gateway.manager.TokenManager``)
+    but documented where users import them (``oauth_gateway.TokenManager``); annotations
+    name the submodule, so this maps them to the documented name. A bare name in a
+    docstring (``:data:`LOCAL_ENV_VARS```) resolves when exactly one documented
+    ``oauth_gateway`` object has that name.
+Napoleon off for properties and data
+    Napoleon reads the first line of a property's docstring as ``type: description``,
+    so "A deep copy of the document, secrets included: do not log it" became a type
+    named "A deep copy of the document, secrets included". Our types live in
+    annotations only (STYLE.md), and autodoc shows those, so two
+    ``autodoc-process-docstring`` handlers around napoleon's keep the docstring of a
+    property or a module constant as written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+# --- the configuration reference ---------------------------------------------------------
+
+
+def _type_of(schema: Dict[str, Any]) -> str:
+    if schema.get("not") == {}:
+        return "not allowed (any value is an error)"
+    if "$ref" in schema:
+        return "see ``%s``" % schema["$ref"]
+    kinds = schema.get("type")
+    if kinds is None:
+        refs = [part["$ref"] for part in schema.get("allOf", []) if "$ref" in part]
+        return "object, checked against ``%s``" % refs[0] if refs else "any"
+    names = [kinds] if isinstance(kinds, str) else list(kinds)
+    words = []
+    for name in names:
+        items = schema.get("items")
+        if name == "array" and isinstance(items, dict) and "type" in items:
+            words.append("array of %s" % items["type"])
+        else:
+            words.append(name)
+    return " or ".join("``%s``" % word for word in words)
+
+
+def _constraints(schema: Dict[str, Any]) -> List[str]:
+    found = []
+    for keyword, word in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+        ("minLength", "length >="),
+        ("minItems", "items >="),
+    ):
+        if keyword in schema:
+            found.append("%s %s" % (word, schema[keyword]))
+    if "pattern" in schema:
+        found.append("matches ``%s``" % schema["pattern"])
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and "type" in extra:
+        found.append("values: %s" % _type_of(extra))
+    forbidden = [p.strip("^$") for p, s in schema.get("patternProperties", {}).items() if s.get("not") == {}]
+    if forbidden:
+        found.append("keys not allowed: %s" % ", ".join("``%s``" % name for name in forbidden))
+    return found
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(str(v) for v in value.values())
+    return str(value)
+
+
+def _key_lines(name: str, schema: Dict[str, Any]) -> List[str]:
+    lines = [".. confkey:: %s" % name, ""]
+    description = schema.get("description") or schema.get("title") or ""
+    if schema.get("not") == {} and "x-message" in schema:
+        description = "%s %s." % (_text(schema["x-message"]).capitalize(), _text(schema.get("x-hint", "")))
+    if description:
+        lines += ["   " + description.replace("\n", " "), ""]
+    lines.append("   :Type: %s" % _type_of(schema))
+    if "default" in schema:
+        lines.append("   :Default: ``%s``" % json.dumps(schema["default"]))
+    if "enum" in schema:
+        lines.append("   :Allowed values: %s" % ", ".join("``%s``" % json.dumps(v) for v in schema["enum"]))
+    constraints = _constraints(schema)
+    if constraints:
+        lines.append("   :Constraints: %s" % "; ".join(constraints))
+    return lines + [""]
+
+
+def _walk(schema: Dict[str, Any], root: Dict[str, Any], path: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """Yields (JSON path, schema) for every property below ``schema``, following local $refs."""
+    if "$ref" in schema and schema["$ref"].startswith("#/"):
+        target = root
+        for part in schema["$ref"][2:].split("/"):
+            target = target[part]
+        schema = target
+    for key, child in schema.get("properties", {}).items():
+        child_path = "%s.%s" % (path, key)
+        yield child_path, child
+        yield from _walk(child, root, child_path)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and "$ref" in extra:
+        yield from _walk(extra, root, "%s.<config_id>" % path)
+    items = schema.get("items")
+    if isinstance(items, dict) and "$ref" in items:
+        yield from _walk(items, root, "%s[]" % path)
+
+
+def schema_keys(name: str) -> List[Tuple[str, Dict[str, Any]]]:
+    """Returns the documented (key, schema) pairs of a bundled schema, in schema order.
+
+    ``oauth-config`` keys are the block's own key names (``OAUTH_TOKEN_URL``);
+    ``gateway-config`` keys are JSON paths from the file's root (``$.mcp_configs``).
+    """
+    from oauth_gateway.schema import load_schema
+
+    schema = load_schema(name)
+    if name == "oauth-config":
+        return list(schema.get("properties", {}).items())
+    return list(_walk(schema, schema, "$"))
+
+
+def schema_rst(name: str) -> List[str]:
+    from oauth_gateway.schema import load_schema
+
+    schema = load_schema(name)
+    lines = [schema.get("description", ""), ""]
+    for key, child in schema_keys(name):
+        lines += _key_lines(key, child)
+    rules = [part["description"] for part in schema.get("allOf", []) if "description" in part]
+    if rules:
+        lines += [".. rubric:: Rules between keys", ""]
+        lines += ["* %s" % rule for rule in rules]
+        lines.append("")
+    return lines
+
+
+class SchemaDirective(SphinxDirective):
+    """``.. oauth-gateway-schema:: NAME`` renders one bundled schema's keys."""
+
+    required_arguments = 1
+
+    def run(self) -> List[nodes.Node]:
+        return _parse(self, schema_rst(self.arguments[0]))
+
+
+# --- the command-line reference ------------------------------------------------------------
+
+
+def build_cli_parser() -> argparse.ArgumentParser:
+    """The parser ``oauth-gateway`` itself uses."""
+    from oauth_gateway import cli
+
+    return cli.build_parser(io.StringIO(), io.StringIO())
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> List[Tuple[str, argparse.ArgumentParser]]:
+    found = []
+    for action in parser._actions:  # argparse offers no public walk over subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            found.extend(action.choices.items())
+    return found
+
+
+def cli_commands() -> List[Tuple[str, argparse.ArgumentParser]]:
+    """Every command as (full name, parser): ``oauth-gateway``, ``oauth-gateway validate`` ..."""
+    result: List[Tuple[str, argparse.ArgumentParser]] = []
+
+    def visit(name: str, parser: argparse.ArgumentParser) -> None:
+        result.append((name, parser))
+        for child_name, child in _subcommands(parser):
+            visit("%s %s" % (name, child_name), child)
+
+    root = build_cli_parser()
+    visit(root.prog, root)
+    return result
+
+
+def _option_lines(parser: argparse.ArgumentParser) -> List[str]:
+    lines = []
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+            continue
+        invocation = formatter._format_action_invocation(action)
+        text = action.help or ""
+        if action.choices and not isinstance(action, argparse._SubParsersAction):
+            choices = ", ".join("``%s``" % c for c in action.choices)
+            text = "%s (one of %s)" % (text, choices) if text else "one of %s" % choices
+        if action.required:
+            text += " (required)"
+        if "%(" in text:
+            text = text % {"prog": parser.prog, "default": action.default}
+        lines += [".. option:: %s" % invocation, "", "   " + (text or "(no description)"), ""]
+    return lines
+
+
+def cli_rst() -> List[str]:
+    lines: List[str] = []
+    for name, parser in cli_commands():
+        title = "``%s``" % name
+        lines += [title, "-" * len(title), ""]
+        if parser.description:
+            lines += [parser.description, ""]
+        lines += [".. program:: %s" % name, "", ".. code-block:: text", ""]
+        lines += ["   " + line for line in parser.format_usage().rstrip().splitlines()]
+        lines.append("")
+        subcommands = _subcommands(parser)
+        if subcommands:
+            lines += ["Commands:", ""]
+            for child_name, child in subcommands:
+                lines += ["``%s``" % child_name, "   %s" % (child.description or ""), ""]
+        lines += _option_lines(parser)
+        if parser.epilog:
+            lines += [".. code-block:: text", ""]
+            lines += ["   " + line for line in parser.epilog.splitlines()]
+            lines.append("")
+    return lines
+
+
+class CliDirective(SphinxDirective):
+    """``.. oauth-gateway-cli::`` renders every command's usage and options."""
+
+    def run(self) -> List[nodes.Node]:
+        return _parse(self, cli_rst())
+
+
+def _parse(directive: SphinxDirective, lines: List[str]) -> List[nodes.Node]:
+    container = nodes.section() if directive.name == "oauth-gateway-cli" else nodes.container()
+    source = "<%s>" % directive.name
+    nested_parse_with_titles(directive.state, StringList(lines, source=source), container)
+    return list(container.children)
+
+
+# --- public names documented at the package ---------------------------------------------------
+
+
+def _public_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Optional[nodes.Node]:
+    """Resolves ``oauth_gateway.<module>.Name`` to ``oauth_gateway.Name`` when Name is public."""
+    import oauth_gateway
+
+    if node.get("refdomain") != "py":
+        return None
+    target = node.get("reftarget", "")
+    parts = target.split(".")
+    public = set(oauth_gateway.__all__)
+    # Name, or Name.attribute (a method or attribute of a public class).
+    for split in (len(parts) - 1, len(parts) - 2):
+        if parts[0] == "oauth_gateway" and len(parts) >= 3 and split >= 1 and parts[split] in public:
+            alias = ".".join(["oauth_gateway"] + parts[split:])
+            new = node.deepcopy()
+            new["reftarget"] = alias
+            domain = env.get_domain("py")
+            return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], alias, new, contnode)
+    if "." not in target:
+        domain = env.get_domain("py")
+        matches = [
+            fullname
+            for fullname, _ in domain.objects.items()
+            if fullname.startswith("oauth_gateway.") and fullname.endswith("." + target)
+        ]
+        if len(matches) == 1:
+            new = node.deepcopy()
+            new["reftarget"] = matches[0]
+            return domain.resolve_xref(
+                env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode
+            )
+    return None
+
+
+_AS_WRITTEN = ("property", "data", "attribute")
+
+
+def _keep_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]) -> None:
+    if what in _AS_WRITTEN:
+        app.env.temp_data.setdefault("oauth_gateway_docstrings", {})[name] = list(lines)
+
+
+def _restore_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: List[str]) -> None:
+    original = app.env.temp_data.get("oauth_gateway_docstrings", {}).pop(name, None)
+    if what in _AS_WRITTEN and original is not None:
+        lines[:] = original
+
+
+def setup(app: Sphinx) -> Dict[str, Any]:
+    app.add_object_type(
+        "confkey", "confkey", objname="configuration key", indextemplate="pair: %s; configuration key"
+    )
+    app.add_directive("oauth-gateway-schema", SchemaDirective)
+    app.add_directive("oauth-gateway-cli", CliDirective)
+    app.connect("missing-reference", _public_alias)
+    # Around napoleon's handler (priority 500).
+    app.connect("autodoc-process-docstring", _keep_docstring, priority=400)
+    app.connect("autodoc-process-docstring", _restore_docstring, priority=600)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

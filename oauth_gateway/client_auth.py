@@ -1,0 +1,955 @@
+"""How the client proves itself to the token endpoint, once per request attempt.
+
+Each method is a small object with one call, :meth:`ClientAuth.apply`, which adds its
+fields to the form and headers of ONE token request attempt. The caller calls it again
+for every attempt, retries included, so signed assertions always carry a fresh ``jti``
+and ``iat`` and a platform-issued assertion file is re-read each time.
+
+Methods: :class:`ClientSecretBasic` (RFC 6749 section 2.3.1), :class:`ClientSecretPost`,
+:class:`TlsClientAuth` (RFC 8705), :class:`PrivateKeyJwt` and :class:`ClientSecretJwt`
+(RFC 7523 section 2.2, OpenID Connect Core section 9), :class:`AssertionFile` (a JWT the
+platform issued to the workload), and :class:`JwtBearerGrant` (RFC 7523 section 2.1).
+
+JWT signing needs PyJWT with its crypto extra (``pip install 'oauth-gateway[jwt]'``); it
+is imported only when a JWT method is built, and its absence is a :class:`ConfigError`
+that names the extra. Reading an assertion file needs only the standard library.
+
+Secrets (client secrets, private keys, assertions) never appear in a ``repr``, a message
+or a log line: objects show the ``client_id``, file paths and key types only.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import ssl
+import stat
+import threading
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from urllib.parse import quote_plus
+
+from ._helpers import redact_url
+from ._jsonpath import join as _join_path
+from .exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: RFC 7523 section 2.2: ``client_assertion_type`` for a JWT client assertion.
+JWT_BEARER_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: RFC 7523 section 2.1: ``grant_type`` of the JWT bearer grant.
+JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: Seconds between ``iat`` and ``exp`` of the assertions we sign (the upper bound too).
+ASSERTION_LIFETIME = 60
+#: An assertion file whose ``exp`` is closer than this is treated as expired: it would
+#: expire in flight, and a healthy platform rotates its files long before.
+ASSERTION_FILE_MIN_REMAINING = 5
+#: Signing algorithms for private_key_jwt (``OAUTH_CLIENT_ASSERTION_ALG``).
+SIGNING_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384")
+#: The client authentication methods (``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``).
+AUTH_METHODS = (
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "tls_client_auth",
+    "none",
+)
+#: The fix named by every "PyJWT is missing" error.
+JWT_EXTRA = "pip install 'oauth-gateway[jwt]'"
+#: RSA keys shorter than this are refused (RFC 7518 section 3.3).
+MIN_RSA_BITS = 2048
+
+_CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384"}
+_PEM_CERT = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s+.*?-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+# --------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------
+
+
+class ClientAuth(abc.ABC):
+    """How the client proves itself: adds its fields to one token request attempt.
+
+    Implementations are immutable after construction and thread-safe: ``apply`` keeps
+    no per-call state on the object.
+
+    Attributes:
+        method: The RFC 8414 ``token_endpoint_auth_method`` name.
+        client_id: The client's id, or None when the method does not need one.
+    """
+
+    method = ""
+    client_id: Optional[str] = None
+
+    @abc.abstractmethod
+    def apply(
+        self,
+        form: Dict[str, str],
+        headers: Dict[str, str],
+        *,
+        token_endpoint: str,
+        issuer: Optional[str],
+        now: float,
+    ) -> None:
+        """Add this method's fields to ``form`` and ``headers`` of one request attempt.
+
+        Called for every attempt, retries included.
+
+        Args:
+            form: The form body being built; changed in place.
+            headers: The request headers being built; changed in place.
+            token_endpoint: The URL the request goes to.
+            issuer: The authorization server's issuer identifier, or None when unknown.
+            now: Wall-clock seconds since the epoch (``time.time()``), for ``iat``/``exp``.
+
+        Raises:
+            ConfigError: the credential cannot be used (an expired assertion file, ...).
+        """
+
+    def __repr__(self) -> str:
+        return "%s(client_id=%r)" % (type(self).__name__, self.client_id)
+
+
+# --------------------------------------------------------------------------------------
+# Shared secrets and mTLS
+# --------------------------------------------------------------------------------------
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """Return the ``Authorization`` value for client_secret_basic (RFC 6749 section 2.3.1).
+
+    The id and secret are form-url-encoded before base64, which most clients forget: a
+    secret containing ``:`` or ``%`` only works this way.
+    """
+    raw = "%s:%s" % (quote_plus(client_id), quote_plus(client_secret))
+    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+class ClientSecretBasic(ClientAuth):
+    """client_secret_basic: the form-encoded id and secret in HTTP Basic. Thread-safe."""
+
+    method = "client_secret_basic"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        self.client_id = client_id
+        self._secret = client_secret
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        headers["Authorization"] = basic_credentials(self.client_id or "", self._secret)
+
+
+class ClientSecretPost(ClientAuth):
+    """client_secret_post: ``client_id`` and ``client_secret`` in the form. Thread-safe."""
+
+    method = "client_secret_post"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        self.client_id = client_id
+        self._secret = client_secret
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        form["client_id"] = self.client_id or ""
+        form["client_secret"] = self._secret
+
+
+class TlsClientAuth(ClientAuth):
+    """tls_client_auth (RFC 8705): ``client_id`` in the form; the TLS layer proves the rest.
+
+    The certificate is not sent by ``apply``: the caller puts :attr:`cert` on the session
+    (``requests``' ``cert=(cert_path, key_path)``). Thread-safe.
+
+    Attributes:
+        cert: ``(certificate path, key path)`` for the session.
+    """
+
+    method = "tls_client_auth"
+
+    def __init__(self, client_id: str, cert_path: str, key_path: str) -> None:
+        self.client_id = client_id
+        self.cert = (cert_path, key_path)
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        form["client_id"] = self.client_id or ""
+
+
+class NoClientAuth(ClientAuth):
+    """none: the client does not authenticate; sends ``client_id`` when it has one."""
+
+    method = "none"
+
+    def __init__(self, client_id: Optional[str] = None) -> None:
+        self.client_id = client_id
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        if self.client_id:
+            form["client_id"] = self.client_id
+
+
+# --------------------------------------------------------------------------------------
+# Audience (CVE-2025-27370 / CVE-2025-27371)
+# --------------------------------------------------------------------------------------
+
+
+class AudienceChoice(NamedTuple):
+    """The ``aud`` of a client assertion and why it was chosen.
+
+    Attributes:
+        audience: The value for ``aud``.
+        source: ``"configured"``, ``"issuer"`` or ``"token_endpoint"``.
+        warning: A message to log at WARNING, or None.
+    """
+
+    audience: str
+    source: str
+    warning: Optional[str]
+
+
+def assertion_audience(
+    token_endpoint: str, issuer: Optional[str] = None, configured: Optional[str] = None
+) -> AudienceChoice:
+    """Choose the ``aud`` of a client assertion. Pure: no I/O, no logging.
+
+    The configured ``OAUTH_CLIENT_ASSERTION_AUDIENCE`` wins (Entra ID and Okta want the
+    token endpoint URL). Otherwise the authorization server's issuer, so an assertion
+    made for one server cannot be replayed at another (CVE-2025-27370/27371). Without a
+    known issuer, the token endpoint URL, with a warning that names both.
+
+    Args:
+        token_endpoint: The token endpoint URL the assertion is sent to.
+        issuer: The issuer from ``OAUTH_ISSUER`` or discovery, or None.
+        configured: ``OAUTH_CLIENT_ASSERTION_AUDIENCE``, or None.
+
+    Returns:
+        The audience, its source and a warning message (or None).
+    """
+    if configured:
+        return AudienceChoice(configured, "configured", None)
+    if issuer:
+        return AudienceChoice(issuer, "issuer", None)
+    warning = (
+        "client assertion audience is the token endpoint %s, not an issuer: the "
+        "authorization server's issuer is unknown. Set OAUTH_ISSUER (or use discovery) so "
+        "the audience is the issuer, or OAUTH_CLIENT_ASSERTION_AUDIENCE to choose it"
+        % redact_url(token_endpoint)
+    )
+    return AudienceChoice(token_endpoint, "token_endpoint", warning)
+
+
+# --------------------------------------------------------------------------------------
+# Files: the one home of the key-file rules
+# --------------------------------------------------------------------------------------
+
+
+def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Private key") -> None:
+    """Check a private key file the way every key file is checked (fail closed).
+
+    The file must exist, be a regular file (symlinks to one are fine: Kubernetes
+    secrets are symlinks) and be readable by this user; a file that group or others may
+    read is a WARNING (not an error, so mounted secrets with mode 0644 still work).
+
+    Args:
+        path: The file path.
+        field: The config key, like ``OAUTH_CLIENT_PRIVATE_KEY_PATH``.
+        json_path: The JSON path of the ``oauth_config`` object holding ``field``.
+        label: How messages name the file, like ``Client key``.
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, or not readable.
+    """
+    where = _join_path(json_path, field)
+    if not os.path.exists(path):
+        raise ConfigError(
+            "%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)"
+        )
+    if not os.path.isfile(path):
+        raise ConfigError(
+            "%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself"
+        )
+    if not os.access(path, os.R_OK):
+        raise ConfigError(
+            "%s is not readable: %s" % (label, path),
+            where,
+            "make it readable by this user (chmod 600, owned by the gateway's user)",
+        )
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "%s %s is readable by group or others (mode %o); run chmod 600 on it",
+            label,
+            path,
+            stat.S_IMODE(mode),
+        )
+
+
+def _import_jwt(where: str) -> Any:
+    """Import PyJWT with its cryptography backend, or raise the error naming the extra."""
+    try:
+        import jwt  # noqa: F401
+        from jwt.algorithms import has_crypto
+    except ImportError:
+        raise ConfigError(
+            "signing JWTs (private_key_jwt, client_secret_jwt, DPoP) needs PyJWT, which is not installed",
+            where,
+            "install it with: %s" % JWT_EXTRA,
+        ) from None
+    if not has_crypto:
+        raise ConfigError(
+            "signing JWTs needs the cryptography package, which is not installed",
+            where,
+            "install it with: %s" % JWT_EXTRA,
+        )
+    return jwt
+
+
+def require_jwt(where: str = "$") -> Any:
+    """Import PyJWT with its cryptography backend and return the ``jwt`` module.
+
+    For modules that sign or make keys themselves (DPoP): the one place that turns a
+    missing optional extra into a :class:`ConfigError` naming ``pip install
+    'oauth-gateway[jwt]'``.
+
+    Args:
+        where: The JSON path of the config key that needs signing, for the message.
+
+    Raises:
+        ConfigError: PyJWT or cryptography is not installed.
+    """
+    return _import_jwt(where)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_int(value: int) -> str:
+    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of a public RSA or EC JWK, base64url (DPoP's ``jkt``)."""
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+class PrivateKey:
+    """A loaded RSA or EC private key; its ``repr`` shows the path and type, never the key.
+
+    Immutable and thread-safe (cryptography keys sign concurrently).
+
+    Attributes:
+        path: The file it came from, or None.
+        key_type: ``"RSA"`` or ``"EC"``.
+        curve: ``"P-256"`` or ``"P-384"`` for EC keys, else None.
+        bits: The key size in bits.
+        default_alg: RS256 for RSA, ES256 for P-256, ES384 for P-384.
+    """
+
+    def __init__(self, key: Any, path: Optional[str] = None) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        self._key = key
+        self.path = path
+        self.bits = getattr(key, "key_size", 0)
+        if isinstance(key, rsa.RSAPrivateKey):
+            self.key_type, self.curve, self.default_alg = "RSA", None, "RS256"
+        elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_ALGS:
+            self.key_type = "EC"
+            self.curve = "P-256" if key.curve.name == "secp256r1" else "P-384"
+            self.default_alg = _CURVE_ALGS[key.curve.name]
+        else:
+            raise ValueError("unsupported key type")
+
+    def __repr__(self) -> str:
+        kind = "EC %s" % self.curve if self.key_type == "EC" else "RSA %d" % self.bits
+        return "PrivateKey(path=%r, type=%r)" % (self.path, kind)
+
+    def __reduce__(self):
+        raise TypeError("a PrivateKey is not picklable; load it again from its file")
+
+    @property
+    def signing_key(self) -> Any:
+        """The cryptography key object, for signing."""
+        return self._key
+
+    def public_jwk(self) -> Dict[str, str]:
+        """The public key as a JWK dict (``kty``, ``n``/``e`` or ``crv``/``x``/``y``)."""
+        numbers = self._key.public_key().public_numbers()
+        if self.key_type == "RSA":
+            return {"kty": "RSA", "n": _b64url_int(numbers.n), "e": _b64url_int(numbers.e)}
+        size = (self.bits + 7) // 8
+        return {
+            "kty": "EC",
+            "crv": self.curve or "",
+            "x": _b64url(numbers.x.to_bytes(size, "big")),
+            "y": _b64url(numbers.y.to_bytes(size, "big")),
+        }
+
+    def is_pair_of(self, certificate_der: bytes) -> bool:
+        """True when the DER certificate holds this key's public key."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        cert_key = x509.load_der_x509_certificate(certificate_der).public_key()
+        fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+        der = serialization.Encoding.DER
+        return cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt)
+
+
+def load_private_key(
+    path: str,
+    password: Optional[str] = None,
+    *,
+    json_path: str = "$",
+    field: str = "OAUTH_CLIENT_PRIVATE_KEY_PATH",
+) -> PrivateKey:
+    """Load a PEM RSA (2048 bits or more) or EC P-256/P-384 private key, failing closed.
+
+    The file is checked by :func:`check_key_file` first. Messages name the file and the
+    problem, never its content or the password.
+
+    Args:
+        path: The PEM file (PKCS#8 or traditional, optionally encrypted).
+        password: The key's password, or None for an unencrypted key.
+        json_path: The JSON path of the ``oauth_config`` object.
+        field: The config key naming the file.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, PyJWT/cryptography is missing,
+            the password is wrong or missing, or the key type or size is not supported.
+    """
+    where = _join_path(json_path, field)
+    _import_jwt(where)
+    check_key_file(path, field, json_path)
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ConfigError(
+            "cannot read the private key %s (%s)" % (path, exc.strerror or exc.__class__.__name__),
+            where,
+            "check the path and that this user may read it",
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(
+            data, password.encode("utf-8") if password else None
+        )
+    except TypeError:
+        # cryptography: a password for an unencrypted key, or none for an encrypted one.
+        if password:
+            problem, fix = "is not encrypted, but a password was given", "remove the key password"
+        else:
+            problem, fix = "is encrypted and no password was given", "set the key password"
+        raise ConfigError("private key %s %s" % (path, problem), where, fix) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(
+            "private key %s does not load: not a PEM private key, or the password is wrong" % path,
+            where,
+            "use a PEM RSA or EC private key (BEGIN PRIVATE KEY) and its password",
+        ) from None
+    try:
+        loaded = PrivateKey(key, path)
+    except ValueError:
+        raise ConfigError(
+            "private key %s is of an unsupported type (%s)" % (path, type(key).__name__.lstrip("_")),
+            where,
+            "use an RSA key (2048 bits or more) or an EC key on P-256 or P-384",
+        ) from None
+    if loaded.key_type == "RSA" and loaded.bits < MIN_RSA_BITS:
+        raise ConfigError(
+            "private key %s is RSA %d bits, too short to sign with" % (path, loaded.bits),
+            where,
+            "use an RSA key of %d bits or more, or an EC P-256 key" % MIN_RSA_BITS,
+        )
+    return loaded
+
+
+def certificate_thumbprints(
+    cert_path: str, *, json_path: str = "$", field: str = "OAUTH_CLIENT_CERT_PATH"
+) -> Tuple[str, str, bytes]:
+    """Read the first PEM certificate of ``cert_path``: its ``x5t``, ``x5t#S256`` and DER.
+
+    ``x5t`` is the base64url SHA-1 of the DER certificate (Entra ID requires it),
+    ``x5t#S256`` the base64url SHA-256 (RFC 7515 section 4.1.8).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or holds no PEM certificate.
+    """
+    where = _join_path(json_path, field)
+    try:
+        with open(cert_path, "r", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(
+            "cannot read the client certificate %s (%s)"
+            % (cert_path, exc.strerror or exc.__class__.__name__),
+            where,
+            "check the path and that this user may read it",
+        ) from None
+    match = _PEM_CERT.search(text)
+    try:
+        der = ssl.PEM_cert_to_DER_cert(match.group(0)) if match else b""
+    except (ValueError, binascii.Error):
+        der = b""
+    if not der:
+        raise ConfigError(
+            "client certificate %s holds no PEM certificate" % cert_path,
+            where,
+            "point it at the PEM certificate (BEGIN CERTIFICATE) registered with the server",
+        )
+    return _b64url(hashlib.sha1(der).digest()), _b64url(hashlib.sha256(der).digest()), der
+
+
+# --------------------------------------------------------------------------------------
+# Signing
+# --------------------------------------------------------------------------------------
+
+
+def sign_jwt(
+    header: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    key: Union[PrivateKey, bytes],
+    alg: str,
+) -> str:
+    """Sign ``claims`` as a compact JWS with ``alg``; ``header`` adds to ``typ``/``alg``.
+
+    Used for client assertions here and for DPoP proofs (``typ: dpop+jwt``, ``jwk``).
+
+    Args:
+        header: Extra JOSE header members (``kid``, ``x5t#S256``, ``typ``, ``jwk``).
+        claims: The JWT claims.
+        key: A :class:`PrivateKey` for RS/PS/ES algorithms, or the secret bytes for HS256.
+        alg: The JWS algorithm (``RS256``, ``PS256``, ``ES256``, ``ES384``, ``HS256``).
+
+    Returns:
+        The compact serialization ``header.payload.signature``.
+
+    Raises:
+        ConfigError: PyJWT or cryptography is not installed.
+    """
+    jwt = _import_jwt("$")
+    signing_key = key.signing_key if isinstance(key, PrivateKey) else key
+    return jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
+
+
+def _warn_once(seen: set, lock: threading.Lock, choice: AudienceChoice) -> None:
+    if choice.warning is None:
+        return
+    with lock:
+        if choice.audience in seen:
+            return
+        seen.add(choice.audience)
+    log.warning("%s", choice.warning)
+
+
+class _JwtClientAuth(ClientAuth):
+    """Shared part of private_key_jwt and client_secret_jwt: one fresh assertion per attempt."""
+
+    def __init__(self, client_id: str, audience: Optional[str], lifetime: int) -> None:
+        if not 1 <= lifetime <= ASSERTION_LIFETIME:
+            raise ValueError("lifetime must be 1 to %d seconds" % ASSERTION_LIFETIME)
+        self.client_id = client_id
+        self.audience = audience
+        self.lifetime = lifetime
+        self._warned: set = set()
+        self._warned_lock = threading.Lock()
+
+    def _sign(self, header: Dict[str, Any], claims: Dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def assertion(self, *, token_endpoint: str, issuer: Optional[str], now: float) -> str:
+        """Return a new signed assertion: ``iss`` = ``sub`` = client_id, fresh ``jti``."""
+        choice = assertion_audience(token_endpoint, issuer, self.audience)
+        _warn_once(self._warned, self._warned_lock, choice)
+        iat = int(now)
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": choice.audience,
+            "iat": iat,
+            "exp": iat + self.lifetime,
+            "jti": secrets.token_urlsafe(24),
+        }
+        return self._sign({}, claims)
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        form["client_id"] = self.client_id or ""
+        form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
+        form["client_assertion"] = self.assertion(
+            token_endpoint=token_endpoint, issuer=issuer, now=now
+        )
+
+
+class PrivateKeyJwt(_JwtClientAuth):
+    """private_key_jwt: an assertion signed with the client's private key. Thread-safe.
+
+    Attributes:
+        alg: The signing algorithm.
+        kid: The ``kid`` header, or None.
+        audience: The configured audience, or None (then the issuer, else the endpoint).
+        x5t, x5t_s256: Certificate thumbprints for the header, or None.
+    """
+
+    method = "private_key_jwt"
+
+    def __init__(
+        self,
+        client_id: str,
+        key: PrivateKey,
+        alg: Optional[str] = None,
+        kid: Optional[str] = None,
+        audience: Optional[str] = None,
+        certificate_path: Optional[str] = None,
+        *,
+        lifetime: int = ASSERTION_LIFETIME,
+        json_path: str = "$",
+    ) -> None:
+        """Check the algorithm against the key and read the certificate's thumbprints.
+
+        Args:
+            client_id: ``iss`` and ``sub`` of every assertion.
+            key: From :func:`load_private_key`.
+            alg: One of :data:`SIGNING_ALGORITHMS`; default from the key.
+            kid: The ``kid`` header (the key's id at the server), or None.
+            audience: ``OAUTH_CLIENT_ASSERTION_AUDIENCE``, or None.
+            certificate_path: A PEM certificate of the key (Entra ID): adds ``x5t#S256``
+                and ``x5t`` to the header.
+            lifetime: Seconds from ``iat`` to ``exp``, at most 60.
+            json_path: The JSON path of the ``oauth_config`` object, for messages.
+
+        Raises:
+            ConfigError: the algorithm is unknown or does not fit the key, or the
+                certificate is unreadable or belongs to another key.
+        """
+        super().__init__(client_id, audience, lifetime)
+        alg = alg or key.default_alg
+        where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_ALG")
+        if alg not in SIGNING_ALGORITHMS:
+            raise ConfigError(
+                "unknown signing algorithm %r" % alg, where, "use one of %s" % ", ".join(SIGNING_ALGORITHMS)
+            )
+        fits = alg[:2] in ("RS", "PS") if key.key_type == "RSA" else alg == key.default_alg
+        if not fits:
+            raise ConfigError(
+                "%s does not fit the %s key" % (alg, "RSA" if key.key_type == "RSA" else "EC %s" % key.curve),
+                where,
+                "use %s, or leave OAUTH_CLIENT_ASSERTION_ALG out to take it from the key"
+                % ("RS256 or PS256" if key.key_type == "RSA" else key.default_alg),
+            )
+        self.alg = alg
+        self.kid = kid
+        self._key = key
+        self.x5t: Optional[str] = None
+        self.x5t_s256: Optional[str] = None
+        if certificate_path:
+            self.x5t, self.x5t_s256, der = certificate_thumbprints(
+                certificate_path, json_path=json_path
+            )
+            if not key.is_pair_of(der):
+                raise ConfigError(
+                    "client certificate %s does not belong to the private key %s"
+                    % (certificate_path, key.path),
+                    _join_path(json_path, "OAUTH_CLIENT_CERT_PATH"),
+                    "use the certificate made from this key (the one registered with the server)",
+                )
+
+    def __repr__(self) -> str:
+        return "PrivateKeyJwt(client_id=%r, alg=%r, kid=%r, key=%r)" % (
+            self.client_id,
+            self.alg,
+            self.kid,
+            self._key,
+        )
+
+    def _sign(self, header: Dict[str, Any], claims: Dict[str, Any]) -> str:
+        if self.kid:
+            header["kid"] = self.kid
+        if self.x5t_s256:
+            header["x5t#S256"] = self.x5t_s256
+            header["x5t"] = self.x5t
+        return sign_jwt(header, claims, self._key, self.alg)
+
+
+class ClientSecretJwt(_JwtClientAuth):
+    """client_secret_jwt: an HS256 assertion keyed with the client secret. Thread-safe."""
+
+    method = "client_secret_jwt"
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        audience: Optional[str] = None,
+        *,
+        lifetime: int = ASSERTION_LIFETIME,
+        json_path: str = "$",
+    ) -> None:
+        """Check that PyJWT is installed; a secret under 32 bytes is a WARNING (RFC 7518 3.2).
+
+        Raises:
+            ConfigError: PyJWT is not installed, or the secret is empty.
+        """
+        _import_jwt(_join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"))
+        if not client_secret:
+            raise ConfigError(
+                "client_secret_jwt needs a client secret",
+                _join_path(json_path, "OAUTH_CLIENT_SECRET"),
+                "set OAUTH_CLIENT_SECRET, or choose another OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
+            )
+        super().__init__(client_id, audience, lifetime)
+        self._secret = client_secret.encode("utf-8")
+        if len(self._secret) < 32:
+            log.warning(
+                "client_secret_jwt for %s: the client secret is %d bytes, shorter than the 32 "
+                "that HS256 needs (RFC 7518 section 3.2); ask the server for a longer one",
+                client_id,
+                len(self._secret),
+            )
+
+    def _sign(self, header: Dict[str, Any], claims: Dict[str, Any]) -> str:
+        import warnings
+
+        with warnings.catch_warnings():
+            # PyJWT 2.10+ warns on short HMAC keys; we warned once at construction.
+            warnings.simplefilter("ignore")
+            return sign_jwt(header, claims, self._secret, "HS256")
+
+
+# --------------------------------------------------------------------------------------
+# Assertions issued by the platform
+# --------------------------------------------------------------------------------------
+
+
+def _jwt_part(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+
+
+def _utc(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class AssertionFile(ClientAuth):
+    """A JWT the platform issued to the workload, re-read from its file on every attempt.
+
+    Kubernetes projected service-account tokens, GitHub Actions OIDC tokens written to a
+    file and SPIFFE JWT-SVIDs rotate, so nothing is cached. The ``exp`` claim is checked
+    (the signature is not: that is the server's job). Sent as ``client_assertion`` with
+    the jwt-bearer assertion type. Thread-safe.
+
+    Attributes:
+        path: The file.
+        client_id: Sent as ``client_id`` when set.
+    """
+
+    method = "private_key_jwt"
+
+    def __init__(
+        self, path: str, client_id: Optional[str] = None, *, json_path: str = "$"
+    ) -> None:
+        self.path = path
+        self.client_id = client_id or None
+        self._where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")
+
+    def __repr__(self) -> str:
+        return "AssertionFile(path=%r, client_id=%r)" % (self.path, self.client_id)
+
+    def _error(self, problem: str, fix: str) -> ConfigError:
+        return ConfigError("the client assertion file %s %s" % (self.path, problem), self._where, fix)
+
+    def read(self, now: float) -> str:
+        """Read the file and return its JWT after checking its shape and ``exp``.
+
+        Args:
+            now: Wall-clock seconds since the epoch.
+
+        Raises:
+            ConfigError: the file is unreadable, is not a JWT, has no numeric ``exp``,
+                or expires within :data:`ASSERTION_FILE_MIN_REMAINING` seconds. The
+                message names the file, never its content.
+        """
+        try:
+            with open(self.path, "r", encoding="utf-8") as handle:
+                text = handle.read(65536).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+            raise self._error(
+                "cannot be read (%s)" % reason,
+                "check that the platform mounts it and that this user may read it",
+            ) from None
+        parts = text.split(".")
+        try:
+            if len(parts) != 3 or not all(parts):
+                raise ValueError
+            header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
+            if not isinstance(header, dict) or not isinstance(claims, dict):
+                raise ValueError
+        except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
+            raise self._error(
+                "does not hold a JWT (three base64url parts)",
+                "point it at the token file the platform writes (e.g. a projected service-account token)",
+            ) from None
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise self._error(
+                "holds a JWT without a numeric exp claim", "use a token the platform issues with an expiry"
+            )
+        if exp - now < ASSERTION_FILE_MIN_REMAINING:
+            raise self._error(
+                "holds a JWT that expired at %s (%d s ago)" % (_utc(exp), max(0, int(now - exp))),
+                "the platform should rotate this file; check that the token is still projected and refreshed",
+            )
+        return text
+
+    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+        assertion = self.read(now)
+        if self.client_id:
+            form["client_id"] = self.client_id
+        form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
+        form["client_assertion"] = assertion
+
+
+class JwtBearerGrant:
+    """The jwt-bearer grant (RFC 7523 section 2.1): the platform's JWT as ``assertion``.
+
+    ``apply`` has the :class:`ClientAuth` signature; it sets ``grant_type`` and
+    ``assertion`` and the client authentication (often :class:`NoClientAuth`) applies
+    after it. No fallback to another grant. Thread-safe.
+    """
+
+    grant_type = JWT_BEARER_GRANT_TYPE
+
+    def __init__(self, source: AssertionFile) -> None:
+        self.source = source
+
+    def __repr__(self) -> str:
+        return "JwtBearerGrant(path=%r)" % (self.source.path,)
+
+    def apply(
+        self,
+        form: Dict[str, str],
+        headers: Dict[str, str],
+        *,
+        token_endpoint: str,
+        issuer: Optional[str],
+        now: float,
+    ) -> None:
+        """Set ``grant_type`` and ``assertion`` (read from the file now) in ``form``."""
+        form["grant_type"] = JWT_BEARER_GRANT_TYPE
+        form["assertion"] = self.source.read(now)
+
+
+# --------------------------------------------------------------------------------------
+# From config keys
+# --------------------------------------------------------------------------------------
+
+
+def build_client_auth(
+    method: str,
+    client_id: str,
+    *,
+    client_secret: Optional[str] = None,
+    private_key_path: Optional[str] = None,
+    private_key_password: Optional[str] = None,
+    alg: Optional[str] = None,
+    kid: Optional[str] = None,
+    audience: Optional[str] = None,
+    cert_path: Optional[str] = None,
+    key_path: Optional[str] = None,
+    assertion_file: Optional[str] = None,
+    json_path: str = "$",
+) -> ClientAuth:
+    """Build the :class:`ClientAuth` for ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``.
+
+    Args mirror the config keys: ``client_secret`` (OAUTH_CLIENT_SECRET),
+    ``private_key_path`` (OAUTH_CLIENT_PRIVATE_KEY_PATH), ``alg``
+    (OAUTH_CLIENT_ASSERTION_ALG), ``kid`` (OAUTH_CLIENT_KEY_ID), ``audience``
+    (OAUTH_CLIENT_ASSERTION_AUDIENCE), ``cert_path``/``key_path`` (OAUTH_CLIENT_CERT_PATH,
+    OAUTH_CLIENT_KEY_PATH), ``assertion_file`` (OAUTH_CLIENT_ASSERTION_FILE). For
+    private_key_jwt exactly one of ``private_key_path`` and ``assertion_file`` is given.
+
+    Raises:
+        ConfigError: an unknown method, a missing or conflicting key, a bad key file,
+            or PyJWT missing for a signing method.
+    """
+    where = _join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD")
+    if method == "client_secret_basic":
+        return ClientSecretBasic(client_id, client_secret or "")
+    if method == "client_secret_post":
+        return ClientSecretPost(client_id, client_secret or "")
+    if method == "client_secret_jwt":
+        return ClientSecretJwt(client_id, client_secret or "", audience, json_path=json_path)
+    if method == "tls_client_auth":
+        if not (cert_path and key_path):
+            raise ConfigError(
+                "tls_client_auth needs a client certificate and key",
+                where,
+                "set OAUTH_CLIENT_CERT_PATH and OAUTH_CLIENT_KEY_PATH",
+            )
+        return TlsClientAuth(client_id, cert_path, key_path)
+    if method == "none":
+        return NoClientAuth(client_id)
+    if method != "private_key_jwt":
+        raise ConfigError(
+            "unknown client authentication method %r" % method, where, "use one of %s" % ", ".join(AUTH_METHODS)
+        )
+    if private_key_path and assertion_file:
+        raise ConfigError(
+            "private_key_jwt takes a private key or an assertion file, not both",
+            _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE"),
+            "remove OAUTH_CLIENT_ASSERTION_FILE or OAUTH_CLIENT_PRIVATE_KEY_PATH",
+        )
+    if assertion_file:
+        return AssertionFile(assertion_file, client_id, json_path=json_path)
+    if not private_key_path:
+        raise ConfigError(
+            "private_key_jwt needs a private key or an assertion file",
+            where,
+            "set OAUTH_CLIENT_PRIVATE_KEY_PATH (or OAUTH_CLIENT_ASSERTION_FILE)",
+        )
+    key = load_private_key(private_key_path, private_key_password, json_path=json_path)
+    return PrivateKeyJwt(client_id, key, alg, kid, audience, cert_path, json_path=json_path)
+
+
+__all__ = (
+    "ASSERTION_LIFETIME",
+    "AUTH_METHODS",
+    "AssertionFile",
+    "AudienceChoice",
+    "ClientAuth",
+    "ClientSecretBasic",
+    "ClientSecretJwt",
+    "ClientSecretPost",
+    "JWT_BEARER_ASSERTION_TYPE",
+    "JWT_BEARER_GRANT_TYPE",
+    "JwtBearerGrant",
+    "NoClientAuth",
+    "PrivateKey",
+    "PrivateKeyJwt",
+    "SIGNING_ALGORITHMS",
+    "TlsClientAuth",
+    "assertion_audience",
+    "basic_credentials",
+    "build_client_auth",
+    "certificate_thumbprints",
+    "check_key_file",
+    "jwk_thumbprint",
+    "load_private_key",
+    "require_jwt",
+    "sign_jwt",
+)

@@ -1,0 +1,214 @@
+"""The documentation in docs/: it builds with warnings as errors, its links hold, and
+its generated references cover every schema key and every command.
+
+The site is built once per module with ``python -m sphinx -W --keep-going -n`` from
+the installed package (autodoc imports it) into a temporary directory. Links are
+checked here rather than with Sphinx's ``linkcheck`` builder, which needs the network:
+every ``href`` and ``src`` that stays inside the site must name an existing file and,
+when it has a ``#fragment``, an element with that id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import re
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from oauth_gateway import cli
+from oauth_gateway.schema import load_schema
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+class _Page(HTMLParser):
+    """Collects a page's ids, its links, and the text of the elements we look for."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: Set[str] = set()
+        self.links: List[str] = []
+        self.confkeys: List[str] = []
+        self.headings: List[str] = []
+        self._capture: List[Tuple[str, List[str], List[str]]] = []  # (tag, sink, text parts)
+
+    def handle_starttag(self, tag: str, attrs: List[Tuple[str, object]]) -> None:
+        values = {name: value for name, value in attrs if isinstance(value, str)}
+        for name in ("id", "name"):
+            if name in values and (name == "id" or tag == "a"):
+                self.ids.add(values[name])
+        for name in ("href", "src"):
+            if name in values and tag in ("a", "img", "script", "link"):
+                self.links.append(values[name])
+        if tag == "dt" and values.get("id", "").startswith("confkey-"):
+            self._capture.append((tag, self.confkeys, []))
+        elif tag in ("h1", "h2", "h3"):
+            self._capture.append((tag, self.headings, []))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._capture and self._capture[-1][0] == tag:
+            _, sink, parts = self._capture.pop()
+            sink.append(" ".join("".join(parts).replace("\u00b6", "").split()))
+
+    def handle_data(self, data: str) -> None:
+        for _, _, parts in self._capture:
+            parts.append(data)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, object]:
+    out = tmp_path_factory.mktemp("docs-html")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html",
+         "-d", str(out / ".doctrees"), str(DOCS), str(out)],
+        cwd=str(REPO),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        timeout=600,
+    )
+    return {"out": out, "result": result, "seconds": time.monotonic() - started}
+
+
+def _pages(out: Path) -> Dict[str, _Page]:
+    pages = {}
+    for path in sorted(out.rglob("*.html")):
+        page = _Page()
+        page.feed(path.read_text(encoding="utf-8"))
+        pages[path.relative_to(out).as_posix()] = page
+    return pages
+
+
+def _internal_targets(source: str, links: List[str]) -> Iterator[Tuple[str, str, str]]:
+    """Yields (link, target file, fragment) for links that stay inside the site."""
+    for link in links:
+        parts = urlsplit(link)
+        if parts.scheme or parts.netloc:
+            continue  # http(s):, mailto:, //host: outside the site
+        path = unquote(parts.path)
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(source), path)) if path else source
+        yield link, target, unquote(parts.fragment)
+
+
+def test_the_docs_build_with_warnings_as_errors_and_nitpicky_references(site: Dict[str, object]) -> None:
+    result = site["result"]
+    assert result.returncode == 0, "sphinx-build failed:\n%s\n%s" % (result.stdout, result.stderr)
+    assert "WARNING" not in result.stderr, result.stderr
+    assert (site["out"] / "index.html").is_file()
+
+
+def test_every_internal_link_names_an_existing_page_and_anchor(site: Dict[str, object]) -> None:
+    out = site["out"]
+    pages = _pages(out)
+    assert "api.html" in pages and "configuration.html" in pages and "cli.html" in pages
+    broken = []
+    checked = 0
+    for source, page in pages.items():
+        for link, target, fragment in _internal_targets(source, page.links):
+            checked += 1
+            if not (out / target).is_file():
+                broken.append("%s: %s (no file %s)" % (source, link, target))
+            elif fragment and target.endswith(".html") and fragment not in pages[target].ids:
+                broken.append("%s: %s (no id %r in %s)" % (source, link, fragment, target))
+    assert broken == [], "\n".join(broken)
+    assert checked > 500, "only %d internal links found; is the site empty?" % checked
+
+
+def test_every_public_name_has_an_entry_in_the_api_reference(site: Dict[str, object]) -> None:
+    import oauth_gateway
+
+    ids = _pages(site["out"])["api.html"].ids
+    missing = [name for name in oauth_gateway.__all__ if "oauth_gateway.%s" % name not in ids]
+    assert missing == []
+
+
+def _property_names(schema: object) -> Iterator[str]:
+    """Every key under a "properties" object, at any depth, except in the conditional
+    rules (if/then/else/not), which only repeat keys declared elsewhere."""
+    if isinstance(schema, dict):
+        for keyword, value in schema.items():
+            if keyword in ("if", "then", "else", "not", "allOf", "anyOf", "oneOf"):
+                continue
+            if keyword == "properties" and isinstance(value, dict):
+                for name, child in value.items():
+                    yield name
+                    yield from _property_names(child)
+            else:
+                yield from _property_names(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _property_names(item)
+
+
+def test_every_oauth_config_key_is_in_the_configuration_reference(site: Dict[str, object]) -> None:
+    schema = load_schema("oauth-config")
+    documented = set(_pages(site["out"])["configuration.html"].confkeys)
+    keys = list(schema["properties"])
+    assert "OAUTH_TOKEN_URL" in keys
+    assert [key for key in keys if key not in documented] == []
+
+
+def test_every_gateway_file_key_is_in_the_configuration_reference(site: Dict[str, object]) -> None:
+    names = set(_property_names(load_schema("gateway-config")))
+    assert {"mcp_configs", "server_name", "oauth_config", "env"} <= names
+    documented = _pages(site["out"])["configuration.html"].confkeys
+    paths = [key for key in documented if key.startswith("$.")]
+    last_segments = {re.split(r"[.\]]", path)[-1] for path in paths}
+    assert sorted(names - last_segments) == []
+
+
+def test_each_key_shows_its_type_default_and_allowed_values(site: Dict[str, object]) -> None:
+    text = (site["out"] / "configuration.html").read_text(encoding="utf-8")
+    version = text.split('id="confkey-OAUTH_VERSION"', 1)[1].split('id="confkey-', 1)[0]
+    assert "Type" in version and "string" in version
+    assert "Default" in version and json.dumps("2.0") in version.replace("&quot;", '"')
+    assert "Allowed values" in version and json.dumps("2.1") in version.replace("&quot;", '"')
+
+
+def _help(argv: List[str]) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(argv + ["--help"], stdout=out, stderr=err) == 0, err.getvalue()
+    return out.getvalue()
+
+
+def _commands(prefix: List[str]) -> Iterator[List[str]]:
+    """Walks the command line through its public entry point, `main([... '--help'])`."""
+    yield prefix
+    lines = _help(prefix).splitlines()
+    for index, line in enumerate(lines):
+        if line.endswith("commands:"):
+            for entry in lines[index + 1:]:
+                if not entry.startswith("  "):
+                    break
+                match = re.match(r"^    ([a-z][a-z0-9-]*)(\s|$)", entry)
+                if match:
+                    yield from _commands(prefix + [match.group(1)])
+
+
+def test_every_command_and_option_is_in_the_cli_reference(site: Dict[str, object]) -> None:
+    page = _pages(site["out"])["cli.html"]
+    commands = list(_commands([]))
+    assert ["config", "add-server"] in commands and ["validate"] in commands
+    missing = []
+    for command in commands:
+        title = " ".join(["oauth-gateway"] + command)
+        if title not in page.headings:
+            missing.append(title)
+        options_part = _help(command).split("\nexample:", 1)[0]  # the epilog names other commands' flags
+        for option in sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", options_part))):
+            anchor = "cmdoption-%s%s" % ("-".join(title.split()), option[1:])
+            if anchor not in page.ids:
+                missing.append("%s %s" % (title, option))
+    assert missing == []
