@@ -125,8 +125,14 @@ def _worker(job_path: str) -> int:
         "last_seen": {_digest(token): moment for token, moment in seen_all.items()},
         "metrics": {
             name: metrics[name]
-            for name in ("max_wait_seconds", "background_refreshes", "background_refresh_failures",
-                         "token_acquisitions_total", "token_cache_hits", "token_cache_misses")
+            for name in (
+                "max_wait_seconds",
+                "background_refreshes",
+                "background_refresh_failures",
+                "token_acquisitions_total",
+                "token_cache_hits",
+                "token_cache_misses",
+            )
         },
     }
     sys.stdout.write(json.dumps(report) + "\n")
@@ -143,7 +149,7 @@ def _digest(token: str) -> str:
 
 
 def _issue_recording_server(ca: Any, latency: float, lifetime: int) -> Any:
-    from _loopback import BenchServer, CLIENT_ID, CLIENT_SECRET
+    from _loopback import CLIENT_ID, CLIENT_SECRET, BenchServer
 
     class IssueTimes(BenchServer):
         """BenchServer that notes when (CLOCK_MONOTONIC) it issued each token."""
@@ -194,8 +200,16 @@ def _run_case(
             json.dump(job, handle)  # holds the client secret: mode 0600
         out = open(job_path + ".out", "wb")
         err = open(job_path + ".err", "wb")
-        procs.append((job_path, subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", job_path],
-                                                 stdout=out, stderr=err), out, err))
+        procs.append(
+            (
+                job_path,
+                subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--worker", job_path], stdout=out, stderr=err
+                ),
+                out,
+                err,
+            )
+        )
     reports = []
     for job_path, proc, out, err in procs:
         try:
@@ -290,8 +304,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = Table(
         "Caller latency across refreshes: %gs, endpoint %g ms, %ds tokens, buffer %ds"
         % (args.duration, args.latency * 1000, args.lifetime, args.buffer),
-        ["cache", "refresh", "callers", "calls", "p50 ms", "p99 ms", "max ms", "max_wait ms",
-         "calls > 5 ms", "token requests", "per cycle", "min gap s", "expired", "verdict"],
+        [
+            "cache",
+            "refresh",
+            "callers",
+            "calls",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "max_wait ms",
+            "calls > 5 ms",
+            "token requests",
+            "per cycle",
+            "min gap s",
+            "expired",
+            "verdict",
+        ],
     )
     caches = [args.only] if args.only else ["memory", "file"]
     cases = [(cache, background, args.lifetime) for cache in caches for background in (False, True)]
@@ -317,7 +345,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 verdict = "goal max <= %g ms, 1/cycle, 0 expired: %s" % (GOAL_MAX_MS, "met" if met else "MISSED")
             else:
                 verdict = "max >= %g ms expected: %s" % (
-                    GOAL_SYNC_MAX_MS, "yes" if max_ms >= GOAL_SYNC_MAX_MS else "NO"
+                    GOAL_SYNC_MAX_MS,
+                    "yes" if max_ms >= GOAL_SYNC_MAX_MS else "NO",
                 )
             table.add(
                 cache,
@@ -335,20 +364,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 result["expired"],
                 verdict + ("; %d errors" % result["errors"] if result["errors"] else ""),
             )
-            print("  done: %s, %s (%.0fs so far)" % (
-                cache, "control" if control else "background" if background else "sync", time.monotonic() - began
-            ), flush=True)
+            print(
+                "  done: %s, %s (%.0fs so far)"
+                % (cache, "control" if control else "background" if background else "sync", time.monotonic() - began),
+                flush=True,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    table.note("callers: processes x threads; each thread pauses %g ms between calls; the first token "
-               "of each process is fetched before the timed run." % (args.interval * 1000))
-    table.note("per cycle: token requests / (duration / (lifetime - buffer)); min gap: shortest time "
-               "between two token requests (two fetches for one refresh would be close together).")
+    table.note(
+        "callers: processes x threads; each thread pauses %g ms between calls; the first token "
+        "of each process is fetched before the timed run." % (args.interval * 1000)
+    )
+    table.note(
+        "per cycle: token requests / (duration / (lifetime - buffer)); min gap: shortest time "
+        "between two token requests (two fetches for one refresh would be close together)."
+    )
     table.note("expired: tokens handed out after the server's issue time + lifetime (0 is the goal).")
-    table.note("max_wait: the managers' max_wait_seconds gauge (get_token calls past the cache hit), "
-               "which includes each process's untimed first fetch.")
-    table.note("control: the same callers with 1-hour tokens, so every call is a cache hit: its max is what "
-               "the machine's scheduling alone costs a call during this run.")
+    table.note(
+        "max_wait: the managers' max_wait_seconds gauge (get_token calls past the cache hit), "
+        "which includes each process's untimed first fetch."
+    )
+    table.note(
+        "control: the same callers with 1-hour tokens, so every call is a cache hit: its max is what "
+        "the machine's scheduling alone costs a call during this run."
+    )
     print()
     print(table.render())
     print("total time %.0f s; load average at the end %s" % (time.monotonic() - began, load_average()))

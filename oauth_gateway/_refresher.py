@@ -25,9 +25,9 @@ from typing import Callable, Deque, Dict, Hashable, Optional, Set
 
 log = logging.getLogger("oauth_gateway")
 
-#: Most background refreshes that run at once (different keys); more wait in the queue. One
-#: thread keeps the thread count flat; a key whose refresh waits in the queue until its
-#: token expires is fetched by its caller, as without background refresh.
+#: Most background refreshes that run at once (different keys). One thread keeps the thread
+#: count flat; while it is busy with one key, another key's refresh runs in its caller, as
+#: without background refresh, rather than queue behind a slow fetch.
 DEFAULT_MAX_THREADS = 1
 #: Seconds an idle background thread waits for work before it ends.
 IDLE_TIMEOUT = 30.0
@@ -45,7 +45,10 @@ class Refresher:
     """
 
     def __init__(
-        self, name: str = "oauth-gateway-refresh", max_threads: int = DEFAULT_MAX_THREADS, idle_timeout: float = IDLE_TIMEOUT
+        self,
+        name: str = "oauth-gateway-refresh",
+        max_threads: int = DEFAULT_MAX_THREADS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ):
         self._name = name
         self._max_threads = max(1, int(max_threads))
@@ -71,19 +74,25 @@ class Refresher:
         """Run ``job`` soon on a background thread, unless a job of ``key`` is queued or running.
 
         Returns:
-            True when a job of ``key`` is queued or running now; False when no thread
-            could be started (interpreter shutdown, thread limit): run it yourself.
+            True when a job of ``key`` is queued or running now; False when every thread
+            is busy with other keys or none could be started (interpreter shutdown):
+            run it yourself.
         """
         if self._pid != os.getpid():  # forked without the at-fork hook (a C-level fork)
             self.reset_after_fork()
         with self._lock:
             if key in self._jobs or key in self._running:
                 return True
+            idle = self._idle.get(self._generation, 0)
+            serving = sum(1 for generation in self._threads.values() if generation == self._generation)
+            if idle <= len(self._queue) and serving >= self._max_threads:
+                # Every thread is busy with another key: no queue behind a slow fetch (the token
+                # could expire there); the caller refreshes, as without background refresh.
+                return False
             self._jobs[key] = job
             self._queue.append(key)
-            serving = sum(1 for generation in self._threads.values() if generation == self._generation)
-            if self._idle.get(self._generation, 0) >= len(self._queue) or serving >= self._max_threads:
-                self._changed.notify_all()  # an idle or busy thread takes it
+            if idle >= len(self._queue):
+                self._changed.notify_all()  # an idle thread takes it
                 return True
             thread = threading.Thread(
                 target=self._work, args=(self._generation,), name="%s-%d" % (self._name, len(self._threads) + 1)
@@ -187,4 +196,8 @@ class Refresher:
         self._reset()
 
     def __repr__(self) -> str:
-        return "Refresher(threads=%d, queued=%d, running=%d)" % (len(self._threads), len(self._queue), len(self._running))
+        return "Refresher(threads=%d, queued=%d, running=%d)" % (
+            len(self._threads),
+            len(self._queue),
+            len(self._running),
+        )

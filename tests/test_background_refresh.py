@@ -97,9 +97,7 @@ def test_the_caller_that_notices_the_refresh_window_gets_the_old_token_and_a_thr
     assert metrics["max_wait_seconds"] < 0.4  # the cold start waited for no latency; nothing waited 0.5 s
 
 
-def test_32_threads_in_the_refresh_window_get_the_old_token_and_make_one_request(
-    manager, auth_server, config, clock
-):
+def test_32_threads_in_the_refresh_window_get_the_old_token_and_make_one_request(manager, auth_server, config, clock):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 1.0  # every thread is served long before the fetch can end
     clock.advance(3301)
