@@ -29,7 +29,7 @@ import hashlib
 import json
 import secrets
 import threading
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, NoReturn, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ._jsonpath import join as _join_path
@@ -136,7 +136,7 @@ class DPoPKey:
         self._header: Dict[str, Any] = {"typ": DPOP_JWT_TYPE, "jwk": jwk}
 
     @classmethod
-    def generate(cls, *, json_path: str = "$") -> "DPoPKey":
+    def generate(cls, *, json_path: str = "$") -> DPoPKey:
         """Make a new EC P-256 key in memory (lost when the process ends).
 
         Args:
@@ -151,9 +151,7 @@ class DPoPKey:
         return cls(PrivateKey(ec.generate_private_key(ec.SECP256R1())), DEFAULT_DPOP_ALG)
 
     @classmethod
-    def from_file(
-        cls, path: str, password: Optional[str] = None, *, json_path: str = "$"
-    ) -> "DPoPKey":
+    def from_file(cls, path: str, password: Optional[str] = None, *, json_path: str = "$") -> DPoPKey:
         """Load a persistent key (``OAUTH_DPOP_KEY_PATH``) with the rules of every key file.
 
         EC P-256 (ES256) is the one every DPoP server supports; EC P-384 (ES384) and RSA
@@ -191,7 +189,7 @@ class DPoPKey:
         kind = "EC %s" % self._key.curve if self._key.key_type == "EC" else "RSA %d" % self._key.bits
         return "DPoPKey(path=%r, type=%r, jkt=%r)" % (self.path, kind, _short(self.jkt))
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a DPoPKey is not picklable; keep DPoP tokens in the process that holds the key")
 
 
@@ -281,11 +279,7 @@ def origin_of(url: str) -> str:
 
 def is_valid_nonce(value: Any) -> bool:
     """True when ``value`` is an RFC 9449 nonce (1 to 1024 NQCHARs)."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_NONCE_LENGTH
-        and all(char in _NQCHAR for char in value)
-    )
+    return isinstance(value, str) and 0 < len(value) <= MAX_NONCE_LENGTH and all(char in _NQCHAR for char in value)
 
 
 def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
@@ -325,7 +319,7 @@ class NonceStore:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._nonces: "collections.OrderedDict[str, str]" = collections.OrderedDict()
+        self._nonces: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     def get(self, url: str) -> Optional[str]:
         """The nonce to send to ``url``'s server, or None when it never sent one."""
@@ -372,9 +366,7 @@ class NonceStore:
         return "NonceStore(servers=%d, max_entries=%d)" % (len(self), self.max_entries)
 
 
-def token_nonce_challenge(
-    status_code: int, headers: Mapping[str, str], body: Any
-) -> Optional[str]:
+def token_nonce_challenge(status_code: int, headers: Mapping[str, str], body: Any) -> Optional[str]:
     """The nonce to retry a token request with, when the server asked for one.
 
     RFC 9449 section 8: HTTP 400, a JSON body with ``error`` ``use_dpop_nonce`` and a
@@ -491,8 +483,7 @@ def check_binding(
         if dpop_jkt is None:
             raise TokenBindingError(
                 "the access token is bound to a DPoP key (cnf.jkt %s), but OAUTH_DPOP is off; "
-                "turn OAUTH_DPOP on, or ask the server for bearer tokens for this client"
-                % _short(jkt),
+                "turn OAUTH_DPOP on, or ask the server for bearer tokens for this client" % _short(jkt),
                 "jkt",
                 None,
                 jkt,

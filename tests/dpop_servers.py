@@ -140,7 +140,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, owner: "DPoPResourceServer", context: ssl.SSLContext) -> None:
+    def __init__(self, owner: DPoPResourceServer, context: ssl.SSLContext) -> None:
         self.owner = owner
         self.context = context
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -206,7 +206,7 @@ class DPoPResourceServer:
 
     # -- lifecycle
 
-    def start(self) -> "DPoPResourceServer":
+    def start(self) -> DPoPResourceServer:
         """Listen on a free port of 127.0.0.1 and serve on a daemon thread."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca.issue_cert("127.0.0.1").configure_cert(context)
@@ -224,7 +224,7 @@ class DPoPResourceServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "DPoPResourceServer":
+    def __enter__(self) -> DPoPResourceServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

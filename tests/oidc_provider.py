@@ -202,9 +202,7 @@ class OidcProvider:
             "jwt-rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
         }
         self.key_ids = {name: "{0}-key-1".format(name) for name in self._private_keys}
-        self.private_key_files = {
-            name: self.directory / "oidc-{0}.key".format(name) for name in self._private_keys
-        }
+        self.private_key_files = {name: self.directory / "oidc-{0}.key".format(name) for name in self._private_keys}
         self.client_cert = ca.issue_cert(
             CLIENT_EMAIL,
             common_name=client_common_name,

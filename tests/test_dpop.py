@@ -40,8 +40,7 @@ from oauth_gateway.dpop import (
     token_nonce_challenge,
 )
 from oauth_gateway.exceptions import ConfigError, OAuthGatewayError
-from oidc_provider import JWT_RESOURCE, RESOURCE, OidcProvider
-from oidc_provider import oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
+from oidc_provider import JWT_RESOURCE, RESOURCE, OidcProvider, oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
 
 TIMEOUT = 10
 NOW = 1_700_000_000.0
@@ -72,9 +71,7 @@ def _dpop_token(
     attempts = 0
     while True:
         attempts += 1
-        proof = make_proof(
-            key, "POST", provider.token_url, now=time.time(), nonce=store.get(provider.token_url)
-        )
+        proof = make_proof(key, "POST", provider.token_url, now=time.time(), nonce=store.get(provider.token_url))
         response = requests.post(
             provider.token_url,
             data={"grant_type": "client_credentials", "scope": "read", "resource": resource},
@@ -111,9 +108,7 @@ def _resource_get(
             nonce=store.get(url),
             access_token=token,
         )
-        response = session.get(
-            url, headers={"Authorization": "DPoP " + token, "DPoP": proof}, timeout=TIMEOUT
-        )
+        response = session.get(url, headers={"Authorization": "DPoP " + token, "DPoP": proof}, timeout=TIMEOUT)
         store.update(url, response.headers)
         nonce = resource_nonce_challenge(response.status_code, response.headers)
         if nonce is None or attempts == 2:
@@ -403,7 +398,8 @@ def test_a_bearer_answer_to_a_dpop_request_is_refused() -> None:
 
 
 def test_a_dpop_token_request_takes_one_request_without_required_nonces(
-    oidc_provider: OidcProvider, key: DPoPKey  # noqa: F811
+    oidc_provider: OidcProvider,
+    key: DPoPKey,  # noqa: F811
 ) -> None:
     response, attempts = _dpop_token(oidc_provider, key, NonceStore())
 
@@ -417,7 +413,8 @@ def test_a_dpop_token_request_takes_one_request_without_required_nonces(
 
 
 def test_an_opaque_dpop_token_is_bound_to_our_key_at_introspection(
-    oidc_provider: OidcProvider, key: DPoPKey  # noqa: F811
+    oidc_provider: OidcProvider,
+    key: DPoPKey,  # noqa: F811
 ) -> None:
     response, _ = _dpop_token(oidc_provider, key, NonceStore(), resource=RESOURCE)
     token = response.json()["access_token"]
@@ -440,7 +437,8 @@ def test_an_opaque_dpop_token_is_bound_to_our_key_at_introspection(
 
 
 def test_a_required_nonce_costs_one_retry_then_is_remembered(
-    oidc_provider_dpop_nonce: OidcProvider, key: DPoPKey  # noqa: F811
+    oidc_provider_dpop_nonce: OidcProvider,
+    key: DPoPKey,  # noqa: F811
 ) -> None:
     store = NonceStore()
 
@@ -456,7 +454,8 @@ def test_a_required_nonce_costs_one_retry_then_is_remembered(
 
 
 def test_a_proof_without_the_required_nonce_is_use_dpop_nonce(
-    oidc_provider_dpop_nonce: OidcProvider, key: DPoPKey  # noqa: F811
+    oidc_provider_dpop_nonce: OidcProvider,
+    key: DPoPKey,  # noqa: F811
 ) -> None:
     client_id, secret = oidc_provider_dpop_nonce.clients["dpop"]
     response = requests.post(
@@ -650,7 +649,8 @@ def test_a_certificate_bound_token_matches_our_certificate(oidc_provider: OidcPr
 
 
 def test_a_token_bound_to_another_certificate_is_refused(
-    oidc_provider: OidcProvider, tmp_path: Any  # noqa: F811
+    oidc_provider: OidcProvider,
+    tmp_path: Any,  # noqa: F811
 ) -> None:
     # Same CA and subject (so tls_client_auth accepts it), another key pair.
     other = oidc_provider.ca.issue_cert(
