@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import redact_url
-from .exceptions import OAuthGatewayError, TransportError
+from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
     "AUTH_METHODS",
@@ -105,41 +105,6 @@ STEP_AUTH_METHOD = "client authentication method"
 #: follow redirects, must time out, and raises ``OSError`` (requests' exceptions are
 #: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
 Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
-
-
-class DiscoveryError(OAuthGatewayError):
-    """Discovery found no usable token endpoint, or a server's answer failed a check.
-
-    The message names the step, the (redacted) URL, the problem and the fix.
-
-    Attributes:
-        url: the URL involved, redacted with :func:`oauth_gateway._helpers.redact_url`.
-        step: which part of discovery failed, e.g. ``"protected resource metadata"``.
-        hint: how to fix it, or None.
-    """
-
-    def __init__(
-        self,
-        problem: str,
-        url: str = "",
-        step: str = "",
-        hint: Optional[str] = None,
-        retryable: bool = False,
-    ):
-        shown = redact_url(url) if url else ""
-        text = problem
-        if shown:
-            text = "%s %s: %s" % (step or "discovery", shown, problem)
-        elif step:
-            text = "%s: %s" % (step, problem)
-        if hint:
-            text = "%s; %s" % (text, hint)
-        super().__init__(text)
-        self.url = shown
-        self.step = step
-        self.hint = hint
-        self.problem = problem
-        self.retryable = retryable
 
 
 # --------------------------------------------------------------------------- metadata types
