@@ -149,6 +149,7 @@ class OidcProvider:
         client_organization_unit: str = CLIENT_ORGANIZATION_UNIT,
         default_resource: Optional[str] = RESOURCE,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        extra_resources: Tuple[str, ...] = (),
     ) -> None:
         """Prepares certificates, clients and the config; starts nothing.
 
@@ -163,7 +164,10 @@ class OidcProvider:
                 token for; ``None`` makes such requests get a token with no audience that
                 lives ``NO_RESOURCE_TTL`` seconds (the requested scope is still granted).
             startup_timeout: Seconds to wait for the ``READY`` line before failing.
+            extra_resources: More resource indicators the server accepts (same scope and
+                lifetime as ``RESOURCE``), like the URL of a test MCP server.
         """
+        self.extra_resources = tuple(extra_resources)
         self.ca = ca
         self.directory = Path(tmp_path)
         self.startup_timeout = startup_timeout
@@ -351,11 +355,12 @@ class OidcProvider:
             "clients": self._client_metadata(),
             "scopes": SCOPE.split() + [FORBIDDEN_SCOPE],
             "resources": {
-                RESOURCE: {
+                resource: {
                     "scope": SCOPE,
                     "accessTokenTTL": ACCESS_TOKEN_TTL,
                     "accessTokenFormat": "opaque",
-                },
+                }
+                for resource in (RESOURCE,) + self.extra_resources
             },
             "default_resource": self.default_resource,
         }
