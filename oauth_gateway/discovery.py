@@ -41,6 +41,7 @@ __all__ = (
     "Discoverer",
     "Fetch",
     "ProtectedResourceMetadata",
+    "SIGNING_METHODS",
     "authorization_server_metadata_urls",
     "canonical_resource_uri",
     "choose_auth_method",
@@ -73,6 +74,8 @@ AUTH_METHODS = (
     "tls_client_auth",
 )
 _SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
+#: The client authentication methods that send a signed JWT assertion (RFC 7523).
+SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"

@@ -261,3 +261,57 @@ def test_a_config_with_a_private_key_needs_no_secret_and_fails_closed_on_a_missi
     assert info.value.json_path == "$.OAUTH_CLIENT_PRIVATE_KEY_PATH"
     assert "not found" in str(info.value)
     assert os.path.basename(block["OAUTH_CLIENT_PRIVATE_KEY_PATH"]) in str(info.value)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _cli(*argv: str):
+    import io
+
+    from oauth_gateway.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), out, err)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.slow
+def test_discover_by_issuer_prints_the_endpoints_methods_and_the_block_to_paste(oidc_provider):
+    status, out, err = _cli("discover", "--issuer", oidc_provider.issuer, "--ca-bundle", str(oidc_provider.ca_file))
+    assert status == 0, err
+    assert "token endpoint:       %s" % oidc_provider.token_url in out
+    assert "private_key_jwt" in out and "ES256" in out
+    status, out, err = _cli(
+        "discover", "--issuer", oidc_provider.issuer, "--ca-bundle", str(oidc_provider.ca_file), "--output", "json"
+    )
+    found = json.loads(out)
+    assert found["revocation_endpoint"] == oidc_provider.revocation_url
+    assert found["jwt_auth_methods"] == ["client_secret_jwt", "private_key_jwt"] or set(found["jwt_auth_methods"]) == {
+        "client_secret_jwt",
+        "private_key_jwt",
+    }
+    assert found["oauth_config"]["OAUTH_ISSUER"] == oidc_provider.issuer
+    assert "OAUTH_TOKEN_URL" not in found["oauth_config"]
+
+
+@pytest.mark.slow
+def test_discover_through_the_server_url_names_its_resource_and_authorization_server(mcp_and_provider):
+    server, provider, mcp = mcp_and_provider
+    status, out, err = _cli("discover", mcp, "--ca-bundle", str(provider.ca_file), "--output", "json")
+    assert status == 0, err
+    found = json.loads(out)
+    assert found["resource"] == mcp
+    assert found["issuer"] == provider.issuer
+    assert found["scopes"] == ["read"]
+    assert found["oauth_config"]["OAUTH_RESOURCE"] == mcp
+
+
+@pytest.mark.slow
+def test_discover_errors_exit_1_naming_the_url_and_the_step(mcp_and_provider):
+    server, provider, mcp = mcp_and_provider
+    status, out, err = _cli("discover", mcp, "--issuer", "https://elsewhere.example.com", "--ca-bundle", str(provider.ca_file))
+    assert status == 1
+    assert out == ""
+    assert "protected resource metadata %s" % (server.url + "/.well-known/oauth-protected-resource/mcp") in err
+    assert "not the configured issuer" in err
