@@ -447,7 +447,9 @@ def _cmd_discover(subparsers: Any) -> None:
     )
     parser.add_argument("url", metavar="URL", nargs="?", help="the MCP server's URL")
     parser.add_argument("--issuer", metavar="ISSUER", help="the authorization server's issuer (pins it with URL)")
-    parser.add_argument("--ca-bundle", metavar="FILE", help="CA bundle that verifies the servers (default: the system's)")
+    parser.add_argument(
+        "--ca-bundle", metavar="FILE", help="CA bundle that verifies the servers (default: the system's)"
+    )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="text (default) or json")
     parser.set_defaults(run=_run_discover)
 
@@ -500,6 +502,7 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.output == "json":
         out.write(json.dumps(found, indent=2) + "\n")
         return EXIT_OK
+    scopes = list(result.scopes) or list(server.scopes_supported)
     rows = [
         ("resource", result.resource or "(none: discovered from the issuer)"),
         ("resource metadata", result.resource_metadata_url or "-"),
@@ -509,7 +512,7 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         ("revocation endpoint", server.revocation_endpoint or "(none)"),
         ("auth methods", ", ".join(server.token_endpoint_auth_methods_supported) or "(none)"),
         ("signing algs", ", ".join(server.token_endpoint_auth_signing_alg_values_supported) or "(none)"),
-        ("scopes", " ".join(found["scopes"]) or "(none)"),
+        ("scopes", " ".join(scopes) or "(none)"),
     ]
     for label, value in rows:
         out.write("%-21s %s\n" % (label + ":", value))

@@ -312,7 +312,7 @@ class TokenClient:
             def build_attempt(attempt: int) -> Tuple[Dict[str, str], Any]:
                 return dict(sent), body
 
-            response = self._send(config, url, build_attempt, call, method=method)  # type: ignore[arg-type]  # a bytes body
+            response = self._send(config, url, build_attempt, call, method=method)
             return response.status_code, response.headers, response.content
 
         return fetch

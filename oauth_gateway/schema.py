@@ -210,12 +210,12 @@ def _gateway_blocks(document: Dict[str, Any]) -> List[Tuple[Any, str, Optional[s
     """Every server's ``oauth_config`` with its JSON path and its remote URL (or None)."""
     found: List[Tuple[Any, str, Optional[str]]] = []
     configs = document.get("mcp_configs")
-    for config_id, config_set in (configs.items() if isinstance(configs, dict) else ()):
+    for config_id, config_set in configs.items() if isinstance(configs, dict) else ():
         servers = config_set.get("mcp_config") if isinstance(config_set, dict) else None
         for index, entry in enumerate(servers if isinstance(servers, list) else ()):
             if not isinstance(entry, dict) or "oauth_config" not in entry:
                 continue
-            launch = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+            launch: Dict[str, Any] = entry["config"] if isinstance(entry.get("config"), dict) else {}
             block = entry["oauth_config"]
             remote = None
             if not (isinstance(block, dict) and block.get("is_remote") is False):
@@ -244,7 +244,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
             Problem(
                 where,
                 "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
-                "set it to your identity provider's token endpoint, like \"https://idp.example.com/oauth/token\", "
+                'set it to your identity provider\'s token endpoint, like "https://idp.example.com/oauth/token", '
                 "or let it be discovered: set OAUTH_ISSUER to the issuer, or OAUTH_RESOURCE to the MCP server's URL",
             )
         )
@@ -256,7 +256,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
 _SEGMENT = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
 
 
-def _path_order(json_path: str) -> Tuple[Tuple[int, Any], ...]:
+def _path_order(json_path: str) -> Tuple[Tuple[int, int, str], ...]:
     """The sort key of a problem's JSON path, as :func:`_check` sorts by segments."""
     return _sort_key(int(index) if index else (name or odd) for index, name, odd in _SEGMENT.findall(json_path))
 

@@ -310,7 +310,9 @@ def test_discover_through_the_server_url_names_its_resource_and_authorization_se
 @pytest.mark.slow
 def test_discover_errors_exit_1_naming_the_url_and_the_step(mcp_and_provider):
     server, provider, mcp = mcp_and_provider
-    status, out, err = _cli("discover", mcp, "--issuer", "https://elsewhere.example.com", "--ca-bundle", str(provider.ca_file))
+    status, out, err = _cli(
+        "discover", mcp, "--issuer", "https://elsewhere.example.com", "--ca-bundle", str(provider.ca_file)
+    )
     assert status == 1
     assert out == ""
     assert "protected resource metadata %s" % (server.url + "/.well-known/oauth-protected-resource/mcp") in err

@@ -324,17 +324,42 @@ BAD_BLOCKS = [
     ),
     (block(OAUTH_CLIENT_ID=...), "OAUTH_CLIENT_ID", "is required when enabled is true", "client id"),
     (block(OAUTH_CLIENT_ID=""), "OAUTH_CLIENT_ID", "must not be empty when enabled is true", "client id"),
-    (block(OAUTH_TOKEN_URL=...), "OAUTH_TOKEN_URL", "is required when enabled is true and neither OAUTH_ISSUER", "OAUTH_RESOURCE to the MCP server's URL"),
-    (block(OAUTH_TOKEN_URL=""), "OAUTH_TOKEN_URL", "is required when enabled is true and neither OAUTH_ISSUER", "set OAUTH_ISSUER"),
-    (block(OAUTH_TOKEN_URL=..., OAUTH_ISSUER="http://idp.example.com"), "OAUTH_ISSUER", "must be https", "OAUTH_ENFORCE_HTTPS"),
-    (block(OAUTH_GRANT_TYPE="urn:ietf:params:oauth:grant-type:jwt-bearer"), "OAUTH_CLIENT_ASSERTION_FILE", "is required with the jwt-bearer grant", None),
+    (
+        block(OAUTH_TOKEN_URL=...),
+        "OAUTH_TOKEN_URL",
+        "is required when enabled is true and neither OAUTH_ISSUER",
+        "OAUTH_RESOURCE to the MCP server's URL",
+    ),
+    (
+        block(OAUTH_TOKEN_URL=""),
+        "OAUTH_TOKEN_URL",
+        "is required when enabled is true and neither OAUTH_ISSUER",
+        "set OAUTH_ISSUER",
+    ),
+    (
+        block(OAUTH_TOKEN_URL=..., OAUTH_ISSUER="http://idp.example.com"),
+        "OAUTH_ISSUER",
+        "must be https",
+        "OAUTH_ENFORCE_HTTPS",
+    ),
+    (
+        block(OAUTH_GRANT_TYPE="urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        "OAUTH_CLIENT_ASSERTION_FILE",
+        "is required with the jwt-bearer grant",
+        None,
+    ),
     (
         block(OAUTH_CLIENT_PRIVATE_KEY_PATH="/k.pem", OAUTH_CLIENT_ASSERTION_FILE="/t.jwt"),
         "OAUTH_CLIENT_ASSERTION_FILE",
         "cannot be used together with OAUTH_CLIENT_PRIVATE_KEY_PATH",
         "keep one",
     ),
-    (block(OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="client_secret_magic"), "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD", "must be one of", "private_key_jwt"),
+    (
+        block(OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="client_secret_magic"),
+        "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
+        "must be one of",
+        "private_key_jwt",
+    ),
     (
         block(OAUTH_CLIENT_SECRET=...),
         "OAUTH_CLIENT_SECRET",
@@ -644,7 +669,10 @@ def test_enabled_without_anything_reports_each_missing_key_at_its_path() -> None
     assert [(p.json_path, p.message) for p in problems] == [
         (BLOCK + ".OAUTH_CLIENT_ID", "is required when enabled is true"),
         (BLOCK + ".OAUTH_CLIENT_SECRET", "a client secret is required when enabled is true"),
-        (BLOCK + ".OAUTH_TOKEN_URL", "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set"),
+        (
+            BLOCK + ".OAUTH_TOKEN_URL",
+            "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+        ),
     ]
 
 
