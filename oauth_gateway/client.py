@@ -14,7 +14,6 @@ urllib3 exceptions become ours here.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import quote_plus
 
 import requests
@@ -33,6 +32,7 @@ from urllib3.util.retry import Retry
 
 from ._helpers import redact_url
 from ._version import __version__
+from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
 from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
 
@@ -47,6 +47,8 @@ MAX_TOKEN_LIFETIME = 86400.0
 MAX_DESCRIPTION = 200
 #: Connections kept per pool; above this, extra parallel fetches open short-lived ones.
 POOL_MAXSIZE = 32
+#: Client authentication objects kept (one per config; a private key is loaded once).
+MAX_CLIENT_AUTHS = 256
 
 
 class TokenResponse(NamedTuple):
@@ -121,16 +123,6 @@ class CallState:
 
 def _new_correlation_id() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """Return the ``Authorization`` value for client_secret_basic (RFC 6749 section 2.3.1).
-
-    The id and secret are form-url-encoded before base64, which most clients forget:
-    a secret containing ``:`` or ``%`` only works this way.
-    """
-    raw = "%s:%s" % (quote_plus(client_id), quote_plus(client_secret))
-    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -230,6 +222,7 @@ class TokenClient:
         sleep: called with the seconds to wait between retries (``time.sleep``).
         on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each retry.
         clock: monotonic seconds; the send time of each attempt is read from it.
+        wall_clock: seconds since the epoch, for the ``iat`` and ``exp`` of client assertions.
     """
 
     def __init__(
@@ -237,12 +230,15 @@ class TokenClient:
         sleep: Callable[[float], None],
         on_retry: Optional[OnRetry] = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._sleep = sleep
         self._clock = clock
+        self._wall_clock = wall_clock
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self._sessions: Dict[Tuple[Any, ...], requests.Session] = {}
+        self._auths: Dict[str, Tuple[ClientAuth, Optional[JwtBearerGrant]]] = {}
 
     # -- sessions and the retry policy ----------------------------------------
 
@@ -299,6 +295,68 @@ class TokenClient:
         """Forget the parent's sockets and lock in a forked child (the manager calls this)."""
         self._lock = threading.Lock()
         self._sessions = {}
+        self._auths = {}
+
+    # -- discovery ------------------------------------------------------------
+
+    def discovery_fetch(self, config: OAuthConfig) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+        """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
+
+        It uses the pooled session of the config's TLS identity, the same timeouts and
+        retry policy as token requests, never follows redirects and never sends
+        credentials (no ``Authorization``, no netrc, no custom headers).
+        """
+
+        def fetch(
+            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
+        ) -> Tuple[int, Mapping[str, str], bytes]:
+            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery")
+            sent = dict(headers)
+            sent["User-Agent"] = USER_AGENT
+
+            def build_attempt(attempt: int) -> Tuple[Dict[str, str], Any]:
+                return dict(sent), body
+
+            response = self._send(config, url, build_attempt, call, method=method)
+            return response.status_code, response.headers, response.content
+
+        return fetch
+
+    # -- client authentication ------------------------------------------------
+
+    def client_auth(self, config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGrant]]:
+        """Return the :class:`~oauth_gateway.client_auth.ClientAuth` of ``config`` and its jwt-bearer grant (or None).
+
+        Built once per config (a private key is loaded once) and kept.
+
+        Raises:
+            ConfigError: the method cannot be built (a bad key, PyJWT missing...).
+        """
+        found = self._auths.get(config.fingerprint)
+        if found is not None:
+            return found
+        jwt_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE
+        method = config.auth_method
+        auth = build_client_auth(
+            method,
+            config.client_id,
+            client_secret=config.client_secret or None,
+            private_key_path=config.client_private_key_path or None,
+            private_key_password=config.client_private_key_password or None,
+            alg=config.client_assertion_alg or None,
+            kid=config.client_key_id or None,
+            audience=config.client_assertion_audience or None,
+            # The certificate of the signing key (Entra ID's x5t) is the mTLS one only for tls_client_auth.
+            cert_path=(config.client_cert_path or None) if (config.use_mtls or method == "private_key_jwt") else None,
+            key_path=(config.client_key_path or None) if config.use_mtls else None,
+            assertion_file=None if jwt_bearer else (config.client_assertion_file or None),
+        )
+        grant = JwtBearerGrant(AssertionFile(config.client_assertion_file, config.client_id)) if jwt_bearer else None
+        with self._lock:
+            if len(self._auths) >= MAX_CLIENT_AUTHS:
+                self._auths.clear()
+            self._auths[config.fingerprint] = (auth, grant)
+        return auth, grant
 
     # -- requests -------------------------------------------------------------
 
@@ -323,9 +381,17 @@ class TokenClient:
     def client_auth_attempt(self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState) -> BuildAttempt:
         """Return the ``build_attempt`` that adds client authentication to ``form``.
 
-        The headers and form are built anew for every attempt: a method whose proof must
-        be fresh each time (a JWT assertion, a DPoP proof) plugs in here.
+        The headers and form are built anew for every attempt, so a JWT assertion carries
+        a fresh ``jti`` and ``iat`` and an assertion file is read again. The assertion's
+        audience comes from ``config.issuer`` (configured or discovered), else the token endpoint.
+
+        Raises:
+            ConfigError: from ``build_attempt``: the credential cannot be used (an expired
+                assertion file...); the call ends without a retry.
         """
+        auth, grant = self.client_auth(config)
+        endpoint = config.token_url
+        issuer = config.issuer or None
 
         def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
             headers = {
@@ -334,14 +400,14 @@ class TokenClient:
                 "X-Correlation-ID": call.correlation_id,
             }
             headers.update(config.custom_headers)
-            fields = list(form)
-            method = config.auth_method
-            if method == "client_secret_basic":
-                headers["Authorization"] = basic_credentials(config.client_id, config.client_secret)
-            else:
-                fields.append(("client_id", config.client_id))
-                if method == "client_secret_post":
-                    fields.append(("client_secret", config.client_secret))
+            now = self._wall_clock()
+            added: Dict[str, str] = {}
+            if grant is not None and any(name == "grant_type" for name, _ in form):
+                grant.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
+            auth.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
+            fields = [(name, added.pop(name)) if name == "grant_type" and name in added else (name, value)
+                      for name, value in form]
+            fields.extend(added.items())
             return headers, fields
 
         return build_attempt

@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._helpers import redact_url
+from ._helpers import redact_url, remote_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 
@@ -176,7 +176,9 @@ def validate_config(document: Any) -> List[Problem]:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
     if isinstance(document, dict) and any(key in document for key in GATEWAY_KEYS):
-        return _check(document, "gateway-config", "$") + _provider_problems_in_gateway(document)
+        blocks = _gateway_blocks(document)
+        problems = _with_endpoint_problems(_check(document, "gateway-config", "$"), blocks)
+        return _with_provider_problems(problems, blocks)
     return validate_oauth_block(document)
 
 
@@ -198,12 +200,8 @@ def validate_oauth_block(block: Any, json_path: str = "$") -> List[Problem]:
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
-    problems = _check(block, "oauth-config", json_path)
-    if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
-        from .providers import provider_problems  # loaded only for blocks that name a provider
-
-        problems += provider_problems(block, json_path)
-    return problems
+    blocks = [(block, json_path, None)]
+    return _with_provider_problems(_with_endpoint_problems(_check(block, "oauth-config", json_path), blocks), blocks)
 
 
 def validate_fragment(
@@ -240,22 +238,82 @@ def validate_fragment(
     return [item[3] for item in ranked]
 
 
-def _provider_problems_in_gateway(document: Dict[str, Any]) -> List[Problem]:
-    """The provider problems of every ``oauth_config`` in a gateway file that names a provider."""
-    configs = document.get("mcp_configs")
-    found: List[Problem] = []
-    if not isinstance(configs, dict):
-        return found
-    for config_id, entry in configs.items():
-        servers = entry.get("mcp_config") if isinstance(entry, dict) else None
-        for index, server in enumerate(servers if isinstance(servers, list) else ()):
-            block = server.get("oauth_config") if isinstance(server, dict) else None
-            if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
-                from .providers import provider_problems
+def _with_provider_problems(problems: List[Problem], blocks: Iterable[Tuple[Any, str, Optional[str]]]) -> List[Problem]:
+    """Add the problems of ``OAUTH_PROVIDER`` and ``OAUTH_PROVIDER_OPTIONS`` of each block that names them.
 
-                where = format_path("$", ("mcp_configs", config_id, "mcp_config", index, "oauth_config"))
-                found += provider_problems(block, where)
+    An unknown provider, and options its schema fragment refuses, with their JSON paths.
+    """
+    added: List[Problem] = []
+    for block, path, _remote in blocks:
+        if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
+            from .providers import provider_problems  # loaded only for blocks that name a provider
+
+            added += provider_problems(block, path)
+    if not added:
+        return problems
+    return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
+
+
+# --- the token endpoint: configured, or discoverable -------------------------------------
+
+_ENDPOINT_KEYS = ("OAUTH_TOKEN_URL", "OAUTH_ISSUER", "OAUTH_RESOURCE")
+
+
+def _gateway_blocks(document: Dict[str, Any]) -> List[Tuple[Any, str, Optional[str]]]:
+    """Every server's ``oauth_config`` with its JSON path and its remote URL (or None)."""
+    found: List[Tuple[Any, str, Optional[str]]] = []
+    configs = document.get("mcp_configs")
+    for config_id, config_set in configs.items() if isinstance(configs, dict) else ():
+        servers = config_set.get("mcp_config") if isinstance(config_set, dict) else None
+        for index, entry in enumerate(servers if isinstance(servers, list) else ()):
+            if not isinstance(entry, dict) or "oauth_config" not in entry:
+                continue
+            launch: Dict[str, Any] = entry["config"] if isinstance(entry.get("config"), dict) else {}
+            block = entry["oauth_config"]
+            remote = None
+            if not (isinstance(block, dict) and block.get("is_remote") is False):
+                remote = remote_url(launch.get("command"), launch.get("args"))
+            path = format_path("$", ("mcp_configs", config_id, "mcp_config", index, "oauth_config"))
+            found.append((block, path, remote))
     return found
+
+
+def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any, str, Optional[str]]]) -> List[Problem]:
+    """Add a problem for each enabled block whose token endpoint is neither set nor discoverable.
+
+    A gateway server run through mcp-remote (or curl) is discovered from its URL argument.
+    """
+    known = {problem.json_path for problem in problems}
+    added = []
+    for block, path, remote in blocks:
+        if not isinstance(block, dict) or block.get("enabled") is not True or remote:
+            continue
+        if block.get("OAUTH_PROVIDER", "client_credentials") != "client_credentials":
+            continue  # another token provider brings its own endpoint, if any
+        if any(block.get(key) for key in _ENDPOINT_KEYS):
+            continue
+        where = format_path(path, ("OAUTH_TOKEN_URL",))
+        if where in known:
+            continue
+        added.append(
+            Problem(
+                where,
+                "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+                'set it to your identity provider\'s token endpoint, like "https://idp.example.com/oauth/token", '
+                "or let it be discovered: set OAUTH_ISSUER to the issuer, or OAUTH_RESOURCE to the MCP server's URL",
+            )
+        )
+    if not added:
+        return problems
+    return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
+
+
+_SEGMENT = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
+
+
+def _path_order(json_path: str) -> Tuple[Tuple[int, int, str], ...]:
+    """The sort key of a problem's JSON path, as :func:`_check` sorts by segments."""
+    return _sort_key(int(index) if index else (name or odd) for index, name, odd in _SEGMENT.findall(json_path))
 
 
 def raise_for_problems(problems: Iterable[Problem]) -> None:
