@@ -440,7 +440,7 @@ class RetryProgress:
 
     def sleep(self, seconds: float) -> None:
         """Print the pending retry's line with its wait, then wait."""
-        self._say("retrying in %s s" % ("%g" % round(seconds, 1)))
+        self._say("retrying in %g s" % round(seconds, 2))
         self._sleep(seconds)
 
     def flush(self) -> None:
