@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
 
 from . import schema
 from ._helpers import literal_secret_warnings, parse_json_bytes, read_json_file, redact_url
@@ -30,7 +30,16 @@ EXIT_INTERRUPTED = 130
 #: The file name ``validate`` reads from standard input.
 STDIN = "-"
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+    from .config import OAuthConfig
+    from .gateway import GatewayConfig
+    from .manager import TokenManager
+
 _PROG = "oauth-gateway"
+
+_Run = Callable[[argparse.Namespace, IO[str], IO[str]], int]
 
 
 class _ParserExit(Exception):
@@ -49,17 +58,27 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._streams = streams
 
-    def _print_message(self, message: str, file: Optional[IO[str]] = None) -> None:
+    def _print_message(self, message: str, file: Optional[SupportsWrite[str]] = None) -> None:
         if message:
             if file is sys.stderr or file is self._streams[1]:
                 self._streams[1].write(message)
             else:
                 self._streams[0].write(message)
 
-    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         if message:
             self._streams[1].write(message)
         raise _ParserExit(status)
+
+
+def _parser_class(streams: Tuple[IO[str], IO[str]]) -> Type[_Parser]:
+    """Return a :class:`_Parser` subclass for subcommands, writing to ``streams`` too."""
+
+    class _SubcommandParser(_Parser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, streams=streams, **kwargs)
+
+    return _SubcommandParser
 
 
 def main(
@@ -142,9 +161,7 @@ def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -
         streams=streams,
     )
     parser.add_argument("--version", action="version", version="%s %s" % (_PROG, __version__))
-    subparsers = parser.add_subparsers(
-        title="commands", metavar="COMMAND", parser_class=functools.partial(_Parser, streams=streams)
-    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_parser_class(streams))
     for command in _COMMANDS:
         command(subparsers)
     return parser
@@ -172,11 +189,12 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _add_command(subparsers: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+def _add_command(subparsers: Any, name: str, summary: str, example: str) -> _Parser:
     """Add one subcommand, with ``-v``/``-q``, whose ``--help`` ends with ``example``."""
-    return subparsers.add_parser(
+    parser: _Parser = subparsers.add_parser(
         name, help=summary, description=summary, epilog="example:\n" + example, parents=[_common_options()]
     )
+    return parser
 
 
 # --- validate --------------------------------------------------------------------------
@@ -401,7 +419,7 @@ def _cmd_token(subparsers: Any) -> None:
     parser.set_defaults(run=_run_token)
 
 
-def _load_server(args: argparse.Namespace):
+def _load_server(args: argparse.Namespace) -> Tuple[GatewayConfig, str, OAuthConfig]:
     from .gateway import load_gateway_config
 
     gateway = load_gateway_config(args.config)
@@ -458,7 +476,7 @@ class RetryProgress:
             self._err.flush()
 
 
-def _with_token_errors(run: Callable[[argparse.Namespace, IO[str], IO[str]], int]):
+def _with_token_errors(run: _Run) -> _Run:
     """Turn library errors into one stderr line and an exit code (secrets never reach them).
 
     The run function finds a :class:`RetryProgress` in ``args.progress`` for its manager.
@@ -494,7 +512,7 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _manager(gateway: Any, progress: RetryProgress):
+def _manager(gateway: "GatewayConfig", progress: RetryProgress) -> "TokenManager":
     from .manager import TokenManager
 
     return TokenManager(cache=gateway.token_cache(), on_retry=progress.on_retry, sleep=progress.sleep)
@@ -590,7 +608,7 @@ def _cmd_config(subparsers: Any) -> None:
     commands = parser.add_subparsers(
         title="config commands",
         metavar="COMMAND",
-        parser_class=functools.partial(_Parser, streams=parser._streams),  # type: ignore[attr-defined]
+        parser_class=_parser_class(parser._streams),
     )
     add = _add_command(
         commands,
