@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple, Type
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Type
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -276,7 +276,7 @@ SERVE_CLIENT_ID = "demo-client"
 SERVE_CLIENT_SECRET = "demo-secret-for-127.0.0.1-only"
 
 
-def serve_config(url: str) -> dict:
+def serve_config(url: str) -> Dict[str, Any]:
     """The gateway file ``oauth-gateway demo --serve`` prints for its server at ``url``."""
     return {
         "mcp_configs": {
@@ -305,7 +305,7 @@ def serve_config(url: str) -> dict:
     }
 
 
-def serve_demo(out, port: int = 0, ready=None) -> int:
+def serve_demo(out: IO[str], port: int = 0, ready: Optional[Callable[[str], None]] = None) -> int:
     """Run the demo authorization server until Ctrl-C, after printing a gateway file for it.
 
     Args:

@@ -231,7 +231,6 @@ class FileResult(NamedTuple):
     line: Optional[int] = None
     column: Optional[int] = None
 
-
     @property
     def status(self) -> str:
         """``"error"`` (unreadable), ``"invalid"`` (an error among the problems) or ``"valid"``."""
@@ -512,7 +511,7 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _manager(gateway: "GatewayConfig", progress: RetryProgress) -> "TokenManager":
+def _manager(gateway: GatewayConfig, progress: RetryProgress) -> TokenManager:
     from .manager import TokenManager
 
     return TokenManager(cache=gateway.token_cache(), on_retry=progress.on_retry, sleep=progress.sleep)
@@ -588,7 +587,7 @@ def _read_token(err: IO[str]) -> str:
     if _isatty(sys.stdin):
         import getpass
 
-        return getpass.getpass("Token to revoke (input hidden): ", stream=err).strip()
+        return getpass.getpass("Token to revoke (input hidden): ").strip()  # prompts on the terminal
     return sys.stdin.readline().strip()
 
 

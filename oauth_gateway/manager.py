@@ -144,7 +144,7 @@ class TokenManager:
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
 
-    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> HitProbe:
         """Return what a caller needs to read this key's cache hit inline, without a call.
 
         For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
@@ -450,7 +450,7 @@ class TokenManager:
         if self._retry_hook is not None:
             self._retry_hook(server_name, attempt, total, reason)
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> TokenAuth:
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -524,7 +524,7 @@ class TokenManager:
         """Close pooled connections; the manager stays usable and reconnects on demand."""
         self._client.close()
 
-    def __enter__(self) -> "TokenManager":
+    def __enter__(self) -> TokenManager:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -542,7 +542,9 @@ class TokenManager:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
 
 
-def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+def _call(
+    acquire: weakref.WeakMethod[Callable[..., Token]], server_name: str, config: OAuthConfig, config_id: str
+) -> Token:
     """The slow path of a hit-path function: the manager's ``_acquire``."""
     method = acquire()
     if method is None:  # pragma: no cover - the function outlived its manager
@@ -577,7 +579,7 @@ def _fail_fast(error: BaseException, wait: float) -> BaseException:
     return clone
 
 
-_MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
 def _reset_managers_after_fork() -> None:

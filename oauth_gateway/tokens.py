@@ -117,7 +117,7 @@ class Token:
         refresh_at: float,
         scopes: Iterable[str],
         expires_at: Optional[float] = None,
-    ) -> "Token":
+    ) -> Token:
         """Rebuild a token from stored times, as a shared cache read it back.
 
         Unlike the constructor, the times are taken as given (the monotonic ones already
@@ -130,8 +130,17 @@ class Token:
         if expires_at is None:
             expires_at = time.time() + (expires_at_monotonic - time.monotonic())
         return _restore(
-            (access_token, token_type, expires_in, issued_at, expires_at_monotonic, refresh_at, frozenset(scopes),
-             "%s %s" % (token_type, access_token), expires_at)
+            (
+                access_token,
+                token_type,
+                expires_in,
+                issued_at,
+                expires_at_monotonic,
+                refresh_at,
+                frozenset(scopes),
+                "%s %s" % (token_type, access_token),
+                expires_at,
+            )
         )
 
     def __setattr__(self, name: str, value: Any) -> None:

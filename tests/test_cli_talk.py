@@ -130,8 +130,16 @@ def test_errors_in_the_oauth_json_file_name_that_file(tmp_path, fast_file):
     typo.write_text(json.dumps({"enabled": True, "OAUTH_TOKN_URL": "https://idp.example.com/token"}))
     before = open(fast_file).read()
     code, _, err = run(
-        "config", "add-server", "--config", fast_file, "--server-name", "new", "--server-command", "npx",
-        "--oauth-json", str(typo),
+        "config",
+        "add-server",
+        "--config",
+        fast_file,
+        "--server-name",
+        "new",
+        "--server-command",
+        "npx",
+        "--oauth-json",
+        str(typo),
     )
     assert code == 1
     assert "oauth-gateway: error: --oauth-json %s::$.OAUTH_TOKN_URL: unknown key" % typo in err

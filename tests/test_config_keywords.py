@@ -12,8 +12,13 @@ URL = "https://idp.example.com/oauth/token"
 def test_keywords_build_the_same_config_as_from_dict():
     by_keyword = og.OAuthConfig(client_id="gateway", client_secret="s3cr3t-value", token_url=URL, scope="read write")
     by_dict = og.OAuthConfig.from_dict(
-        {"enabled": True, "OAUTH_CLIENT_ID": "gateway", "OAUTH_CLIENT_SECRET": "s3cr3t-value",
-         "OAUTH_TOKEN_URL": URL, "OAUTH_SCOPE": "read write"}
+        {
+            "enabled": True,
+            "OAUTH_CLIENT_ID": "gateway",
+            "OAUTH_CLIENT_SECRET": "s3cr3t-value",
+            "OAUTH_TOKEN_URL": URL,
+            "OAUTH_SCOPE": "read write",
+        }
     )
     assert by_keyword == by_dict
     assert by_keyword.scopes == frozenset({"read", "write"})

@@ -21,10 +21,10 @@ import datetime
 import email.utils
 import functools
 import os
+import re
 import shutil
 import socket
 import ssl
-import re
 import time
 from typing import Any, Dict, Iterator
 

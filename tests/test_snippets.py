@@ -41,7 +41,7 @@ NO_RUN = re.compile(r"^\.\. snippet: no-run -- \S")
 MAX_NO_RUN = 2
 
 _RUNNER = textwrap.dedent(
-    '''
+    """
     import json, sys, traceback
     namespace = {"__name__": "__main__"}
     for line, code in json.load(sys.stdin):
@@ -52,7 +52,7 @@ _RUNNER = textwrap.dedent(
             print("SNIPPET-FAILED %d" % line)
             sys.exit(1)
         print("SNIPPET-OK %d" % line, flush=True)
-    '''
+    """
 )
 
 
@@ -129,9 +129,11 @@ def test_every_python_block_of_the_page_runs(page, reader_env, auth_server):
         timeout=120,
     )
     ran = [int(n) for n in re.findall(r"^SNIPPET-OK (\d+)$", result.stdout, re.M)]
-    assert result.returncode == 0 and ran == [s.line for s in runnable], (
-        "%s: the block at line %s failed:\n%s%s"
-        % (page.name, (re.findall(r"SNIPPET-FAILED (\d+)", result.stdout) or ["?"])[0], result.stdout, result.stderr)
+    assert result.returncode == 0 and ran == [s.line for s in runnable], "%s: the block at line %s failed:\n%s%s" % (
+        page.name,
+        (re.findall(r"SNIPPET-FAILED (\d+)", result.stdout) or ["?"])[0],
+        result.stdout,
+        result.stderr,
     )
 
 

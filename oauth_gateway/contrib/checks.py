@@ -83,8 +83,8 @@ def check_gateway_file(
     path, _ = resolve_config_path(config_file or None)
     document, failure = _read(path, file_setting)
     if failure is not None:
-        problem, hint = failure
-        return [CheckProblem("error", E_FILE, problem, hint, path)]
+        reason, hint = failure
+        return [CheckProblem("error", E_FILE, reason, hint, path)]
     found: List[CheckProblem] = []
     problems = schema.validate_config(document)
     for problem in problems:
@@ -160,9 +160,9 @@ def _read(path: str, file_setting: str) -> Tuple[Any, Optional[Tuple[str, Option
         return document, None
     hint = failure.hint
     if failure.problem == "does not exist":
-        hint = (
-            "create it with `oauth-gateway config add-server`, or set %s or $%s to the right file"
-            % (file_setting, CONFIG_PATH_ENV)
+        hint = "create it with `oauth-gateway config add-server`, or set %s or $%s to the right file" % (
+            file_setting,
+            CONFIG_PATH_ENV,
         )
     return None, ("the gateway file %s" % failure.problem, hint)
 
