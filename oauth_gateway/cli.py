@@ -536,6 +536,8 @@ def _run_token(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.write(json.dumps(fields, indent=2) + "\n")
         return EXIT_OK
     out.write(format_description(fields) + "\n")
+    if verbosity(args) >= 0:
+        err.write("%s: the token is masked; --show prints it alone, for scripts\n" % _PROG)
     return EXIT_OK
 
 

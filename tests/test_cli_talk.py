@@ -39,7 +39,7 @@ def test_with_v_each_retry_is_one_line_naming_status_url_wait_and_attempt(fast_f
     auth_server.set_faults([Fault(status=503), Fault(status=503)])
     code, out, err = run("token", SERVER, "--config", fast_file, "-v")
     assert code == 0, err
-    lines = [line for line in err.splitlines() if line.startswith("oauth-gateway: ")]
+    lines = [line for line in err.splitlines() if line.startswith("oauth-gateway: HTTP")]
     assert lines == [
         "oauth-gateway: HTTP 503 from %s; retrying in 0.05 s (attempt 2 of 4)" % auth_server.token_url,
         "oauth-gateway: HTTP 503 from %s; retrying in 0.1 s (attempt 3 of 4)" % auth_server.token_url,
@@ -50,7 +50,7 @@ def test_with_v_each_retry_is_one_line_naming_status_url_wait_and_attempt(fast_f
 def test_without_v_and_without_a_terminal_retries_are_silent(fast_file, auth_server):
     auth_server.set_faults([Fault(status=503)])
     code, _, err = run("token", SERVER, "--config", fast_file)
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "oauth-gateway: the token is masked; --show prints it alone, for scripts\n")
 
 
 def test_a_final_error_says_after_how_many_attempts(fast_file, auth_server):
@@ -208,7 +208,7 @@ def test_on_a_terminal_a_503_retried_three_times_prints_three_lines(fast_file, a
     assert terminal.splitlines() == [
         "oauth-gateway: HTTP 503 from %s; retrying in %s s (attempt %d of 4)" % (auth_server.token_url, wait, n)
         for wait, n in (("0.05", 2), ("0.1", 3), ("0.2", 4))
-    ]
+    ] + ["oauth-gateway: the token is masked; --show prints it alone, for scripts"]
     assert stdout.startswith("server: oauth-api\n")
 
 

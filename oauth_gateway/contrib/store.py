@@ -242,7 +242,7 @@ class EntryCodec:
             "refresh_at": min(token_refresh_at, expires_at),
             "scopes": frozenset(scopes),
             "authorization": "%s %s" % (token_type, access_token),
-            "expires_at": float(times[1]),  # type: ignore[arg-type]  # a number, checked above
+            "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
         token = _token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at))
