@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional
 
+from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse
 from .config import OAuthConfig
@@ -86,6 +88,12 @@ class TokenManager:
         failure_cooldown: seconds a key answers with its last error, without a request,
             after an acquisition failed.
         default_lifetime: lifetime assumed for a token whose response has no ``expires_in``.
+        background_refresh: when a cached token enters its refresh window, hand it out at
+            once and fetch its replacement on a background daemon thread, so no caller waits
+            on the token endpoint while a valid token exists. None (the default) turns it on
+            unless ``clock`` is given: a manager on an injected clock is a test that steps
+            time by hand and expects the call that notices to refresh (pass True and call
+            :meth:`wait_for_refresh` to test the background path on a fake clock).
         on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each
             retried request (``attempt`` is the one about to be sent, ``reason`` like
             ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
@@ -100,6 +108,7 @@ class TokenManager:
         maxsize: int = 1024,
         failure_cooldown: float = DEFAULT_FAILURE_COOLDOWN,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+        background_refresh: Optional[bool] = None,
         on_retry: Optional[Callable[[str, int, int, str], None]] = None,
     ):
         self._clock = clock
@@ -114,6 +123,10 @@ class TokenManager:
         self._lock = threading.Lock()
         self._flights: Dict[Key, _Flight] = {}
         self._failures: Dict[Key, _Failure] = {}
+        if background_refresh is None:
+            background_refresh = clock is time.monotonic
+        # Started on the first refresh it is given; None means refreshes run in the caller.
+        self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
         _MANAGERS.add(self)
         if type(self).get_token is TokenManager.get_token:
             # The cache hit as a plain function on the instance: its cells are read faster
@@ -211,6 +224,38 @@ class TokenManager:
     def _acquire(
         self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
     ) -> Token:
+        """Everything past the cache hit: the background refresh hand-off, else the single-flight slow path.
+
+        A ``get_token`` that gets here is timed for the ``max_wait_seconds`` gauge: only
+        here, so the hit path pays nothing for it.
+        """
+        if force:
+            return self._acquire_slow(server_name, config, config_id, force, rejected)
+        started = time.perf_counter()
+        try:
+            refresher = self._refresher
+            if refresher is not None and config.enabled:
+                key = (server_name, config_id)
+                entry = self._peek(key)
+                if (
+                    entry is not None
+                    and entry.fingerprint == config.fingerprint
+                    and not entry.token.is_expired(self._clock())
+                ):
+                    # Stale but valid: hand it out now, and have a background thread fetch the
+                    # replacement (no manager lock here: the job claims the key's flight itself,
+                    # and submit() runs one job per key at a time).
+                    job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
+                    if refresher.submit(key, job):
+                        next(entry.hits)
+                        return entry.token
+            return self._acquire_slow(server_name, config, config_id, force, rejected)
+        finally:
+            self._metrics.waited(server_name, time.perf_counter() - started)
+
+    def _acquire_slow(
+        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
+    ) -> Token:
         if not config.enabled:
             raise ConfigError(
                 "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
@@ -304,6 +349,54 @@ class TokenManager:
             self._metrics.add(server_name, "token_refreshes")
         log.debug("Token cached for %s (config: %s)", server_name, config_id)
         return token
+
+    # -- background refresh ------------------------------------------------------
+
+    def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
+        """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
+
+        It claims the key's flight like a foreground miss, so a caller whose token expires
+        meanwhile waits for this fetch instead of making its own; and it fetches through
+        :meth:`_lead`, so a shared cache's cross-process lock and the failure back-off
+        apply as they do in the foreground.
+        """
+        with self._lock:
+            now = self._clock()
+            entry = self._peek(key)
+            usable = entry if entry is not None and entry.fingerprint == config.fingerprint else None
+            if usable is None or now < usable.refresh_at or key in self._flights:
+                return  # refreshed, evicted or edited meanwhile, or another caller is fetching it
+            flight = self._flights[key] = _Flight()
+        token: Optional[Token] = None
+        try:
+            token = self._lead(key, server_name, config, config_id, usable, False)
+            flight.token = token
+        except BaseException as exc:  # handed to the waiters, if any; _lead logged an OAuth failure
+            flight.error = exc
+            if not isinstance(exc, OAuthGatewayError):
+                log.warning("Background token refresh for %s failed (%s)", server_name, type(exc).__name__)
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+        if token is None or token is usable.token:  # _after_failure kept the old token (and logged a WARNING)
+            self._metrics.add(server_name, "background_refresh_failures")
+        elif token.access_token != usable.token.access_token:
+            self._metrics.add(server_name, "background_refreshes")
+            log.debug("Token for %s (config: %s) refreshed in the background", server_name, config_id)
+
+    def wait_for_refresh(self, timeout: Optional[float] = None) -> bool:
+        """Wait until no background refresh is queued or running (for tests, benchmarks and shutdown).
+
+        Args:
+            timeout: seconds to wait at most; None waits until done.
+
+        Returns:
+            True when no refresh is pending, False when ``timeout`` passed first.
+        """
+        if self._refresher is None:
+            return True
+        return self._refresher.wait(timeout)
 
     # -- the cache's shared store: failures there never fail a caller ---------
 
@@ -521,7 +614,14 @@ class TokenManager:
         return self._metrics.snapshot(active)
 
     def close(self) -> None:
-        """Close pooled connections; the manager stays usable and reconnects on demand."""
+        """Stop the background refresh threads and close pooled connections.
+
+        Queued background refreshes are dropped; one that is running gets a couple of
+        seconds to finish (then it finishes on its daemon thread). The manager stays
+        usable: it reconnects, and starts a refresh thread, on demand.
+        """
+        if self._refresher is not None:
+            self._refresher.close()
         self._client.close()
 
     def __enter__(self) -> TokenManager:
@@ -534,6 +634,8 @@ class TokenManager:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
         self._flights = {}
+        if self._refresher is not None:
+            self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use
         self._client.reset_after_fork()
         self._metrics.reset_after_fork()
         self._cache.reset_after_fork()
