@@ -133,6 +133,16 @@ def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
         )
     except OSError as error:
         return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
+    return parse_json_bytes(raw)
+
+
+def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
+    """Parse JSON bytes (UTF-8, a byte order mark allowed) as :func:`read_json_file` does.
+
+    Returns:
+        ``(document, None)``, or ``(None, FileProblem)`` when the bytes are not UTF-8,
+        not JSON or nested too deeply; the problem never quotes the text.
+    """
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

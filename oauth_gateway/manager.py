@@ -97,6 +97,10 @@ class TokenManager:
             unless ``clock`` is given: a manager on an injected clock is a test that steps
             time by hand and expects the call that notices to refresh (pass True and call
             :meth:`wait_for_refresh` to test the background path on a fake clock).
+        on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each
+            retried request (``attempt`` is the one about to be sent, ``reason`` like
+            ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
+            its progress line from here.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class TokenManager:
         failure_cooldown: float = DEFAULT_FAILURE_COOLDOWN,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         background_refresh: Optional[bool] = None,
+        on_retry: Optional[Callable[[str, int, int, str], None]] = None,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -115,6 +120,7 @@ class TokenManager:
         self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
+        self._retry_hook = on_retry
         self._client = TokenClient(sleep=sleep, on_retry=self._on_retry, clock=clock)
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
@@ -157,7 +163,7 @@ class TokenManager:
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
 
-    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> HitProbe:
         """Return what a caller needs to read this key's cache hit inline, without a call.
 
         For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
@@ -288,7 +294,7 @@ class TokenManager:
                     and (usable is None or usable.token.is_expired(now))
                 ):
                     self._metrics.add(server_name, "token_fail_fast")
-                    raise _fresh(failure.error)
+                    raise _fail_fast(failure.error, failure.until - now)
                 flight = self._flights[key] = _Flight()
                 leader = True
             else:
@@ -543,6 +549,7 @@ class TokenManager:
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
+            issued_at_epoch=time.time() - (self._clock() - issued_at),
         )
         if response.expires_in is None:
             log.debug(
@@ -582,14 +589,14 @@ class TokenManager:
         if usable is not None and not usable.token.is_expired(now):
             # Serve the old token; try again after a short, growing wait, never past its expiry.
             wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
-            retry_at = min(now + wait, usable.token.expires_at)
+            retry_at = min(now + wait, usable.token.expires_at_monotonic)
             self._store(key, server_name, usable._replace(refresh_at=retry_at))
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
             log.warning(
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
                 server_name,
                 exc,
-                usable.token.expires_at - now,
+                usable.token.expires_at_monotonic - now,
                 retry_at - now,
             )
             return usable.token
@@ -598,8 +605,10 @@ class TokenManager:
 
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
+        if self._retry_hook is not None:
+            self._retry_hook(server_name, attempt, total, reason)
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> TokenAuth:
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -681,7 +690,7 @@ class TokenManager:
             self._refresher.close()
         self._client.close()
 
-    def __enter__(self) -> "TokenManager":
+    def __enter__(self) -> TokenManager:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -702,7 +711,9 @@ class TokenManager:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
 
 
-def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+def _call(
+    acquire: weakref.WeakMethod[Callable[..., Token]], server_name: str, config: OAuthConfig, config_id: str
+) -> Token:
     """The slow path of a hit-path function: the manager's ``_acquire``."""
     method = acquire()
     if method is None:  # pragma: no cover - the function outlived its manager
@@ -752,7 +763,18 @@ def _fresh(error: BaseException) -> BaseException:
     return clone
 
 
-_MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()
+def _fail_fast(error: BaseException, wait: float) -> BaseException:
+    """A copy of a key's last error that says no request was made, and when the next one will be."""
+    clone = _fresh(error)
+    if clone.args and isinstance(clone.args[0], str):
+        clone.args = (
+            "%s; no request was made: this repeats the last failure during its cool-down, "
+            "and a call in %.1f s or later makes a new request" % (clone.args[0], max(0.0, wait)),
+        ) + tuple(clone.args[1:])
+    return clone
+
+
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
 def _reset_managers_after_fork() -> None:

@@ -170,7 +170,7 @@ class EntryCodec:
             "expires_in": token.expires_in,
             "scopes": sorted(token.scopes),
             "issued_at": token.issued_at + offset,
-            "expires_at": token.expires_at + offset,
+            "expires_at": token.expires_at_monotonic + offset,
             "refresh_at": entry.refresh_at + offset,
             "token_refresh_at": token.refresh_at + offset,
             "epoch": epoch,
@@ -241,10 +241,11 @@ class EntryCodec:
             "token_type": token_type,
             "expires_in": expires_in,
             "issued_at": issued_at,
-            "expires_at": expires_at,
+            "expires_at_monotonic": expires_at,
             "refresh_at": min(token_refresh_at, expires_at),
             "scopes": frozenset(scopes),
             "authorization": "%s %s" % (token_type, access_token),
+            "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
         token = _token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
@@ -330,7 +331,7 @@ class SharedTokenCache(TokenCache):
 
     def store(self, key: Key, entry: CacheEntry) -> None:
         self._local.store(key, entry)
-        ttl = entry.token.expires_at - self._clock()
+        ttl = entry.token.expires_at_monotonic - self._clock()
         if ttl <= 0:
             self._delete(key)
             return
@@ -353,7 +354,7 @@ class SharedTokenCache(TokenCache):
 def _token_from_state(state: Dict[str, Any]) -> Token:
     """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
 
-    The constructor derives ``expires_at`` and ``refresh_at`` from the lifetime; an entry
+    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
     read back must keep the times it was written with, to the last bit, so the slots are
     set directly, as unpickling a Token does.
     """
