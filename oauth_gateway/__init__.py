@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .contrib.cache_settings import cache_from_settings
     from .exceptions import (
         ConfigError,
+        InsecureTransportError,
         InvalidClient,
         InvalidGrant,
         InvalidRequest,
@@ -51,6 +52,7 @@ __all__ = (
     "__version__",
     "ConfigError",
     "GatewayConfig",
+    "InsecureTransportError",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -91,6 +93,7 @@ _MODULES = {
     "OAuthConfig": ".config",
     "cache_from_settings": ".contrib.cache_settings",
     "ConfigError": ".exceptions",
+    "InsecureTransportError": ".exceptions",
     "InvalidClient": ".exceptions",
     "InvalidGrant": ".exceptions",
     "InvalidRequest": ".exceptions",
