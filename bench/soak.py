@@ -304,8 +304,15 @@ class SoakReport:
         lines = [
             "soak: %d threads, %d server names, %g s tokens, OAUTH_MAX_RETRIES %d, %g s outage of api-0, "
             "%g s run (wall time %.1f s)"
-            % (self.threads, self.keys, self.expires_in, self.max_retries, self.outage_seconds, self.duration,
-               self.wall_time),
+            % (
+                self.threads,
+                self.keys,
+                self.expires_in,
+                self.max_retries,
+                self.outage_seconds,
+                self.duration,
+                self.wall_time,
+            ),
             "calls: %d get_token calls, slowest %.3f s" % (self.calls, self.slowest_call),
             "token requests: %d in all; per key (requests / ideal / bound, failed by the server, retries, "
             "failed acquisitions, served stale, fail-fast, caller errors):" % self.requests,

@@ -14,7 +14,7 @@ import argparse
 import functools
 import json
 import sys
-from typing import IO, Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
 
 from . import schema
 from ._helpers import literal_secret_warnings, read_json_file
@@ -24,7 +24,15 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+    from .config import OAuthConfig
+    from .gateway import GatewayConfig
+
 _PROG = "oauth-gateway"
+
+_Run = Callable[[argparse.Namespace, IO[str], IO[str]], int]
 
 
 class _ParserExit(Exception):
@@ -43,17 +51,27 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._streams = streams
 
-    def _print_message(self, message: str, file: Optional[IO[str]] = None) -> None:
+    def _print_message(self, message: str, file: Optional[SupportsWrite[str]] = None) -> None:
         if message:
             if file is sys.stderr or file is self._streams[1]:
                 self._streams[1].write(message)
             else:
                 self._streams[0].write(message)
 
-    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         if message:
             self._streams[1].write(message)
         raise _ParserExit(status)
+
+
+def _parser_class(streams: Tuple[IO[str], IO[str]]) -> Type[_Parser]:
+    """Return a :class:`_Parser` subclass for subcommands, writing to ``streams`` too."""
+
+    class _SubcommandParser(_Parser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, streams=streams, **kwargs)
+
+    return _SubcommandParser
 
 
 def main(
@@ -100,17 +118,16 @@ def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -
         streams=streams,
     )
     parser.add_argument("--version", action="version", version="%s %s" % (_PROG, __version__))
-    subparsers = parser.add_subparsers(
-        title="commands", metavar="COMMAND", parser_class=functools.partial(_Parser, streams=streams)
-    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_parser_class(streams))
     for command in _COMMANDS:
         command(subparsers)
     return parser
 
 
-def _add_command(subparsers: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+def _add_command(subparsers: Any, name: str, summary: str, example: str) -> _Parser:
     """Add one subcommand whose ``--help`` ends with ``example``."""
-    return subparsers.add_parser(name, help=summary, description=summary, epilog="example:\n" + example)
+    parser: _Parser = subparsers.add_parser(name, help=summary, description=summary, epilog="example:\n" + example)
+    return parser
 
 
 # --- validate --------------------------------------------------------------------------
@@ -303,7 +320,7 @@ def _cmd_token(subparsers: Any) -> None:
     parser.set_defaults(run=_run_token)
 
 
-def _load_server(args: argparse.Namespace):
+def _load_server(args: argparse.Namespace) -> Tuple[GatewayConfig, str, OAuthConfig]:
     from .gateway import load_gateway_config
 
     gateway = load_gateway_config(args.config)
@@ -311,7 +328,7 @@ def _load_server(args: argparse.Namespace):
     return gateway, config_id, gateway.oauth_config(args.server, config_id=config_id)
 
 
-def _with_token_errors(run: Callable[[argparse.Namespace, IO[str], IO[str]], int]):
+def _with_token_errors(run: _Run) -> _Run:
     """Turn library errors into one stderr line and an exit code (secrets never reach them)."""
 
     @functools.wraps(run)
@@ -427,7 +444,7 @@ def _cmd_config(subparsers: Any) -> None:
     commands = parser.add_subparsers(
         title="config commands",
         metavar="COMMAND",
-        parser_class=functools.partial(_Parser, streams=parser._streams),  # type: ignore[attr-defined]
+        parser_class=_parser_class(parser._streams),
     )
     add = _add_command(
         commands,

@@ -226,8 +226,8 @@ class Field(NamedTuple):
         key: the key in the file (``OAUTH_TOKEN_URL``); messages use it.
         name: the attribute of :class:`OAuthConfig` (``token_url``).
         type: the attribute's Python type after loading.
-        fingerprint: :data:`IN_FINGERPRINT`, :data:`HASHED_IN_FINGERPRINT` or
-            :data:`NOT_IN_FINGERPRINT`.
+        fingerprint: ``IN_FINGERPRINT``, ``HASHED_IN_FINGERPRINT`` or
+            ``NOT_IN_FINGERPRINT``.
         secret: masked as ``***`` by ``repr`` and ``to_dict`` (unless asked).
         is_path: a file path (``~`` is expanded).
         is_url: a URL (checked for https after ``${ENV}`` resolution).

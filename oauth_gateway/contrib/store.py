@@ -17,10 +17,11 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
-from ..cache import DEFAULT_MAXSIZE, CacheEntry, Key, MemoryTokenCache, TokenCache
+from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
 from ..tokens import Token
 
@@ -162,7 +163,8 @@ class EntryCodec:
         """Epoch seconds minus monotonic seconds, now."""
         return self._wall_clock() - self._clock()
 
-    def encode(self, key: Key, entry: CacheEntry) -> bytes:
+    def encode(self, key: Key, entry: CacheEntry, epoch: int = 0) -> bytes:
+        """Return the bytes of ``entry``; ``epoch`` (a store's revocation count for ``key``) is bound into them."""
         token = entry.token
         offset = self._offset()
         document = {
@@ -177,14 +179,20 @@ class EntryCodec:
             "expires_at": token.expires_at + offset,
             "refresh_at": entry.refresh_at + offset,
             "token_refresh_at": token.refresh_at + offset,
+            "epoch": epoch,
         }
         data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
         if self._fernet is not None:
             data = self._fernet.encrypt(data)
         return data
 
-    def decode(self, key: Key, data: bytes) -> Optional[CacheEntry]:
+    def decode(self, key: Key, data: bytes, epoch: int = 0) -> Optional[CacheEntry]:
         """Return the entry, or None when it has expired.
+
+        Times that are not finite are refused; an expiry beyond
+        :data:`~oauth_gateway.cache.MAX_ENTRY_TTL` from now is brought back to it. An
+        entry bound to another ``epoch`` than the store's current one was written
+        before a revocation and is refused.
 
         Raises:
             ValueError: the bytes are not an entry of ours for ``key``; the message
@@ -222,10 +230,16 @@ class EntryCodec:
             and all(_is_number(value) for value in times)
         ):
             raise ValueError("a field is missing or has the wrong type")
+        if not all(math.isfinite(value) for value in times + [expires_in or 0]):  # type: ignore[arg-type]  # numbers, checked above
+            raise ValueError("a time in it is not a finite number")
+        if document.get("epoch", 0) != epoch:
+            raise ValueError("it was stored before the token was last revoked or invalidated")
         offset = self._offset()
         issued_at, expires_at, refresh_at, token_refresh_at = (float(value) - offset for value in times)  # type: ignore[arg-type]  # numbers, checked above
-        if self._clock() >= expires_at:
+        now = self._clock()
+        if now >= expires_at:
             return None
+        issued_at, expires_at = min(issued_at, now), min(expires_at, now + MAX_ENTRY_TTL)
         state = {
             "access_token": access_token,
             "token_type": token_type,

@@ -46,8 +46,8 @@ def check_gateway_config(app_configs: Any = None, **kwargs: Any) -> List[checks.
     path, _ = resolve_config_path(options.config_file or None)
     document, failure = _read(path)
     if failure is not None:
-        problem, hint = failure
-        messages.append(checks.Error(problem, hint=hint, obj=path, id=E_FILE))
+        reason, hint = failure
+        messages.append(checks.Error(reason, hint=hint, obj=path, id=E_FILE))
         return messages
     problems = schema.validate_config(document)
     for problem in problems:
