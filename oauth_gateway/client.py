@@ -312,6 +312,8 @@ def _read_body(response: requests.Response, url: str, deadline: float, seconds: 
                 response.close()
                 raise _refusal(call, response.status_code, "its body is larger than %d bytes" % MAX_RESPONSE_BYTES)
             parts.append(chunk)
+    except requests.exceptions.RequestException:  # ours, above (requests' errors are OSErrors)
+        raise
     except zlib.error:
         response.close()
         raise _refusal(call, response.status_code, "its %s body is corrupt" % encoding) from None
