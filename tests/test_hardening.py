@@ -24,7 +24,7 @@ import requests
 
 import oauth_gateway as og
 import servers
-from oauth_gateway.client import MAX_RESPONSE_BYTES, attempt_deadline, default_ca_bundle
+from oauth_gateway import client
 from oauth_gateway.contrib.store import acquire_polling
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
@@ -173,7 +173,7 @@ def test_requests_ca_bundle_cannot_replace_the_default_trust_store(manager, monk
         assert server.count() == 0  # the client secret never reached the attacker's endpoint
     finally:
         server.stop()
-    assert default_ca_bundle() == requests.certs.where()
+    assert client.default_ca_bundle() == requests.certs.where()
 
 
 # --------------------------------------------------------------------------- 6. deadlines
@@ -187,8 +187,8 @@ def _fast(server: AuthServer, make_block, **overrides: Any) -> og.OAuthConfig:
 
 
 def test_the_deadline_is_connect_plus_twice_read(auth_server, make_block):
-    assert attempt_deadline(_fast(auth_server, make_block)) == 1.5
-    assert attempt_deadline(_config(auth_server, make_block)) == 25.0  # the defaults: 5 + 2 x 10
+    assert client.attempt_deadline(_fast(auth_server, make_block)) == 1.5
+    assert client.attempt_deadline(_config(auth_server, make_block)) == 25.0  # the defaults: 5 + 2 x 10
 
 
 def test_a_body_sent_a_byte_at_a_time_fails_within_the_deadline(manager, auth_server, make_block):
@@ -326,7 +326,7 @@ def test_a_gzip_bomb_fails_fast_with_little_memory(manager, auth_server, make_bl
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "larger than %d bytes" % MAX_RESPONSE_BYTES in str(info.value)
+    assert "larger than %d bytes" % client.MAX_RESPONSE_BYTES in str(info.value)
     assert info.value.retryable is False
     assert peak < 8 << 20, "peak %d bytes" % peak
 
@@ -338,7 +338,7 @@ def test_a_gzip_token_response_is_inflated(manager, auth_server, make_block):
 
 
 def test_a_plain_body_over_the_cap_is_refused(manager, auth_server, make_block):
-    document = dict(_token_document(), padding="x" * (MAX_RESPONSE_BYTES + 10))
+    document = dict(_token_document(), padding="x" * (client.MAX_RESPONSE_BYTES + 10))
     auth_server.set_faults([Fault(json=document)])
     with pytest.raises(og.TokenRequestError) as info:
         manager.get_token("oauth-api", _config(auth_server, make_block, OAUTH_MAX_RETRIES=0))
