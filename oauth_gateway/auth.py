@@ -158,16 +158,19 @@ class TokenAuth(AuthBase):
         scheme = parts.scheme.lower()
         if scheme == "https":
             return
-        if scheme == "http" and (self.allow_insecure or (not self.config.enforce_https and _is_loopback(parts.hostname))):
+        loopback_allowed = not self.config.enforce_https and _is_loopback(parts.hostname)
+        if scheme == "http" and (self.allow_insecure or loopback_allowed):
             return
-        raise InsecureTransportError(
-            "refusing to send the %s token to %s: OAuth 2 bearer tokens go over https only; use an https URL"
-            "%s" % (
-                self.server_name,
-                redact_url(url) if scheme else "a URL without a scheme",
-                ", or for a local test server set OAUTH_ENFORCE_HTTPS to false (loopback hosts only) "
-                "or pass allow_insecure=True to manager.auth()" if scheme == "http" else "",
+        where = redact_url(url) if scheme else "a URL without a scheme"
+        fix = "use an https URL"
+        if scheme == "http":
+            fix += (
+                ", or for a local test server set OAUTH_ENFORCE_HTTPS to false (loopback hosts only)"
+                " or pass allow_insecure=True to manager.auth()"
             )
+        raise InsecureTransportError(
+            "refusing to send the %s token to %s: OAuth 2 bearer tokens go over https only; %s"
+            % (self.server_name, where, fix)
         )
 
     # -- recovery ---------------------------------------------------------------------

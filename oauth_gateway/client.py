@@ -30,7 +30,7 @@ from urllib.parse import quote_plus
 import http.client
 import requests
 from requests.adapters import HTTPAdapter
-from requests.certs import where as _certifi_where
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.util import Timeout
 from urllib3.util.retry import Retry
@@ -80,18 +80,18 @@ def call_budget(config: OAuthConfig) -> float:
     (plus the manager's margin for a shared cache).
     """
     retries = int(config.max_retries)
-    waits = sum(max(config.retry_backoff * (2 ** i), config.retry_after_max) for i in range(retries))
-    return (retries + 1) * attempt_deadline(config) + waits
+    waits = sum(max(config.retry_backoff * (2**i), config.retry_after_max) for i in range(retries))
+    return float((retries + 1) * attempt_deadline(config) + waits)
 
 
 def default_ca_bundle() -> str:
     """The trust store used when ``OAUTH_CA_BUNDLE_PATH`` is empty: certifi's bundle.
 
-    ``requests.certs.where()``, the bundle requests itself ships with. It is passed
+    ``requests.certs.where()`` (requests' ``DEFAULT_CA_BUNDLE_PATH``), the bundle requests uses. It is passed
     explicitly on every call, so ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE`` (which
     requests lets replace ``verify=True``) never choose who receives the client secret.
     """
-    return str(_certifi_where())
+    return str(DEFAULT_CA_BUNDLE_PATH)
 
 
 def _verify(config: OAuthConfig) -> str:
@@ -256,7 +256,8 @@ class _AttemptTooSlow(requests.exceptions.Timeout):
     """An attempt's body was still arriving when its deadline passed; retried like a read timeout."""
 
     def __init__(self, url: str, deadline: float) -> None:
-        super().__init__(ReadTimeoutError(None, url, "the attempt's deadline of %.1f s passed" % deadline))
+        reason = "the attempt's deadline of %.1f s passed" % deadline
+        super().__init__(ReadTimeoutError(None, url, reason))  # type: ignore[arg-type]  # no pool: ours
         self.deadline = deadline
 
 
@@ -320,7 +321,8 @@ def _read_body(response: requests.Response, url: str, deadline: float, seconds: 
     except (HTTPError, OSError, http.client.HTTPException) as exc:
         response.close()
         if isinstance(exc, (ReadTimeoutError, TimeoutError)) or "timed out" in str(exc):
-            raise requests.exceptions.ReadTimeout(ReadTimeoutError(None, url, "Read timed out.")) from None
+            timed_out = ReadTimeoutError(None, url, "Read timed out.")  # type: ignore[arg-type]  # no pool
+            raise requests.exceptions.ReadTimeout(timed_out) from None
         raise requests.exceptions.ConnectionError(ProtocolError("Connection broken", exc.__class__.__name__)) from None
     if decoder is not None:
         try:
@@ -328,7 +330,7 @@ def _read_body(response: requests.Response, url: str, deadline: float, seconds: 
         except zlib.error:
             parts = masked([])
     response._content = b"".join(parts)  # what requests stores after reading the body itself
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]
     release = getattr(raw, "release_conn", None)
     if release is not None:
         release()  # the whole body was read: the connection goes back to the pool
@@ -523,7 +525,7 @@ class TokenClient:
                     auth=_no_auth,
                     cert=cert,
                     verify=verify,
-                    timeout=timeout,
+                    timeout=timeout,  # type: ignore[arg-type]  # requests takes urllib3's Timeout as it is
                     allow_redirects=False,
                     stream=True,
                 )
@@ -902,4 +904,3 @@ def parse_token_response(
             "at most %d characters)" % MAX_SCOPE_LENGTH
         )
     return TokenResponse(str(access_token), "Bearer", expires_in, scope)  # a plain str for the caller
-

@@ -53,9 +53,11 @@ def _with_locals(error: BaseException) -> str:
 
 def _secrets_of(server: AuthServer, *extra: str) -> List[str]:
     basic = servers.basic_credentials(TEST_CLIENT_ID, TEST_CLIENT_SECRET)[len("Basic ") :]
-    return [TEST_CLIENT_SECRET, urllib.parse.quote_plus(TEST_CLIENT_SECRET), basic] + list(
-        server.issued_history
-    ) + [value for value in extra if value]
+    return (
+        [TEST_CLIENT_SECRET, urllib.parse.quote_plus(TEST_CLIENT_SECRET), basic]
+        + list(server.issued_history)
+        + [value for value in extra if value]
+    )
 
 
 def _scenario_invalid_client_echoing_the_secret(manager, server, make_block):
@@ -118,7 +120,9 @@ def _scenario_the_auth_object_refresh_fails(manager, server, make_block):
 
 def _scenario_a_body_past_its_deadline(manager, server, make_block):
     server.set_faults([Fault(json=_token_document("drip-token-0123456789"), drip=0.05)])
-    manager.get_token("s", _config(server, make_block, OAUTH_TIMEOUT=0.3, OAUTH_CONNECT_TIMEOUT=0.3, OAUTH_MAX_RETRIES=0))
+    manager.get_token(
+        "s", _config(server, make_block, OAUTH_TIMEOUT=0.3, OAUTH_CONNECT_TIMEOUT=0.3, OAUTH_MAX_RETRIES=0)
+    )
 
 
 SCENARIOS: Dict[str, Callable[..., None]] = {
@@ -132,8 +136,13 @@ def test_no_secret_or_token_in_the_locals_of_any_error_traceback(manager, auth_s
         SCENARIOS[scenario](manager, auth_server, make_block)
     shown = _with_locals(info.value)
     assert " = " in shown  # the locals were rendered
-    leaked = [i for i, secret in enumerate(_secrets_of(auth_server, "mac-token-0123456789", "nl-token-0123456789",
-                                                       "drip-token-0123456789")) if secret in shown]
+    leaked = [
+        i
+        for i, secret in enumerate(
+            _secrets_of(auth_server, "mac-token-0123456789", "nl-token-0123456789", "drip-token-0123456789")
+        )
+        if secret in shown
+    ]
     assert leaked == []
 
 
