@@ -288,7 +288,14 @@ def _read_body(response: requests.Response, url: str, deadline: float, seconds: 
         source = raw._fp
 
         def read() -> bytes:
-            return bytes(source.read1(READ_CHUNK) or b"") if source is not None else b""
+            if source is None:
+                return b""
+            data = source.read1(READ_CHUNK)
+            if not data:
+                # At the end, read() marks http.client's response closed (3.8's read1 does not),
+                # so the connection can carry the next request; a body cut short raises here.
+                data = source.read()
+            return bytes(data or b"")
 
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity") and encoding not in _DECODED_ENCODINGS:
