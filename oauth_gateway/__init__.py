@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .contrib.cache_settings import cache_from_settings
     from .exceptions import (
         ConfigError,
+        DiscoveryError,
         InsecureTransportError,
         InvalidClient,
         InvalidGrant,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = (
     "__version__",
     "ConfigError",
+    "DiscoveryError",
     "GatewayConfig",
     "InsecureTransportError",
     "InvalidClient",
@@ -93,6 +95,7 @@ _MODULES = {
     "OAuthConfig": ".config",
     "cache_from_settings": ".contrib.cache_settings",
     "ConfigError": ".exceptions",
+    "DiscoveryError": ".exceptions",
     "InsecureTransportError": ".exceptions",
     "InvalidClient": ".exceptions",
     "InvalidGrant": ".exceptions",

@@ -431,6 +431,96 @@ def _run_revoke(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 # --- config add-server -----------------------------------------------------------------
 
 
+# --- discover --------------------------------------------------------------------------
+
+
+def _cmd_discover(subparsers: Any) -> None:
+    parser = _add_command(
+        subparsers,
+        "discover",
+        "Discover where an MCP server's tokens come from (RFC 9728, RFC 8414, OpenID discovery) "
+        "and print the oauth_config block to paste.",
+        "  %(prog)s discover https://mcp.example.com/mcp\n"
+        "  %(prog)s discover --issuer https://idp.example.com/realms/mcp --output json\n\n"
+        "exit status: 0 found, 1 a discovery step failed (the message names the URL and the step), 2 usage"
+        % {"prog": _PROG},
+    )
+    parser.add_argument("url", metavar="URL", nargs="?", help="the MCP server's URL")
+    parser.add_argument("--issuer", metavar="ISSUER", help="the authorization server's issuer (pins it with URL)")
+    parser.add_argument(
+        "--ca-bundle", metavar="FILE", help="CA bundle that verifies the servers (default: the system's)"
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="text (default) or json")
+    parser.set_defaults(run=_run_discover)
+
+
+@_with_token_errors
+def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
+    from urllib.parse import urlsplit
+
+    from .client import TokenClient
+    from .config import OAuthConfig
+    from .discovery import SIGNING_METHODS, Discoverer, is_loopback_host
+
+    if not args.url and not args.issuer:
+        err.write("%s discover: error: give the server URL, --issuer ISSUER, or both\n" % _PROG)
+        return EXIT_USAGE
+    start = args.url or args.issuer
+    # Plain http only for a loopback URL given on the command line (local tests).
+    plain_loopback = urlsplit(start).scheme == "http" and is_loopback_host(urlsplit(start).hostname)
+    settings = OAuthConfig.from_dict(
+        {"OAUTH_CA_BUNDLE_PATH": args.ca_bundle or "", "OAUTH_ENFORCE_HTTPS": not plain_loopback}
+    )
+    client = TokenClient(sleep=time.sleep)
+    try:
+        discoverer = Discoverer(client.discovery_fetch(settings), enforce_https=not plain_loopback)
+        result = discoverer.discover(resource_url=args.url or None, issuer=args.issuer or None)
+    finally:
+        client.close()
+    server = result.authorization_server
+    block = {"enabled": True, "OAUTH_CLIENT_ID": "<client id>", "OAUTH_CLIENT_SECRET": "${CLIENT_SECRET}"}
+    if result.resource:
+        block["OAUTH_RESOURCE"] = args.url
+    block["OAUTH_ISSUER"] = server.issuer
+    if plain_loopback:
+        block["OAUTH_ENFORCE_HTTPS"] = False
+    found = {
+        "resource": result.resource,
+        "resource_metadata": result.resource_metadata_url,
+        "authorization_server": server.metadata_url,
+        "issuer": server.issuer,
+        "token_endpoint": server.token_endpoint,
+        "revocation_endpoint": server.revocation_endpoint,
+        "token_endpoint_auth_methods": list(server.token_endpoint_auth_methods_supported),
+        "jwt_auth_methods": [m for m in server.token_endpoint_auth_methods_supported if m in SIGNING_METHODS],
+        "token_endpoint_auth_signing_algs": list(server.token_endpoint_auth_signing_alg_values_supported),
+        "mtls_endpoint_aliases": dict(server.mtls_endpoint_aliases),
+        "scopes": list(result.scopes) or list(server.scopes_supported),
+        "oauth_config": block,
+    }
+    if args.output == "json":
+        out.write(json.dumps(found, indent=2) + "\n")
+        return EXIT_OK
+    scopes = list(result.scopes) or list(server.scopes_supported)
+    rows = [
+        ("resource", result.resource or "(none: discovered from the issuer)"),
+        ("resource metadata", result.resource_metadata_url or "-"),
+        ("authorization server", server.metadata_url),
+        ("issuer", server.issuer),
+        ("token endpoint", server.token_endpoint),
+        ("revocation endpoint", server.revocation_endpoint or "(none)"),
+        ("auth methods", ", ".join(server.token_endpoint_auth_methods_supported) or "(none)"),
+        ("signing algs", ", ".join(server.token_endpoint_auth_signing_alg_values_supported) or "(none)"),
+        ("scopes", " ".join(scopes) or "(none)"),
+    ]
+    for label, value in rows:
+        out.write("%-21s %s\n" % (label + ":", value))
+    out.write("\noauth_config to paste (fill in the client id and the secret, or a private key):\n")
+    out.write(json.dumps({"oauth_config": block}, indent=2) + "\n")
+    return EXIT_OK
+
+
 def _cmd_config(subparsers: Any) -> None:
     parser = _add_command(
         subparsers,
@@ -541,6 +631,7 @@ _COMMANDS: Tuple[Callable[[Any], None], ...] = (
     _cmd_schema,
     _cmd_token,
     _cmd_revoke,
+    _cmd_discover,
     _cmd_config,
     _cmd_demo,
 )

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import redact_url
-from .exceptions import OAuthGatewayError, TransportError
+from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
     "AUTH_METHODS",
@@ -41,6 +41,7 @@ __all__ = (
     "Discoverer",
     "Fetch",
     "ProtectedResourceMetadata",
+    "SIGNING_METHODS",
     "authorization_server_metadata_urls",
     "canonical_resource_uri",
     "choose_auth_method",
@@ -73,6 +74,8 @@ AUTH_METHODS = (
     "tls_client_auth",
 )
 _SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
+#: The client authentication methods that send a signed JWT assertion (RFC 7523).
+SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -105,41 +108,6 @@ STEP_AUTH_METHOD = "client authentication method"
 #: follow redirects, must time out, and raises ``OSError`` (requests' exceptions are
 #: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
 Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
-
-
-class DiscoveryError(OAuthGatewayError):
-    """Discovery found no usable token endpoint, or a server's answer failed a check.
-
-    The message names the step, the (redacted) URL, the problem and the fix.
-
-    Attributes:
-        url: the URL involved, redacted with :func:`oauth_gateway._helpers.redact_url`.
-        step: which part of discovery failed, e.g. ``"protected resource metadata"``.
-        hint: how to fix it, or None.
-    """
-
-    def __init__(
-        self,
-        problem: str,
-        url: str = "",
-        step: str = "",
-        hint: Optional[str] = None,
-        retryable: bool = False,
-    ):
-        shown = redact_url(url) if url else ""
-        text = problem
-        if shown:
-            text = "%s %s: %s" % (step or "discovery", shown, problem)
-        elif step:
-            text = "%s: %s" % (step, problem)
-        if hint:
-            text = "%s; %s" % (text, hint)
-        super().__init__(text)
-        self.url = shown
-        self.step = step
-        self.hint = hint
-        self.problem = problem
-        self.retryable = retryable
 
 
 # --------------------------------------------------------------------------- metadata types

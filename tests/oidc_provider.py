@@ -163,6 +163,7 @@ class OidcProvider:
         default_resource: Optional[str] = RESOURCE,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         dpop_require_nonce: bool = False,
+        extra_resources: Tuple[str, ...] = (),
     ) -> None:
         """Prepares certificates, clients and the config; starts nothing.
 
@@ -178,7 +179,10 @@ class OidcProvider:
                 lives ``NO_RESOURCE_TTL`` seconds (the requested scope is still granted).
             startup_timeout: Seconds to wait for the ``READY`` line before failing.
             dpop_require_nonce: Demand a server nonce in every DPoP proof.
+            extra_resources: More resource indicators the server accepts (same scope and
+                lifetime as ``RESOURCE``, opaque tokens), like the URL of a test MCP server.
         """
+        self.extra_resources = tuple(extra_resources)
         self.ca = ca
         self.directory = Path(tmp_path)
         self.startup_timeout = startup_timeout
@@ -383,10 +387,13 @@ class OidcProvider:
             "clients": self._client_metadata(),
             "scopes": SCOPE.split() + [FORBIDDEN_SCOPE],
             "resources": {
-                RESOURCE: {
-                    "scope": SCOPE,
-                    "accessTokenTTL": ACCESS_TOKEN_TTL,
-                    "accessTokenFormat": "opaque",
+                **{
+                    resource: {
+                        "scope": SCOPE,
+                        "accessTokenTTL": ACCESS_TOKEN_TTL,
+                        "accessTokenFormat": "opaque",
+                    }
+                    for resource in (RESOURCE,) + self.extra_resources
                 },
                 JWT_RESOURCE: {
                     "scope": SCOPE,

@@ -11,7 +11,8 @@ from urllib.parse import unquote_plus
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, basic_credentials, parse_token_response
+from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, parse_token_response
+from oauth_gateway.client_auth import basic_credentials
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
 

@@ -74,13 +74,14 @@ def test_every_field_has_an_annotation_and_a_slot():
 
 
 def test_secret_fields_never_reach_repr_or_to_dict():
-    config = build()
+    config = build(OAUTH_CLIENT_PRIVATE_KEY_PASSWORD="k3y-passw0rd")
     for field in FIELDS:
         if field.secret:
             assert getattr(config, field.name)
             assert "'***'" in repr(config)
             assert config.to_dict()[field.key] == "***"
     assert "s3cr3t" not in repr(config)
+    assert "k3y-passw0rd" not in repr(config) + repr(config.to_dict())
 
 
 def test_keyword_construction_with_python_names_equals_from_dict():

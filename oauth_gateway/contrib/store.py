@@ -171,6 +171,7 @@ class EntryCodec:
             "v": FORMAT_VERSION,
             "key": [key[0], key[1]],
             "fingerprint": entry.fingerprint,
+            "issuer": entry.issuer,
             "access_token": token.access_token,
             "token_type": token.token_type,
             "expires_in": token.expires_in,
@@ -216,6 +217,7 @@ class EntryCodec:
         access_token = document.get("access_token")
         token_type = document.get("token_type")
         fingerprint = document.get("fingerprint")
+        issuer = document.get("issuer", "")  # absent from entries written before discovery
         expires_in = document.get("expires_in")
         scopes = document.get("scopes")
         times = [document.get(name) for name in ("issued_at", "expires_at", "refresh_at", "token_refresh_at")]
@@ -224,6 +226,7 @@ class EntryCodec:
             and access_token
             and isinstance(token_type, str)
             and isinstance(fingerprint, str)
+            and isinstance(issuer, str)
             and (expires_in is None or _is_number(expires_in))
             and isinstance(scopes, list)
             and all(isinstance(scope, str) for scope in scopes)
@@ -251,7 +254,7 @@ class EntryCodec:
             "authorization": "%s %s" % (token_type, access_token),
         }
         token = _token_from_state(state)
-        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at))
+        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
 
 
 def _is_number(value: Any) -> bool:
