@@ -14,19 +14,19 @@ urllib3 exceptions become ours here.
 
 from __future__ import annotations
 
+import http.client
 import json
-import zlib
 import logging
 import math
-import re
 import os
+import re
 import threading
 import time
 import uuid
+import zlib
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote_plus
 
-import http.client
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH

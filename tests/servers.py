@@ -601,7 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(body)
 
-    def _trickle(self, owner: "AuthServer", reply: _Reply, fault: Fault) -> None:
+    def _trickle(self, owner: AuthServer, reply: _Reply, fault: Fault) -> None:
         """Send ``reply`` slowly: its body a byte at a time, or chunks that never end."""
         self.close_connection = True
         self.send_response(reply.status)
