@@ -250,7 +250,9 @@ def read_regular_file(path: str, max_bytes: int) -> Tuple[Optional[RegularFile],
         if stat.S_ISDIR(info.st_mode):
             return None, FileProblem("is a directory", "give the path of the file inside it")
         if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+            kind = (
+                "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+            )
             return None, FileProblem("is %s, not a regular file" % kind, "point it at a regular file")
         if info.st_size > max_bytes:
             return None, FileProblem(

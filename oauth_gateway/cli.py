@@ -547,7 +547,9 @@ def _read_env_file(path: str) -> Dict[str, str]:
             with open(path, encoding="utf-8-sig") as handle:
                 text = handle.read(_MAX_ENV_FILE_BYTES + 1)
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError("%s cannot be read (%s)" % (where, getattr(error, "strerror", None) or error.__class__.__name__))
+        raise ValueError(
+            "%s cannot be read (%s)" % (where, getattr(error, "strerror", None) or error.__class__.__name__)
+        )
     if len(text) > _MAX_ENV_FILE_BYTES:
         raise ValueError("%s is larger than %d bytes" % (where, _MAX_ENV_FILE_BYTES))
     env: Dict[str, str] = {}

@@ -151,8 +151,7 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
     remote = is_remote_server(server_entry, json_path=json_path)
     if remote and _runs_curl(server_entry):
         raise ConfigError(
-            "runs curl, which cannot expand ${%s} from its environment: it would send no credentials"
-            % ENV_AUTH_HEADER,
+            "runs curl, which cannot expand ${%s} from its environment: it would send no credentials" % ENV_AUTH_HEADER,
             _join(json_path, "config"),
             "launch it inside `with injected_entry(entry, token) as launch:` (curl gets -H @file, a private "
             "file removed afterwards), or run the server through mcp-remote",

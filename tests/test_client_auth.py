@@ -366,7 +366,6 @@ def test_an_assertion_whose_claims_nest_deeply_is_not_a_jwt(tmp_path: Path) -> N
 
 def test_a_client_certificate_is_found_in_linear_time(tmp_path: Path) -> None:
     from linear import assert_linear
-
     from oauth_gateway.client_auth import certificate_thumbprints
 
     path = tmp_path / "cert.pem"

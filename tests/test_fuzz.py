@@ -476,10 +476,14 @@ def test_validate_refuses_a_100000_deep_file_the_same_on_every_python(tmp_path, 
     code = cli.main(["validate", str(path)], stdout=out, stderr=err)
     line, column = (2, 67) if content.startswith(b"\n") else (1, 65 if content.startswith(b"[") else 321)
     assert (code, out.getvalue()) == (2, "")
-    assert err.getvalue() == "oauth-gateway: error: %s is nested more than 64 arrays or objects deep (line %d, column %d)\n" % (
-        path,
-        line,
-        column,
+    assert (
+        err.getvalue()
+        == "oauth-gateway: error: %s is nested more than 64 arrays or objects deep (line %d, column %d)\n"
+        % (
+            path,
+            line,
+            column,
+        )
     )
 
 
