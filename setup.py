@@ -12,7 +12,6 @@ from __future__ import annotations
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["oauth_gateway", "oauth_gateway.*"])
-    + ["oauth_gateway.schemas"],
+    packages=find_packages(include=["oauth_gateway", "oauth_gateway.*"]) + ["oauth_gateway.schemas"],
     package_dir={"oauth_gateway.schemas": "schemas"},
 )

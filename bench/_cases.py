@@ -24,7 +24,7 @@ import oauth_gateway as og
 from _loopback import CLIENT_ID, CLIENT_SECRET, start_server
 from _peers import Peer, describe_failure
 from _timing import Table, ms, ns, per_call_ns, ratio, run_threads, throughput_ratio
-from oauth_gateway.client import basic_credentials
+from oauth_gateway.client_auth import basic_credentials
 
 #: Seconds a subprocess of the script benchmark may take.
 SUBPROCESS_TIMEOUT = 60.0

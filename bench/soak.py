@@ -26,7 +26,7 @@ What runs:
 
 What the report checks (:meth:`SoakReport.violations`):
 
-* No caller receives an expired token: ``token.expires_at > time.monotonic()`` right after
+* No caller receives an expired token: ``token.expires_at_monotonic > time.monotonic()`` right after
   ``get_token`` returns, give or take :data:`LATE_TOLERANCE` (0.1 s). The manager serves a
   token until the last microsecond of its life (during a slow or failing refresh), and a
   caller thread may be descheduled between the manager's look at the clock and ours; such
@@ -304,8 +304,15 @@ class SoakReport:
         lines = [
             "soak: %d threads, %d server names, %g s tokens, OAUTH_MAX_RETRIES %d, %g s outage of api-0, "
             "%g s run (wall time %.1f s)"
-            % (self.threads, self.keys, self.expires_in, self.max_retries, self.outage_seconds, self.duration,
-               self.wall_time),
+            % (
+                self.threads,
+                self.keys,
+                self.expires_in,
+                self.max_retries,
+                self.outage_seconds,
+                self.duration,
+                self.wall_time,
+            ),
             "calls: %d get_token calls, slowest %.3f s" % (self.calls, self.slowest_call),
             "token requests: %d in all; per key (requests / ideal / bound, failed by the server, retries, "
             "failed acquisitions, served stale, fail-fast, caller errors):" % self.requests,
@@ -386,11 +393,11 @@ class _Caller(threading.Thread):
                 )
             else:
                 ended = clock()
-                if token.expires_at <= ended - LATE_TOLERANCE or token.expires_at <= started:
-                    self.late.append(LateToken(key, started, ended, token.expires_at))
-                elif token.expires_at <= ended:
+                if token.expires_at_monotonic <= ended - LATE_TOLERANCE or token.expires_at_monotonic <= started:
+                    self.late.append(LateToken(key, started, ended, token.expires_at_monotonic))
+                elif token.expires_at_monotonic <= ended:
                     self.edge += 1
-                seen = (key, token.expires_at)  # one fetch, one expiry; no allocation in the library
+                seen = (key, token.expires_at_monotonic)  # one fetch, one expiry; no allocation in the library
                 if seen not in self.tokens:
                     self.tokens[seen] = ended
             self.calls += 1

@@ -63,7 +63,10 @@ nitpick_ignore = [
 ]
 # Standard-library types: the same reason (no intersphinx to docs.python.org offline).
 nitpick_ignore_regex = [
-    (r"py:(class|exc|obj|func|data)", r"(datetime|threading|logging|os|types|io|argparse|itertools|collections\.abc|_thread)\..*"),
+    (
+        r"py:(class|exc|obj|func|data)",
+        r"(datetime|threading|logging|os|types|io|argparse|itertools|collections\.abc|_thread)\..*",
+    ),
     # Python 3.8 renders typing.ContextManager[...] as this name, which typing lacks.
     ("py:obj", r"typing\.AbstractContextManager"),
 ]

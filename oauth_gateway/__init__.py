@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .contrib.cache_settings import cache_from_settings
     from .exceptions import (
         ConfigError,
+        DiscoveryError,
         InvalidClient,
         InvalidGrant,
         InvalidRequest,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = (
     "__version__",
     "ConfigError",
+    "DiscoveryError",
     "GatewayConfig",
     "InvalidClient",
     "InvalidGrant",
@@ -91,6 +93,7 @@ _MODULES = {
     "OAuthConfig": ".config",
     "cache_from_settings": ".contrib.cache_settings",
     "ConfigError": ".exceptions",
+    "DiscoveryError": ".exceptions",
     "InvalidClient": ".exceptions",
     "InvalidGrant": ".exceptions",
     "InvalidRequest": ".exceptions",

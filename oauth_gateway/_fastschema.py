@@ -65,7 +65,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class _Checker:
-    def __init__(self, documents: Dict[str, Any]):
+    def __init__(self, documents: Dict[str, Any]) -> None:
         self._documents = documents  # file name -> schema
         self._patterns: Dict[str, Any] = {}
 
@@ -114,57 +114,57 @@ class _Checker:
 
     # -- keywords: each returns False when the instance breaks it
 
-    def _k_type(self, instance, value, schema, root):
+    def _k_type(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         names = [value] if isinstance(value, str) else value
         for name in names:
             if name not in _TYPES:
                 raise _Unknown("type %r" % name)
         return any(_TYPES[name](instance) for name in names)
 
-    def _k_enum(self, instance, value, schema, root):
+    def _k_enum(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return any(_same(instance, each) for each in value)
 
-    def _k_const(self, instance, value, schema, root):
+    def _k_const(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return _same(instance, value)
 
-    def _k_pattern(self, instance, value, schema, root):
+    def _k_pattern(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not isinstance(instance, str) or self._search(value, instance)
 
-    def _k_minLength(self, instance, value, schema, root):
+    def _k_minLength(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not isinstance(instance, str) or len(instance) >= value
 
-    def _k_maxLength(self, instance, value, schema, root):
+    def _k_maxLength(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not isinstance(instance, str) or len(instance) <= value
 
-    def _k_minItems(self, instance, value, schema, root):
+    def _k_minItems(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not isinstance(instance, list) or len(instance) >= value
 
-    def _k_minimum(self, instance, value, schema, root):
+    def _k_minimum(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not _is_number(instance) or instance >= value
 
-    def _k_maximum(self, instance, value, schema, root):
+    def _k_maximum(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not _is_number(instance) or instance <= value
 
-    def _k_exclusiveMinimum(self, instance, value, schema, root):
+    def _k_exclusiveMinimum(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not _is_number(instance) or instance > value
 
-    def _k_exclusiveMaximum(self, instance, value, schema, root):
+    def _k_exclusiveMaximum(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not _is_number(instance) or instance < value
 
-    def _k_items(self, instance, value, schema, root):
+    def _k_items(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         if isinstance(value, list):
             raise _Unknown("items as a list")
         return not isinstance(instance, list) or all(self.valid(item, value, root) for item in instance)
 
-    def _k_required(self, instance, value, schema, root):
+    def _k_required(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not isinstance(instance, dict) or all(key in instance for key in value)
 
-    def _k_properties(self, instance, value, schema, root):
+    def _k_properties(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         if not isinstance(instance, dict):
             return True
         return all(self.valid(instance[key], sub, root) for key, sub in value.items() if key in instance)
 
-    def _k_patternProperties(self, instance, value, schema, root):
+    def _k_patternProperties(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         if not isinstance(instance, dict):
             return True
         for pattern, sub in value.items():
@@ -173,7 +173,7 @@ class _Checker:
                     return False
         return True
 
-    def _k_additionalProperties(self, instance, value, schema, root):
+    def _k_additionalProperties(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         if not isinstance(instance, dict):
             return True
         known = schema.get("properties", {})
@@ -185,24 +185,24 @@ class _Checker:
                 return False
         return True
 
-    def _k_not(self, instance, value, schema, root):
+    def _k_not(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return not self.valid(instance, value, root)
 
-    def _k_allOf(self, instance, value, schema, root):
+    def _k_allOf(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return all(self.valid(instance, sub, root) for sub in value)
 
-    def _k_anyOf(self, instance, value, schema, root):
+    def _k_anyOf(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return any(self.valid(instance, sub, root) for sub in value)
 
-    def _k_oneOf(self, instance, value, schema, root):
+    def _k_oneOf(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return sum(1 for sub in value if self.valid(instance, sub, root)) == 1
 
-    def _k_if(self, instance, value, schema, root):
+    def _k_if(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         if self.valid(instance, value, root):
             return "then" not in schema or self.valid(instance, schema["then"], root)
         return "else" not in schema or self.valid(instance, schema["else"], root)
 
-    def _k_then(self, instance, value, schema, root):
+    def _k_then(self, instance: Any, value: Any, schema: Dict[str, Any], root: Any) -> bool:
         return True  # applied by "if"
 
     _k_else = _k_then

@@ -197,8 +197,18 @@ def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
     if problem is not None:
         return None, problem
     assert raw is not None
+    return parse_json_bytes(raw.data)
+
+
+def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
+    """Parse JSON bytes (UTF-8, a byte order mark allowed) as :func:`read_json_file` does.
+
+    Returns:
+        ``(document, None)``, or ``(None, FileProblem)`` when the bytes are not UTF-8,
+        not JSON or nested too deeply; the problem never quotes the text.
+    """
     try:
-        text = raw.data.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return None, FileProblem("is not UTF-8 text (bad byte at offset %d)" % error.start, "save it as UTF-8")
     return parse_json_text(text)
@@ -335,3 +345,35 @@ def literal_secret_warnings(path: str, json_paths: Iterable[str]) -> List[Tuple[
     message = "holds a literal client secret in a file readable by group or others (mode %04o)" % mode
     hint = 'use "${ENV_NAME}" or OAUTH_CLIENT_SECRET_FILE instead, or run chmod 600 %s' % path
     return [(json_path, message, hint) for json_path in json_paths]
+
+
+#: Programs that reach an MCP server over HTTP; their URL argument is the server's URL.
+REMOTE_PROGRAMS = ("mcp-remote", "curl")
+_PROGRAM_SUFFIX = re.compile(r"\.(cmd|exe|bat|ps1)$", re.IGNORECASE)
+
+
+def program_name(arg: str) -> str:
+    """The bare program name of a command or argument (``/usr/bin/mcp-remote.cmd`` -> ``mcp-remote``)."""
+    name = arg.replace("\\", "/").rsplit("/", 1)[-1]
+    return _PROGRAM_SUFFIX.sub("", name).lower()
+
+
+def remote_url(command: Any, args: Any) -> Optional[str]:
+    """The server URL given to ``mcp-remote`` or ``curl`` in a launch spec, or None.
+
+    The first ``http(s)://`` argument after the remote program (``mcp-remote``,
+    ``mcp-remote@<version>``, ``curl``); None when no remote program runs or it has no URL.
+    """
+    if not isinstance(command, str) or not isinstance(args, list):
+        args = [] if not isinstance(args, list) else args
+    words = [w for w in ([command] if isinstance(command, str) else []) + list(args) if isinstance(w, str)]
+    seen_program = False
+    for word in words:
+        if "://" in word:
+            if seen_program and urlsplit(word).scheme.lower() in ("http", "https"):
+                return word
+            continue
+        name = program_name(word)
+        if name in REMOTE_PROGRAMS or name.startswith("mcp-remote@"):
+            seen_program = True
+    return None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Dict, Iterable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TYPE_NAMES: Dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
 
 
 def format_path(root: str, segments: Iterable[Any]) -> str:
@@ -33,4 +34,4 @@ def describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a %s" % type(value).__name__)
+    return _TYPE_NAMES.get(type(value), "a %s" % type(value).__name__)

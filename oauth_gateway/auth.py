@@ -182,9 +182,11 @@ class TokenAuth(AuthBase):
         response.content
         response.close()
         replay = failed.copy()
-        jar = replay._cookies
+        # types-requests lists neither PreparedRequest._cookies (set by prepare_cookies, read the
+        # same way by requests' own HTTPDigestAuth) nor the types of extract_cookies_to_jar.
+        jar = replay._cookies  # type: ignore[attr-defined]
         if jar is not None:
-            extract_cookies_to_jar(jar, failed, response.raw)
+            extract_cookies_to_jar(jar, failed, response.raw)  # type: ignore[no-untyped-call]
             replay.prepare_cookies(jar)
         replay.headers["Authorization"] = token.authorization
         if failed.body is not None and failed.body is body and isinstance(position, int):

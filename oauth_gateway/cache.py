@@ -67,9 +67,12 @@ class CacheEntry:
         token: the token.
         hits: the key's hit counter (``itertools.count``), kept across refreshes.
         refresh_at: clock time from which the token should be refreshed.
+        issuer: the authorization server that issued the token ("" when not known):
+            with the fingerprint, the token's identity, so a server that moved to
+            another authorization server never gets the old one's token.
     """
 
-    __slots__ = ("fingerprint", "token", "hits", "refresh_at")
+    __slots__ = ("fingerprint", "token", "hits", "refresh_at", "issuer")
 
     # Class-level annotations only (no values, which would clash with the slots), so
     # type checkers know the attributes that ``object.__setattr__`` sets.
@@ -77,13 +80,17 @@ class CacheEntry:
     token: Token
     hits: itertools.count[int]
     refresh_at: float
+    issuer: str
 
-    def __init__(self, fingerprint: str, token: Token, hits: itertools.count[int], refresh_at: float) -> None:
+    def __init__(
+        self, fingerprint: str, token: Token, hits: itertools.count[int], refresh_at: float, issuer: str = ""
+    ) -> None:
         sets = object.__setattr__
         sets(self, "fingerprint", fingerprint)
         sets(self, "token", token)
         sets(self, "hits", hits)
         sets(self, "refresh_at", refresh_at)
+        sets(self, "issuer", issuer)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("CacheEntry is immutable; use _replace()")
@@ -91,8 +98,8 @@ class CacheEntry:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("CacheEntry is immutable")
 
-    def _values(self) -> Tuple[str, Token, itertools.count[int], float]:
-        return (self.fingerprint, self.token, self.hits, self.refresh_at)
+    def _values(self) -> Tuple[str, Token, itertools.count[int], float, str]:
+        return (self.fingerprint, self.token, self.hits, self.refresh_at, self.issuer)
 
     def _replace(self, **changes: Any) -> CacheEntry:
         """Return a new entry with some fields replaced."""
@@ -111,11 +118,11 @@ class CacheEntry:
     def __hash__(self) -> int:
         return hash(self._values())
 
-    def __reduce__(self) -> Tuple[Any, Tuple[str, Token, itertools.count[int], float]]:
+    def __reduce__(self) -> Tuple[Any, Tuple[str, Token, itertools.count[int], float, str]]:
         return (CacheEntry, self._values())
 
     def __repr__(self) -> str:
-        return "CacheEntry(fingerprint=%r, token=%r, hits=%r, refresh_at=%r)" % self._values()
+        return "CacheEntry(fingerprint=%r, token=%r, hits=%r, refresh_at=%r, issuer=%r)" % self._values()
 
 
 class TokenCache:

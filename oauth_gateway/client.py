@@ -14,7 +14,6 @@ urllib3 exceptions become ours here.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote_plus
 
 import requests
@@ -33,6 +32,7 @@ from urllib3.util.retry import Retry
 
 from ._helpers import redact_url
 from ._version import __version__
+from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
 from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
 
@@ -47,6 +47,8 @@ MAX_TOKEN_LIFETIME = 86400.0
 MAX_DESCRIPTION = 200
 #: Connections kept per pool; above this, extra parallel fetches open short-lived ones.
 POOL_MAXSIZE = 32
+#: Client authentication objects kept (one per config; a private key is loaded once).
+MAX_CLIENT_AUTHS = 256
 
 
 class TokenResponse(NamedTuple):
@@ -120,16 +122,6 @@ class CallState:
 
 def _new_correlation_id() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """Return the ``Authorization`` value for client_secret_basic (RFC 6749 section 2.3.1).
-
-    The id and secret are form-url-encoded before base64, which most clients forget:
-    a secret containing ``:`` or ``%`` only works this way.
-    """
-    raw = "%s:%s" % (quote_plus(client_id), quote_plus(client_secret))
-    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -211,10 +203,12 @@ def _retry_cause(exc: requests.exceptions.RequestException) -> Optional[HTTPErro
     return cause
 
 
-def _increment(retry: TokenRetry, url: str, response: Any = None, error: Any = None) -> Optional[TokenRetry]:
+def _increment(
+    retry: TokenRetry, url: str, response: Any = None, error: Any = None, method: str = "POST"
+) -> Optional[TokenRetry]:
     """The policy's next state after a failed attempt, or None when no attempt is left."""
     try:
-        following: TokenRetry = retry.increment(method="POST", url=url, response=response, error=error)
+        following: TokenRetry = retry.increment(method=method, url=url, response=response, error=error)
         return following
     except HTTPError:  # MaxRetryError when exhausted; the error itself when it is never retried
         return None
@@ -227,6 +221,7 @@ class TokenClient:
         sleep: called with the seconds to wait between retries (``time.sleep``).
         on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each retry.
         clock: monotonic seconds; the send time of each attempt is read from it.
+        wall_clock: seconds since the epoch, for the ``iat`` and ``exp`` of client assertions.
     """
 
     def __init__(
@@ -234,12 +229,15 @@ class TokenClient:
         sleep: Callable[[float], None],
         on_retry: Optional[OnRetry] = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._sleep = sleep
         self._clock = clock
+        self._wall_clock = wall_clock
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self._sessions: Dict[Tuple[Any, ...], requests.Session] = {}
+        self._auths: Dict[str, Tuple[ClientAuth, Optional[JwtBearerGrant]]] = {}
 
     # -- sessions and the retry policy ----------------------------------------
 
@@ -274,7 +272,7 @@ class TokenClient:
             raise_on_redirect=False,
             raise_on_status=False,
             status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset(["POST"]),
+            allowed_methods=frozenset(["POST", "GET"]),
             respect_retry_after_header=True,
             sleep_fn=self._sleep,
             backoff_base=config.retry_backoff,
@@ -292,6 +290,68 @@ class TokenClient:
         """Forget the parent's sockets and lock in a forked child (the manager calls this)."""
         self._lock = threading.Lock()
         self._sessions = {}
+        self._auths = {}
+
+    # -- discovery ------------------------------------------------------------
+
+    def discovery_fetch(self, config: OAuthConfig) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+        """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
+
+        It uses the pooled session of the config's TLS identity, the same timeouts and
+        retry policy as token requests, never follows redirects and never sends
+        credentials (no ``Authorization``, no netrc, no custom headers).
+        """
+
+        def fetch(
+            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
+        ) -> Tuple[int, Mapping[str, str], bytes]:
+            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery")
+            sent = dict(headers)
+            sent["User-Agent"] = USER_AGENT
+
+            def build_attempt(attempt: int) -> Tuple[Dict[str, str], Any]:
+                return dict(sent), body
+
+            response = self._send(config, url, build_attempt, call, method=method)
+            return response.status_code, response.headers, response.content
+
+        return fetch
+
+    # -- client authentication ------------------------------------------------
+
+    def client_auth(self, config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGrant]]:
+        """Return the :class:`~oauth_gateway.client_auth.ClientAuth` of ``config`` and its jwt-bearer grant (or None).
+
+        Built once per config (a private key is loaded once) and kept.
+
+        Raises:
+            ConfigError: the method cannot be built (a bad key, PyJWT missing...).
+        """
+        found = self._auths.get(config.fingerprint)
+        if found is not None:
+            return found
+        jwt_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE
+        method = config.auth_method
+        auth = build_client_auth(
+            method,
+            config.client_id,
+            client_secret=config.client_secret or None,
+            private_key_path=config.client_private_key_path or None,
+            private_key_password=config.client_private_key_password or None,
+            alg=config.client_assertion_alg or None,
+            kid=config.client_key_id or None,
+            audience=config.client_assertion_audience or None,
+            # The certificate of the signing key (Entra ID's x5t) is the mTLS one only for tls_client_auth.
+            cert_path=(config.client_cert_path or None) if (config.use_mtls or method == "private_key_jwt") else None,
+            key_path=(config.client_key_path or None) if config.use_mtls else None,
+            assertion_file=None if jwt_bearer else (config.client_assertion_file or None),
+        )
+        grant = JwtBearerGrant(AssertionFile(config.client_assertion_file, config.client_id)) if jwt_bearer else None
+        with self._lock:
+            if len(self._auths) >= MAX_CLIENT_AUTHS:
+                self._auths.clear()
+            self._auths[config.fingerprint] = (auth, grant)
+        return auth, grant
 
     # -- requests -------------------------------------------------------------
 
@@ -316,9 +376,17 @@ class TokenClient:
     def client_auth_attempt(self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState) -> BuildAttempt:
         """Return the ``build_attempt`` that adds client authentication to ``form``.
 
-        The headers and form are built anew for every attempt: a method whose proof must
-        be fresh each time (a JWT assertion, a DPoP proof) plugs in here.
+        The headers and form are built anew for every attempt, so a JWT assertion carries
+        a fresh ``jti`` and ``iat`` and an assertion file is read again. The assertion's
+        audience comes from ``config.issuer`` (configured or discovered), else the token endpoint.
+
+        Raises:
+            ConfigError: from ``build_attempt``: the credential cannot be used (an expired
+                assertion file...); the call ends without a retry.
         """
+        auth, grant = self.client_auth(config)
+        endpoint = config.token_url
+        issuer = config.issuer or None
 
         def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
             headers = {
@@ -327,19 +395,21 @@ class TokenClient:
                 "X-Correlation-ID": call.correlation_id,
             }
             headers.update(config.custom_headers)
-            fields = list(form)
-            method = config.auth_method
-            if method == "client_secret_basic":
-                headers["Authorization"] = basic_credentials(config.client_id, config.client_secret)
-            else:
-                fields.append(("client_id", config.client_id))
-                if method == "client_secret_post":
-                    fields.append(("client_secret", config.client_secret))
+            now = self._wall_clock()
+            added: Dict[str, str] = {}
+            if grant is not None and any(name == "grant_type" for name, _ in form):
+                grant.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
+            auth.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
+            fields = [(name, added.pop(name)) if name == "grant_type" and name in added else (name, value)
+                      for name, value in form]
+            fields.extend(added.items())
             return headers, fields
 
         return build_attempt
 
-    def _send(self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState) -> requests.Response:
+    def _send(
+        self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState, method: str = "POST"
+    ) -> requests.Response:
         """Send attempts until one is final; return its response.
 
         Our loop, driven by a per-call :class:`TokenRetry`: ``is_retry`` says whether an
@@ -358,7 +428,8 @@ class TokenClient:
             headers, form = build_attempt(call.attempts)
             call.sent_at = self._clock()
             try:
-                response = session.post(
+                response = session.request(
+                    method,
                     url,
                     data=form,
                     headers=headers,
@@ -373,7 +444,7 @@ class TokenClient:
                 error = _retry_cause(exc)
                 if error is None:
                     raise
-                following = _increment(retry, url, error=error)
+                following = _increment(retry, url, error=error, method=method)
                 if following is None:
                     raise  # exhausted: the last transport error is the result
                 retry = following
@@ -381,14 +452,14 @@ class TokenClient:
                 retry.sleep()
                 continue
             raw = response.raw
-            if not retry.is_retry("POST", response.status_code, "Retry-After" in response.headers):
+            if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
                 return response
             retry_after = retry.retry_after(raw)
             if retry_after is not None and retry_after > retry.retry_after_cap:
                 # Give the answer back at once: waiting longer than the cap helps nobody.
                 call.retry_after_refused = retry_after
                 return response
-            following = _increment(retry, url, response=raw)
+            following = _increment(retry, url, response=raw, method=method)
             if following is None:
                 return response  # exhausted: the last answer is the result
             retry = following

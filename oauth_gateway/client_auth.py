@@ -32,7 +32,7 @@ import secrets
 import ssl
 import stat
 import threading
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
 from ._helpers import MAX_SECRET_FILE_BYTES, parse_json_text, read_regular_file, redact_url
@@ -145,7 +145,9 @@ class ClientSecretBasic(ClientAuth):
         self.client_id = client_id
         self._secret = client_secret
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         headers["Authorization"] = basic_credentials(self.client_id or "", self._secret)
 
 
@@ -158,7 +160,9 @@ class ClientSecretPost(ClientAuth):
         self.client_id = client_id
         self._secret = client_secret
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
         form["client_secret"] = self._secret
 
@@ -179,7 +183,9 @@ class TlsClientAuth(ClientAuth):
         self.client_id = client_id
         self.cert = (cert_path, key_path)
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
 
 
@@ -191,7 +197,9 @@ class NoClientAuth(ClientAuth):
     def __init__(self, client_id: Optional[str] = None) -> None:
         self.client_id = client_id
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         if self.client_id:
             form["client_id"] = self.client_id
 
@@ -240,8 +248,7 @@ def assertion_audience(
     warning = (
         "client assertion audience is the token endpoint %s, not an issuer: the "
         "authorization server's issuer is unknown. Set OAUTH_ISSUER (or use discovery) so "
-        "the audience is the issuer, or OAUTH_CLIENT_ASSERTION_AUDIENCE to choose it"
-        % redact_url(token_endpoint)
+        "the audience is the issuer, or OAUTH_CLIENT_ASSERTION_AUDIENCE to choose it" % redact_url(token_endpoint)
     )
     return AudienceChoice(token_endpoint, "token_endpoint", warning)
 
@@ -274,13 +281,9 @@ def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Pr
     """
     where = _join_path(json_path, field)
     if not os.path.exists(path):
-        raise ConfigError(
-            "%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)"
-        )
+        raise ConfigError("%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)")
     if not os.path.isfile(path):
-        raise ConfigError(
-            "%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself"
-        )
+        raise ConfigError("%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself")
     if not os.access(path, os.R_OK):
         raise ConfigError(
             "%s is not readable: %s" % (label, path),
@@ -319,6 +322,22 @@ def _import_jwt(where: str) -> Any:
             "install it with: %s" % JWT_EXTRA,
         )
     return jwt
+
+
+def require_jwt(where: str = "$") -> Any:
+    """Import PyJWT with its cryptography backend and return the ``jwt`` module.
+
+    For modules that sign or make keys themselves (DPoP): the one place that turns a
+    missing optional extra into a :class:`ConfigError` naming ``pip install
+    'oauth-gateway[jwt]'``.
+
+    Args:
+        where: The JSON path of the config key that needs signing, for the message.
+
+    Raises:
+        ConfigError: PyJWT or cryptography is not installed.
+    """
+    return _import_jwt(where)
 
 
 def _b64url(data: bytes) -> str:
@@ -368,7 +387,7 @@ class PrivateKey:
         kind = "EC %s" % self.curve if self.key_type == "EC" else "RSA %d" % self.bits
         return "PrivateKey(path=%r, type=%r)" % (self.path, kind)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a PrivateKey is not picklable; load it again from its file")
 
     @property
@@ -397,7 +416,7 @@ class PrivateKey:
         cert_key = x509.load_der_x509_certificate(certificate_der).public_key()
         fmt = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER
-        return cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt)
+        return bool(cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt))
 
 
 def load_private_key(
@@ -429,9 +448,7 @@ def load_private_key(
     from cryptography.hazmat.primitives import serialization
 
     try:
-        key = serialization.load_pem_private_key(
-            data, password.encode("utf-8") if password else None
-        )
+        key = serialization.load_pem_private_key(data, password.encode("utf-8") if password else None)
     except TypeError:
         # cryptography: a password for an unencrypted key, or none for an encrypted one.
         if password:
@@ -497,7 +514,10 @@ def certificate_thumbprints(
             where,
             "point it at the PEM certificate (BEGIN CERTIFICATE) registered with the server",
         )
-    return _b64url(hashlib.sha1(der).digest()), _b64url(hashlib.sha256(der).digest()), der
+    # x5t is the SHA-1 thumbprint RFC 7515 section 4.1.7 defines: a certificate's name, not a
+    # security check (usedforsecurity=False would say so, but needs Python 3.9).
+    x5t = hashlib.sha1(der).digest()  # noqa: S324
+    return _b64url(x5t), _b64url(hashlib.sha256(der).digest()), der
 
 
 # --------------------------------------------------------------------------------------
@@ -529,10 +549,11 @@ def sign_jwt(
     """
     jwt = _import_jwt("$")
     signing_key = key.signing_key if isinstance(key, PrivateKey) else key
-    return jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
+    compact: str = jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
+    return compact
 
 
-def _warn_once(seen: set, lock: threading.Lock, choice: AudienceChoice) -> None:
+def _warn_once(seen: Set[str], lock: threading.Lock, choice: AudienceChoice) -> None:
     if choice.warning is None:
         return
     with lock:
@@ -551,7 +572,7 @@ class _JwtClientAuth(ClientAuth):
         self.client_id = client_id
         self.audience = audience
         self.lifetime = lifetime
-        self._warned: set = set()
+        self._warned: Set[str] = set()
         self._warned_lock = threading.Lock()
 
     def _sign(self, header: Dict[str, Any], claims: Dict[str, Any]) -> str:
@@ -572,12 +593,12 @@ class _JwtClientAuth(ClientAuth):
         }
         return self._sign({}, claims)
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         form["client_id"] = self.client_id or ""
         form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
-        form["client_assertion"] = self.assertion(
-            token_endpoint=token_endpoint, issuer=issuer, now=now
-        )
+        form["client_assertion"] = self.assertion(token_endpoint=token_endpoint, issuer=issuer, now=now)
 
 
 class PrivateKeyJwt(_JwtClientAuth):
@@ -642,13 +663,10 @@ class PrivateKeyJwt(_JwtClientAuth):
         self.x5t: Optional[str] = None
         self.x5t_s256: Optional[str] = None
         if certificate_path:
-            self.x5t, self.x5t_s256, der = certificate_thumbprints(
-                certificate_path, json_path=json_path
-            )
+            self.x5t, self.x5t_s256, der = certificate_thumbprints(certificate_path, json_path=json_path)
             if not key.is_pair_of(der):
                 raise ConfigError(
-                    "client certificate %s does not belong to the private key %s"
-                    % (certificate_path, key.path),
+                    "client certificate %s does not belong to the private key %s" % (certificate_path, key.path),
                     _join_path(json_path, "OAUTH_CLIENT_CERT_PATH"),
                     "use the certificate made from this key (the one registered with the server)",
                 )
@@ -748,9 +766,7 @@ class AssertionFile(ClientAuth):
 
     method = "private_key_jwt"
 
-    def __init__(
-        self, path: str, client_id: Optional[str] = None, *, json_path: str = "$"
-    ) -> None:
+    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
         self.path = path
         self.client_id = client_id or None
         self._where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")
@@ -807,7 +823,9 @@ class AssertionFile(ClientAuth):
             )
         return text
 
-    def apply(self, form, headers, *, token_endpoint, issuer, now):  # noqa: D102
+    def apply(  # noqa: D102
+        self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
+    ) -> None:
         assertion = self.read(now)
         if self.client_id:
             form["client_id"] = self.client_id
@@ -941,5 +959,6 @@ __all__ = (
     "check_key_file",
     "jwk_thumbprint",
     "load_private_key",
+    "require_jwt",
     "sign_jwt",
 )

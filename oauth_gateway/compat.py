@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from .config import OAuthConfig
 from .exceptions import OAuthGatewayError
+from .injection import entry_oauth_block
 from .manager import TokenManager
 from .tokens import Token
 
@@ -46,7 +47,8 @@ def _entry_config(server_entry: Mapping[str, Any]) -> OAuthConfig:
         return server_entry
     if not isinstance(server_entry, Mapping) or "oauth_config" not in server_entry:
         raise OAuthGatewayError("the server entry has no oauth_config block; add one to its entry in the gateway file")
-    return _as_config(server_entry["oauth_config"])
+    # A remote server without a token URL or resource is discovered from its mcp-remote URL.
+    return _as_config(entry_oauth_block(dict(server_entry)))
 
 
 class OAuthService:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from . import schema as _schema
 from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, resolve_env
+from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 
@@ -95,7 +96,9 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
     if key:
         _, problem = read_regular_file(key, MAX_SECRET_FILE_BYTES)
         if problem is not None:
-            raise ConfigError("Client key %s %s" % (key, problem.problem), path_of("OAUTH_CLIENT_KEY_PATH"), problem.hint)
+            raise ConfigError(
+                "Client key %s %s" % (key, problem.problem), path_of("OAUTH_CLIENT_KEY_PATH"), problem.hint
+            )
     if ca:
         try:
             ssl.create_default_context(cafile=ca)
@@ -236,8 +239,8 @@ class Field(NamedTuple):
         key: the key in the file (``OAUTH_TOKEN_URL``); messages use it.
         name: the attribute of :class:`OAuthConfig` (``token_url``).
         type: the attribute's Python type after loading.
-        fingerprint: :data:`IN_FINGERPRINT`, :data:`HASHED_IN_FINGERPRINT` or
-            :data:`NOT_IN_FINGERPRINT`.
+        fingerprint: ``IN_FINGERPRINT``, ``HASHED_IN_FINGERPRINT`` or
+            ``NOT_IN_FINGERPRINT``.
         secret: masked as ``***`` by ``repr`` and ``to_dict`` (unless asked).
         is_path: a file path (``~`` is expanded).
         is_url: a URL (checked for https after ``${ENV}`` resolution).
@@ -279,14 +282,30 @@ def _check_required(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     return check
 
 
+#: Client authentication methods that need no client secret.
+_SECRETLESS_METHODS = frozenset(["private_key_jwt", "tls_client_auth", "none"])
+
+
+def _needs_secret(values: _Values) -> bool:
+    method = values["token_endpoint_auth_method"]
+    if method:
+        return method not in _SECRETLESS_METHODS
+    return not (
+        values["use_mtls"]
+        or values["client_private_key_path"]
+        or values["client_assertion_file"]
+    )
+
+
 def _check_secret(values: _Values, path_of: _PathOf) -> None:
     if values["client_secret_file"]:
         values["client_secret"] = _read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
-    if values["enabled"] and not values["client_secret"] and not values["use_mtls"]:
+    if values["enabled"] and not values["client_secret"] and _needs_secret(values):
         raise ConfigError(
             "is empty after resolving ${...} references",
             path_of("OAUTH_CLIENT_SECRET"),
-            "set the secret, or use OAUTH_CLIENT_SECRET_FILE or OAUTH_USE_MTLS",
+            "set the secret, or use OAUTH_CLIENT_SECRET_FILE, OAUTH_USE_MTLS, OAUTH_CLIENT_PRIVATE_KEY_PATH "
+            "or OAUTH_CLIENT_ASSERTION_FILE",
         )
 
 
@@ -302,8 +321,22 @@ def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     return check
 
 
+def discovery_resource(resources: Tuple[str, ...]) -> Optional[str]:
+    """The server URL discovery starts from: a single http(s) ``OAUTH_RESOURCE``, or None."""
+    if len(resources) == 1 and urlsplit(resources[0]).scheme in ("http", "https"):
+        return resources[0]
+    return None
+
+
 def _check_token_url(values: _Values, path_of: _PathOf) -> None:
-    _check_required("OAUTH_TOKEN_URL", "token_url")(values, path_of)
+    if values["enabled"] and not values["token_url"]:
+        if not values["issuer"] and discovery_resource(values["resources"]) is None:
+            raise ConfigError(
+                "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+                path_of("OAUTH_TOKEN_URL"),
+                "set OAUTH_TOKEN_URL to the token endpoint, or let it be discovered: set OAUTH_ISSUER to the "
+                "authorization server's issuer, or OAUTH_RESOURCE to the MCP server's URL",
+            )
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
 
 
@@ -350,6 +383,41 @@ def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
             )
 
 
+def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
+    """The chosen method has what it needs; the key file exists (fail closed)."""
+    if not values["enabled"]:
+        return
+    method = values["token_endpoint_auth_method"]
+    key_path, assertion_file = values["client_private_key_path"], values["client_assertion_file"]
+    where = path_of("OAUTH_TOKEN_ENDPOINT_AUTH_METHOD")
+    if method == "private_key_jwt" and not key_path and not assertion_file:
+        raise ConfigError(
+            "private_key_jwt needs a private key or an assertion file",
+            where,
+            "set OAUTH_CLIENT_PRIVATE_KEY_PATH (or OAUTH_CLIENT_ASSERTION_FILE)",
+        )
+    if method == "tls_client_auth" and not values["use_mtls"]:
+        raise ConfigError(
+            "tls_client_auth needs the mTLS client certificate",
+            where,
+            "set OAUTH_USE_MTLS to true with OAUTH_CLIENT_CERT_PATH and OAUTH_CLIENT_KEY_PATH",
+        )
+    if values["grant_type"] == JWT_BEARER_GRANT_TYPE and not assertion_file:
+        raise ConfigError(
+            "is required with the jwt-bearer grant",
+            path_of("OAUTH_CLIENT_ASSERTION_FILE"),
+            "set it to the file holding the platform's JWT",
+        )
+    if key_path:
+        check_key_file(key_path, "OAUTH_CLIENT_PRIVATE_KEY_PATH", _parent(path_of), label="Client assertion key")
+
+
+def _parent(path_of: _PathOf) -> str:
+    """The JSON path of the block itself (``path_of`` gives its keys' paths)."""
+    key_path = path_of("OAUTH_CLIENT_PRIVATE_KEY_PATH")
+    return key_path[: -len(".OAUTH_CLIENT_PRIVATE_KEY_PATH")] or "$"
+
+
 def _check_mtls(values: _Values, path_of: _PathOf) -> None:
     if values["enabled"]:
         use_mtls = values["use_mtls"]
@@ -375,6 +443,9 @@ FIELDS: Tuple[Field, ...] = (
     # Read into client_secret by _check_secret; the secret's hash covers its content.
     Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, is_path=True, load=_path, dump=_dump_never),
     Field("OAUTH_TOKEN_URL", "token_url", str, IN_FINGERPRINT, is_url=True, in_repr=True, check=_check_token_url),
+    Field("OAUTH_ISSUER", "issuer", str, IN_FINGERPRINT, is_url=True, in_repr=True, load=_text,
+          check=_check_https("OAUTH_ISSUER", "issuer")),
+    Field("OAUTH_TOKEN_ENDPOINT_AUTH_METHOD", "token_endpoint_auth_method", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_AUDIENCE", "audience", str, IN_FINGERPRINT),
     Field("OAUTH_ORGANIZATION", "organization", str, IN_FINGERPRINT),
     Field("OAUTH_SCOPE", "scope", str, IN_FINGERPRINT, in_repr=True, load=_scope),
@@ -388,6 +459,13 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_PRIVATE_KEY_PATH", "client_private_key_path", str, IN_FINGERPRINT, is_path=True, load=_path,
+          check=_check_client_auth),
+    Field("OAUTH_CLIENT_PRIVATE_KEY_PASSWORD", "client_private_key_password", str, secret=True, load=_text),
+    Field("OAUTH_CLIENT_ASSERTION_ALG", "client_assertion_alg", str, IN_FINGERPRINT, load=_text),
+    Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
+    Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
+    Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
           check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
     Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
@@ -452,6 +530,8 @@ class OAuthConfig:
     client_secret: str
     client_secret_file: str
     token_url: str
+    issuer: str
+    token_endpoint_auth_method: str
     audience: str
     organization: str
     scope: str
@@ -465,6 +545,12 @@ class OAuthConfig:
     client_cert_path: str
     client_key_path: str
     ca_bundle_path: str
+    client_private_key_path: str
+    client_private_key_password: str
+    client_assertion_alg: str
+    client_key_id: str
+    client_assertion_audience: str
+    client_assertion_file: str
     revocation_url: str
     additional_params: Tuple[Tuple[str, str], ...]
     custom_headers: Tuple[Tuple[str, str], ...]
@@ -532,10 +618,54 @@ class OAuthConfig:
 
     @property
     def auth_method(self) -> str:
-        """The client authentication method: client_secret_basic, client_secret_post or tls_client_auth."""
+        """The client authentication method (an RFC 8414 name).
+
+        ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` when set; otherwise private_key_jwt with a
+        private key or an assertion file (for the client_credentials grant),
+        tls_client_auth with mTLS and no secret, none for the jwt-bearer grant without
+        a secret, else client_secret_basic or client_secret_post (``OAUTH_USE_BASIC_AUTH``).
+        A discovered config without the key takes the first of these the server supports.
+        """
+        if self.token_endpoint_auth_method:
+            return self.token_endpoint_auth_method
+        jwt_bearer = self.grant_type == JWT_BEARER_GRANT_TYPE
+        if self.client_private_key_path or (self.client_assertion_file and not jwt_bearer):
+            return "private_key_jwt"
         if self.use_mtls and not self.client_secret:
             return "tls_client_auth"
+        if jwt_bearer and not self.client_secret:
+            return "none"
         return "client_secret_basic" if self.use_basic_auth else "client_secret_post"
+
+    @property
+    def is_discovered(self) -> bool:
+        """True when the token endpoint is not configured and must be discovered."""
+        return not self.token_url
+
+    @property
+    def discovery_resource(self) -> Optional[str]:
+        """The MCP server URL discovery starts from (a single http(s) ``OAUTH_RESOURCE``), or None."""
+        return discovery_resource(self.resources)
+
+    def replace(self, **changes: Any) -> "OAuthConfig":
+        """Return a copy with some attributes replaced (by attribute name).
+
+        For values learned at run time (a discovered token endpoint, issuer, resource,
+        scope or authentication method): each value is loaded by its field, but the
+        checks that involve other keys are not run again and no file is read.
+
+        Raises:
+            TypeError: an unknown attribute name.
+        """
+        values = {field.name: getattr(self, field.name) for field in FIELDS}
+        for name, value in changes.items():
+            field = _BY_NAME.get(name)
+            if field is None:
+                raise TypeError("OAuthConfig.replace() got an unexpected keyword argument %r" % name)
+            values[name] = field.load(_file_value(field, value), field.key)
+        config = OAuthConfig.__new__(OAuthConfig)
+        config._set(values)
+        return config
 
     @property
     def tls_identity(self) -> Tuple[Optional[Tuple[str, str]], Union[str, bool]]:

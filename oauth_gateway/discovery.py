@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import redact_url
-from .exceptions import OAuthGatewayError, TransportError
+from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
     "AUTH_METHODS",
@@ -41,6 +41,7 @@ __all__ = (
     "Discoverer",
     "Fetch",
     "ProtectedResourceMetadata",
+    "SIGNING_METHODS",
     "authorization_server_metadata_urls",
     "canonical_resource_uri",
     "choose_auth_method",
@@ -73,6 +74,8 @@ AUTH_METHODS = (
     "tls_client_auth",
 )
 _SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
+#: The client authentication methods that send a signed JWT assertion (RFC 7523).
+SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -105,41 +108,6 @@ STEP_AUTH_METHOD = "client authentication method"
 #: follow redirects, must time out, and raises ``OSError`` (requests' exceptions are
 #: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
 Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
-
-
-class DiscoveryError(OAuthGatewayError):
-    """Discovery found no usable token endpoint, or a server's answer failed a check.
-
-    The message names the step, the (redacted) URL, the problem and the fix.
-
-    Attributes:
-        url: the URL involved, redacted with :func:`oauth_gateway._helpers.redact_url`.
-        step: which part of discovery failed, e.g. ``"protected resource metadata"``.
-        hint: how to fix it, or None.
-    """
-
-    def __init__(
-        self,
-        problem: str,
-        url: str = "",
-        step: str = "",
-        hint: Optional[str] = None,
-        retryable: bool = False,
-    ):
-        shown = redact_url(url) if url else ""
-        text = problem
-        if shown:
-            text = "%s %s: %s" % (step or "discovery", shown, problem)
-        elif step:
-            text = "%s: %s" % (step, problem)
-        if hint:
-            text = "%s; %s" % (text, hint)
-        super().__init__(text)
-        self.url = shown
-        self.step = step
-        self.hint = hint
-        self.problem = problem
-        self.retryable = retryable
 
 
 # --------------------------------------------------------------------------- metadata types
@@ -329,7 +297,7 @@ def canonical_resource_uri(url: str) -> str:
         raise ValueError("not an absolute http(s) URL: %r" % redact_url(url))
     port = parts.port
     netloc = "[%s]" % host if ":" in host else host
-    if port is not None and not (scheme, port) in (("https", 443), ("http", 80)):
+    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
         netloc = "%s:%d" % (netloc, port)
     userinfo, at, _ = parts.netloc.rpartition("@")
     if at:
@@ -698,8 +666,7 @@ def _server_metadata(
         ),
         scopes_supported=_strings(document, "scopes_supported", url, step),
         mtls_endpoint_aliases=_frozen_mapping(aliases_raw),
-        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens")
-        is True,
+        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens") is True,
         dpop_signing_alg_values_supported=_strings(document, "dpop_signing_alg_values_supported", url, step),
         metadata_url=url,
         raw=_frozen_mapping(document),
@@ -795,7 +762,7 @@ class Discoverer:
         self._max_entries = int(max_entries)
         # Guards _entries and _flights; never held during a fetch.
         self._lock = threading.Lock()
-        self._entries: "OrderedDict[Tuple[str, str], Tuple[Any, float]]" = OrderedDict()
+        self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
         self._flights: Dict[Tuple[str, str], _Flight] = {}
 
     # -- public lookups
@@ -811,7 +778,8 @@ class Discoverer:
                 mismatch, no token endpoint, or an URL that is not https.
             TransportError: the network failed.
         """
-        return self._cached(("as", issuer), lambda: self._load_server(issuer))
+        metadata: AuthorizationServerMetadata = self._cached(("as", issuer), lambda: self._load_server(issuer))
+        return metadata
 
     def protected_resource(self, resource_url: str, pinned_issuer: Optional[str] = None) -> DiscoveryResult:
         """Discover everything needed to get a token for the MCP server at ``resource_url``.

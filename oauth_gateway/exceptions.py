@@ -147,6 +147,43 @@ class TransportError(OAuthGatewayError):
             self.retryable = retryable
 
 
+class DiscoveryError(OAuthGatewayError):
+    """Discovery found no usable token endpoint, or a server's answer failed a check.
+
+    The message names the step, the (redacted) URL, the problem and the fix.
+
+    Attributes:
+        url: the URL involved, redacted with the URL redactor (no credentials, query or fragment).
+        step: which part of discovery failed, e.g. ``"protected resource metadata"``.
+        hint: how to fix it, or None.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        url: str = "",
+        step: str = "",
+        hint: Optional[str] = None,
+        retryable: bool = False,
+    ):
+        from ._helpers import redact_url  # _helpers imports this module
+
+        shown = redact_url(url) if url else ""
+        text = problem
+        if shown:
+            text = "%s %s: %s" % (step or "discovery", shown, problem)
+        elif step:
+            text = "%s: %s" % (step, problem)
+        if hint:
+            text = "%s; %s" % (text, hint)
+        super().__init__(text)
+        self.url = shown
+        self.step = step
+        self.hint = hint
+        self.problem = problem
+        self.retryable = retryable
+
+
 class CacheError(OAuthGatewayError):
     """A shared token store (file or Redis) failed; the manager falls back to fetching."""
 

@@ -38,6 +38,7 @@ from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .config import OAuthConfig
 from .exceptions import ConfigError
+from .injection import entry_oauth_block
 
 if TYPE_CHECKING:
     from .cache import TokenCache
@@ -241,7 +242,8 @@ class GatewayConfig:
         )
         if isinstance(block, dict) and block.get("enabled") is not True:
             raise disabled
-        config = OAuthConfig.from_dict(copy.deepcopy(block), block_path, environ)
+        # A remote server without a token URL or resource is discovered from its URL.
+        config = OAuthConfig.from_dict(entry_oauth_block(entry), block_path, environ)
         if not config.enabled:
             raise disabled
         return config

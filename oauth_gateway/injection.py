@@ -35,6 +35,7 @@ import tempfile
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from ._helpers import remote_url
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .exceptions import ConfigError
@@ -116,6 +117,50 @@ def is_remote_server(server_entry: Any, *, json_path: str = "$") -> bool:
     return program is not None
 
 
+def remote_server_url(server_entry: Any, *, json_path: str = "$") -> Optional[str]:
+    """Return the URL a remote server is reached at: the ``mcp-remote`` (or ``curl``) URL argument.
+
+    For a server entry whose ``oauth_config`` has no ``OAUTH_TOKEN_URL``, ``OAUTH_ISSUER``
+    or ``OAUTH_RESOURCE``, this URL is the resource that discovery starts from.
+
+    Args:
+        server_entry: one ``mcp_config`` item.
+        json_path: where the entry sits in its file, used in error messages.
+
+    Returns:
+        The URL, or None for a local server or a remote one without a URL argument.
+
+    Raises:
+        ConfigError: the entry is malformed (see :func:`inject_token`).
+    """
+    command, args, _env = _check_entry(server_entry, json_path)
+    if _explicit_is_remote(server_entry) is False:
+        return None
+    return remote_url(command, args)
+
+
+def entry_oauth_block(server_entry: Any) -> Dict[str, Any]:
+    """Return a copy of the entry's ``oauth_config`` with the discovery resource filled in.
+
+    When the block has no ``OAUTH_TOKEN_URL``, ``OAUTH_ISSUER`` or ``OAUTH_RESOURCE`` and
+    the server is remote (see :func:`remote_server_url`), ``OAUTH_RESOURCE`` becomes the
+    server's URL, so the token endpoint is discovered from the server itself. Any other
+    block is returned as a plain copy.
+    """
+    block = server_entry.get("oauth_config") if isinstance(server_entry, dict) else None
+    if not isinstance(block, dict):
+        return block  # type: ignore[return-value]  # the caller reports the malformed block
+    block = copy.deepcopy(block)
+    if not any(block.get(key) for key in ("OAUTH_TOKEN_URL", "OAUTH_ISSUER", "OAUTH_RESOURCE")):
+        try:
+            url = remote_server_url(server_entry)
+        except ConfigError:
+            url = None
+        if url:
+            block["OAUTH_RESOURCE"] = url
+    return block
+
+
 def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Dict[str, Any]:
     """Return a copy of ``server_entry`` set up to pass ``token`` to the server.
 
@@ -160,7 +205,7 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
 
 
 def _inject(server_entry: Dict[str, Any], token: Token, remote: bool) -> Dict[str, Any]:
-    entry = copy.deepcopy(server_entry)
+    entry: Dict[str, Any] = copy.deepcopy(server_entry)
     config = entry["config"]
     args = list(config.get("args") or [])
     env = dict(config.get("env") or {})

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
+from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse
+from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
+from .discovery import Discoverer, DiscoveryResult, choose_auth_method
 from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
 from .metrics import Metrics
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
@@ -33,7 +37,7 @@ STALE_RETRY_MAX = 60.0
 
 
 class HitProbe(NamedTuple):
-    """One key's cache hit, for reading inline (see :meth:`TokenManager.hit_probe`)."""
+    """One key's cache hit, for reading inline (see :meth:`oauth_gateway.TokenManager.hit_probe`)."""
 
     peek: Callable[[Key], Optional[CacheEntry]]
     key: Key
@@ -86,6 +90,16 @@ class TokenManager:
         failure_cooldown: seconds a key answers with its last error, without a request,
             after an acquisition failed.
         default_lifetime: lifetime assumed for a token whose response has no ``expires_in``.
+        background_refresh: when a cached token enters its refresh window, hand it out at
+            once and fetch its replacement on a background daemon thread, so no caller waits
+            on the token endpoint while a valid token exists. None (the default) turns it on
+            unless ``clock`` is given: a manager on an injected clock is a test that steps
+            time by hand and expects the call that notices to refresh (pass True and call
+            :meth:`wait_for_refresh` to test the background path on a fake clock).
+        on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each
+            retried request (``attempt`` is the one about to be sent, ``reason`` like
+            ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
+            its progress line from here.
     """
 
     def __init__(
@@ -96,6 +110,8 @@ class TokenManager:
         maxsize: int = 1024,
         failure_cooldown: float = DEFAULT_FAILURE_COOLDOWN,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+        background_refresh: Optional[bool] = None,
+        on_retry: Optional[Callable[[str, int, int, str], None]] = None,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -103,11 +119,19 @@ class TokenManager:
         self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
+        self._retry_hook = on_retry
         self._client = TokenClient(sleep=sleep, on_retry=self._on_retry, clock=clock)
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
         self._flights: Dict[Key, _Flight] = {}
         self._failures: Dict[Key, _Failure] = {}
+        if background_refresh is None:
+            background_refresh = clock is time.monotonic
+        # Started on the first refresh it is given; None means refreshes run in the caller.
+        self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
+        # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
+        # timeouts, retries, https rule), created on first use under self._lock.
+        self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
         _MANAGERS.add(self)
         if type(self).get_token is TokenManager.get_token:
             # The cache hit as a plain function on the instance: its cells are read faster
@@ -138,7 +162,7 @@ class TokenManager:
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
 
-    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> HitProbe:
         """Return what a caller needs to read this key's cache hit inline, without a call.
 
         For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
@@ -205,6 +229,38 @@ class TokenManager:
     def _acquire(
         self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
     ) -> Token:
+        """Everything past the cache hit: the background refresh hand-off, else the single-flight slow path.
+
+        A ``get_token`` that gets here is timed for the ``max_wait_seconds`` gauge: only
+        here, so the hit path pays nothing for it.
+        """
+        if force:
+            return self._acquire_slow(server_name, config, config_id, force, rejected)
+        started = time.perf_counter()
+        try:
+            refresher = self._refresher
+            if refresher is not None and config.enabled:
+                key = (server_name, config_id)
+                entry = self._peek(key)
+                if (
+                    entry is not None
+                    and entry.fingerprint == config.fingerprint
+                    and not entry.token.is_expired(self._clock())
+                ):
+                    # Stale but valid: hand it out now, and have a background thread fetch the
+                    # replacement (no manager lock here: the job claims the key's flight itself,
+                    # and submit() runs one job per key at a time).
+                    job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
+                    if refresher.submit(key, job):
+                        next(entry.hits)
+                        return entry.token
+            return self._acquire_slow(server_name, config, config_id, force, rejected)
+        finally:
+            self._metrics.waited(server_name, time.perf_counter() - started)
+
+    def _acquire_slow(
+        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
+    ) -> Token:
         if not config.enabled:
             raise ConfigError(
                 "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
@@ -237,7 +293,7 @@ class TokenManager:
                     and (usable is None or usable.token.is_expired(now))
                 ):
                     self._metrics.add(server_name, "token_fail_fast")
-                    raise _fresh(failure.error)
+                    raise _fail_fast(failure.error, failure.until - now)
                 flight = self._flights[key] = _Flight()
                 leader = True
             else:
@@ -275,23 +331,31 @@ class TokenManager:
         force: bool,
     ) -> Token:
         """Fetch as the one thread responsible for ``key``; no manager lock is held here."""
+        try:
+            # Discovery happens here, on the slow path only (its documents are cached).
+            resolved = self.resolve(config)
+        except OAuthGatewayError as exc:
+            return self._after_failure(key, server_name, config, None if force else usable, exc)
+        if usable is not None and usable.issuer != resolved.issuer:
+            usable = None  # another authorization server's token is never served again
         if not force:
             # Another process sharing the store may have fetched already: no lock needed to see it.
-            shared = self._load_shared(key, server_name, config)
+            shared = self._load_shared(key, server_name, config, resolved.issuer)
             if shared is not None:
                 return shared.token
         with self._shared_lock(key, server_name) as waited:
             if waited and not force:
                 # Another process may have fetched while we waited for the lock.
-                shared = self._load_shared(key, server_name, config)
+                shared = self._load_shared(key, server_name, config, resolved.issuer)
                 if shared is not None:
                     return shared.token
             try:
-                token = self._fetch(server_name, config)
+                token = self._fetch(server_name, resolved)
             except OAuthGatewayError as exc:
                 return self._after_failure(key, server_name, config, None if force else usable, exc)
             hits = self._metrics.hit_counter(key)
-            self._store(key, server_name, CacheEntry(config.fingerprint, token, hits, token.refresh_at))
+            entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
+            self._store(key, server_name, entry)
         with self._lock:
             self._failures.pop(key, None)
         if usable is not None:
@@ -299,16 +363,72 @@ class TokenManager:
         log.debug("Token cached for %s (config: %s)", server_name, config_id)
         return token
 
+    # -- background refresh ------------------------------------------------------
+
+    def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
+        """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
+
+        It claims the key's flight like a foreground miss, so a caller whose token expires
+        meanwhile waits for this fetch instead of making its own; and it fetches through
+        :meth:`_lead`, so a shared cache's cross-process lock and the failure back-off
+        apply as they do in the foreground.
+        """
+        with self._lock:
+            now = self._clock()
+            entry = self._peek(key)
+            usable = entry if entry is not None and entry.fingerprint == config.fingerprint else None
+            if usable is None or now < usable.refresh_at or key in self._flights:
+                return  # refreshed, evicted or edited meanwhile, or another caller is fetching it
+            flight = self._flights[key] = _Flight()
+        token: Optional[Token] = None
+        try:
+            token = self._lead(key, server_name, config, config_id, usable, False)
+            flight.token = token
+        except BaseException as exc:  # handed to the waiters, if any; _lead logged an OAuth failure
+            flight.error = exc
+            if not isinstance(exc, OAuthGatewayError):
+                log.warning("Background token refresh for %s failed (%s)", server_name, type(exc).__name__)
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+        if token is None or token is usable.token:  # _after_failure kept the old token (and logged a WARNING)
+            self._metrics.add(server_name, "background_refresh_failures")
+        elif token.access_token != usable.token.access_token:
+            self._metrics.add(server_name, "background_refreshes")
+            log.debug("Token for %s (config: %s) refreshed in the background", server_name, config_id)
+
+    def wait_for_refresh(self, timeout: Optional[float] = None) -> bool:
+        """Wait until no background refresh is queued or running (for tests, benchmarks and shutdown).
+
+        Args:
+            timeout: seconds to wait at most; None waits until done.
+
+        Returns:
+            True when no refresh is pending, False when ``timeout`` passed first.
+        """
+        if self._refresher is None:
+            return True
+        return self._refresher.wait(timeout)
+
     # -- the cache's shared store: failures there never fail a caller ---------
 
-    def _load_shared(self, key: Key, server_name: str, config: OAuthConfig) -> Optional[CacheEntry]:
-        """Return a fresh entry of the backing store for ``key`` (kept locally), or None."""
+    def _load_shared(self, key: Key, server_name: str, config: OAuthConfig, issuer: str = "") -> Optional[CacheEntry]:
+        """Return a fresh entry of the backing store for ``key`` (kept locally), or None.
+
+        The entry must come from the same config and the same authorization server.
+        """
         try:
             shared = self._cache.load(key)
         except Exception as exc:
             self._cache_error(server_name, "read", exc)
             return None
-        if shared is None or shared.fingerprint != config.fingerprint or not self._clock() < shared.refresh_at:
+        if (
+            shared is None
+            or shared.fingerprint != config.fingerprint
+            or shared.issuer != issuer
+            or not self._clock() < shared.refresh_at
+        ):
             return None
         if shared is not self._peek(key):
             # Read from the shared store: keep it locally, with this manager's hit counter.
@@ -364,6 +484,47 @@ class TokenManager:
             exc,
         )
 
+    # -- discovery (slow path only) -------------------------------------------
+
+    def resolve(self, config: OAuthConfig) -> OAuthConfig:
+        """Return ``config`` with what discovery decides filled in; ``config`` itself when nothing is discovered.
+
+        A config without ``OAUTH_TOKEN_URL`` is discovered from its resource URL
+        (``OAUTH_RESOURCE``, pinned to ``OAUTH_ISSUER`` when set) or from ``OAUTH_ISSUER``.
+        The result sets the token endpoint (its RFC 8705 mTLS alias with mTLS), the
+        revocation endpoint (unless configured), the resource (the server's canonical
+        URI unless ``OAUTH_RESOURCE`` says otherwise), the scope (the challenge's, else
+        ``scopes_supported``, unless ``OAUTH_SCOPE`` is set), the client authentication
+        method (unless ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is set) and the issuer (the
+        default audience of client assertions). Metadata is cached by the manager's
+        discoverer; :meth:`get_token`'s cache hit never calls this.
+
+        Raises:
+            DiscoveryError: a discovery step failed its check; no token request is made.
+            TransportError: the network failed during discovery.
+        """
+        if not config.is_discovered:
+            return config
+        result = self._discoverer(config).discover(
+            resource_url=config.discovery_resource, issuer=config.issuer or None
+        )
+        return _resolved(config, result)
+
+    def _discoverer(self, config: OAuthConfig) -> Discoverer:
+        cert, verify = config.tls_identity
+        transport = (cert, verify, config.enforce_https, config.connect_timeout, config.timeout,
+                     config.max_retries, config.retry_backoff, config.retry_after_max)
+        discoverer = self._discoverers.get(transport)
+        if discoverer is None:
+            with self._lock:
+                discoverer = self._discoverers.get(transport)
+                if discoverer is None:
+                    discoverer = Discoverer(
+                        self._client.discovery_fetch(config), enforce_https=config.enforce_https, clock=self._clock
+                    )
+                    self._discoverers[transport] = discoverer
+        return discoverer
+
     # -- fetching --------------------------------------------------------------
 
     def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
@@ -385,6 +546,7 @@ class TokenManager:
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
+            issued_at_epoch=time.time() - (self._clock() - issued_at),
         )
         if response.expires_in is None:
             log.debug(
@@ -424,14 +586,14 @@ class TokenManager:
         if usable is not None and not usable.token.is_expired(now):
             # Serve the old token; try again after a short, growing wait, never past its expiry.
             wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
-            retry_at = min(now + wait, usable.token.expires_at)
+            retry_at = min(now + wait, usable.token.expires_at_monotonic)
             self._store(key, server_name, usable._replace(refresh_at=retry_at))
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
             log.warning(
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
                 server_name,
                 exc,
-                usable.token.expires_at - now,
+                usable.token.expires_at_monotonic - now,
                 retry_at - now,
             )
             return usable.token
@@ -440,8 +602,10 @@ class TokenManager:
 
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
+        if self._retry_hook is not None:
+            self._retry_hook(server_name, attempt, total, reason)
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> TokenAuth:
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -470,6 +634,7 @@ class TokenManager:
             RevocationNotConfigured: the config has no ``OAUTH_REVOCATION_URL``.
             TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
         """
+        config = self.resolve(config)  # a discovered config: the revocation endpoint too
         if not config.revocation_url:
             raise RevocationNotConfigured(
                 "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "
@@ -512,10 +677,17 @@ class TokenManager:
         return self._metrics.snapshot(active)
 
     def close(self) -> None:
-        """Close pooled connections; the manager stays usable and reconnects on demand."""
+        """Stop the background refresh threads and close pooled connections.
+
+        Queued background refreshes are dropped; one that is running gets a couple of
+        seconds to finish (then it finishes on its daemon thread). The manager stays
+        usable: it reconnects, and starts a refresh thread, on demand.
+        """
+        if self._refresher is not None:
+            self._refresher.close()
         self._client.close()
 
-    def __enter__(self) -> "TokenManager":
+    def __enter__(self) -> TokenManager:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -525,6 +697,9 @@ class TokenManager:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
         self._flights = {}
+        if self._refresher is not None:
+            self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use
+        self._discoverers = {}
         self._client.reset_after_fork()
         self._metrics.reset_after_fork()
         self._cache.reset_after_fork()
@@ -533,12 +708,40 @@ class TokenManager:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
 
 
-def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+def _call(
+    acquire: weakref.WeakMethod[Callable[..., Token]], server_name: str, config: OAuthConfig, config_id: str
+) -> Token:
     """The slow path of a hit-path function: the manager's ``_acquire``."""
     method = acquire()
     if method is None:  # pragma: no cover - the function outlived its manager
         raise RuntimeError("the TokenManager of this function was garbage-collected")
     return method(server_name, config, config_id, False)
+
+
+def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
+    """``config`` completed with a discovery result (see :meth:`TokenManager.resolve`)."""
+    server = result.authorization_server
+    changes: Dict[str, Any] = {
+        "token_url": server.endpoint("token_endpoint", mtls=config.use_mtls) or server.token_endpoint,
+        "issuer": server.issuer,
+    }
+    if not config.revocation_url:
+        changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
+    if result.resource and config.discovery_resource:
+        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
+    if not config.scope and result.scope:
+        changes["scope"] = result.scope
+    if not config.token_endpoint_auth_method:
+        secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
+            config.client_secret or config.client_private_key_path or config.use_mtls
+        )
+        changes["token_endpoint_auth_method"] = "none" if secretless_bearer else choose_auth_method(
+            server,
+            have_secret=bool(config.client_secret),
+            have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+            have_cert=config.use_mtls,
+        )
+    return config.replace(**changes)
 
 
 def _fresh(error: BaseException) -> BaseException:
@@ -557,7 +760,18 @@ def _fresh(error: BaseException) -> BaseException:
     return clone
 
 
-_MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()
+def _fail_fast(error: BaseException, wait: float) -> BaseException:
+    """A copy of a key's last error that says no request was made, and when the next one will be."""
+    clone = _fresh(error)
+    if clone.args and isinstance(clone.args[0], str):
+        clone.args = (
+            "%s; no request was made: this repeats the last failure during its cool-down, "
+            "and a call in %.1f s or later makes a new request" % (clone.args[0], max(0.0, wait)),
+        ) + tuple(clone.args[1:])
+    return clone
+
+
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
 def _reset_managers_after_fork() -> None:

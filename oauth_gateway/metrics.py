@@ -2,6 +2,8 @@
 
 Cache hits are counted on the lock-free hot path with ``itertools.count`` objects,
 whose ``next()`` is atomic under the GIL; every other counter changes under one lock.
+The ``max_wait_seconds`` gauge (the longest ``get_token`` call that went past the cache
+hit) is measured on the slow path only, so a hit pays nothing for it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ COUNTERS = (
     "token_revocations",
     "token_revocation_failures",
     "cache_errors",
+    "background_refreshes",
+    "background_refresh_failures",
 )
 
 
@@ -38,6 +42,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._servers: Dict[str, Dict[str, float]] = {}
         self._hits: Dict[Tuple[str, str], "itertools.count[int]"] = {}
+        self._max_wait: Dict[str, float] = {}
 
     def hit_counter(self, key: Tuple[str, str]) -> "itertools.count[int]":
         """Return the hit counter of a cache key, made once and kept across refreshes."""
@@ -65,6 +70,12 @@ class Metrics:
             row["token_acquisitions_success" if success else "token_acquisitions_failure"] += 1
             row["latency_ms_sum"] += latency_ms
 
+    def waited(self, server_name: str, seconds: float) -> None:
+        """Record how long a ``get_token`` call past the cache hit took; the gauge keeps the longest."""
+        with self._lock:
+            if seconds > self._max_wait.get(server_name, 0.0):
+                self._max_wait[server_name] = seconds
+
     def reset_after_fork(self) -> None:
         """Give a forked child a fresh lock."""
         self._lock = threading.Lock()
@@ -73,19 +84,22 @@ class Metrics:
         """Return every metric: the totals at the top level and a ``servers`` breakdown."""
         with self._lock:
             rows = {name: dict(row) for name, row in self._servers.items()}
+            max_wait = dict(self._max_wait)
             hits_by_server: Dict[str, int] = {}
             for key, hits in self._hits.items():
                 hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(hits)
         servers = {}
         totals: Dict[str, float] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0.0)
-        for name in set(rows) | set(hits_by_server):
+        for name in set(rows) | set(hits_by_server) | set(max_wait):
             row = rows.get(name) or dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0.0)
             row["token_cache_hits"] = hits_by_server.get(name, 0)
             for counter in totals:
                 totals[counter] += row[counter]
             servers[name] = _derived(row)
+            servers[name]["max_wait_seconds"] = round(max_wait.get(name, 0.0), 6)
         totals["token_cache_hits"] = sum(hits_by_server.values())
         result = _derived(totals)
+        result["max_wait_seconds"] = round(max(max_wait.values(), default=0.0), 6)
         result["active_tokens"] = active_tokens
         result["servers"] = servers
         return result

@@ -24,7 +24,7 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._helpers import redact_url
+from ._helpers import redact_url, remote_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 
@@ -126,7 +126,8 @@ def load_schema(name: str = "oauth-config") -> Dict[str, Any]:
         FileNotFoundError: the package was installed without its schemas.
     """
     with open(schema_path(name), encoding="utf-8") as handle:
-        return json.load(handle)
+        document: Dict[str, Any] = json.load(handle)
+    return document
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,8 +146,8 @@ def _validator(name: str) -> Any:
         from referencing import Registry
         from referencing.jsonschema import DRAFT7
     except ImportError:
-        Registry = None
-    if Registry is not None:
+        pass
+    else:
         resources = [(uri, DRAFT7.create_resource(doc)) for uri, doc in list(files.items()) + list(ids.items())]
         try:
             return Draft7Validator(schema, registry=Registry().with_resources(resources))
@@ -175,8 +176,8 @@ def validate_config(document: Any) -> List[Problem]:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
     if isinstance(document, dict) and any(key in document for key in GATEWAY_KEYS):
-        return _check(document, "gateway-config", "$")
-    return _check(document, "oauth-config", "$")
+        return _with_endpoint_problems(_check(document, "gateway-config", "$"), _gateway_blocks(document))
+    return _with_endpoint_problems(_check(document, "oauth-config", "$"), [(document, "$", None)])
 
 
 def _surely_valid(document: Any, name: str) -> bool:
@@ -197,7 +198,67 @@ def validate_oauth_block(block: Any, json_path: str = "$") -> List[Problem]:
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
-    return _check(block, "oauth-config", json_path)
+    return _with_endpoint_problems(_check(block, "oauth-config", json_path), [(block, json_path, None)])
+
+
+# --- the token endpoint: configured, or discoverable -------------------------------------
+
+_ENDPOINT_KEYS = ("OAUTH_TOKEN_URL", "OAUTH_ISSUER", "OAUTH_RESOURCE")
+
+
+def _gateway_blocks(document: Dict[str, Any]) -> List[Tuple[Any, str, Optional[str]]]:
+    """Every server's ``oauth_config`` with its JSON path and its remote URL (or None)."""
+    found: List[Tuple[Any, str, Optional[str]]] = []
+    configs = document.get("mcp_configs")
+    for config_id, config_set in configs.items() if isinstance(configs, dict) else ():
+        servers = config_set.get("mcp_config") if isinstance(config_set, dict) else None
+        for index, entry in enumerate(servers if isinstance(servers, list) else ()):
+            if not isinstance(entry, dict) or "oauth_config" not in entry:
+                continue
+            launch: Dict[str, Any] = entry["config"] if isinstance(entry.get("config"), dict) else {}
+            block = entry["oauth_config"]
+            remote = None
+            if not (isinstance(block, dict) and block.get("is_remote") is False):
+                remote = remote_url(launch.get("command"), launch.get("args"))
+            path = format_path("$", ("mcp_configs", config_id, "mcp_config", index, "oauth_config"))
+            found.append((block, path, remote))
+    return found
+
+
+def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any, str, Optional[str]]]) -> List[Problem]:
+    """Add a problem for each enabled block whose token endpoint is neither set nor discoverable.
+
+    A gateway server run through mcp-remote (or curl) is discovered from its URL argument.
+    """
+    known = {problem.json_path for problem in problems}
+    added = []
+    for block, path, remote in blocks:
+        if not isinstance(block, dict) or block.get("enabled") is not True or remote:
+            continue
+        if any(block.get(key) for key in _ENDPOINT_KEYS):
+            continue
+        where = format_path(path, ("OAUTH_TOKEN_URL",))
+        if where in known:
+            continue
+        added.append(
+            Problem(
+                where,
+                "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+                'set it to your identity provider\'s token endpoint, like "https://idp.example.com/oauth/token", '
+                "or let it be discovered: set OAUTH_ISSUER to the issuer, or OAUTH_RESOURCE to the MCP server's URL",
+            )
+        )
+    if not added:
+        return problems
+    return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
+
+
+_SEGMENT = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
+
+
+def _path_order(json_path: str) -> Tuple[Tuple[int, int, str], ...]:
+    """The sort key of a problem's JSON path, as :func:`_check` sorts by segments."""
+    return _sort_key(int(index) if index else (name or odd) for index, name, odd in _SEGMENT.findall(json_path))
 
 
 def raise_for_problems(problems: Iterable[Problem]) -> None:
@@ -460,7 +521,7 @@ def _join(words: List[str]) -> str:
 # --- JSON paths ------------------------------------------------------------------------
 
 
-def _sort_key(segments: Iterable[Any]) -> Tuple[Tuple[int, Any], ...]:
+def _sort_key(segments: Iterable[Any]) -> Tuple[Tuple[int, int, str], ...]:
     return tuple(
         (0, segment, "") if isinstance(segment, int) and not isinstance(segment, bool) else (1, 0, str(segment))
         for segment in segments

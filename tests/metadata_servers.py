@@ -92,7 +92,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, owner: "MetadataServer", context: Optional[ssl.SSLContext]) -> None:
+    def __init__(self, owner: MetadataServer, context: Optional[ssl.SSLContext]) -> None:
         self.owner = owner
         self.context = context
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -146,7 +146,7 @@ class MetadataServer:
 
     # -- lifecycle
 
-    def start(self) -> "MetadataServer":
+    def start(self) -> MetadataServer:
         context = None
         if self.ca is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -164,7 +164,7 @@ class MetadataServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "MetadataServer":
+    def __enter__(self) -> MetadataServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -284,9 +284,7 @@ class MetadataServer:
         """Requests received for ``path`` (all paths when None), optionally of one method."""
         with self._lock:
             return sum(
-                1
-                for r in self.requests
-                if (path is None or r.path == path) and (method is None or r.method == method)
+                1 for r in self.requests if (path is None or r.path == path) and (method is None or r.method == method)
             )
 
     def wait_for(self, path: str, n: int = 1, limit: float = 5.0) -> None:

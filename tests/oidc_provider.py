@@ -5,8 +5,12 @@ starts it with Node on 127.0.0.1, waits for its ``READY <port>`` line and reads 
 endpoints from its discovery document. The server (npm ``oidc-provider`` 8.x, pinned by
 ``tests/oidc/package-lock.json``) knows six client-credentials clients, one per
 authentication method (two for private_key_jwt: an EC P-256 and an RSA 2048 key, whose
-public keys are registered as the client's ``jwks``), and one resource server, ``RESOURCE``, that grants ``read`` and
-``write`` with opaque access tokens living 3600 seconds.
+public keys are registered as the client's ``jwks``), two more for sender-constrained
+tokens (``dpop``: client_secret_basic with ``dpop_bound_access_tokens``; ``mtls-bound``:
+tls_client_auth with ``tls_client_certificate_bound_access_tokens``, same certificate
+subject as ``mtls``), and two resource servers that grant ``read`` and ``write`` with
+access tokens living 3600 seconds: ``RESOURCE`` (opaque tokens) and ``JWT_RESOURCE`` (JWT
+access tokens signed ES256, so a client can read their ``cnf``).
 
 What a client must know about this server:
 
@@ -20,6 +24,13 @@ What a client must know about this server:
 * Client secrets contain ``:``, ``+``, ``/``, ``%`` and a space, and the basic client's id
   contains ``:``, so only RFC 6749 section 2.3.1 form-encoded Basic credentials work.
 * A wrong secret is HTTP 401 ``invalid_client``. Revocation answers 200 with an empty body.
+* DPoP (RFC 9449) is on for every client: a token request with a valid ``DPoP`` proof gets
+  ``token_type`` ``DPoP`` and a token bound to the proof's key (``cnf.jkt``; in the JWT of
+  ``JWT_RESOURCE``, at introspection otherwise). ``dpop`` without a proof is
+  ``invalid_grant``. With ``dpop_require_nonce=True`` a proof without the server's nonce is
+  HTTP 400 ``use_dpop_nonce`` with a ``DPoP-Nonce`` header; without it the server never
+  demands one. Proof ``jti`` values are checked for replay.
+* ``mtls-bound`` tokens carry ``cnf`` ``x5t#S256`` of the certificate the request used.
 * A client assertion (private_key_jwt, client_secret_jwt) must have ``iss`` = client_id,
   ``exp``, a ``jti`` never seen before (a replay is ``invalid_client``) and an ``aud`` equal
   to the issuer or the token endpoint URL; RS256, PS256, ES256, ES384 and HS256 are accepted.
@@ -52,6 +63,7 @@ SERVER_DIR = Path(__file__).resolve().parent / "oidc"
 SERVER_SCRIPT = SERVER_DIR / "server.js"
 
 RESOURCE = "https://api.example.test/mcp"
+JWT_RESOURCE = "https://api.example.test/mcp-jwt"
 SCOPE = "read write"
 FORBIDDEN_SCOPE = "admin"
 ACCESS_TOKEN_TTL = 3600
@@ -127,7 +139,8 @@ class OidcProvider:
         discovery: The parsed ``/.well-known/openid-configuration`` document.
         token_url, revocation_url, introspection_url: Endpoints read from ``discovery``.
         clients: ``{"basic": (id, secret), "post": (id, secret), "mtls": (id, None),
-            "jwt-ec": (id, None), "jwt-rsa": (id, None), "secret-jwt": (id, secret)}``.
+            "jwt-ec": (id, None), "jwt-rsa": (id, None), "secret-jwt": (id, secret),
+            "dpop": (id, secret), "mtls-bound": (id, None)}``.
         private_key_files: ``{"jwt-ec": path, "jwt-rsa": path}``: unencrypted PEM private
             keys (mode 0600) whose public keys the private_key_jwt clients registered.
         key_ids: ``{"jwt-ec": kid, "jwt-rsa": kid}``: the ``kid`` of each registered key.
@@ -149,6 +162,8 @@ class OidcProvider:
         client_organization_unit: str = CLIENT_ORGANIZATION_UNIT,
         default_resource: Optional[str] = RESOURCE,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        dpop_require_nonce: bool = False,
+        extra_resources: Tuple[str, ...] = (),
     ) -> None:
         """Prepares certificates, clients and the config; starts nothing.
 
@@ -163,11 +178,16 @@ class OidcProvider:
                 token for; ``None`` makes such requests get a token with no audience that
                 lives ``NO_RESOURCE_TTL`` seconds (the requested scope is still granted).
             startup_timeout: Seconds to wait for the ``READY`` line before failing.
+            dpop_require_nonce: Demand a server nonce in every DPoP proof.
+            extra_resources: More resource indicators the server accepts (same scope and
+                lifetime as ``RESOURCE``, opaque tokens), like the URL of a test MCP server.
         """
+        self.extra_resources = tuple(extra_resources)
         self.ca = ca
         self.directory = Path(tmp_path)
         self.startup_timeout = startup_timeout
         self.default_resource = default_resource
+        self.dpop_require_nonce = dpop_require_nonce
         self.resource = RESOURCE
         self.scope = SCOPE
         self.clients: Dict[str, Tuple[str, Optional[str]]] = {
@@ -178,15 +198,15 @@ class OidcProvider:
             "jwt-rsa": ("og-jwt-rsa-client", None),
             # HS256 wants a key of 32 bytes or more (RFC 7518 section 3.2).
             "secret-jwt": ("og-hs256-jwt-client", _new_secret("secret-jwt") + secrets.token_urlsafe(16)),
+            "dpop": ("og-dpop-client", _new_secret("dpop")),
+            "mtls-bound": ("og-mtls-bound-client", None),
         }
         self._private_keys: Dict[str, Any] = {
             "jwt-ec": ec.generate_private_key(ec.SECP256R1()),
             "jwt-rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
         }
         self.key_ids = {name: "{0}-key-1".format(name) for name in self._private_keys}
-        self.private_key_files = {
-            name: self.directory / "oidc-{0}.key".format(name) for name in self._private_keys
-        }
+        self.private_key_files = {name: self.directory / "oidc-{0}.key".format(name) for name in self._private_keys}
         self.client_cert = ca.issue_cert(
             CLIENT_EMAIL,
             common_name=client_common_name,
@@ -286,6 +306,8 @@ class OidcProvider:
         basic_id, basic_secret = self.clients["basic"]
         post_id, post_secret = self.clients["post"]
         mtls_id, _ = self.clients["mtls"]
+        dpop_id, dpop_secret = self.clients["dpop"]
+        mtls_bound_id, _ = self.clients["mtls-bound"]
         secret_jwt_id, secret_jwt_secret = self.clients["secret-jwt"]
         jwt_clients = [
             {
@@ -321,6 +343,20 @@ class OidcProvider:
                 "tls_client_auth_subject_dn": self.tls_client_auth_subject_dn,
                 "scope": SCOPE,
             },
+            {
+                "client_id": dpop_id,
+                "client_secret": dpop_secret,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "dpop_bound_access_tokens": True,
+                "scope": SCOPE,
+            },
+            {
+                "client_id": mtls_bound_id,
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_subject_dn": self.tls_client_auth_subject_dn,
+                "tls_client_certificate_bound_access_tokens": True,
+                "scope": SCOPE,
+            },
         ]
 
     def _write_files(self) -> None:
@@ -351,13 +387,23 @@ class OidcProvider:
             "clients": self._client_metadata(),
             "scopes": SCOPE.split() + [FORBIDDEN_SCOPE],
             "resources": {
-                RESOURCE: {
+                **{
+                    resource: {
+                        "scope": SCOPE,
+                        "accessTokenTTL": ACCESS_TOKEN_TTL,
+                        "accessTokenFormat": "opaque",
+                    }
+                    for resource in (RESOURCE,) + self.extra_resources
+                },
+                JWT_RESOURCE: {
                     "scope": SCOPE,
                     "accessTokenTTL": ACCESS_TOKEN_TTL,
-                    "accessTokenFormat": "opaque",
+                    "accessTokenFormat": "jwt",
+                    "jwt": {"sign": {"alg": "ES256"}},
                 },
             },
             "default_resource": self.default_resource,
+            "dpop_require_nonce": self.dpop_require_nonce,
         }
         # The config holds client secrets: readable by this user only.
         fd = os.open(str(self.config_file), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -420,4 +466,16 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """
     ca = trustme.CA()
     with OidcProvider(ca, tmp_path_factory.mktemp("oidc-provider")) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def oidc_provider_dpop_nonce(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A running ``OidcProvider`` that demands a server nonce in every DPoP proof.
+
+    Skips when ``tests/oidc/node_modules`` is missing (run ``npm ci`` there).
+    """
+    ca = trustme.CA()
+    directory = tmp_path_factory.mktemp("oidc-provider-dpop-nonce")
+    with OidcProvider(ca, directory, dpop_require_nonce=True) as provider:
         yield provider

@@ -280,7 +280,7 @@ def test_manager_auth_builds_the_auth_object(auth_server, make_block, manager):
         ('Bearer realm="x"', False),
         ("", False),
         (None, False),
-        ("garbage ,,, = \"", False),
+        ('garbage ,,, = "', False),
     ],
 )
 def test_is_invalid_token_challenge(header, expected):

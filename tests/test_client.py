@@ -11,7 +11,8 @@ from urllib.parse import unquote_plus
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, basic_credentials, parse_token_response
+from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, parse_token_response
+from oauth_gateway.client_auth import basic_credentials
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
 
@@ -202,9 +203,7 @@ def test_retry_after_is_honoured(auth_server, make_block, sleeps):
 
 
 def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_block, sleeps):
-    auth_server.set_faults(
-        [Fault(status=429, headers={"Retry-After": "3600"}, json={"error": "slow_down"})]
-    )
+    auth_server.set_faults([Fault(status=429, headers={"Retry-After": "3600"}, json={"error": "slow_down"})])
     with pytest.raises(og.TokenRequestError) as info:
         _client(sleeps).request_token(_config(make_block(auth_server)), "oauth-api")
     assert info.value.status_code == 429

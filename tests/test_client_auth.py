@@ -6,8 +6,6 @@ oidc-provider (the POST is done here with requests; the library's client wires i
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -46,8 +44,12 @@ from oauth_gateway.client_auth import (
     load_private_key,
     sign_jwt,
 )
-from oidc_provider import RESOURCE, SCOPE, OidcProvider
-from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
+from oidc_provider import (
+    RESOURCE,
+    SCOPE,
+    OidcProvider,
+    oidc_provider,  # noqa: F401 (the fixture, found by pytest here)
+)
 
 TOKEN_URL = "https://idp.example.test/oauth2/token"
 ISSUER = "https://idp.example.test"
@@ -56,12 +58,8 @@ TIMEOUT = 10
 
 
 def _write_key(path: Path, key: Any, password: Optional[bytes] = None, mode: int = 0o600) -> str:
-    encryption = (
-        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    )
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    )
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
     os.chmod(str(path), mode)
     return str(path)
 
@@ -211,8 +209,7 @@ def test_every_attempt_gets_a_new_jti_and_fresh_iat(tmp_path: Path, ec_key: Any)
     auth = PrivateKeyJwt("cid", load_private_key(_write_key(tmp_path / "k.pem", ec_key)))
 
     claims = [
-        _decode(_apply(auth, now=NOW + i)[0]["client_assertion"], ec_key.public_key(), "ES256")
-        for i in range(20)
+        _decode(_apply(auth, now=NOW + i)[0]["client_assertion"], ec_key.public_key(), "ES256") for i in range(20)
     ]
 
     assert len({c["jti"] for c in claims}) == 20
@@ -221,9 +218,7 @@ def test_every_attempt_gets_a_new_jti_and_fresh_iat(tmp_path: Path, ec_key: Any)
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES384", "HS256", "none"])
-def test_an_algorithm_that_does_not_fit_the_key_is_a_config_error(
-    tmp_path: Path, ec_key: Any, alg: str
-) -> None:
+def test_an_algorithm_that_does_not_fit_the_key_is_a_config_error(tmp_path: Path, ec_key: Any, alg: str) -> None:
     key = load_private_key(_write_key(tmp_path / "k.pem", ec_key))
     with pytest.raises(ConfigError) as caught:
         PrivateKeyJwt("cid", key, alg, json_path="$.oauth_config")
@@ -508,9 +503,7 @@ def test_an_expired_assertion_file_is_one_error_naming_the_file_not_the_content(
         (jwt.encode({"sub": "x"}, "k" * 32, "HS256"), "without a numeric exp"),
     ],
 )
-def test_an_unusable_assertion_file_is_a_config_error(
-    tmp_path: Path, content: Optional[str], problem: str
-) -> None:
+def test_an_unusable_assertion_file_is_a_config_error(tmp_path: Path, content: Optional[str], problem: str) -> None:
     path = tmp_path / "token"
     if content is not None:
         path.write_text(content)
@@ -583,9 +576,7 @@ _BLOCK_JWT = textwrap.dedent(
 )
 
 
-def test_without_pyjwt_a_jwt_method_is_a_config_error_naming_the_extra(
-    tmp_path: Path, ec_key: Any
-) -> None:
+def test_without_pyjwt_a_jwt_method_is_a_config_error_naming_the_extra(tmp_path: Path, ec_key: Any) -> None:
     key_file = _write_key(tmp_path / "k.pem", ec_key)
     token_file = tmp_path / "token"
     token_file.write_text(_platform_jwt(time.time() + 600))
@@ -595,7 +586,7 @@ def test_without_pyjwt_a_jwt_method_is_a_config_error_naming_the_extra(
         cwd=str(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=60,
     )
 
@@ -636,7 +627,9 @@ def _jwt_client(provider: OidcProvider, name: str, alg: Optional[str] = None) ->
 
 @pytest.mark.parametrize("name, alg", [("jwt-ec", None), ("jwt-rsa", None), ("jwt-rsa", "PS256")])
 def test_oidc_provider_issues_tokens_for_private_key_jwt(
-    oidc_provider: OidcProvider, name: str, alg: Optional[str]  # noqa: F811
+    oidc_provider: OidcProvider,
+    name: str,
+    alg: Optional[str],  # noqa: F811
 ) -> None:
     response = _token_request(oidc_provider, _jwt_client(oidc_provider, name, alg))
 
@@ -663,7 +656,8 @@ def test_oidc_provider_accepts_the_token_endpoint_as_audience(oidc_provider: Oid
 
 
 def test_a_wrong_key_is_invalid_client_in_one_request(
-    oidc_provider: OidcProvider, tmp_path: Path  # noqa: F811
+    oidc_provider: OidcProvider,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     client_id, _ = oidc_provider.clients["jwt-ec"]
     stranger = load_private_key(_write_key(tmp_path / "stranger.pem", ec.generate_private_key(ec.SECP256R1())))
@@ -696,7 +690,8 @@ def test_two_assertions_in_a_row_both_get_tokens_and_a_replay_does_not(
 
 
 def test_a_rotated_assertion_file_reaches_oidc_provider(
-    oidc_provider: OidcProvider, tmp_path: Path  # noqa: F811
+    oidc_provider: OidcProvider,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     # The "platform" here signs with the client's registered key; the server sees whatever
     # the file holds at each request. Sending the old content twice would be a replay.

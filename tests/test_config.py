@@ -75,13 +75,14 @@ def test_every_field_has_an_annotation_and_a_slot():
 
 
 def test_secret_fields_never_reach_repr_or_to_dict():
-    config = build()
+    config = build(OAUTH_CLIENT_PRIVATE_KEY_PASSWORD="k3y-passw0rd")
     for field in FIELDS:
         if field.secret:
             assert getattr(config, field.name)
             assert "'***'" in repr(config)
             assert config.to_dict()[field.key] == "***"
     assert "s3cr3t" not in repr(config)
+    assert "k3y-passw0rd" not in repr(config) + repr(config.to_dict())
 
 
 def test_keyword_construction_with_python_names_equals_from_dict():
@@ -111,8 +112,16 @@ def test_keyword_construction_with_python_names_equals_from_dict():
     "options, json_path, fragment",
     [
         ({"client_id": "c", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_SECRET", "client secret is required"),
-        ({"client_id": "c", "client_secret": "s", "token_url": "http://idp/token"}, "$.OAUTH_TOKEN_URL", "must be https"),
-        ({"client_id": 3, "client_secret": "s", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_ID", "must be a string"),
+        (
+            {"client_id": "c", "client_secret": "s", "token_url": "http://idp/token"},
+            "$.OAUTH_TOKEN_URL",
+            "must be https",
+        ),
+        (
+            {"client_id": 3, "client_secret": "s", "token_url": "https://idp/token"},
+            "$.OAUTH_CLIENT_ID",
+            "must be a string",
+        ),
         ({"client_secret": "s", "token_url": "https://idp/token"}, "$.OAUTH_CLIENT_ID", "required"),
     ],
 )
@@ -388,9 +397,7 @@ def _expired_pair(folder):
     cert_path, key_path = folder / "c.pem", folder / "k.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     os.chmod(str(key_path), 0o600)
     return str(cert_path), str(key_path)

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import oauth_gateway as og
-from oauth_gateway.client import basic_credentials
+from oauth_gateway.client_auth import basic_credentials
 from oidc_provider import RESOURCE, OidcProvider
 
 

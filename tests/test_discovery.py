@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from metadata_servers import CountingFetch, MetadataServer, Route, requests_fetch
 from oauth_gateway import OAuthGatewayError, TransportError
 from oauth_gateway.discovery import (
     AuthorizationServerMetadata,
@@ -23,7 +24,6 @@ from oauth_gateway.discovery import (
     protected_resource_metadata_urls,
     require_https,
 )
-from metadata_servers import CountingFetch, MetadataServer, Route, requests_fetch
 from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
 
 PRM = "/.well-known/oauth-protected-resource"

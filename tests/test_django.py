@@ -216,15 +216,27 @@ def test_the_token_command_prints_a_masked_token(use_file, auth_server):
     text = out.getvalue()
     token = auth_server.issued_history[0]
     assert token not in text
-    assert "server: oauth-api\nconfig_id: %s\ntoken_type: Bearer\n" % CONFIG_ID in text
+    assert text.startswith("server: oauth-api\nconfig_id: %s\n" % CONFIG_ID)
     assert "access_token: %s*** (%d characters, sha256:" % (token[:4], len(token)) in text
-    assert "expires_in: 3600s" in text
+    assert "token_type: Bearer\nscopes: (none)\nexpires_in: 3" in text
+
+
+def test_the_token_command_prints_the_fields_of_the_cli_under_the_same_names(use_file, auth_server, capsys):
+    from oauth_gateway.cli import main
+
+    out = io.StringIO()
+    call_command("oauth_gateway_token", SERVER, stdout=out)
+    assert main(["token", SERVER, "--config", use_file]) == 0
+    cli_out = capsys.readouterr().out
+    names = [line.split(":", 1)[0] for line in out.getvalue().splitlines()]
+    assert names == [line.split(":", 1)[0] for line in cli_out.splitlines()]
+    assert names == ["server", "config_id", "access_token", "token_type", "scopes", "expires_in", "expires_at"]
 
 
 def test_the_token_command_shows_the_token_when_asked(use_file, auth_server):
     out = io.StringIO()
     call_command("oauth_gateway_token", SERVER, "--show", "--config-id", CONFIG_ID, stdout=out)
-    assert "access_token: %s\n" % auth_server.issued_history[-1] in out.getvalue()
+    assert out.getvalue() == auth_server.issued_history[-1] + "\n"  # alone, as `oauth-gateway token --show`
 
 
 def test_the_token_command_fails_with_the_reason(use_file, tmp_path, auth_server, make_block):

@@ -70,13 +70,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, object]:
     out = tmp_path_factory.mktemp("docs-html")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html",
-         "-d", str(out / ".doctrees"), str(DOCS), str(out)],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-n",
+            "-b",
+            "html",
+            "-d",
+            str(out / ".doctrees"),
+            str(DOCS),
+            str(out),
+        ],
         cwd=str(REPO),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        universal_newlines=True,
+        text=True,
         timeout=600,
     )
     return {"out": out, "result": result, "seconds": time.monotonic() - started}
@@ -189,7 +201,7 @@ def _commands(prefix: List[str]) -> Iterator[List[str]]:
     lines = _help(prefix).splitlines()
     for index, line in enumerate(lines):
         if line.endswith("commands:"):
-            for entry in lines[index + 1:]:
+            for entry in lines[index + 1 :]:
                 if not entry.startswith("  "):
                     break
                 match = re.match(r"^    ([a-z][a-z0-9-]*)(\s|$)", entry)

@@ -106,16 +106,16 @@ def test_times_are_carried_across_monotonic_clocks_as_wall_clock(cache_dir, conf
     clock_a, clock_b = FakeClock(1000.0), FakeClock(50.0)
     wall = FakeClock(EPOCH)
     token_a = _manager(cache_dir, clock_a, wall).get_token("oauth-api", config)
-    assert token_a.expires_at == pytest.approx(1000.0 + 3600)
+    assert token_a.expires_at_monotonic == pytest.approx(1000.0 + 3600)
     wall.advance(10)
     clock_b.advance(10)
     manager_b = _manager(cache_dir, clock_b, wall)
     token_b = manager_b.get_token("oauth-api", config)
     assert auth_server.count() == 1
     # 10 s later on another clock: 3590 s left, on B's clock.
-    assert token_b.expires_at == pytest.approx(60.0 + 3590, abs=1e-3)
+    assert token_b.expires_at_monotonic == pytest.approx(60.0 + 3590, abs=1e-3)
     assert token_b.issued_at == pytest.approx(60.0 - 10, abs=1e-3)
-    assert token_b.refresh_at == pytest.approx(token_b.expires_at - 300, abs=1e-3)
+    assert token_b.refresh_at == pytest.approx(token_b.expires_at_monotonic - 300, abs=1e-3)
 
 
 def test_an_entry_past_its_refresh_time_is_fetched_again(cache_dir, config, auth_server):
@@ -312,6 +312,225 @@ def test_a_directory_others_can_write_is_refused(tmp_path):
         FileTokenCache(str(shared))
     assert "is writable by group or others (mode 777)" in str(caught.value)
     assert "chmod 700" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- a shared directory (StrictModes)
+
+#: The uid that stands for another local user; files get it through chown, as root.
+OTHER_UID = 65534
+
+
+def _as_another_user(path):
+    """Give ``path`` (not following a symlink) to another user, which only root can do."""
+    if os.geteuid() != 0:
+        pytest.skip("making a file that belongs to another user needs root (the suite's CI runs as root)")
+    os.lchown(str(path), OTHER_UID, OTHER_UID)
+
+
+def _get_token_within(manager, config, seconds=10.0):
+    """Run ``get_token`` in a thread and return its token, failing if it takes longer than ``seconds``."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["token"] = manager.get_token("oauth-api", config)
+        except BaseException as exc:  # pragma: no cover - reported below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "get_token was still blocked after %.0fs" % seconds
+    assert "error" not in outcome, outcome.get("error")
+    return outcome["token"]
+
+
+def _release_fifo_readers(path):
+    """Let a reader blocked on opening the FIFO ``path`` go (the old code's hang), so the thread ends."""
+    try:
+        fd = os.open(str(path), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader waiting: nothing to release
+        return
+    os.close(fd)
+
+
+def test_a_symlink_planted_by_another_user_is_refused(tmp_path):
+    # /tmp-like: sticky and writable by all, so another user could plant the symlink.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o1777)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    planted = shared / "oauth-gateway"
+    os.symlink(str(mine), str(planted))  # points at a directory of ours, for now
+    _as_another_user(planted)
+    with pytest.raises(og.ConfigError) as caught:
+        FileTokenCache(str(planted))
+    message = str(caught.value)
+    assert message.startswith("FileTokenCache(path=%r): is a symlink (to %r)" % (str(planted), str(mine)))
+    assert "point the file cache at the real directory" in message
+    assert os.listdir(str(mine)) == []
+
+
+def test_a_symlink_of_our_own_in_place_of_the_directory_is_refused_too(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    os.symlink(str(real), str(link))
+    with pytest.raises(og.ConfigError, match="is a symlink"):
+        FileTokenCache(str(link))
+    # Symlinks above the directory, owned by root or us, are followed (like /var/run -> /run).
+    above = tmp_path / "above"
+    os.symlink(str(tmp_path), str(above))
+    assert FileTokenCache(str(above / "real")).path == str(above / "real")
+
+
+def test_the_directory_is_held_open_so_a_later_swap_does_not_redirect_the_files(tmp_path, config, auth_server):
+    cache_path = tmp_path / "tokens"
+    cache = FileTokenCache(str(cache_path))
+    # Afterwards the path is made to point elsewhere: the files still go where the cache was checked.
+    moved = tmp_path / "moved"
+    os.rename(str(cache_path), str(moved))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    os.symlink(str(elsewhere), str(cache_path))
+    og.TokenManager(cache=cache).get_token("oauth-api", config)
+    assert os.listdir(str(elsewhere)) == []
+    assert len(_token_files(str(moved))) == 1
+
+
+def test_a_group_writable_component_above_the_directory_is_refused(tmp_path):
+    team = tmp_path / "team"
+    team.mkdir()
+    os.chmod(str(team), 0o775)  # a group member could rename tokens/ and put their own in its place
+    with pytest.raises(og.ConfigError) as caught:
+        FileTokenCache(str(team / "tokens"))
+    message = str(caught.value)
+    assert message.startswith(
+        "FileTokenCache(path=%r): %s, above the cache, is writable by group or others (mode 775)"
+        % (str(team / "tokens"), str(team))
+    )
+    assert "chmod go-w %s" % team in message
+    assert not (team / "tokens").exists()
+
+
+def test_a_component_owned_by_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    (theirs / "tokens").mkdir(mode=0o700)  # ours, but inside a directory another user controls
+    _as_another_user(theirs)
+    with pytest.raises(og.ConfigError) as caught:
+        FileTokenCache(str(theirs / "tokens"))
+    message = str(caught.value)
+    assert "%s, above the cache, belongs to uid %d" % (theirs, OTHER_UID) in message
+    assert "use a directory whose parents belong to root or to you" in message
+
+
+def test_a_directory_owned_by_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    _as_another_user(theirs)
+    with pytest.raises(og.ConfigError, match=r"belongs to another user \(uid %d\)" % OTHER_UID):
+        FileTokenCache(str(theirs))
+
+
+def test_an_existing_0755_directory_is_tightened_to_0700(tmp_path, caplog):
+    existing = tmp_path / "tokens"
+    existing.mkdir()
+    os.chmod(str(existing), 0o755)
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        FileTokenCache(str(existing))
+    assert stat.S_IMODE(os.stat(str(existing)).st_mode) == 0o700
+    assert any(
+        "The file cache directory %s was readable by group or others (mode 755); tightened it to 700" % existing
+        == r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("which", [".token", ".lock"])
+def test_a_fifo_planted_as_a_token_or_lock_file_never_blocks_get_token(cache_dir, config, auth_server, which, caplog):
+    cache = FileTokenCache(cache_dir)
+    fifo = os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + which)
+    os.mkfifo(fifo, 0o600)
+    manager = og.TokenManager(cache=cache)
+    try:
+        with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+            token = _get_token_within(manager, config)
+    finally:
+        _release_fifo_readers(fifo)
+    assert token.access_token and auth_server.count() == 1
+    assert any("%s is a FIFO, not a regular file; remove it" % fifo in r.getMessage() for r in caplog.records)
+    assert manager.get_metrics()["cache_errors"] >= 1
+    if which == ".token":  # the fetched token replaced the FIFO
+        assert stat.S_ISREG(os.lstat(fifo).st_mode)
+
+
+def test_a_token_file_that_is_a_symlink_is_not_followed(tmp_path, config, auth_server, caplog):
+    # Another directory holds a valid entry (say, a token of the planter's choosing) ...
+    elsewhere = str(tmp_path / "elsewhere")
+    planted = _manager(elsewhere).get_token("oauth-api", config)
+    name = store.key_digest(("oauth-api", "default")) + ".token"
+    # ... and a symlink to it is planted in our cache.
+    ours = str(tmp_path / "ours")
+    FileTokenCache(ours)
+    os.symlink(os.path.join(elsewhere, name), os.path.join(ours, name))
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        token = _manager(ours).get_token("oauth-api", config)
+    assert token.access_token != planted.access_token and auth_server.count() == 2
+    assert any("is a symlink, which the file cache never follows" in r.getMessage() for r in caplog.records)
+    assert stat.S_ISREG(os.lstat(os.path.join(ours, name)).st_mode)  # replaced, the target left alone
+    assert FileTokenCache(elsewhere).load(("oauth-api", "default")).token.access_token == planted.access_token
+
+
+def test_a_lock_file_symlink_never_makes_us_create_a_file_where_it_points(tmp_path, cache_dir, config, auth_server):
+    cache = FileTokenCache(cache_dir)
+    target = tmp_path / "chosen-by-someone-else"
+    lock = os.path.join(cache_dir, store.key_digest(("oauth-api", "default")) + ".lock")
+    os.symlink(str(target), lock)
+    manager = og.TokenManager(cache=cache)
+    assert manager.get_token("oauth-api", config).access_token
+    assert not target.exists()
+    assert manager.get_metrics()["cache_errors"] == 1  # the lock
+
+
+def test_a_token_file_of_another_user_is_not_read(cache_dir, config, auth_server, caplog):
+    _manager(cache_dir).get_token("oauth-api", config)
+    _as_another_user(_only_token_file(cache_dir))
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        _manager(cache_dir).get_token("oauth-api", config)
+    assert auth_server.count() == 2
+    assert any("belongs to uid %d, not to this user; remove it" % OTHER_UID in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_opens_the_directory_again(cache_dir, config, auth_server):
+    cache = FileTokenCache(cache_dir)
+    manager = og.TokenManager(cache=cache)  # a manager resets its cache in a forked child
+    parent_fd = cache._directory()
+    key = ("oauth-api", "default")
+    planted = og.Token("from-the-child-0123456789", expires_in=3600, issued_at=time.monotonic())
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            closed = cache._dir_fd is None  # the parent's descriptor, closed at fork
+            same = os.fstat(cache._directory())
+            ours = os.stat(cache_dir)
+            if closed and cache._dir_pid == os.getpid() and (same.st_dev, same.st_ino) == (ours.st_dev, ours.st_ino):
+                cache.store(key, CacheEntry(config.fingerprint, planted, itertools.count(), planted.refresh_at))
+                status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert cache._directory() == parent_fd  # the parent keeps its own
+    # The parent reads what the child wrote through its own descriptor.
+    assert manager.get_token("oauth-api", config).access_token == planted.access_token
+    assert auth_server.count() == 0
 
 
 def test_without_fcntl_the_error_says_what_to_use(monkeypatch, cache_dir):

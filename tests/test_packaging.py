@@ -276,7 +276,7 @@ def test_wheel_metadata_names_the_project_urls(dists: Dict[str, Path]) -> None:
     urls = {}
     for line in _metadata_lines(dists):
         if line.startswith("Project-URL: "):
-            label, _, url = line[len("Project-URL: "):].partition(", ")
+            label, _, url = line[len("Project-URL: ") :].partition(", ")
             urls[label] = url
     assert sorted(label for label in PROJECT_URLS if label not in urls) == []
     assert all(url.startswith("https://") for url in urls.values()), urls

@@ -7,6 +7,8 @@ fail with a message saying so (or skip with OAUTH_GATEWAY_SKIP_REDIS=1).
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import sys
 import time
@@ -16,6 +18,7 @@ import pytest
 
 import oauth_gateway as og
 from oauth_gateway import cache_from_settings
+from oauth_gateway.cache import CacheEntry
 from oauth_gateway.contrib.store import key_digest
 from servers import FakeClock, RecordingSleep
 from workers.redis_server import RedisServer, free_port, require_redis
@@ -140,6 +143,104 @@ def test_another_key_or_plaintext_is_ignored_and_replaced(make_cache, config, au
     warnings_seen = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("cannot be decrypted with the configured encryption key" in m for m in warnings_seen)
     assert any("Ignoring the Redis cache entry for oauth-api" in m for m in warnings_seen)
+
+
+# --------------------------------------------------------------------------- what is read back
+
+
+def _epoch_key(prefix="oauth-gateway:"):
+    return ("%sepoch:%s" % (prefix, key_digest(KEY))).encode()
+
+
+def _rewrite_plain_entry(raw, **changes):
+    """Replace fields of the (unencrypted) stored entry, as someone with write access to Redis could."""
+    document = json.loads(raw.get(_token_key()))
+    document.update(changes)
+    raw.set(_token_key(), json.dumps(document).encode(), px=3600 * 1000)
+
+
+@pytest.mark.parametrize("field", ["expires_at", "refresh_at", "token_refresh_at", "issued_at", "expires_in"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_time_that_is_not_finite_is_refused(make_cache, config, auth_server, raw, field, value, caplog):
+    first = og.TokenManager(cache=make_cache()).get_token("oauth-api", config)
+    _rewrite_plain_entry(raw, **{field: value})  # json writes Infinity / NaN, which json reads back
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        again = og.TokenManager(cache=make_cache()).get_token("oauth-api", config)
+    assert again.access_token != first.access_token and auth_server.count() == 2
+    assert any("a time in it is not a finite number" in r.getMessage() for r in caplog.records)
+
+
+def test_an_expiry_years_away_is_cut_to_one_day(make_cache, config, raw):
+    og.TokenManager(cache=make_cache()).get_token("oauth-api", config)
+    years = time.time() + 10 * 365 * 86400.0
+    _rewrite_plain_entry(raw, expires_at=years, refresh_at=years, token_refresh_at=years)
+    clock = FakeClock(500.0)
+    entry = make_cache(clock=clock).load(KEY)
+    assert entry is not None
+    assert entry.token.expires_at_monotonic <= 500.0 + 86400.0
+    assert entry.refresh_at <= 500.0 + 86400.0 and entry.token.refresh_at <= 500.0 + 86400.0
+
+
+def test_an_oversized_value_is_not_read_and_not_logged(make_cache, config, auth_server, raw, caplog):
+    marker = b"BIG-VALUE-MARKER"
+    raw.set(_token_key(), marker * (300 * 1024 // len(marker)), px=3600 * 1000)  # 300 KB
+    raw.config_resetstat()
+    sent_before = int(raw.info("stats")["total_net_output_bytes"])
+    cache = make_cache()
+    with caplog.at_level(logging.DEBUG, logger="oauth_gateway"):
+        assert cache.load(KEY) is None
+    sent = int(raw.info("stats")["total_net_output_bytes"]) - sent_before
+    assert sent < 16 * 1024, "Redis sent %d bytes: the value was read" % sent
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("it is 307200 bytes, more than the 65536 an entry can be, so it was not read" in m for m in messages)
+    assert not any("BIG-VALUE" in m for m in messages)
+    # The next fetch replaces it.
+    token = og.TokenManager(cache=cache).get_token("oauth-api", config)
+    assert og.TokenManager(cache=make_cache()).get_token("oauth-api", config).access_token == token.access_token
+    assert auth_server.count() == 1
+
+
+def test_a_revoked_token_does_not_come_back_from_a_replayed_entry(make_cache, auth_server, make_block, raw):
+    key = Fernet.generate_key().decode()
+    config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_REVOCATION_URL=auth_server.revocation_url))
+    revoker = og.TokenManager(cache=make_cache(encryption_key=key))
+    revoked = revoker.get_token("oauth-api", config)
+    saved = raw.get(_token_key())  # someone with access to Redis keeps the encrypted entry ...
+    revoker.revoke("oauth-api", config)
+    assert revoked.access_token in auth_server.revoked and raw.exists(_token_key()) == 0
+    raw.set(_token_key(), saved, px=3600 * 1000)  # ... and puts it back after the revocation
+    other = og.TokenManager(cache=make_cache(encryption_key=key))  # a process started afterwards
+    fresh = other.get_token("oauth-api", config)
+    assert fresh.access_token != revoked.access_token and auth_server.count("/token") == 2
+    # The revoker does not take it back either, and the new entry is shared.
+    raw.set(_token_key(), saved, px=3600 * 1000)
+    assert revoker.get_token("oauth-api", config).access_token != revoked.access_token
+
+
+def test_a_rolled_back_epoch_is_restored_by_a_process_that_saw_it(make_cache, config, auth_server, raw, caplog):
+    manager = og.TokenManager(cache=make_cache())
+    old = manager.get_token("oauth-api", config)
+    saved = raw.get(_token_key())
+    manager.invalidate("oauth-api")
+    assert int(raw.get(_epoch_key())) == 1
+    raw.delete(_epoch_key())  # Redis restarted empty, or someone reset the epoch ...
+    raw.set(_token_key(), saved, px=3600 * 1000)  # ... and the old entry is back
+    with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
+        token = manager.get_token("oauth-api", config)
+    assert token.access_token != old.access_token and auth_server.count() == 2
+    assert int(raw.get(_epoch_key())) == 1
+    expected = "revocation epoch of oauth-api (config: default) went back from 1 to 0"
+    assert any(expected in r.getMessage() for r in caplog.records)
+
+
+def test_a_token_fetched_before_a_revocation_is_not_stored_after_it(make_cache, config, raw):
+    slow = make_cache()
+    assert slow.load(KEY) is None  # epoch 0 seen before its fetch
+    make_cache().evict(KEY)  # another process revokes meanwhile
+    stale = og.Token("fetched-before-revocation-0123", expires_in=3600, issued_at=time.monotonic())
+    slow.store(KEY, CacheEntry(config.fingerprint, stale, itertools.count(), stale.refresh_at))
+    assert raw.exists(_token_key()) == 0
+    assert slow.peek(KEY).token is stale  # still served to its own process, which did not see the revocation
 
 
 # --------------------------------------------------------------------------- the lock

@@ -54,6 +54,14 @@ KEYS = {
     "OAUTH_MAX_RETRIES": 3,
     "OAUTH_RETRY_BACKOFF": 2,
     "OAUTH_RETRY_AFTER_MAX": 60,
+    "OAUTH_ISSUER": "",
+    "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD": "",
+    "OAUTH_CLIENT_PRIVATE_KEY_PATH": "",
+    "OAUTH_CLIENT_PRIVATE_KEY_PASSWORD": "",
+    "OAUTH_CLIENT_ASSERTION_ALG": "",
+    "OAUTH_CLIENT_KEY_ID": "",
+    "OAUTH_CLIENT_ASSERTION_AUDIENCE": "",
+    "OAUTH_CLIENT_ASSERTION_FILE": "",
 }
 
 BLOCK = "$.mcp_configs.abc.mcp_config[0].oauth_config"
@@ -416,8 +424,42 @@ BAD_BLOCKS = [
     ),
     (block(OAUTH_CLIENT_ID=...), "OAUTH_CLIENT_ID", "is required when enabled is true", "client id"),
     (block(OAUTH_CLIENT_ID=""), "OAUTH_CLIENT_ID", "must not be empty when enabled is true", "client id"),
-    (block(OAUTH_TOKEN_URL=...), "OAUTH_TOKEN_URL", "is required when enabled is true", "token endpoint"),
-    (block(OAUTH_TOKEN_URL=""), "OAUTH_TOKEN_URL", "must not be empty when enabled is true", "token endpoint"),
+    (
+        block(OAUTH_TOKEN_URL=...),
+        "OAUTH_TOKEN_URL",
+        "is required when enabled is true and neither OAUTH_ISSUER",
+        "OAUTH_RESOURCE to the MCP server's URL",
+    ),
+    (
+        block(OAUTH_TOKEN_URL=""),
+        "OAUTH_TOKEN_URL",
+        "is required when enabled is true and neither OAUTH_ISSUER",
+        "set OAUTH_ISSUER",
+    ),
+    (
+        block(OAUTH_TOKEN_URL=..., OAUTH_ISSUER="http://idp.example.com"),
+        "OAUTH_ISSUER",
+        "must be https",
+        "OAUTH_ENFORCE_HTTPS",
+    ),
+    (
+        block(OAUTH_GRANT_TYPE="urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        "OAUTH_CLIENT_ASSERTION_FILE",
+        "is required with the jwt-bearer grant",
+        None,
+    ),
+    (
+        block(OAUTH_CLIENT_PRIVATE_KEY_PATH="/k.pem", OAUTH_CLIENT_ASSERTION_FILE="/t.jwt"),
+        "OAUTH_CLIENT_ASSERTION_FILE",
+        "cannot be used together with OAUTH_CLIENT_PRIVATE_KEY_PATH",
+        "keep one",
+    ),
+    (
+        block(OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="client_secret_magic"),
+        "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
+        "must be one of",
+        "private_key_jwt",
+    ),
     (
         block(OAUTH_CLIENT_SECRET=...),
         "OAUTH_CLIENT_SECRET",
@@ -507,7 +549,7 @@ BAD_BLOCKS = [
         block(OAUTH_ADDITIONAL_PARAMS={"client_assertion_type": "x"}),
         "OAUTH_ADDITIONAL_PARAMS.client_assertion_type",
         "may not be set",
-        "not supported",
+        "OAUTH_CLIENT_PRIVATE_KEY_PATH",
     ),
     (
         block(OAUTH_ADDITIONAL_PARAMS={"deep": {"a": 1}}),
@@ -556,7 +598,7 @@ BAD_BLOCKS = [
     (
         block(OAUTH_GRANT_TYPE="authorization_code"),
         "OAUTH_GRANT_TYPE",
-        "only 'client_credentials' is supported, got 'authorization_code'",
+        "must be 'client_credentials' or 'urn:ietf:params:oauth:grant-type:jwt-bearer', got 'authorization_code'",
         None,
     ),
     (
@@ -727,8 +769,43 @@ def test_enabled_without_anything_reports_each_missing_key_at_its_path() -> None
     assert [(p.json_path, p.message) for p in problems] == [
         (BLOCK + ".OAUTH_CLIENT_ID", "is required when enabled is true"),
         (BLOCK + ".OAUTH_CLIENT_SECRET", "a client secret is required when enabled is true"),
-        (BLOCK + ".OAUTH_TOKEN_URL", "is required when enabled is true"),
+        (
+            BLOCK + ".OAUTH_TOKEN_URL",
+            "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+        ),
     ]
+
+
+def test_a_block_without_a_token_url_is_valid_with_an_issuer_or_a_resource_url() -> None:
+    base = {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"}
+    assert validate_config(dict(base, OAUTH_ISSUER="https://idp.example.com")) == []
+    assert validate_config(dict(base, OAUTH_RESOURCE="https://mcp.example.com/mcp")) == []
+
+
+def test_a_remote_gateway_server_needs_no_token_url_its_mcp_remote_url_is_the_resource() -> None:
+    entry = {
+        "server_name": "remote",
+        "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://mcp.example.com/mcp"]},
+        "oauth_config": {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"},
+    }
+    local = dict(entry, server_name="local", config={"command": "python", "args": ["server.py"]})
+    document = {"mcp_configs": {"abc": {"mcp_config": [entry, local]}}}
+    problems = validate_config(document)
+    assert [(p.json_path, p.message) for p in problems] == [
+        (
+            "$.mcp_configs.abc.mcp_config[1].oauth_config.OAUTH_TOKEN_URL",
+            "is required when enabled is true and neither OAUTH_ISSUER nor OAUTH_RESOURCE is set",
+        )
+    ]
+
+
+def test_secrets_are_not_required_with_a_private_key_an_assertion_file_or_mtls_methods() -> None:
+    base = {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_ISSUER": "https://idp.example.com"}
+    assert validate_config(dict(base, OAUTH_CLIENT_PRIVATE_KEY_PATH="/k.pem")) == []
+    assert validate_config(dict(base, OAUTH_CLIENT_ASSERTION_FILE="/t.jwt")) == []
+    assert validate_config(dict(base, OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="private_key_jwt")) == []
+    problems = validate_config(dict(base, OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="client_secret_jwt"))
+    assert [p.json_path for p in problems] == ["$.OAUTH_CLIENT_SECRET"]
 
 
 def test_done_when_file_gives_exactly_four_problems() -> None:

@@ -324,7 +324,7 @@ def _command_line(ev, tmp_path, auth_server, make_block, gateway_path):
     for extra in ([], ["--output", "json"], ["--refresh"], ["--config-name", "default_config"]):
         code, out, err = _cli(ev, ["token", "oauth-api", "--config", gateway_path] + extra)
         assert code == 0, err
-        assert "--show" in out or extra == ["--output", "json"]
+        assert "--show" in out + err or extra == ["--output", "json"]
     broken = _write(
         tmp_path / "broken.json",
         _gateway(

@@ -283,9 +283,7 @@ def _public_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Optional[n
         if len(matches) == 1:
             new = node.deepcopy()
             new["reftarget"] = matches[0]
-            return domain.resolve_xref(
-                env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode
-            )
+            return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode)
     return None
 
 
@@ -304,9 +302,7 @@ def _restore_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any
 
 
 def setup(app: Sphinx) -> Dict[str, Any]:
-    app.add_object_type(
-        "confkey", "confkey", objname="configuration key", indextemplate="pair: %s; configuration key"
-    )
+    app.add_object_type("confkey", "confkey", objname="configuration key", indextemplate="pair: %s; configuration key")
     app.add_directive("oauth-gateway-schema", SchemaDirective)
     app.add_directive("oauth-gateway-cli", CliDirective)
     app.connect("missing-reference", _public_alias)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Django's command-line utility for the example project.
 
-    python3 manage.py check                           # fails on a bad gateway file
-    python3 manage.py oauth_gateway_token oauth-api   # a masked token
-    python3 manage.py runserver                       # /data and /oauth-gateway/metrics
+python3 manage.py check                           # fails on a bad gateway file
+python3 manage.py oauth_gateway_token oauth-api   # a masked token
+python3 manage.py runserver                       # /data and /oauth-gateway/metrics
 """
 
 from __future__ import annotations

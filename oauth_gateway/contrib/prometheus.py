@@ -37,6 +37,8 @@ HELP = {
     "token_fail_fast": "Calls answered with the last error during the failure cool-down.",
     "token_revocations": "Tokens revoked (RFC 7009).",
     "token_revocation_failures": "Revocation requests that failed.",
+    "background_refreshes": "Tokens replaced by the background worker while the old one was still served.",
+    "background_refresh_failures": "Background refreshes that failed (the old token is served until it expires).",
 }
 
 _Family = Union[CounterMetricFamily, GaugeMetricFamily]

@@ -15,6 +15,22 @@ A local :class:`~oauth_gateway.cache.MemoryTokenCache` serves hits without a rou
 When Redis does not answer, the calls raise (the manager then fetches directly and
 counts ``cache_errors``), and for ``retry_interval`` seconds fail at once without
 waiting on the network; after that Redis is tried again.
+
+What is read back is checked: a value's size is asked with ``STRLEN`` first and a
+value larger than an entry can be is never read (a miss, logged without content);
+times that are not finite are refused and an expiry more than a day away is cut to a
+day. A revoked or invalidated token cannot come back from a replayed entry: each key
+has a revocation epoch ``<prefix>epoch:<sha256>``, incremented by every eviction,
+and every entry carries the epoch it was written under inside its (encrypted,
+authenticated) bytes. An entry of another epoch is refused, and a write is made only
+if the epoch has not moved since this process last read it, so a token fetched
+before a revocation is not stored after it. A counter rather than Fernet's timestamp
+against a revocation time: it does not depend on the hosts' clocks agreeing, and it
+works the same without encryption. Each process also remembers the highest epoch it
+saw and puts it back when Redis shows a lower one (a flushed or restarted Redis, or
+someone resetting the key), refusing the entry found with it. Someone who can write
+to Redis can still roll back everything for a process that never saw the revocation;
+keep Redis private.
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 try:
     import redis
@@ -34,9 +50,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from .._helpers import redact_url
-from ..cache import DEFAULT_MAXSIZE, Key
+from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key
 from ..exceptions import ConfigError
-from .store import DEFAULT_WAIT_TIMEOUT, SharedTokenCache, acquire_polling, key_digest
+from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
 log = logging.getLogger("oauth_gateway")
 
@@ -59,6 +75,33 @@ if redis.call("get", KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Store an entry only while the key's revocation epoch is still the one bound into it.
+_STORE = """
+local current = tonumber(redis.call("get", KEYS[2]) or "0")
+if current ~= tonumber(ARGV[3]) then
+    return current
+end
+redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+return -1
+"""
+# Delete the entry and move the revocation epoch on; returns the new epoch.
+_REVOKE = """
+redis.call("del", KEYS[1])
+local epoch = redis.call("incr", KEYS[2])
+redis.call("pexpire", KEYS[2], ARGV[1])
+return epoch
+"""
+# Put back an epoch that went backwards (flushed, restarted, or reset by someone).
+_RESTORE_EPOCH = """
+if tonumber(redis.call("get", KEYS[1]) or "0") < tonumber(ARGV[1]) then
+    redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+end
+return 0
+"""
+#: Largest value read back (bytes): the size of the biggest entry the codec accepts.
+MAX_VALUE_BYTES = MAX_ENTRY_BYTES
+# How long an epoch outlives its last change: longer than any entry bound to an older one.
+_EPOCH_TTL_MS = int(2 * MAX_ENTRY_TTL * 1000)
 # Push the lock's expiry back only while it is still ours.
 _EXTEND = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
@@ -138,6 +181,11 @@ class RedisTokenCache(SharedTokenCache):
         self._sleep = sleep or time.sleep
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
+        self._store_script = client.register_script(_STORE)
+        self._revoke = client.register_script(_REVOKE)
+        self._restore_epoch = client.register_script(_RESTORE_EPOCH)
+        # The highest revocation epoch seen per key; an entry is written under it.
+        self._epochs: Dict[Key, int] = {}
         # Clock time until which Redis is not asked (after it failed to answer), or None.
         self._down_until: Optional[float] = None
 
@@ -174,17 +222,93 @@ class RedisTokenCache(SharedTokenCache):
 
     # -- the store
 
-    def _read(self, key: Key) -> Optional[bytes]:
-        data = self._call(self._client.get, self._name("token", key))
+    def _read_with_epoch(self, key: Key) -> Tuple[Optional[bytes], int]:
+        """Return the stored bytes of ``key`` (None when missing or too large) and the key's epoch."""
+        name = self._name("token", key)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.strlen(name)
+        pipe.get(self._name("epoch", key))
+        size, epoch_text = self._call(pipe.execute)
+        epoch = int(epoch_text or 0)
+        known = self._epochs.get(key, 0)
+        if epoch < known:
+            # Redis forgot a revocation this process saw: put it back, and trust no entry until then.
+            self._call(self._restore_epoch, keys=[self._name("epoch", key)], args=[known, _EPOCH_TTL_MS])
+            log.warning(
+                "The Redis revocation epoch of %s (config: %s) went back from %d to %d; restored it and "
+                "ignored the entry found",
+                key[0],
+                key[1],
+                known,
+                epoch,
+            )
+            return None, known
+        self._epochs[key] = epoch
+        if not size:
+            return None, epoch
+        if size > MAX_VALUE_BYTES:
+            log.warning(
+                "Ignoring the Redis cache entry for %s (config: %s): it is %d bytes, more than the %d an entry "
+                "can be, so it was not read; the next fetch replaces it",
+                key[0],
+                key[1],
+                size,
+                MAX_VALUE_BYTES,
+            )
+            return None, epoch
+        # GETRANGE, not GET: bounded even if the value grew since STRLEN.
+        data: Union[bytes, str, None] = self._call(self._client.getrange, name, 0, MAX_VALUE_BYTES)
         if isinstance(data, str):  # a client made with decode_responses=True
             data = data.encode("utf-8")
-        return data
+        return data or None, epoch
+
+    def _read(self, key: Key) -> Optional[bytes]:
+        return self._read_with_epoch(key)[0]
+
+    def load(self, key: Key) -> Optional[CacheEntry]:
+        data, epoch = self._read_with_epoch(key)
+        if data is None:
+            return None
+        try:
+            return self._codec.decode(key, data, epoch)
+        except ValueError as exc:
+            log.warning(
+                "Ignoring the %s entry for %s (config: %s): %s; the next fetch replaces it",
+                self.store_name,
+                key[0],
+                key[1],
+                exc,
+            )
+            return None
+
+    def store(self, key: Key, entry: CacheEntry) -> None:
+        self._local.store(key, entry)
+        ttl = entry.token.expires_at_monotonic - self._clock()
+        if ttl <= 0:
+            self._delete(key)
+            return
+        epoch = self._epochs.get(key, 0)
+        self._write_at(key, self._codec.encode(key, entry, epoch), ttl, epoch)
 
     def _write(self, key: Key, data: bytes, ttl: float) -> None:
-        self._call(self._client.set, self._name("token", key), data, px=max(1, int(ttl * 1000)))
+        self._write_at(key, data, ttl, self._epochs.get(key, 0))
+
+    def _write_at(self, key: Key, data: bytes, ttl: float, epoch: int) -> None:
+        current = self._call(
+            self._store_script,
+            keys=[self._name("token", key), self._name("epoch", key)],
+            args=[data, max(1, int(min(ttl, MAX_ENTRY_TTL) * 1000)), epoch],
+        )
+        if int(current) >= 0:
+            # Revoked or invalidated since this process last looked: this token may be the revoked one.
+            self._epochs[key] = max(epoch, int(current))
+            log.debug("Not storing the token of %s (config: %s) in Redis: it was revoked meanwhile", *key)
 
     def _delete(self, key: Key) -> None:
-        self._call(self._client.delete, self._name("token", key))
+        epoch = self._call(
+            self._revoke, keys=[self._name("token", key), self._name("epoch", key)], args=[_EPOCH_TTL_MS]
+        )
+        self._epochs[key] = max(self._epochs.get(key, 0), int(epoch))
 
     @contextlib.contextmanager
     def lock(self, key: Key) -> Iterator[None]:

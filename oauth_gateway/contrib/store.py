@@ -17,10 +17,11 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
-from ..cache import DEFAULT_MAXSIZE, CacheEntry, Key, MemoryTokenCache, TokenCache
+from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
 from ..tokens import Token
 
@@ -155,29 +156,37 @@ class EntryCodec:
         """Epoch seconds minus monotonic seconds, now."""
         return self._wall_clock() - self._clock()
 
-    def encode(self, key: Key, entry: CacheEntry) -> bytes:
+    def encode(self, key: Key, entry: CacheEntry, epoch: int = 0) -> bytes:
+        """Return the bytes of ``entry``; ``epoch`` (a store's revocation count for ``key``) is bound into them."""
         token = entry.token
         offset = self._offset()
         document = {
             "v": FORMAT_VERSION,
             "key": [key[0], key[1]],
             "fingerprint": entry.fingerprint,
+            "issuer": entry.issuer,
             "access_token": token.access_token,
             "token_type": token.token_type,
             "expires_in": token.expires_in,
             "scopes": sorted(token.scopes),
             "issued_at": token.issued_at + offset,
-            "expires_at": token.expires_at + offset,
+            "expires_at": token.expires_at_monotonic + offset,
             "refresh_at": entry.refresh_at + offset,
             "token_refresh_at": token.refresh_at + offset,
+            "epoch": epoch,
         }
         data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
         if self._fernet is not None:
             data = self._fernet.encrypt(data)
         return data
 
-    def decode(self, key: Key, data: bytes) -> Optional[CacheEntry]:
+    def decode(self, key: Key, data: bytes, epoch: int = 0) -> Optional[CacheEntry]:
         """Return the entry, or None when it has expired.
+
+        Times that are not finite are refused; an expiry beyond
+        :data:`~oauth_gateway.cache.MAX_ENTRY_TTL` from now is brought back to it. An
+        entry bound to another ``epoch`` than the store's current one was written
+        before a revocation and is refused.
 
         Raises:
             ValueError: the bytes are not an entry of ours for ``key``; the message
@@ -201,6 +210,7 @@ class EntryCodec:
         access_token = document.get("access_token")
         token_type = document.get("token_type")
         fingerprint = document.get("fingerprint")
+        issuer = document.get("issuer", "")  # absent from entries written before discovery
         expires_in = document.get("expires_in")
         scopes = document.get("scopes")
         times = [document.get(name) for name in ("issued_at", "expires_at", "refresh_at", "token_refresh_at")]
@@ -209,28 +219,36 @@ class EntryCodec:
             and access_token
             and isinstance(token_type, str)
             and isinstance(fingerprint, str)
+            and isinstance(issuer, str)
             and (expires_in is None or _is_number(expires_in))
             and isinstance(scopes, list)
             and all(isinstance(scope, str) for scope in scopes)
             and all(_is_number(value) for value in times)
         ):
             raise ValueError("a field is missing or has the wrong type")
+        if not all(math.isfinite(value) for value in times + [expires_in or 0]):  # type: ignore[arg-type]  # numbers, checked above
+            raise ValueError("a time in it is not a finite number")
+        if document.get("epoch", 0) != epoch:
+            raise ValueError("it was stored before the token was last revoked or invalidated")
         offset = self._offset()
         issued_at, expires_at, refresh_at, token_refresh_at = (float(value) - offset for value in times)  # type: ignore[arg-type]  # numbers, checked above
-        if self._clock() >= expires_at:
+        now = self._clock()
+        if now >= expires_at:
             return None
+        issued_at, expires_at = min(issued_at, now), min(expires_at, now + MAX_ENTRY_TTL)
         state = {
             "access_token": access_token,
             "token_type": token_type,
             "expires_in": expires_in,
             "issued_at": issued_at,
-            "expires_at": expires_at,
+            "expires_at_monotonic": expires_at,
             "refresh_at": min(token_refresh_at, expires_at),
             "scopes": frozenset(scopes),
             "authorization": "%s %s" % (token_type, access_token),
+            "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
         token = _token_from_state(state)
-        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at))
+        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
 
 
 def _is_number(value: Any) -> bool:
@@ -313,7 +331,7 @@ class SharedTokenCache(TokenCache):
 
     def store(self, key: Key, entry: CacheEntry) -> None:
         self._local.store(key, entry)
-        ttl = entry.token.expires_at - self._clock()
+        ttl = entry.token.expires_at_monotonic - self._clock()
         if ttl <= 0:
             self._delete(key)
             return
@@ -336,7 +354,7 @@ class SharedTokenCache(TokenCache):
 def _token_from_state(state: Dict[str, Any]) -> Token:
     """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
 
-    The constructor derives ``expires_at`` and ``refresh_at`` from the lifetime; an entry
+    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
     read back must keep the times it was written with, to the last bit, so the slots are
     set directly, as unpickling a Token does.
     """

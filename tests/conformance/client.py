@@ -2,13 +2,12 @@
 
 Run by ``@modelcontextprotocol/conformance`` as ``<python> client.py <server-url>``, with
 the scenario's credentials in ``MCP_CONFORMANCE_CONTEXT`` (JSON: ``client_id`` and
-``client_secret``). It knows nothing but the URL and the credentials: discovery finds
-the token endpoint, then it speaks MCP over streamable HTTP (``initialize``,
-``notifications/initialized``, ``tools/list``) with ``requests`` and
-``manager.auth(...)``. Exit status 0 when every MCP call succeeded.
-
-Until the library discovers by itself from a config without ``OAUTH_TOKEN_URL``, this
-script builds that config from what :class:`oauth_gateway.discovery.Discoverer` found.
+``client_secret``, or ``private_key_pem`` and ``signing_algorithm``). It uses only the
+public API and knows nothing but the URL and the credentials: its config has no token
+URL, so the library discovers the token endpoint from the server (``OAUTH_RESOURCE`` = the
+server URL); then it speaks MCP over streamable HTTP (``initialize``,
+``notifications/initialized``, ``tools/list``) with ``requests`` and ``manager.auth(...)``.
+Exit status 0 when every MCP call succeeded.
 """
 
 from __future__ import annotations
@@ -16,35 +15,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+import tempfile
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import requests
 
 import oauth_gateway as og
-from oauth_gateway.discovery import Discoverer, choose_auth_method, is_loopback_host
 
 PROTOCOL_VERSION = "2025-06-18"
 TIMEOUT = (5.0, 20.0)
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def requests_fetch(session: requests.Session):
-    """A discovery transport on ``session``: no redirects, a timeout, no credentials."""
-
-    def fetch(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
-        response = session.request(
-            method,
-            url,
-            headers=dict(headers),
-            data=body,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            verify=session.verify,  # else REQUESTS_CA_BUNDLE would override it
-        )
-        return response.status_code, response.headers, response.content
-
-    return fetch
 
 
 def sse_messages(text: str) -> Iterator[Dict[str, Any]]:
@@ -84,27 +64,25 @@ def rpc_result(response: requests.Response, request_id: int) -> Dict[str, Any]:
     raise RuntimeError("no JSON-RPC answer to request %d" % request_id)
 
 
-def discovered_config(server_url: str, context: Mapping[str, Any]) -> Tuple[og.OAuthConfig, str]:
-    """Discover the token endpoint for ``server_url`` and build the ``OAuthConfig``."""
-    plain_loopback = urlsplit(server_url).scheme == "http" and is_loopback_host(urlsplit(server_url).hostname)
-    with requests.Session() as session:
-        result = Discoverer(requests_fetch(session), enforce_https=not plain_loopback).protected_resource(server_url)
-    method = choose_auth_method(result.authorization_server, have_secret=bool(context.get("client_secret")))
+def config_block(server_url: str, context: Mapping[str, Any], key_dir: str) -> Dict[str, Any]:
+    """The ``oauth_config`` block: the client id, a secret or a private key, and the server URL."""
     block: Dict[str, Any] = {
         "enabled": True,
-        "OAUTH_VERSION": "2.0" if plain_loopback else "2.1",
         "OAUTH_CLIENT_ID": context["client_id"],
-        "OAUTH_CLIENT_SECRET": context["client_secret"],
-        "OAUTH_TOKEN_URL": result.token_endpoint,
-        "OAUTH_RESOURCE": result.resource,
-        "OAUTH_USE_BASIC_AUTH": method == "client_secret_basic",
-        "OAUTH_ENFORCE_HTTPS": not plain_loopback,
+        "OAUTH_RESOURCE": server_url,
+        "OAUTH_ENFORCE_HTTPS": False,  # the suite serves http://localhost
     }
-    if result.revocation_endpoint:
-        block["OAUTH_REVOCATION_URL"] = result.revocation_endpoint
-    if result.scope:
-        block["OAUTH_SCOPE"] = result.scope
-    return og.OAuthConfig.from_dict(block), method
+    if context.get("client_secret"):
+        block["OAUTH_CLIENT_SECRET"] = context["client_secret"]
+    if context.get("private_key_pem"):
+        path = os.path.join(key_dir, "client-key.pem")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(context["private_key_pem"])
+        block["OAUTH_CLIENT_PRIVATE_KEY_PATH"] = path
+        if context.get("signing_algorithm"):
+            block["OAUTH_CLIENT_ASSERTION_ALG"] = context["signing_algorithm"]
+    return block
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -114,10 +92,16 @@ def main(argv: Optional[list] = None) -> int:
         return 2
     server_url = args[0]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    config, method = discovered_config(server_url, context)
-    print("discovered token endpoint %s, auth method %s" % (config.token_url, method))
+    with tempfile.TemporaryDirectory() as key_dir:
+        config = og.OAuthConfig.from_dict(config_block(server_url, context, key_dir))
+        return run(server_url, config)
 
+
+def run(server_url: str, config: og.OAuthConfig) -> int:
+    """Speak MCP to ``server_url`` with tokens for ``config``."""
     manager = og.TokenManager()
+    resolved = manager.resolve(config)
+    print("discovered token endpoint %s, auth method %s" % (resolved.token_url, resolved.auth_method))
     with requests.Session() as session:
         session.auth = manager.auth("conformance", config)
         headers = dict(MCP_HEADERS)

@@ -2,8 +2,9 @@
 //
 // It wraps the `oidc-provider` package (8.x) with only the client credentials grant,
 // RFC 8707 resource indicators, RFC 7009 revocation, RFC 7662 introspection, RFC 8705
-// tls_client_auth and RFC 7523 JWT client authentication (private_key_jwt with the
-// client's `jwks`, client_secret_jwt) enabled, and serves HTTPS itself on 127.0.0.1 so that the peer
+// tls_client_auth and certificate-bound access tokens, RFC 9449 DPoP (with server nonces),
+// and RFC 7523 JWT client authentication (private_key_jwt with the client's `jwks`,
+// client_secret_jwt) enabled, and serves HTTPS itself on 127.0.0.1 so that the peer
 // certificate of each TLS connection reaches the mTLS client authentication.
 //
 // Usage: node server.js CONFIG_JSON_PATH   (or OIDC_TEST_SERVER_CONFIG=CONFIG_JSON_PATH)
@@ -18,6 +19,14 @@
 //   scopes           scope values the server knows (default ["read", "write", "admin"])
 //   resources        {resource indicator: {scope, accessTokenTTL, accessTokenFormat}}
 //   default_resource resource used when a token request has no `resource` (null: none)
+//   dpop_require_nonce  true: every DPoP proof must carry a server nonce (400
+//                    use_dpop_nonce with a DPoP-Nonce header otherwise); default false,
+//                    nonces are then only handed out, never demanded
+//
+// Clients opt in to bound tokens with `dpop_bound_access_tokens: true` (a token request
+// without a DPoP proof is then invalid_grant) or `tls_client_certificate_bound_access_tokens:
+// true` (the token's cnf carries the x5t#S256 of the client certificate). A DPoP proof on
+// any client's token request binds that token (token_type DPoP, cnf.jkt).
 //
 // Once listening it prints exactly one line `READY <port>` on stdout. oidc-provider may
 // print NOTICE lines on stdout before it, and warnings on stderr. Nothing here prints the
@@ -173,6 +182,8 @@ function buildProvider(issuer, config) {
     // oidc-provider's default list lacks ES384, which oauth-gateway signs with for P-384 keys.
     enabledJWA: {
       clientAuthSigningAlgValues: ['HS256', 'RS256', 'PS256', 'ES256', 'ES384'],
+      // What oauth-gateway's DPoP keys sign with (EC P-256 by default, P-384, RSA).
+      dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256'],
     },
     jwks: signingKeys(),
     // No ID tokens are issued here; this only has to agree with the one signing key.
@@ -180,6 +191,14 @@ function buildProvider(issuer, config) {
     cookies: { keys: [randomBytes(32).toString('hex')] },
     features: {
       devInteractions: { enabled: false },
+      dPoP: {
+        enabled: true,
+        // Nonces are stateless HMACs of a time window under this secret.
+        nonceSecret: randomBytes(32),
+        requireNonce() {
+          return config.dpop_require_nonce === true;
+        },
+      },
       clientCredentials: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: true },
@@ -206,7 +225,7 @@ function buildProvider(issuer, config) {
         enabled: true,
         tlsClientAuth: true,
         selfSignedTlsClientAuth: false,
-        certificateBoundAccessTokens: false,
+        certificateBoundAccessTokens: true,
         getCertificate(ctx) {
           const peer = peerCertificate(ctx);
           return peer ? new X509Certificate(peer.raw) : undefined;

@@ -1,0 +1,569 @@
+"""Sender-constrained tokens: DPoP proofs (RFC 9449) and binding checks (RFC 8705 section 3).
+
+A DPoP-bound access token is useless without the private key it was bound to: every
+request, to the token endpoint and to the resource server, carries a fresh *proof*, a
+small JWT signed by that key (:func:`make_proof`). This module holds the pieces that
+do not send anything:
+
+* :class:`DPoPKey`: the key pair (EC P-256 made in memory by default, or a PEM file with
+  the same rules as every other key file) and its RFC 7638 thumbprint ``jkt``.
+* :func:`make_proof`: one proof for one request attempt.
+* :class:`NonceStore`: the latest ``DPoP-Nonce`` of each server, by origin.
+* :func:`token_nonce_challenge` and :func:`resource_nonce_challenge`: recognise a
+  server asking for a nonce (``use_dpop_nonce``) and return the nonce to retry with.
+* :func:`token_confirmation`, :func:`check_binding` and :func:`check_dpop_token_type`:
+  check, before a token is used, that it is bound to OUR key or certificate.
+
+Signing needs PyJWT with its crypto extra (``pip install 'oauth-gateway[jwt]'``), imported
+only when a key is made or loaded. Reading a token's ``cnf`` needs only the standard
+library. Nothing here logs, and no message, ``repr`` or attribute holds an access token,
+a proof or a private key: keys show their type and a short ``jkt``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import json
+import secrets
+import threading
+from typing import Any, Dict, Mapping, NoReturn, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ._jsonpath import join as _join_path
+from .client_auth import (
+    PrivateKey,
+    jwk_thumbprint,
+    load_private_key,
+    require_jwt,
+    sign_jwt,
+)
+from .discovery import parse_www_authenticate
+from .exceptions import OAuthGatewayError
+
+#: The ``typ`` header of every DPoP proof (RFC 9449 section 4.2).
+DPOP_JWT_TYPE = "dpop+jwt"
+#: The algorithm of the default key.
+DEFAULT_DPOP_ALG = "ES256"
+#: The request and response header carrying a proof, and the one carrying a nonce.
+DPOP_HEADER = "DPoP"
+DPOP_NONCE_HEADER = "DPoP-Nonce"
+#: The error code of a server that wants a (new) nonce (RFC 9449 sections 8 and 9).
+USE_DPOP_NONCE = "use_dpop_nonce"
+#: The ``token_type`` of a DPoP-bound access token, and the ``Authorization`` scheme.
+DPOP_TOKEN_TYPE = "DPoP"
+#: Servers remembered by a :class:`NonceStore` before the least recently used goes.
+DEFAULT_MAX_NONCES = 256
+#: A nonce longer than this is ignored (RFC 9449 gives no limit; real ones are < 100).
+MAX_NONCE_LENGTH = 1024
+#: The config key of a persistent DPoP key, for messages.
+DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+# RFC 9449 section 8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E
+_NQCHAR = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
+
+
+class TokenBindingError(OAuthGatewayError):
+    """An access token is not bound to our DPoP key or client certificate.
+
+    Raised before the token is used: the resource server would refuse it, or the
+    authorization server was misconfigured and handed out a token someone else may use.
+    Messages and attributes hold thumbprints (hashes of public keys), never the token.
+
+    Attributes:
+        confirmation: What was checked: ``"jkt"`` (DPoP), ``"x5t#S256"`` (mTLS) or
+            ``"token_type"``.
+        expected: Our thumbprint (or ``"DPoP"``), or None when we have none.
+        actual: What the token or response carries, or None when it carries nothing.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        confirmation: str,
+        expected: Optional[str] = None,
+        actual: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.confirmation = confirmation
+        self.expected = expected
+        self.actual = actual
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _short(thumbprint: Optional[str]) -> str:
+    # Thumbprints are public, but 43 characters make messages hard to read.
+    return "none" if not thumbprint else "%s..." % thumbprint[:8]
+
+
+# --------------------------------------------------------------------------------------
+# The key
+# --------------------------------------------------------------------------------------
+
+
+class DPoPKey:
+    """The key pair that proves possession: a private key, its public JWK and ``jkt``.
+
+    Immutable and thread-safe (signing is). Not picklable: a DPoP-bound token must stay
+    with the process holding its key, and the key is not written anywhere by us.
+
+    Attributes:
+        alg: The JWS algorithm of the proofs (``ES256`` for the default key).
+        jkt: The RFC 7638 SHA-256 thumbprint of the public key (base64url), what a
+            bound token's ``cnf.jkt`` holds.
+        path: The PEM file the key came from, or None for a key made in memory.
+    """
+
+    def __init__(self, key: PrivateKey, alg: Optional[str] = None) -> None:
+        """Wrap a loaded key; use :meth:`generate` or :meth:`from_file` to get one.
+
+        Args:
+            key: From :func:`~oauth_gateway.client_auth.load_private_key`.
+            alg: The algorithm; default from the key (ES256, ES384 or RS256).
+        """
+        self._key = key
+        self.alg = alg or key.default_alg
+        self.path = key.path
+        jwk = key.public_jwk()
+        self.jkt = jwk_thumbprint(jwk)
+        # Built once: every proof of this key has the same header.
+        self._header: Dict[str, Any] = {"typ": DPOP_JWT_TYPE, "jwk": jwk}
+
+    @classmethod
+    def generate(cls, *, json_path: str = "$") -> DPoPKey:
+        """Make a new EC P-256 key in memory (lost when the process ends).
+
+        Args:
+            json_path: The JSON path of the ``oauth_config`` object, for the message.
+
+        Raises:
+            ConfigError: PyJWT or cryptography is not installed.
+        """
+        require_jwt(_join_path(json_path, "OAUTH_DPOP"))
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return cls(PrivateKey(ec.generate_private_key(ec.SECP256R1())), DEFAULT_DPOP_ALG)
+
+    @classmethod
+    def from_file(cls, path: str, password: Optional[str] = None, *, json_path: str = "$") -> DPoPKey:
+        """Load a persistent key (``OAUTH_DPOP_KEY_PATH``) with the rules of every key file.
+
+        EC P-256 (ES256) is the one every DPoP server supports; EC P-384 (ES384) and RSA
+        2048+ (RS256) load too.
+
+        Args:
+            path: The PEM private key file.
+            password: Its password, or None.
+            json_path: The JSON path of the ``oauth_config`` object, for messages.
+
+        Raises:
+            ConfigError: the file is missing, unreadable, encrypted without a password,
+                or not a supported key; or PyJWT is not installed.
+        """
+        return cls(load_private_key(path, password, json_path=json_path, field=DPOP_KEY_FIELD))
+
+    @property
+    def public_jwk(self) -> Dict[str, Any]:
+        """A copy of the public key as a JWK (what each proof's ``jwk`` header carries)."""
+        return dict(self._header["jwk"])
+
+    def proof(
+        self,
+        htm: str,
+        htu: str,
+        *,
+        now: float,
+        nonce: Optional[str] = None,
+        access_token: Optional[str] = None,
+    ) -> str:
+        """Same as :func:`make_proof` with this key."""
+        return make_proof(self, htm, htu, now=now, nonce=nonce, access_token=access_token)
+
+    def __repr__(self) -> str:
+        kind = "EC %s" % self._key.curve if self._key.key_type == "EC" else "RSA %d" % self._key.bits
+        return "DPoPKey(path=%r, type=%r, jkt=%r)" % (self.path, kind, _short(self.jkt))
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a DPoPKey is not picklable; keep DPoP tokens in the process that holds the key")
+
+
+# --------------------------------------------------------------------------------------
+# Proofs
+# --------------------------------------------------------------------------------------
+
+
+def htu_of(url: str) -> str:
+    """The ``htu`` of a request URL: the URL without its query and fragment.
+
+    Args:
+        url: The request URL as sent.
+
+    Returns:
+        Scheme, authority and path, as given (servers compare them after parsing).
+    """
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def access_token_hash(access_token: str) -> str:
+    """The ``ath`` claim: base64url (no padding) SHA-256 of the access token (RFC 9449 4.2)."""
+    return _b64url(hashlib.sha256(access_token.encode("utf-8")).digest())
+
+
+def make_proof(
+    key: DPoPKey,
+    htm: str,
+    htu: str,
+    *,
+    now: float,
+    nonce: Optional[str] = None,
+    access_token: Optional[str] = None,
+) -> str:
+    """Sign a DPoP proof for ONE request attempt (RFC 9449 section 4.2).
+
+    Call it again for every attempt and every retry: each proof has a new ``jti`` and
+    servers refuse a proof they have seen.
+
+    Args:
+        key: The DPoP key.
+        htm: The HTTP method (upper-cased here).
+        htu: The request URL; its query and fragment are dropped.
+        now: Wall-clock seconds since the epoch (``time.time()``), for ``iat``.
+        nonce: The server's latest ``DPoP-Nonce``, or None.
+        access_token: The access token the request carries (resource requests): adds
+            ``ath``. None for token requests.
+
+    Returns:
+        The compact JWS, for the ``DPoP`` request header. Never log it.
+
+    Raises:
+        ConfigError: PyJWT or cryptography is not installed.
+    """
+    claims: Dict[str, Any] = {
+        "jti": secrets.token_urlsafe(16),
+        "htm": htm.upper(),
+        "htu": htu_of(htu),
+        "iat": int(now),
+    }
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    return sign_jwt(key._header, claims, key._key, key.alg)
+
+
+# --------------------------------------------------------------------------------------
+# Nonces
+# --------------------------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str:
+    """The origin of ``url`` (``https://host:port``, lower-cased, default port filled in)."""
+    parts = urlsplit(url)
+    scheme = (parts.scheme or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s:%d" % (scheme, host, port or _DEFAULT_PORTS.get(scheme, 0))
+
+
+def is_valid_nonce(value: Any) -> bool:
+    """True when ``value`` is an RFC 9449 nonce (1 to 1024 NQCHARs)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NONCE_LENGTH and all(char in _NQCHAR for char in value)
+
+
+def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
+    value = headers.get(name)  # requests' headers are case-insensitive already
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, item in headers.items():
+        if key.lower() == lowered:
+            return item
+    return None
+
+
+def response_nonce(headers: Mapping[str, str]) -> Optional[str]:
+    """The valid ``DPoP-Nonce`` of a response, or None (missing or malformed)."""
+    value = _header(headers, DPOP_NONCE_HEADER)
+    if value is None:
+        return None
+    value = value.strip()
+    return value if is_valid_nonce(value) else None
+
+
+class NonceStore:
+    """The latest ``DPoP-Nonce`` of each server, by origin, least recently used evicted.
+
+    Thread-safe: one lock, held only for a dictionary operation. Nonces are not secrets
+    (servers send them in clear to anyone), but they are not logged either.
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_NONCES) -> None:
+        """Make an empty store.
+
+        Args:
+            max_entries: How many servers to remember (at least 1).
+        """
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._nonces: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    def get(self, url: str) -> Optional[str]:
+        """The nonce to send to ``url``'s server, or None when it never sent one."""
+        origin = origin_of(url)
+        with self._lock:
+            nonce = self._nonces.get(origin)
+            if nonce is not None:
+                self._nonces.move_to_end(origin)
+            return nonce
+
+    def remember(self, url: str, nonce: str) -> bool:
+        """Remember ``nonce`` for ``url``'s server; False (and nothing stored) if invalid."""
+        if not is_valid_nonce(nonce):
+            return False
+        origin = origin_of(url)
+        with self._lock:
+            self._nonces[origin] = nonce
+            self._nonces.move_to_end(origin)
+            while len(self._nonces) > self.max_entries:
+                self._nonces.popitem(last=False)
+        return True
+
+    def update(self, url: str, headers: Mapping[str, str]) -> Optional[str]:
+        """Remember the ``DPoP-Nonce`` of any response from ``url`` (servers rotate them).
+
+        Returns:
+            The nonce remembered, or None when the response carried no valid one.
+        """
+        nonce = response_nonce(headers)
+        if nonce is not None:
+            self.remember(url, nonce)
+        return nonce
+
+    def forget(self, url: str) -> None:
+        """Drop ``url``'s server's nonce."""
+        with self._lock:
+            self._nonces.pop(origin_of(url), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._nonces)
+
+    def __repr__(self) -> str:
+        return "NonceStore(servers=%d, max_entries=%d)" % (len(self), self.max_entries)
+
+
+def token_nonce_challenge(status_code: int, headers: Mapping[str, str], body: Any) -> Optional[str]:
+    """The nonce to retry a token request with, when the server asked for one.
+
+    RFC 9449 section 8: HTTP 400, a JSON body with ``error`` ``use_dpop_nonce`` and a
+    ``DPoP-Nonce`` header. Retry once with a new proof carrying this nonce.
+
+    Args:
+        status_code: The response status.
+        headers: The response headers.
+        body: The parsed JSON body (anything; non-objects never match).
+
+    Returns:
+        The nonce, or None when this is not a valid nonce challenge (then the response
+        is an ordinary error).
+    """
+    if status_code != 400 or not isinstance(body, dict) or body.get("error") != USE_DPOP_NONCE:
+        return None
+    return response_nonce(headers)
+
+
+def resource_nonce_challenge(status_code: int, headers: Mapping[str, str]) -> Optional[str]:
+    """The nonce to repeat a resource request with, when the resource server asked for one.
+
+    RFC 9449 section 9: HTTP 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"``
+    (other challenges may come with it) and a ``DPoP-Nonce`` header. Repeat once.
+
+    Returns:
+        The nonce, or None when this is not a valid nonce challenge.
+    """
+    if status_code != 401:
+        return None
+    value = _header(headers, "WWW-Authenticate")
+    if not value:
+        return None
+    for challenge in parse_www_authenticate(value):
+        if challenge.scheme.lower() == "dpop" and challenge.get("error") == USE_DPOP_NONCE:
+            return response_nonce(headers)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Binding checks
+# --------------------------------------------------------------------------------------
+
+
+def _segment(part: str) -> Any:
+    padded = part + "=" * (-len(part) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+
+
+def token_claims(access_token: str) -> Optional[Dict[str, Any]]:
+    """The claims of a JWT access token, NOT verified; None for an opaque token.
+
+    Only for reading ``cnf`` before use: the signature is the resource server's job, and
+    nothing here trusts the claims beyond comparing them to our own thumbprints.
+    """
+    parts = access_token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        return None
+    try:
+        header, claims = _segment(parts[0]), _segment(parts[1])
+    except (ValueError, binascii.Error, UnicodeError):
+        return None
+    if not isinstance(header, dict) or "alg" not in header or not isinstance(claims, dict):
+        return None
+    return claims
+
+
+def token_confirmation(access_token: str) -> Optional[Dict[str, Any]]:
+    """The ``cnf`` claim of a JWT access token (RFC 7800), read WITHOUT verifying it.
+
+    Args:
+        access_token: The token as received.
+
+    Returns:
+        The ``cnf`` object (``{"jkt": ...}`` for DPoP, ``{"x5t#S256": ...}`` for mTLS), or
+        None when the token is opaque, not a JWT, or has no ``cnf`` object.
+    """
+    claims = token_claims(access_token)
+    if claims is None:
+        return None
+    cnf = claims.get("cnf")
+    return dict(cnf) if isinstance(cnf, dict) else None
+
+
+def check_binding(
+    cnf: Optional[Mapping[str, Any]],
+    *,
+    dpop_jkt: Optional[str] = None,
+    cert_x5t_s256: Optional[str] = None,
+) -> None:
+    """Check that a token's ``cnf`` binds it to our DPoP key or client certificate.
+
+    Rules: a ``cnf.jkt`` must equal ``dpop_jkt`` (and is an error when DPoP is off); when
+    DPoP is on, a ``cnf`` without ``jkt`` is an error (the token is bound to something
+    else). A ``cnf["x5t#S256"]`` must equal ``cert_x5t_s256`` (and is an error without a
+    client certificate). A certificate used only for client authentication with a
+    token that has no ``x5t#S256`` is fine. ``cnf`` None (opaque token, or no ``cnf``)
+    checks nothing: use :func:`check_dpop_token_type` and introspection for those.
+
+    Args:
+        cnf: From :func:`token_confirmation` or an introspection response.
+        dpop_jkt: :attr:`DPoPKey.jkt` when DPoP is on, else None.
+        cert_x5t_s256: The ``x5t#S256`` of our client certificate when mTLS is on
+            (:func:`~oauth_gateway.client_auth.certificate_thumbprints`), else None.
+
+    Raises:
+        TokenBindingError: the token is bound to another key or certificate, or to one
+            we do not use.
+    """
+    if not cnf:
+        return
+    jkt = cnf.get("jkt")
+    if jkt is not None or dpop_jkt is not None:
+        if dpop_jkt is None:
+            raise TokenBindingError(
+                "the access token is bound to a DPoP key (cnf.jkt %s), but OAUTH_DPOP is off; "
+                "turn OAUTH_DPOP on, or ask the server for bearer tokens for this client" % _short(jkt),
+                "jkt",
+                None,
+                jkt,
+            )
+        if jkt != dpop_jkt:
+            raise TokenBindingError(
+                "the access token is bound to another DPoP key: cnf.jkt is %s, our key's "
+                "thumbprint is %s; the server bound it to a key we do not hold, so it cannot "
+                "be used. Check the authorization server's DPoP support (and OAUTH_DPOP_KEY_PATH)"
+                % (_short(jkt if isinstance(jkt, str) else None), _short(dpop_jkt)),
+                "jkt",
+                dpop_jkt,
+                jkt if isinstance(jkt, str) else None,
+            )
+    x5t = cnf.get("x5t#S256")
+    if x5t is not None:
+        if cert_x5t_s256 is None:
+            raise TokenBindingError(
+                "the access token is bound to a client certificate (cnf x5t#S256 %s), but no "
+                "client certificate is configured; set OAUTH_CLIENT_CERT_PATH and "
+                "OAUTH_CLIENT_KEY_PATH to the certificate registered with the server" % _short(x5t),
+                "x5t#S256",
+                None,
+                x5t,
+            )
+        if x5t != cert_x5t_s256:
+            raise TokenBindingError(
+                "the access token is bound to another client certificate: cnf x5t#S256 is %s, "
+                "our certificate's is %s; check OAUTH_CLIENT_CERT_PATH and that the token "
+                "request went out with that certificate"
+                % (_short(x5t if isinstance(x5t, str) else None), _short(cert_x5t_s256)),
+                "x5t#S256",
+                cert_x5t_s256,
+                x5t if isinstance(x5t, str) else None,
+            )
+
+
+def check_dpop_token_type(token_type: Any) -> None:
+    """Check that a token response to a DPoP token request says ``token_type`` ``DPoP``.
+
+    RFC 9449 section 5: a server that ignored the proof answers ``Bearer``; that token is
+    not bound, and sending it as DPoP would fail at the resource server.
+
+    Raises:
+        TokenBindingError: the ``token_type`` is anything else (compared case-insensitively).
+    """
+    if isinstance(token_type, str) and token_type.lower() == DPOP_TOKEN_TYPE.lower():
+        return
+    shown = token_type if isinstance(token_type, str) and len(token_type) <= 32 else type(token_type).__name__
+    raise TokenBindingError(
+        "the token response has token_type %r, not 'DPoP': the authorization server did "
+        "not bind the token to our DPoP key; enable DPoP for this client at the server, or "
+        "turn OAUTH_DPOP off" % shown,
+        "token_type",
+        DPOP_TOKEN_TYPE,
+        shown,
+    )
+
+
+__all__ = (
+    "DEFAULT_DPOP_ALG",
+    "DEFAULT_MAX_NONCES",
+    "DPOP_HEADER",
+    "DPOP_JWT_TYPE",
+    "DPOP_NONCE_HEADER",
+    "DPOP_TOKEN_TYPE",
+    "DPoPKey",
+    "NonceStore",
+    "TokenBindingError",
+    "USE_DPOP_NONCE",
+    "access_token_hash",
+    "check_binding",
+    "check_dpop_token_type",
+    "htu_of",
+    "is_valid_nonce",
+    "make_proof",
+    "origin_of",
+    "resource_nonce_challenge",
+    "response_nonce",
+    "token_claims",
+    "token_confirmation",
+    "token_nonce_challenge",
+)
