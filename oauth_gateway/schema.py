@@ -42,7 +42,7 @@ _RESOLVER_BASE = "file:///oauth-gateway/schemas/"
 _DEFAULT_PRIORITY = {"type": 100, "required": 90, "additionalProperties": 90}
 _OTHER_PRIORITY = 50
 
-_ENV_REFERENCE = re.compile(r"\$\{[^}]*\}")
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # linear: no two ways to match one text
 _SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "APIKEY", "API_KEY", "CREDENTIAL")
 # Containers whose values may be credentials whatever the key (headers, form fields, env).
 _SECRET_CONTAINERS = ("OAUTH_CUSTOM_HEADERS", "OAUTH_ADDITIONAL_PARAMS", "ENV", "HEADERS")
