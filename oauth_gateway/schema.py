@@ -253,12 +253,16 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
     return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
 
 
+# format_path writes an odd key as ['...'] with ' and \ escaped by a backslash.
+_UNESCAPE = re.compile(r"\\(.)")
 _SEGMENT = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
 
 
 def _path_order(json_path: str) -> Tuple[Tuple[int, int, str], ...]:
     """The sort key of a problem's JSON path, as :func:`_check` sorts by segments."""
-    return _sort_key(int(index) if index else (name or odd) for index, name, odd in _SEGMENT.findall(json_path))
+    return _sort_key(
+        int(index) if index else (name or _UNESCAPE.sub(r"\1", odd)) for index, name, odd in _SEGMENT.findall(json_path)
+    )
 
 
 def raise_for_problems(problems: Iterable[Problem]) -> None:
