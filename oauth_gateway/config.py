@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Op
 from urllib.parse import urlsplit
 
 from . import schema as _schema
-from ._helpers import resolve_env
+from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
 from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
@@ -51,11 +51,14 @@ def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ("must be an absolute http(s) URL, got %r" % url, "write it like https://idp.example.com/oauth/token")
+        return (
+            "must be an absolute http(s) URL, got %r" % redact_url(url),
+            "write it like https://idp.example.com/oauth/token",
+        )
     if version == "2.1" and key == "OAUTH_TOKEN_URL":
         return ("OAuth 2.1 requires HTTPS for token_url", "use an https:// URL or set OAUTH_VERSION to \"2.0\"")
     return (
-        "must be https, got %r" % url,
+        "must be https, got %r" % redact_url(url),
         "use https, or set OAUTH_ENFORCE_HTTPS to false for local tests (OAuth 2.0 only)",
     )
 
@@ -93,6 +96,12 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
                 "%s is not readable: %s" % (label, value),
                 path_of(name),
                 "make it readable by this user (chmod 600, owned by the gateway's user)",
+            )
+    if key:
+        _, problem = read_regular_file(key, MAX_SECRET_FILE_BYTES)
+        if problem is not None:
+            raise ConfigError(
+                "Client key %s %s" % (key, problem.problem), path_of("OAUTH_CLIENT_KEY_PATH"), problem.hint
             )
     if ca:
         try:
@@ -132,15 +141,24 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
 
 
 def _read_secret_file(path: str, json_path: str) -> str:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            secret = handle.read().strip("\r\n")
-    except OSError as exc:
+    read, problem = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    if problem is not None:
         raise ConfigError(
-            "cannot read the secret file %s (%s)" % (path, exc.strerror or exc.__class__.__name__),
+            "cannot read the secret file %s: it %s" % (path, problem.problem),
             json_path,
-            "check the path and that this user may read it",
+            "%s; it must be a regular file readable by this user" % problem.hint,
+        )
+    assert read is not None
+    try:
+        secret = read.data.decode("utf-8").strip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "the secret file %s is not UTF-8 text" % path, json_path, "write the client secret as UTF-8 text"
         ) from None
+    if read.is_exposed:
+        log.warning(
+            "Client secret file %s is readable by group or others (mode %04o); run chmod 600 on it", path, read.mode
+        )
     if not secret:
         raise ConfigError("the secret file %s is empty" % path, json_path, "write the client secret into it")
     return secret
@@ -189,7 +207,7 @@ def _resources(value: Any, where: str) -> Tuple[str, ...]:
         parts = urlsplit(uri)
         if not parts.scheme or parts.fragment or "#" in uri:
             raise ConfigError(
-                "must be an absolute URI without a fragment (RFC 8707), got %r" % uri,
+                "must be an absolute URI without a fragment (RFC 8707), got %r" % redact_url(uri),
                 where + ("[%d]" % i if isinstance(value, list) else ""),
                 "write it like https://api.example.com/mcp",
             )
@@ -331,11 +349,39 @@ def _check_secret(values: _Values, path_of: _PathOf) -> None:
         )
 
 
+#: Query parameter names that say "credential": refused in endpoint URLs, whose query
+#: urllib3 writes to its DEBUG log (``"POST /token?p=... HTTP/1.1" 200``).
+_SECRET_QUERY_NAME = re.compile(
+    r"secret|passw|pwd|token|api_?key|assertion|signature|credential|^(key|code|sig|auth|authorization)$", re.I
+)
+
+
+def _credential_problem(url: str) -> Optional[Tuple[str, str]]:
+    """Credentials inside an endpoint URL: user info, or a query value under a secret-looking name."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return (
+            "must not carry credentials (user:password@), got %r" % redact_url(url),
+            "remove them from the URL; the client authenticates with OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET",
+        )
+    for field in parts.query.split("&") if parts.query else ():
+        name = field.partition("=")[0]
+        if _SECRET_QUERY_NAME.search(name):
+            return (
+                "carries %r in its query, which urllib3's DEBUG log would show, got %r" % (name, redact_url(url)),
+                "send it in the POST body with OAUTH_ADDITIONAL_PARAMS, or as OAUTH_CLIENT_SECRET",
+            )
+    return None
+
+
 def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     def check(values: _Values, path_of: _PathOf) -> None:
         url = values[name]
         if not url:
             return
+        credentials = _credential_problem(url)
+        if credentials:
+            raise ConfigError(credentials[0], path_of(key), credentials[1])
         problem = _https_problem(url, key, values["version"])
         if problem and (values["enforce_https"] or urlsplit(url).scheme not in ("http", "https")):
             raise ConfigError(problem[0], path_of(key), problem[1])
@@ -360,6 +406,49 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
                 "authorization server's issuer, or OAUTH_RESOURCE to the MCP server's URL",
             )
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
+
+
+# RFC 7230 section 3.2.6: a header name is a token.
+_HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _header_value_problem(value: str) -> Optional[str]:
+    """What makes ``value`` unfit for an HTTP header (RFC 7230 field-value), without quoting it."""
+    for char in value:
+        if char in "\r\n":
+            return "holds a line break (CR or LF)"
+        if char == "\0":
+            return "holds a NUL character"
+        if (char < " " and char != "\t") or char == "\x7f":
+            return "holds the control character U+%04X" % ord(char)
+    if value != value.strip(" \t"):
+        return "starts or ends with whitespace"
+    return None
+
+
+def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
+    """Refuse header names and values that requests would reject or send split.
+
+    Checked after ``${ENV}`` resolution (a key read from an environment variable often
+    ends with a newline); messages name the header, never its value.
+    """
+    where = path_of("OAUTH_CUSTOM_HEADERS")
+    for name, value in values["custom_headers"]:
+        if not name or not set(name) <= _HEADER_NAME_CHARS:
+            raise ConfigError(
+                "header name %s is not an HTTP token (RFC 7230: letters, digits and !#$%%&'*+-.^_`|~, no spaces)"
+                % json.dumps(name),
+                where,
+                'rename it, e.g. "X-Api-Key"',
+            )
+        problem = _header_value_problem(value)
+        if problem is not None:
+            raise ConfigError(
+                "the value of header %s %s" % (name, problem),
+                _join(where, name),
+                "remove it from the value (or from the variable it comes from); "
+                "header values are one line of text without control characters",
+            )
 
 
 def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
@@ -452,7 +541,8 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
           check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
     Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
-    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
+    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs,
+          check=_check_custom_headers),
     Field("OAUTH_TIMEOUT", "timeout", float, load=_float),
     Field("OAUTH_CONNECT_TIMEOUT", "connect_timeout", float, load=_float),
     Field("OAUTH_MAX_RETRIES", "max_retries", int),
@@ -709,6 +799,8 @@ class OAuthConfig:
             value = getattr(self, field.name)
             if field.mask is not None:
                 value = field.mask(value)
+            if field.is_url and value:
+                value = redact_url(value)
             shown.append("%s=%s" % (field.name, ("'***'" if value else "''") if field.secret else repr(value)))
             if field.name == "version":
                 shown.append("auth_method=%r" % self.auth_method)

@@ -13,13 +13,14 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
+from ._helpers import masked
 from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse
+from .client import TokenClient, TokenResponse, call_budget, safe_text
 from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
-from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
+from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured, TransportError
 from .metrics import Metrics
 from .providers import ProviderContext, call_provider, get_provider
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
@@ -35,6 +36,9 @@ DEFAULT_FAILURE_COOLDOWN = 5.0
 STALE_RETRY_INITIAL = 1.0
 #: Longest wait between refresh attempts while the old token is served.
 STALE_RETRY_MAX = 60.0
+#: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
+#: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
+WAIT_MARGIN = 60.0
 
 
 class HitProbe(NamedTuple):
@@ -268,6 +272,7 @@ class TokenManager:
             )
         key = (server_name, config_id)
         fingerprint = config.fingerprint
+        rejected = masked(rejected)  # an Authorization value; frame locals may be printed
         with self._lock:
             now = self._clock()
             entry = self._peek(key)
@@ -305,7 +310,14 @@ class TokenManager:
                     return usable.token
             self._metrics.add(server_name, "token_cache_misses")
         if not leader:
-            flight.done.wait()
+            # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
+            budget = call_budget(config) + WAIT_MARGIN
+            if not flight.done.wait(budget):
+                raise TransportError(
+                    "waited %.0f s for another thread's token request for %s, which has not finished; "
+                    "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
+                    server_name=server_name,
+                )
             if flight.error is not None:
                 raise _fresh(flight.error)
             assert flight.token is not None
@@ -567,7 +579,7 @@ class TokenManager:
         if config.validate_scopes and config.scopes and not config.scopes <= granted:
             raise InvalidScope(
                 "Token scopes validation failed. Requested: %s, Received: %s"
-                % (" ".join(sorted(config.scopes)), " ".join(sorted(granted)) or "(none)"),
+                % (" ".join(sorted(config.scopes)), safe_text(" ".join(sorted(granted))) or "(none)"),
                 error="invalid_scope",
                 retryable=False,
             )
@@ -652,6 +664,7 @@ class TokenManager:
                 except Exception as exc:
                     self._cache_error(server_name, "read", exc)
             token = entry.token.access_token if entry is not None else None
+        token = masked(token)  # frame locals may be printed with a traceback
         self.invalidate(server_name, config_id)
         if token is None:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)

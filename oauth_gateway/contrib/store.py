@@ -72,6 +72,10 @@ def acquire_polling(
 ) -> None:
     """Call ``try_acquire`` until it returns True, backing off with :func:`poll_delay`.
 
+    The wait ends after ``wait_timeout`` seconds by ``clock``, or once the delays given to
+    ``sleep`` add up to ``wait_timeout``, whichever comes first: a clock that does not move
+    (a test's fake clock, a stalled timer) cannot make it endless.
+
     Args:
         try_acquire: one non-blocking attempt; True when the lock is now held.
         wait_timeout: seconds to keep trying.
@@ -84,13 +88,16 @@ def acquire_polling(
     """
     deadline = clock() + wait_timeout
     attempt = 0
+    slept = 0.0
     while not try_acquire():
         now = clock()
-        if now >= deadline:
+        if now >= deadline or slept >= wait_timeout:
             raise TimeoutError(
                 "%s was still held by another process after %.1fs; fetching without it" % (what, wait_timeout)
             )
-        sleep(min(poll_delay(attempt), deadline - now))
+        delay = min(poll_delay(attempt), deadline - now, wait_timeout - slept)
+        sleep(delay)
+        slept += delay
         attempt += 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.views.decorators.debug import sensitive_variables
 
 from oauth_gateway.contrib import django as _app
 from oauth_gateway.exceptions import OAuthGatewayError
@@ -30,6 +31,7 @@ class Command(BaseCommand):
             help="print the access token itself, and only it; it is a secret, keep it out of logs",
         )
 
+    @sensitive_variables("token")
     def handle(self, *args: Any, **options: Any) -> None:
         server_name = options["server_name"]
         try:
