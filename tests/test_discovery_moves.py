@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, Tuple
 
 import pytest
+import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route
@@ -153,3 +154,68 @@ def test_a_shared_file_cache_serves_another_managers_token_when_both_found_the_s
     token = first.get_token("mcp", config)
     assert second.get_token("mcp", config).access_token == token.access_token
     assert _counts(moving) == (1, 0)  # the control: the issuer check above is what refused
+
+
+# --------------------------------------------------------------------------- dropping the metadata
+
+
+def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(moving, ca_bundle, clock):
+    config = _config(moving, ca_bundle)
+    manager = og.TokenManager(clock=clock)
+    old = manager.get_token("mcp", config)
+    # The server moves to AS-2 and publishes that at a new metadata URL, well within the
+    # old document's max-age: only its 401 challenge tells the client.
+    moved = "/.well-known/oauth-protected-resource/mcp-v2"
+    document = {"resource": moving.mcp, "authorization_servers": [moving.issuers[moving.as2]]}
+    moving.meta.route(moved, Route(json=document, headers=[("Cache-Control", "max-age=%d" % PRM_MAX_AGE)]))
+    moving.meta.challenge("/mcp", resource_metadata=moving.meta.url + moved)
+
+    with requests.Session() as session:
+        session.verify = ca_bundle
+        answer = session.post(moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle)
+    assert answer.status_code == 401 and len(answer.history) == 1  # recovered once, then the test server said no
+    assert answer.request.headers["Authorization"] != old.authorization
+    assert _counts(moving) == (1, 1)  # the replacement came from AS-2
+    assert moving.meta.count(moved) == 1
+    assert manager.resolve(config).issuer == moving.issuers[moving.as2]
+
+
+def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(moving, ca_bundle, clock):
+    config = _config(moving, ca_bundle)
+    manager = og.TokenManager(clock=clock)
+    manager.get_token("mcp", config)
+    before = moving.meta.count(PRM)
+    with requests.Session() as session:
+        session.verify = ca_bundle
+        answer = session.post(moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle)
+    assert len(answer.history) == 1
+    assert moving.meta.count(PRM) == before  # no metadata request: the cached document still holds
+    assert _counts(moving) == (2, 0)
+
+
+@pytest.mark.parametrize("error, raised", [("invalid_client", og.InvalidClient), ("invalid_target", og.InvalidTarget)])
+def test_a_refresh_refused_as_invalid_client_or_target_drops_the_metadata(moving, ca_bundle, clock, error, raised):
+    config = _config(moving, ca_bundle)
+    manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
+    manager.get_token("mcp", config)
+    moving.move()  # the cached document (60 s) still names AS-1
+    moving.as1.push_fault(Fault(400 if error == "invalid_target" else 401, json={"error": error}))
+    with pytest.raises(raised):
+        manager.refresh("mcp", config)
+    assert _counts(moving) == (2, 0)
+    clock.advance(og.manager.DEFAULT_FAILURE_COOLDOWN + 1)  # well within the document's max-age
+    assert manager.refresh("mcp", config).access_token in moving.as2.issued
+    assert _counts(moving) == (2, 1)
+
+
+def test_other_refusals_keep_the_cached_metadata(moving, ca_bundle, clock):
+    config = _config(moving, ca_bundle)
+    manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
+    manager.get_token("mcp", config)
+    moving.move()
+    moving.as1.push_fault(Fault(400, json={"error": "invalid_scope"}))
+    with pytest.raises(og.InvalidScope):
+        manager.refresh("mcp", config)
+    clock.advance(og.manager.DEFAULT_FAILURE_COOLDOWN + 1)
+    assert manager.refresh("mcp", config).access_token in moving.as1.issued  # the 60 s document holds
+    assert _counts(moving) == (3, 0)
