@@ -25,10 +25,9 @@ import time
 import timeit
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from _loopback import CLIENT_ID, CLIENT_SECRET, BenchServer, guard_loopback, isolate_environment, new_ca
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from _loopback import CLIENT_ID, CLIENT_SECRET, BenchServer, guard_loopback, isolate_environment, new_ca
 
 import oauth_gateway as og
 from oauth_gateway.client_auth import JWT_BEARER_ASSERTION_TYPE, PrivateKeyJwt, load_private_key
@@ -120,7 +119,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with tempfile.TemporaryDirectory() as directory:
             keys = {
                 "ES256": _key_file(directory, "p256.pem", ec.generate_private_key(ec.SECP256R1())),
-                "RS256": _key_file(directory, "rsa.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                "RS256": _key_file(
+                    directory, "rsa.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                ),
             }
             common = {
                 "enabled": True,
@@ -130,10 +131,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "OAUTH_CA_BUNDLE_PATH": server.ca_bundle,
             }
             configs = [
-                ("client_secret_basic", None, dict(common, OAUTH_CLIENT_SECRET=CLIENT_SECRET, OAUTH_USE_BASIC_AUTH=True)),
+                (
+                    "client_secret_basic",
+                    None,
+                    dict(common, OAUTH_CLIENT_SECRET=CLIENT_SECRET, OAUTH_USE_BASIC_AUTH=True),
+                ),
             ]
             for alg, path in keys.items():
-                block = dict(common, OAUTH_CLIENT_PRIVATE_KEY_PATH=path, OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="private_key_jwt")
+                block = dict(
+                    common, OAUTH_CLIENT_PRIVATE_KEY_PATH=path, OAUTH_TOKEN_ENDPOINT_AUTH_METHOD="private_key_jwt"
+                )
                 configs.append(("private_key_jwt %s" % alg, path, block))
             print(
                 "Python %s, oauth-gateway %s, %s; %d forced refreshes of each over HTTPS on 127.0.0.1"

@@ -88,13 +88,13 @@ def validate_and_get_a_token(tmp_path: Any, block: Dict[str, Any], server_url: O
 
 
 class Suite(NamedTuple):
-    process: "subprocess.Popen[bytes]"
+    process: subprocess.Popen[bytes]
     url: str
     results: str
     output: List[str]
 
 
-def _pump(stream: Any, lines: "queue.Queue[Optional[str]]", output: List[str]) -> None:
+def _pump(stream: Any, lines: queue.Queue[Optional[str]], output: List[str]) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         output.append(line)
@@ -114,7 +114,7 @@ def conformance_server(tmp_path) -> Iterator[Suite]:
         stderr=subprocess.STDOUT,
         env=dict(os.environ, NO_COLOR="1"),
     )
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    lines: queue.Queue[Optional[str]] = queue.Queue()
     output: List[str] = []
     threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True).start()
     url = None

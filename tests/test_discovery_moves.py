@@ -172,7 +172,9 @@ def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(
 
     with requests.Session() as session:
         session.verify = ca_bundle
-        answer = session.post(moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle)
+        answer = session.post(
+            moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle
+        )
     assert answer.status_code == 401 and len(answer.history) == 1  # recovered once, then the test server said no
     assert answer.request.headers["Authorization"] != old.authorization
     assert _counts(moving) == (1, 1)  # the replacement came from AS-2
@@ -187,7 +189,9 @@ def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(movi
     before = moving.meta.count(PRM)
     with requests.Session() as session:
         session.verify = ca_bundle
-        answer = session.post(moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle)
+        answer = session.post(
+            moving.mcp, json={"jsonrpc": "2.0", "id": 1}, auth=manager.auth("mcp", config), verify=ca_bundle
+        )
     assert len(answer.history) == 1
     assert moving.meta.count(PRM) == before  # no metadata request: the cached document still holds
     assert _counts(moving) == (2, 0)
