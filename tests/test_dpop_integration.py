@@ -29,7 +29,7 @@ from dpop_servers import jwk_thumbprint as server_thumbprint
 from metadata_servers import MetadataServer, Route
 from oauth_gateway.client_auth import certificate_thumbprints
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from oauth_gateway.dpop import DPoPKey, token_confirmation
+from oauth_gateway.dpop import token_confirmation
 from oidc_provider import JWT_RESOURCE, OidcProvider, oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
 
 TIMEOUT = 10
@@ -134,7 +134,9 @@ def nonce_resource_server(ca: Any) -> Iterator[DPoPResourceServer]:
 
 
 def test_a_dpop_token_takes_one_token_request_without_required_nonces(
-    oidc_provider: OidcProvider, manager: og.TokenManager, requests_sent: RequestLog  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,
+    requests_sent: RequestLog,  # noqa: F811
 ) -> None:
     config = dpop_config(oidc_provider)
 
@@ -150,7 +152,9 @@ def test_a_dpop_token_takes_one_token_request_without_required_nonces(
 
 
 def test_a_required_nonce_costs_one_extra_token_request_the_first_time_only(
-    oidc_provider_dpop_nonce: OidcProvider, manager: og.TokenManager, requests_sent: RequestLog  # noqa: F811
+    oidc_provider_dpop_nonce: OidcProvider,
+    manager: og.TokenManager,
+    requests_sent: RequestLog,  # noqa: F811
 ) -> None:
     config = dpop_config(oidc_provider_dpop_nonce)
 
@@ -180,7 +184,9 @@ def test_the_dpop_key_is_one_per_manager_and_config_and_never_pickled(
 
 
 def test_a_persistent_dpop_key_binds_the_token_to_that_key(
-    oidc_provider: OidcProvider, manager: og.TokenManager, tmp_path: Any  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,
+    tmp_path: Any,  # noqa: F811
 ) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "dpop.key"
@@ -192,7 +198,12 @@ def test_a_persistent_dpop_key_binds_the_token_to_that_key(
     os.chmod(str(path), 0o600)
     numbers = private.public_key().public_numbers()
     expected = server_thumbprint(
-        {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x.to_bytes(32, "big")), "y": _b64url(numbers.y.to_bytes(32, "big"))}
+        {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big")),
+        }
     )
 
     token = manager.get_token("dpop-api", dpop_config(oidc_provider, dpop_key_path=str(path)))
@@ -343,7 +354,9 @@ _DPOP_OPTIONS = (("client_id", "c"), ("client_secret", "s"), ("token_url", "http
 
 
 def test_a_certificate_bound_token_matching_our_certificate_is_used(
-    oidc_provider: OidcProvider, manager: og.TokenManager, caplog: Any  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,
+    caplog: Any,  # noqa: F811
 ) -> None:
     config = mtls_config(oidc_provider)
     _, ours, _ = certificate_thumbprints(str(oidc_provider.client_cert_file))
@@ -357,7 +370,9 @@ def test_a_certificate_bound_token_matching_our_certificate_is_used(
 
 
 def test_a_token_bound_to_another_certificate_is_refused_before_use(
-    oidc_provider: OidcProvider, manager: og.TokenManager, tmp_path: Any  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,
+    tmp_path: Any,  # noqa: F811
 ) -> None:
     # Our certificate files are renewed on disk (same CA and subject, another key pair)
     # while the pooled connection still presents the old certificate: the token the
@@ -454,7 +469,8 @@ def test_discovery_uses_the_mtls_endpoint_alias_with_mtls(
 
 
 def test_a_remote_server_with_dpop_is_a_config_error_saying_what_to_do(
-    oidc_provider: OidcProvider, manager: og.TokenManager  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,  # noqa: F811
 ) -> None:
     token = manager.get_token("dpop-api", dpop_config(oidc_provider))
     entry = {
@@ -472,7 +488,8 @@ def test_a_remote_server_with_dpop_is_a_config_error_saying_what_to_do(
 
 
 def test_a_local_server_gets_the_dpop_token_and_its_type(
-    oidc_provider: OidcProvider, manager: og.TokenManager  # noqa: F811
+    oidc_provider: OidcProvider,
+    manager: og.TokenManager,  # noqa: F811
 ) -> None:
     token = manager.get_token("dpop-api", dpop_config(oidc_provider))
     entry = {"server_name": "local", "config": {"command": "python", "args": ["server.py"]}}
@@ -485,7 +502,8 @@ def test_a_local_server_gets_the_dpop_token_and_its_type(
 
 
 def test_a_dpop_token_is_never_written_to_a_file_cache(
-    oidc_provider: OidcProvider, tmp_path: Any  # noqa: F811
+    oidc_provider: OidcProvider,
+    tmp_path: Any,  # noqa: F811
 ) -> None:
     dpop_dir, bearer_dir = tmp_path / "dpop", tmp_path / "bearer"
     client_id, secret = oidc_provider.clients["basic"]
