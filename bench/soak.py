@@ -26,7 +26,7 @@ What runs:
 
 What the report checks (:meth:`SoakReport.violations`):
 
-* No caller receives an expired token: ``token.expires_at > time.monotonic()`` right after
+* No caller receives an expired token: ``token.expires_at_monotonic > time.monotonic()`` right after
   ``get_token`` returns, give or take :data:`LATE_TOLERANCE` (0.1 s). The manager serves a
   token until the last microsecond of its life (during a slow or failing refresh), and a
   caller thread may be descheduled between the manager's look at the clock and ours; such
@@ -393,11 +393,11 @@ class _Caller(threading.Thread):
                 )
             else:
                 ended = clock()
-                if token.expires_at <= ended - LATE_TOLERANCE or token.expires_at <= started:
-                    self.late.append(LateToken(key, started, ended, token.expires_at))
-                elif token.expires_at <= ended:
+                if token.expires_at_monotonic <= ended - LATE_TOLERANCE or token.expires_at_monotonic <= started:
+                    self.late.append(LateToken(key, started, ended, token.expires_at_monotonic))
+                elif token.expires_at_monotonic <= ended:
                     self.edge += 1
-                seen = (key, token.expires_at)  # one fetch, one expiry; no allocation in the library
+                seen = (key, token.expires_at_monotonic)  # one fetch, one expiry; no allocation in the library
                 if seen not in self.tokens:
                     self.tokens[seen] = ended
             self.calls += 1

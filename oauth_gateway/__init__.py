@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .exceptions import (
         ConfigError,
         DiscoveryError,
+        InsecureTransportError,
         InvalidClient,
         InvalidGrant,
         InvalidRequest,
@@ -54,6 +55,7 @@ __all__ = (
     "ConfigError",
     "DiscoveryError",
     "GatewayConfig",
+    "InsecureTransportError",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -96,6 +98,7 @@ _MODULES = {
     "cache_from_settings": ".contrib.cache_settings",
     "ConfigError": ".exceptions",
     "DiscoveryError": ".exceptions",
+    "InsecureTransportError": ".exceptions",
     "InvalidClient": ".exceptions",
     "InvalidGrant": ".exceptions",
     "InvalidRequest": ".exceptions",

@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple, Type
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Type
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote_plus
 class DemoAuthServer:
     """Issues client-credentials tokens, revokes them and guards one resource. Thread-safe."""
 
-    def __init__(self, client_id: str, client_secret: str, expires_in: int = 3600) -> None:
+    def __init__(self, client_id: str, client_secret: str, expires_in: int = 3600, port: int = 0) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.expires_in = expires_in
@@ -29,7 +29,7 @@ class DemoAuthServer:
         self.issued: Set[str] = set()
         self.revoked: Set[str] = set()
         self.counts: Dict[str, int] = {}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="oauth-gateway-demo", daemon=True)
 
@@ -267,4 +267,79 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
         say("demo finished with %d unexpected result(s)" % len(failures))
         return 1
     say("demo finished: every step behaved as described. Next: `oauth-gateway validate <your file>`.")
+    return 0
+
+
+#: The client of ``oauth-gateway demo --serve``. Not secrets: the server listens on
+#: 127.0.0.1 only and exists to try the library without an identity provider.
+SERVE_CLIENT_ID = "demo-client"
+SERVE_CLIENT_SECRET = "demo-secret-for-127.0.0.1-only"
+
+
+def serve_config(url: str) -> Dict[str, Any]:
+    """The gateway file ``oauth-gateway demo --serve`` prints for its server at ``url``."""
+    return {
+        "mcp_configs": {
+            "demo": {
+                "mcp_config_name": "default_config",
+                "mcp_config": [
+                    {
+                        "server_name": "demo-api",
+                        "description": "OAuth-protected remote server (demo)",
+                        "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://mcp.example.com/mcp"]},
+                        "oauth_config": {
+                            "enabled": True,
+                            "is_remote": True,
+                            "OAUTH_VERSION": "2.0",
+                            "OAUTH_ENFORCE_HTTPS": False,
+                            "OAUTH_CLIENT_ID": SERVE_CLIENT_ID,
+                            "OAUTH_CLIENT_SECRET": "${OAUTH_GATEWAY_DEMO_SECRET}",
+                            "OAUTH_TOKEN_URL": url + "/token",
+                            "OAUTH_REVOCATION_URL": url + "/revoke",
+                            "OAUTH_SCOPE": "read write",
+                        },
+                    }
+                ],
+            }
+        }
+    }
+
+
+def serve_demo(out: IO[str], port: int = 0, ready: Optional[Callable[[str], None]] = None) -> int:
+    """Run the demo authorization server until Ctrl-C, after printing a gateway file for it.
+
+    Args:
+        out: a text stream for the instructions and the gateway file.
+        port: the port on 127.0.0.1 (0: any free one).
+        ready: called with the server's URL once it listens (tests).
+
+    Returns:
+        0 once interrupted with Ctrl-C.
+    """
+    import threading
+
+    server = DemoAuthServer(SERVE_CLIENT_ID, SERVE_CLIENT_SECRET, port=port)
+    with server:
+        out.write(
+            "oauth-gateway demo: an authorization server is listening on %s (127.0.0.1 only, plain HTTP).\n"
+            "Save this gateway file as demo.json:\n\n" % server.url
+        )
+        out.write(json.dumps(serve_config(server.url), indent=2) + "\n\n")
+        out.write(
+            "then, in another shell:\n\n"
+            "  export OAUTH_GATEWAY_DEMO_SECRET=%s\n"
+            "  oauth-gateway validate demo.json\n"
+            "  oauth-gateway token demo-api --config demo.json\n\n"
+            "Press Ctrl-C to stop the server.\n" % SERVE_CLIENT_SECRET
+        )
+        out.flush()
+        if ready is not None:
+            ready(server.url)
+        stop = threading.Event()
+        try:
+            while not stop.wait(3600.0):  # until Ctrl-C
+                pass
+        except KeyboardInterrupt:
+            out.write("\noauth-gateway demo: stopped after %d token request(s)\n" % server.count("/token"))
+            out.flush()
     return 0

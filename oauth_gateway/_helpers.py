@@ -133,6 +133,16 @@ def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
         )
     except OSError as error:
         return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
+    return parse_json_bytes(raw)
+
+
+def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
+    """Parse JSON bytes (UTF-8, a byte order mark allowed) as :func:`read_json_file` does.
+
+    Returns:
+        ``(document, None)``, or ``(None, FileProblem)`` when the bytes are not UTF-8,
+        not JSON or nested too deeply; the problem never quotes the text.
+    """
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -237,3 +247,75 @@ def remote_url(command: Any, args: Any) -> Optional[str]:
         if name in REMOTE_PROGRAMS or name.startswith("mcp-remote@"):
             seen_program = True
     return None
+
+
+# --------------------------------------------------------------------------- masked values
+
+
+class _MaskedStr(str):
+    """A string whose ``repr`` is ``'***'``: a secret held in a local variable."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class _MaskedBytes(bytes):
+    """Bytes whose ``repr`` gives only their length: a body that may hold a token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<%d bytes, hidden>" % len(self)
+
+
+class _MaskedList(list):  # type: ignore[type-arg]
+    """A list (form fields) whose ``repr`` hides its items."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<%d items, hidden>" % len(self)
+
+
+class _MaskedTuple(tuple):  # type: ignore[type-arg]
+    """A tuple whose ``repr`` hides its items."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<%d items, hidden>" % len(self)
+
+
+class _MaskedDict(dict):  # type: ignore[type-arg]
+    """A dict (headers, a parsed body) whose ``repr`` shows its keys, never its values."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<dict with keys %s, values hidden>" % ", ".join(sorted(str(key) for key in self))
+
+
+def masked(value: Any) -> Any:
+    """Return ``value`` as an equal object whose ``repr`` hides it.
+
+    Secrets kept in local variables show up wherever frame locals are printed:
+    ``traceback`` with ``capture_locals``, Django's technical 500 page and its
+    ``AdminEmailHandler`` mails, Sentry. Strings, bytes, lists, tuples and dicts come
+    back as subclasses that behave the same and print as ``'***'`` or a count; other
+    values (None included) come back unchanged.
+    """
+    if isinstance(value, (_MaskedStr, _MaskedBytes, _MaskedList, _MaskedTuple, _MaskedDict)):
+        return value
+    if isinstance(value, str):
+        return _MaskedStr(value)
+    if isinstance(value, bytes):
+        return _MaskedBytes(value)
+    if isinstance(value, list):
+        return _MaskedList(value)
+    if isinstance(value, tuple):
+        return _MaskedTuple(value)
+    if isinstance(value, dict):
+        return _MaskedDict(value)
+    return value

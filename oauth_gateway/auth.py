@@ -19,6 +19,7 @@ the token was first sent to.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -28,8 +29,9 @@ import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
-from ._helpers import redact_url
+from ._helpers import masked, redact_url
 from .dpop import DPOP_HEADER, DPOP_NONCE_HEADER, resource_nonce_challenge
+from .exceptions import InsecureTransportError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import OAuthConfig
@@ -73,6 +75,12 @@ class TokenAuth(AuthBase):
       the new token.
     * A 401 from another origin than the token's (after a redirect) is never recovered.
 
+    The token is sent over https only: a request to any other URL raises
+    :class:`~oauth_gateway.InsecureTransportError` before a token is fetched or a header
+    set (as requests-oauthlib does). Plain http is allowed to a loopback host
+    (``localhost``, ``127.0.0.0/8``, ``::1``) when the config sets ``OAUTH_ENFORCE_HTTPS``
+    to false, and to any host with ``allow_insecure=True``.
+
     Errors while getting a token (:class:`~oauth_gateway.TokenRequestError`,
     :class:`~oauth_gateway.TransportError`, :class:`~oauth_gateway.ConfigError`)
     propagate from the ``requests`` call, before sending or during recovery.
@@ -84,6 +92,7 @@ class TokenAuth(AuthBase):
         config_id: the gateway config the server belongs to (part of the cache key).
         retry_on_any_401: recover from every 401, not only ``error="invalid_token"``
             (for servers that send no ``WWW-Authenticate`` error code).
+        allow_insecure: also send the token over plain http to any host (local tests only).
     """
 
     _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], "Token"]]
@@ -104,12 +113,14 @@ class TokenAuth(AuthBase):
         config: "OAuthConfig",
         config_id: str = "default",
         retry_on_any_401: bool = False,
+        allow_insecure: bool = False,
     ):
         self.manager = manager
         self.server_name = server_name
         self.config = config
         self.config_id = config_id
         self.retry_on_any_401 = bool(retry_on_any_401)
+        self.allow_insecure = bool(allow_insecure)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -121,6 +132,9 @@ class TokenAuth(AuthBase):
             )
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = request.url
+        if url is None or not url.startswith("https://"):
+            self._check_transport(url or "")
         # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O.
         peek, key, fingerprint, clock, fetch = self._hit
         entry = peek(key)
@@ -151,6 +165,27 @@ class TokenAuth(AuthBase):
         request.hooks["response"].append(handle_response)
         return request
 
+    def _check_transport(self, url: str) -> None:
+        """Refuse to send the token to ``url`` unless it is https (or an allowed http)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme == "https":
+            return
+        loopback_allowed = not self.config.enforce_https and _is_loopback(parts.hostname)
+        if scheme == "http" and (self.allow_insecure or loopback_allowed):
+            return
+        where = redact_url(url) if scheme else "a URL without a scheme"
+        fix = "use an https URL"
+        if scheme == "http":
+            fix += (
+                ", or for a local test server set OAUTH_ENFORCE_HTTPS to false (loopback hosts only)"
+                " or pass allow_insecure=True to manager.auth()"
+            )
+        raise InsecureTransportError(
+            "refusing to send the %s token to %s: OAuth 2 bearer tokens go over https only; %s"
+            % (self.server_name, where, fix)
+        )
+
     # -- recovery ---------------------------------------------------------------------
 
     def _handle_response(
@@ -174,7 +209,8 @@ class TokenAuth(AuthBase):
         ):
             return response
         where = redact_url(failed.url or "")
-        token = self._replacement(sent if isinstance(sent, str) else sent.decode("latin-1"))
+        sent = masked(sent if isinstance(sent, str) else sent.decode("latin-1"))  # frame locals may be printed
+        token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
             log.warning(
@@ -206,12 +242,20 @@ class TokenAuth(AuthBase):
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, TokenAuth):
             return NotImplemented
-        return (self.manager, self.server_name, self.config, self.config_id, self.retry_on_any_401) == (
+        return (
+            self.manager,
+            self.server_name,
+            self.config,
+            self.config_id,
+            self.retry_on_any_401,
+            self.allow_insecure,
+        ) == (
             other.manager,
             other.server_name,
             other.config,
             other.config_id,
             other.retry_on_any_401,
+            other.allow_insecure,
         )
 
     def __repr__(self) -> str:
@@ -259,6 +303,9 @@ class DPoPTokenAuth(TokenAuth):
     _challenge_schemes = ("dpop", "bearer")
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = request.url or ""
+        if not url.startswith("https://"):
+            self._check_transport(url)
         peek, key, fingerprint, clock, fetch = self._hit
         entry = peek(key)
         if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
@@ -266,7 +313,6 @@ class DPoPTokenAuth(TokenAuth):
             token = entry.token
         else:
             token = fetch()
-        url = request.url or ""
         request.headers["Authorization"] = token.authorization
         request.headers[DPOP_HEADER] = self._proof(request.method or "GET", url, token)
         body = request.body
@@ -341,6 +387,17 @@ class DPoPTokenAuth(TokenAuth):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _is_loopback(host: Optional[str]) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _origin(url: Optional[str]) -> _Origin:

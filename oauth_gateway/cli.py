@@ -13,22 +13,29 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import sys
+import time
 from typing import IO, TYPE_CHECKING, Any, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
 
 from . import schema
-from ._helpers import literal_secret_warnings, read_json_file
+from ._helpers import literal_secret_warnings, parse_json_bytes, read_json_file, redact_url
 from ._version import __version__
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+#: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+#: The file name ``validate`` reads from standard input.
+STDIN = "-"
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
     from .config import OAuthConfig
     from .gateway import GatewayConfig
+    from .manager import TokenManager
 
 _PROG = "oauth-gateway"
 
@@ -86,21 +93,57 @@ def main(
 
     Returns:
         0 success, 1 invalid input (or warnings with ``--strict``), 2 usage error or
-        unreadable file.
+        unreadable file, 130 interrupted (Ctrl-C).
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    parser = build_parser(out, err)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except _ParserExit as stop:
-        return stop.status
-    run: Optional[Callable[[argparse.Namespace, IO[str], IO[str]], int]] = getattr(args, "run", None)
-    if run is None:
-        err.write(parser.format_usage())
-        err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, _PROG))
-        return EXIT_USAGE
-    return run(args, out, err)
+        parser = build_parser(out, err)
+        try:
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        except _ParserExit as stop:
+            return stop.status
+        run: Optional[Callable[[argparse.Namespace, IO[str], IO[str]], int]] = getattr(args, "run", None)
+        if run is None:
+            err.write(parser.format_usage())
+            err.write("%s: error: choose a command; `%s --help` lists them\n" % (_PROG, _PROG))
+            return EXIT_USAGE
+        with _library_logs(err, verbosity(args)):
+            return run(args, out, err)
+    except KeyboardInterrupt:
+        err.write("\n%s: interrupted\n" % _PROG)
+        return EXIT_INTERRUPTED
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """Return -1 with ``-q``, 0 by default, and the number of ``-v`` given."""
+    if getattr(args, "quiet", False):
+        return -1
+    return int(getattr(args, "verbose", 0) or 0)
+
+
+class _library_logs:
+    """With ``-v``, connect the ``oauth_gateway`` loggers to stderr (INFO; DEBUG with ``-vv``)."""
+
+    def __init__(self, err: IO[str], level: int):
+        self._handler: Optional[logging.Handler] = None
+        self._err = err
+        self._level = level
+        self._logger = logging.getLogger("oauth_gateway")
+        self._saved = self._logger.level
+
+    def __enter__(self) -> None:
+        if self._level <= 0:
+            return
+        self._handler = logging.StreamHandler(self._err)
+        self._handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        self._logger.addHandler(self._handler)
+        self._logger.setLevel(logging.DEBUG if self._level > 1 else logging.INFO)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._handler is not None:
+            self._logger.removeHandler(self._handler)
+            self._logger.setLevel(self._saved)
 
 
 def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -> argparse.ArgumentParser:
@@ -124,9 +167,33 @@ def build_parser(out: Optional[IO[str]] = None, err: Optional[IO[str]] = None) -
     return parser
 
 
+def _common_options() -> argparse.ArgumentParser:
+    """``-v`` and ``-q``, which every command takes (absent flags set nothing, so nesting keeps them)."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output")
+    loud = group.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="say more: show retries and the library's log on stderr (-vv: debug)",
+    )
+    loud.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="say less: only errors and the results asked for",
+    )
+    return common
+
+
 def _add_command(subparsers: Any, name: str, summary: str, example: str) -> _Parser:
-    """Add one subcommand whose ``--help`` ends with ``example``."""
-    parser: _Parser = subparsers.add_parser(name, help=summary, description=summary, epilog="example:\n" + example)
+    """Add one subcommand, with ``-v``/``-q``, whose ``--help`` ends with ``example``."""
+    parser: _Parser = subparsers.add_parser(
+        name, help=summary, description=summary, epilog="example:\n" + example, parents=[_common_options()]
+    )
     return parser
 
 
@@ -140,14 +207,16 @@ def _cmd_validate(subparsers: Any) -> None:
         "Check gateway files or bare oauth_config files against the bundled schema.",
         "  %(prog)s validate ~/.enkrypt/enkrypt_mcp_config.json\n"
         "  %(prog)s validate --output github --strict configs/*.json\n\n"
+        "  %(prog)s schema --name gateway-config | %(prog)s validate -\n\n"
         "exit status: 0 valid, 1 invalid (or warnings with --strict), 2 usage or unreadable file" % {"prog": _PROG},
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="JSON file to check")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="JSON file to check; - reads standard input")
     parser.add_argument(
         "--output",
         choices=("text", "json", "github"),
         default="text",
-        help="text (default), json (a list of problems) or github (workflow annotations)",
+        help='text (default), json (a list with one {"file", "status", "problems", "error"} object per file) '
+        "or github (workflow annotations)",
     )
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
     parser.set_defaults(run=_run_validate)
@@ -162,19 +231,37 @@ class FileResult(NamedTuple):
     line: Optional[int] = None
     column: Optional[int] = None
 
+    @property
+    def status(self) -> str:
+        """``"error"`` (unreadable), ``"invalid"`` (an error among the problems) or ``"valid"``."""
+        if self.failure:
+            return "error"
+        return "invalid" if any(problem.severity == "error" for problem in self.problems) else "valid"
 
-def check_file(path: str) -> FileResult:
+
+def check_file(path: str, stdin: Optional[IO[bytes]] = None) -> FileResult:
     """Check one gateway file as ``oauth-gateway validate`` does: read it, validate it, warn.
+
+    Args:
+        path: the file; ``-`` reads ``stdin``.
+        stdin: where ``-`` is read from (``sys.stdin``'s bytes by default).
 
     Returns:
         The problems found (errors first, then warnings), or why the file could not be read.
     """
-    document, failure = read_json_file(path)
+    if path == STDIN:
+        source = stdin if stdin is not None else sys.stdin.buffer
+        document, failure = parse_json_bytes(source.read())
+        secret_paths: List[str] = []  # no file mode to check
+    else:
+        document, failure = read_json_file(path)
     if failure is not None:
         return FileResult(path, [], failure.problem, failure.line, failure.column)
+    if path != STDIN:
+        secret_paths = schema.literal_secret_paths(document)
     warnings = [
         schema.Problem(json_path, message, hint, "warning")
-        for json_path, message, hint in literal_secret_warnings(path, schema.literal_secret_paths(document))
+        for json_path, message, hint in literal_secret_warnings(path, secret_paths)
     ]
     problems = schema.validate_config(document) + warnings
     problems.sort(key=lambda problem: problem.severity != "error")
@@ -182,9 +269,12 @@ def check_file(path: str) -> FileResult:
 
 
 def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.files.count(STDIN) > 1:
+        err.write("%s: error: - (standard input) can be given once\n" % _PROG)
+        return EXIT_USAGE
     results = [check_file(path) for path in args.files]
     reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
-    reporter(results, out, err, args.strict)
+    reporter(results, out, err, args.strict, verbosity(args) < 0)
     if any(result.failure for result in results):
         return EXIT_USAGE
     failing = ("error", "warning") if args.strict else ("error",)
@@ -199,7 +289,7 @@ def _report_failures(results: List[FileResult], err: IO[str]) -> None:
             err.write("%s: error: %s %s\n" % (_PROG, result.file, result.failure))
 
 
-def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
     _report_failures(results, err)
     for result in results:
         if result.failure:
@@ -208,27 +298,34 @@ def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: 
             label = "warning: " if problem.severity == "warning" else ""
             text = "%s::%s: %s%s" % (result.file, problem.json_path, label, problem.message)
             out.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
-        if not any(p.severity == "error" or strict for p in result.problems):
+        if not quiet and not any(p.severity == "error" or strict for p in result.problems):
             out.write("%s: ok\n" % result.file)
 
 
-def _report_json(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_json(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
+    """One object per file, in the order given: ``file``, ``status``, ``problems``, ``error``."""
     _report_failures(results, err)
     rows = [
         {
             "file": result.file,
-            "json_path": problem.json_path,
-            "message": problem.message,
-            "hint": problem.hint,
-            "severity": problem.severity,
+            "status": "invalid" if result.status == "valid" and strict and result.problems else result.status,
+            "problems": [
+                {
+                    "json_path": problem.json_path,
+                    "message": problem.message,
+                    "hint": problem.hint,
+                    "severity": problem.severity,
+                }
+                for problem in result.problems
+            ],
+            "error": None if not result.failure else "%s %s" % (result.file, result.failure),
         }
         for result in results
-        for problem in result.problems
     ]
     out.write(json.dumps(rows, indent=2) + "\n")
 
 
-def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict: bool) -> None:
+def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
     _report_failures(results, err)
     for result in results:
         if result.failure:
@@ -299,8 +396,9 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="gateway file (default: $OAUTH_GATEWAY_CONFIG or ~/.enkrypt/enkrypt_mcp_config.json)",
     )
-    parser.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
-    parser.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
+    which.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name")
 
 
 def _cmd_token(subparsers: Any) -> None:
@@ -328,59 +426,118 @@ def _load_server(args: argparse.Namespace) -> Tuple[GatewayConfig, str, OAuthCon
     return gateway, config_id, gateway.oauth_config(args.server, config_id=config_id)
 
 
+class RetryProgress:
+    """Says on stderr what the command is waiting for: one line per retry.
+
+    Give :meth:`on_retry` and :meth:`sleep` to the :class:`~oauth_gateway.TokenManager`;
+    the manager calls ``on_retry`` before a retry and then ``sleep`` with its wait, and
+    the line is printed then::
+
+        oauth-gateway: HTTP 503 from https://idp.example.com/token; retrying in 4 s (attempt 2 of 4)
+
+    Args:
+        err: where the lines go.
+        enabled: print them (a terminal, or ``-v``); the attempts are counted either way.
+        sleep: the wait itself.
+    """
+
+    def __init__(self, err: IO[str], enabled: bool, sleep: Callable[[float], None] = time.sleep):
+        self.url = ""
+        self.attempts = 1
+        self._err = err
+        self._enabled = enabled
+        self._sleep = sleep
+        self._pending: Optional[Tuple[int, int, str]] = None
+
+    def on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
+        """Note the retry about to be made (its line is printed with its wait)."""
+        self.flush()
+        self.attempts = attempt
+        self._pending = (attempt, total, reason)
+
+    def sleep(self, seconds: float) -> None:
+        """Print the pending retry's line with its wait, then wait."""
+        self._say("retrying in %g s" % round(seconds, 2))
+        self._sleep(seconds)
+
+    def flush(self) -> None:
+        """Print a retry that was made without a wait."""
+        self._say("retrying at once")
+
+    def _say(self, when: str) -> None:
+        if self._pending is None:
+            return
+        attempt, total, reason = self._pending
+        self._pending = None
+        if self._enabled:
+            where = " from %s" % redact_url(self.url) if self.url else ""
+            self._err.write("%s: %s%s; %s (attempt %d of %d)\n" % (_PROG, reason, where, when, attempt, total))
+            self._err.flush()
+
+
 def _with_token_errors(run: _Run) -> _Run:
-    """Turn library errors into one stderr line and an exit code (secrets never reach them)."""
+    """Turn library errors into one stderr line and an exit code (secrets never reach them).
+
+    The run function finds a :class:`RetryProgress` in ``args.progress`` for its manager.
+    """
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         from .exceptions import ConfigError, OAuthGatewayError
 
+        level = verbosity(args)
+        args.progress = RetryProgress(err, level > 0 or (level == 0 and _isatty(err)))
         try:
             return run(args, out, err)
         except ConfigError as error:
             err.write("%s: error: %s\n" % (_PROG, error))
             return EXIT_USAGE
         except OAuthGatewayError as error:
-            err.write("%s: error: %s\n" % (_PROG, error))
+            args.progress.flush()
+            message = str(error)
+            if "no request was made" not in message and " attempt" not in message:
+                attempts = args.progress.attempts
+                message += "; gave up after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+            err.write("%s: error: %s\n" % (_PROG, message))
             return EXIT_INVALID
 
     return wrapper
 
 
-@_with_token_errors
-def _run_token(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    import time
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
 
+
+def _manager(gateway: GatewayConfig, progress: RetryProgress) -> TokenManager:
     from .manager import TokenManager
 
+    return TokenManager(cache=gateway.token_cache(), on_retry=progress.on_retry, sleep=progress.sleep)
+
+
+@_with_token_errors
+def _run_token(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .tokens import describe, format_description
+
     gateway, config_id, config = _load_server(args)
-    with TokenManager(cache=gateway.token_cache()) as manager:
+    args.progress.url = config.token_url
+    with _manager(gateway, args.progress) as manager:
         if args.refresh:
             token = manager.refresh(args.server, config, config_id)
         else:
             token = manager.get_token(args.server, config, config_id)
-        remaining = token.expires_at - time.monotonic()
     if args.show:
         out.write(token.access_token + "\n")
         return EXIT_OK
-    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + remaining))
+    fields = describe(token, args.server, config_id)
     if args.output == "json":
-        row = {
-            "server": args.server,
-            "config_id": config_id,
-            "token": token.masked(),
-            "token_type": token.token_type,
-            "expires_in": int(remaining),
-            "expires_at": expires,
-            "scopes": sorted(token.scopes),
-        }
-        out.write(json.dumps(row, indent=2) + "\n")
+        out.write(json.dumps(fields, indent=2) + "\n")
         return EXIT_OK
-    out.write("server:     %s (config %s)\n" % (args.server, config_id))
-    out.write("token:      %s  (--show prints it)\n" % token.masked())
-    out.write("type:       %s\n" % token.token_type)
-    out.write("expires in: %ds (%s)\n" % (remaining, expires))
-    out.write("scopes:     %s\n" % (token.scope or "(none requested)"))
+    out.write(format_description(fields) + "\n")
+    if verbosity(args) >= 0:
+        err.write("%s: the token is masked; --show prints it alone, for scripts\n" % _PROG)
     return EXIT_OK
 
 
@@ -408,24 +565,32 @@ def _cmd_revoke(subparsers: Any) -> None:
 
 @_with_token_errors
 def _run_revoke(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from .manager import TokenManager
-
     if not args.token_stdin:
         err.write(
             "%s: error: give the token on standard input with --token-stdin, e.g. "
             "`%s token %s --show | %s revoke %s --token-stdin`\n" % (_PROG, _PROG, args.server, _PROG, args.server)
         )
         return EXIT_USAGE
-    token = sys.stdin.readline().strip()
+    token = _read_token(err)
     if not token:
         err.write("%s: error: standard input held no token\n" % _PROG)
         return EXIT_USAGE
     gateway, config_id, config = _load_server(args)
+    args.progress.url = config.revocation_url
     hint = None if args.token_type_hint == "none" else args.token_type_hint
-    with TokenManager(cache=gateway.token_cache()) as manager:
+    with _manager(gateway, args.progress) as manager:
         manager.revoke(args.server, config, config_id, token=token, token_type_hint=hint)
     out.write("revoked the token for %s (config %s)\n" % (args.server, config_id))
     return EXIT_OK
+
+
+def _read_token(err: IO[str]) -> str:
+    """The token from standard input; on a terminal, asked for without echo (getpass)."""
+    if _isatty(sys.stdin):
+        import getpass
+
+        return getpass.getpass("Token to revoke (input hidden): ").strip()  # prompts on the terminal
+    return sys.stdin.readline().strip()
 
 
 # --- config add-server -----------------------------------------------------------------
@@ -545,8 +710,9 @@ def _cmd_config(subparsers: Any) -> None:
         '      --description "OAuth-protected remote server" --oauth-json oauth.json' % {"prog": _PROG},
     )
     add.add_argument("--config", metavar="FILE", help="gateway file (default as for `token`)")
-    add.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name (default: default_config)")
-    add.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
+    which = add.add_mutually_exclusive_group()
+    which.add_argument("--config-name", metavar="NAME", help="the config's mcp_config_name (default: default_config)")
+    which.add_argument("--config-id", metavar="ID", help="the config id under mcp_configs")
     add.add_argument("--server-name", required=True, metavar="NAME", help="the new server's name")
     add.add_argument("--server-command", required=True, metavar="COMMAND", help="the program to launch")
     add.add_argument("--args", default="", metavar="A,B,C", help="its arguments, comma-separated")
@@ -581,6 +747,12 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
         if result.failure:
             err.write("%s: error: %s %s\n" % (_PROG, args.oauth_json, result.failure))
             return EXIT_USAGE
+        errors = [problem for problem in result.problems if problem.severity == "error"]
+        for problem in errors:  # named by the file they are in, not by the gateway file
+            text = "%s: error: --oauth-json %s::%s: %s" % (_PROG, args.oauth_json, problem.json_path, problem.message)
+            err.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
+        if errors:
+            return EXIT_INVALID
         with open(args.oauth_json, encoding="utf-8-sig") as handle:
             oauth_config = json.load(handle)
         if isinstance(oauth_config, dict):
@@ -613,15 +785,25 @@ def _cmd_demo(subparsers: Any) -> None:
         "demo",
         "Walk through validation, tokens, caching, refresh, injection, revocation and metrics "
         "against an authorization server started on 127.0.0.1.",
-        "  %(prog)s demo" % {"prog": _PROG},
+        "  %(prog)s demo\n"
+        "  %(prog)s demo --serve      # keep the server running and print a gateway file for it" % {"prog": _PROG},
     )
     parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS", help="pause between steps")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead of the walk-through, keep the demo server running until Ctrl-C and print a gateway file "
+        "to try the other commands against (exit status 0 on Ctrl-C)",
+    )
+    parser.add_argument("--port", type=int, default=0, help="with --serve: the port on 127.0.0.1 (default: any free)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from ._demo import run_demo
+    from ._demo import run_demo, serve_demo
 
+    if args.serve:
+        return serve_demo(out, port=args.port)
     return run_demo(out, step_delay=max(0.0, args.pause))
 
 

@@ -14,23 +14,27 @@ urllib3 exceptions become ours here.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
-import re
 import os
+import re
 import threading
 import time
 import uuid
+import zlib
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote_plus
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 
-from ._helpers import redact_url
+from ._helpers import masked, redact_url
 from ._version import __version__
 from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
@@ -50,6 +54,51 @@ MAX_DESCRIPTION = 200
 POOL_MAXSIZE = 32
 #: Client authentication objects kept (one per config; a private key is loaded once).
 MAX_CLIENT_AUTHS = 256
+#: Largest token or revocation response body read, after gzip or deflate is undone (bytes).
+MAX_RESPONSE_BYTES = 256 * 1024
+#: Bytes asked of the socket per read while a body streams in.
+READ_CHUNK = 16 * 1024
+#: Longest granted ``scope`` accepted (characters).
+MAX_SCOPE_LENGTH = 4096
+#: Longest ``Location`` or ``error_uri`` repeated in a message or kept on an error.
+MAX_URI = 200
+
+
+def attempt_deadline(config: OAuthConfig) -> float:
+    """Seconds one attempt may take in all: ``OAUTH_CONNECT_TIMEOUT + 2 * OAUTH_TIMEOUT``.
+
+    The ``(connect, read)`` timeouts bound each socket operation; this bounds the
+    attempt, so a server that sends its body a byte at a time, or a chunked body that
+    never ends, cannot hold a caller (and every thread waiting for that key) longer.
+    The defaults (5 s, 10 s) give 25 s. The deadline is real time (``time.monotonic``),
+    whatever clock the manager was given.
+    """
+    return float(config.connect_timeout) + 2.0 * float(config.timeout)
+
+
+def call_budget(config: OAuthConfig) -> float:
+    """Longest a whole token call may take: every attempt's deadline and every wait between them.
+
+    Threads waiting for another thread's fetch of the same key wait at most this long
+    (plus the manager's margin for a shared cache).
+    """
+    retries = int(config.max_retries)
+    waits = sum(max(config.retry_backoff * (2**i), config.retry_after_max) for i in range(retries))
+    return float((retries + 1) * attempt_deadline(config) + waits)
+
+
+def default_ca_bundle() -> str:
+    """The trust store used when ``OAUTH_CA_BUNDLE_PATH`` is empty: certifi's bundle.
+
+    ``requests.certs.where()`` (requests' ``DEFAULT_CA_BUNDLE_PATH``), the bundle requests uses. It is passed
+    explicitly on every call, so ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE`` (which
+    requests lets replace ``verify=True``) never choose who receives the client secret.
+    """
+    return str(DEFAULT_CA_BUNDLE_PATH)
+
+
+def _verify(config: OAuthConfig) -> str:
+    return config.ca_bundle_path or default_ca_bundle()
 
 
 class TokenResponse(NamedTuple):
@@ -64,6 +113,14 @@ class TokenResponse(NamedTuple):
     expires_in: Optional[float]
     scope: Optional[str]
     sent_at: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return "TokenResponse(access_token='***', token_type=%r, expires_in=%r, scope=%r, sent_at=%r)" % (
+            self.token_type,
+            self.expires_in,
+            self.scope,
+            self.sent_at,
+        )
 
 
 #: ``build_attempt(attempt) -> (headers, form)``: the headers and form of one attempt
@@ -188,6 +245,108 @@ class TokenRetry(Retry):
             self.sleep_fn(delay)
 
 
+class _AttemptTooSlow(requests.exceptions.Timeout):
+    """An attempt's body was still arriving when its deadline passed; retried like a read timeout."""
+
+    def __init__(self, url: str, deadline: float) -> None:
+        reason = "the attempt's deadline of %.1f s passed" % deadline
+        super().__init__(ReadTimeoutError(None, url, reason))  # type: ignore[arg-type]  # no pool: ours
+        self.deadline = deadline
+
+
+_DECODED_ENCODINGS = frozenset(["gzip", "x-gzip", "deflate"])
+
+
+def _read_body(response: requests.Response, url: str, deadline: float, seconds: float, call: CallState) -> None:
+    """Read a streamed response's body into ``response.content``, bounded in time and size.
+
+    One socket read at a time (``read1``), the clock checked between reads, gzip and
+    deflate inflated here, incrementally, with the output capped at
+    :data:`MAX_RESPONSE_BYTES`: a body that drips, never ends, or inflates to gigabytes
+    stops early, with little memory used.
+
+    Raises:
+        _AttemptTooSlow: ``deadline`` (``time.monotonic``) passed while reading.
+        requests.exceptions.ConnectionError, requests.exceptions.Timeout: the read failed.
+        TokenRequestError: the body is too large or uses an encoding we do not undo.
+    """
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is not None:  # urllib3 2.x
+
+        def read() -> bytes:
+            return bytes(read1(READ_CHUNK, decode_content=False) or b"")
+
+    else:  # urllib3 1.26 has no read1: http.client's response below it does one socket read at a time
+        source = raw._fp
+
+        def read() -> bytes:
+            if source is None:
+                return b""
+            data = source.read1(READ_CHUNK)
+            if not data:
+                # At the end, read() marks http.client's response closed (3.8's read1 does not),
+                # so the connection can carry the next request; a body cut short raises here.
+                data = source.read()
+            return bytes(data or b"")
+
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity") and encoding not in _DECODED_ENCODINGS:
+        response.close()
+        raise _refusal(call, response.status_code, "its Content-Encoding is not gzip or deflate")
+    decoder = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in _DECODED_ENCODINGS else None
+    parts: List[bytes] = masked([])  # masked: the body may hold a token, and locals may be printed
+    size = received = 0
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                response.close()  # not consumed: the connection is closed, never reused
+                raise _AttemptTooSlow(url, seconds)
+            chunk = masked(read())
+            if not chunk:
+                break
+            received += len(chunk)
+            if decoder is not None:
+                chunk = masked(decoder.decompress(chunk, MAX_RESPONSE_BYTES + 1 - size))
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES or received > MAX_RESPONSE_BYTES:
+                response.close()
+                raise _refusal(call, response.status_code, "its body is larger than %d bytes" % MAX_RESPONSE_BYTES)
+            parts.append(chunk)
+    except requests.exceptions.RequestException:  # ours, above (requests' errors are OSErrors)
+        raise
+    except zlib.error:
+        response.close()
+        raise _refusal(call, response.status_code, "its %s body is corrupt" % encoding) from None
+    except (HTTPError, OSError, http.client.HTTPException) as exc:
+        response.close()
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)) or "timed out" in str(exc):
+            timed_out = ReadTimeoutError(None, url, "Read timed out.")  # type: ignore[arg-type]  # no pool
+            raise requests.exceptions.ReadTimeout(timed_out) from None
+        raise requests.exceptions.ConnectionError(ProtocolError("Connection broken", exc.__class__.__name__)) from None
+    if decoder is not None:
+        try:
+            parts.append(decoder.flush())
+        except zlib.error:
+            parts = masked([])
+    response._content = b"".join(parts)  # what requests stores after reading the body itself
+    response._content_consumed = True  # type: ignore[attr-defined]
+    release = getattr(raw, "release_conn", None)
+    if release is not None:
+        release()  # the whole body was read: the connection goes back to the pool
+
+
+def _refusal(call: CallState, status: int, problem: str) -> TokenRequestError:
+    return TokenRequestError(
+        "OAuth %s failed: the server answered %d but %s; check the endpoint URL [correlation_id=%s]"
+        % (call.what, status, problem, call.correlation_id),
+        status_code=status,
+        correlation_id=call.correlation_id,
+        server_name=call.server_name,
+        retryable=False,
+    )
+
+
 def _retry_cause(exc: requests.exceptions.RequestException) -> Optional[HTTPError]:
     """The urllib3 error under a requests connection error or timeout, which Retry classifies."""
     if isinstance(exc, requests.exceptions.SSLError) or not isinstance(
@@ -243,7 +402,8 @@ class TokenClient:
     # -- sessions and the retry policy ----------------------------------------
 
     def _session(self, config: OAuthConfig) -> requests.Session:
-        cert, verify = config.tls_identity
+        cert, _ = config.tls_identity
+        verify = _verify(config)
         key = (cert, verify)
         session = self._sessions.get(key)
         if session is not None:
@@ -423,11 +583,18 @@ class TokenClient:
         """
         retry = self.retry_policy(config)
         session = self._session(config)
-        cert, verify = config.tls_identity
+        cert, _ = config.tls_identity
+        # An explicit bundle, passed per call: requests lets REQUESTS_CA_BUNDLE replace verify=True.
+        verify = _verify(config)
+        deadline = attempt_deadline(config)
+        timeout = Timeout(connect=config.connect_timeout, read=config.timeout, total=deadline)
         for _ in range(config.max_retries + 1):  # bounded; the policy normally ends it first
             call.attempts += 1
-            headers, form = build_attempt(call.attempts)
+            # Masked: these locals hold the secret, and tracebacks may print frame locals.
+            headers, form = (masked(part) for part in build_attempt(call.attempts))
+            headers.setdefault("Accept-Encoding", "gzip, deflate")
             call.sent_at = self._clock()
+            started = time.monotonic()  # real time: the deadline bounds real I/O
             try:
                 response = session.request(
                     method,
@@ -435,12 +602,13 @@ class TokenClient:
                     data=form,
                     headers=headers,
                     auth=_no_auth,
-                    # Passed per call: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
                     cert=cert,
                     verify=verify,
-                    timeout=(config.connect_timeout, config.timeout),
+                    timeout=timeout,  # type: ignore[arg-type]  # requests takes urllib3's Timeout as it is
                     allow_redirects=False,
+                    stream=True,
                 )
+                _read_body(response, url, started + deadline, deadline, call)
             except requests.exceptions.RequestException as exc:
                 error = _retry_cause(exc)
                 if error is None:
@@ -496,6 +664,8 @@ class TokenClient:
         what, server_name, correlation_id = call.what, call.server_name, call.correlation_id
         try:
             return self._send(config, url, build_attempt, call)
+        # Each error is raised "from None" with the cause's reason in its message: the
+        # requests and urllib3 frames under a cause hold the form and headers as locals.
         except requests.exceptions.SSLError as exc:
             raise TransportError(
                 "TLS with %s failed for %s (%s); check OAUTH_CA_BUNDLE_PATH and, with mTLS, the client certificate"
@@ -503,7 +673,15 @@ class TokenClient:
                 correlation_id=correlation_id,
                 server_name=server_name,
                 retryable=False,
-            ) from exc
+            ) from None
+        except _AttemptTooSlow as exc:
+            raise TransportError(
+                "%s to %s did not finish within its deadline of %.1f s for %s after %d attempts "
+                "(the body was still arriving); the deadline is OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, "
+                "check the server" % (what.capitalize(), safe, exc.deadline, server_name, call.attempts),
+                correlation_id=correlation_id,
+                server_name=server_name,
+            ) from None
         except requests.exceptions.RequestException as exc:
             reason = _reason(exc)
             # A read timeout may come back as ConnectionError, not Timeout.
@@ -513,20 +691,20 @@ class TokenClient:
                     % (what.capitalize(), safe, server_name, call.attempts, reason),
                     correlation_id=correlation_id,
                     server_name=server_name,
-                ) from exc
+                ) from None
             raise TransportError(
                 "%s to %s failed for %s after %d attempts (%s)"
                 % (what.capitalize(), safe, server_name, call.attempts, reason),
                 correlation_id=correlation_id,
                 server_name=server_name,
-            ) from exc
+            ) from None
         except OSError as exc:  # requests raises a bare OSError for unreadable cert files
             raise TransportError(
                 "%s for %s could not start: %s" % (what.capitalize(), server_name, exc.__class__.__name__),
                 correlation_id=correlation_id,
                 server_name=server_name,
                 retryable=False,
-            ) from exc
+            ) from None
 
     def request_token(
         self,
@@ -562,7 +740,7 @@ class TokenClient:
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
         call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
-        form: List[Tuple[str, str]] = [("grant_type", config.grant_type)]
+        form: List[Tuple[str, str]] = masked([("grant_type", config.grant_type)])
         if config.scope:
             form.append(("scope", config.scope))
         if config.audience:
@@ -584,7 +762,7 @@ class TokenClient:
             correlation_id=call.correlation_id,
             location=response.headers.get("Location"),
             retry_after_refused=call.retry_after_refused,
-            redact=(config.client_secret,) if config.client_secret else (),
+            redact=masked((config.client_secret,) if config.client_secret else ()),
             dpop=dpop_key is not None,
         )
         return parsed._replace(sent_at=call.sent_at)
@@ -626,8 +804,9 @@ class TokenClient:
             TokenRequestError: the server answered with an error.
             TransportError: the network or TLS failed.
         """
+        token = masked(token)  # frame locals may be printed with a traceback
         call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token revocation")
-        form = [("token", token)]
+        form = masked([("token", token)])
         if token_type_hint:
             form.append(("token_type_hint", token_type_hint))
         log.debug("Revocation request correlation_id=%s for %s", call.correlation_id, server_name)
@@ -642,7 +821,7 @@ class TokenClient:
             call.correlation_id,
             response.headers.get("Location"),
             call.retry_after_refused,
-            redact=tuple(secret for secret in (config.client_secret, token) if secret),
+            redact=masked(tuple(secret for secret in (config.client_secret, token) if secret)),
         )
 
 
@@ -678,19 +857,40 @@ def _json_object(body: bytes) -> Optional[Dict[str, Any]]:
 
 # RFC 6749 section 5.2: error codes and descriptions use %x20-21 / %x23-5B / %x5D-7E.
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}\Z")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: RFC 6750 section 2.1: the characters of a bearer token (b64token).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+#: RFC 6749 section 3.3: scope tokens of %x21 / %x23-5B / %x5D-7E, separated by spaces.
+_SCOPE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*\Z")
 
 
-def _short(value: Any, redact: Sequence[str] = ()) -> Optional[str]:
-    """Server-provided text made safe to repeat: one line, at most MAX_DESCRIPTION long, our secrets removed."""
+def _short(value: Any, redact: Sequence[str] = (), limit: int = MAX_DESCRIPTION) -> Optional[str]:
+    """Server-provided text made safe to repeat: one line, at most ``limit`` long, our secrets removed."""
     if not isinstance(value, str):
         return None
+    value = value[: limit * 4]  # the rest is never shown: no work on a megabyte
     text = " ".join(_UNPRINTABLE.sub(" ", value).split())
     for secret in redact:
         for form in {secret, quote_plus(secret)}:
             if len(form) >= 4:
                 text = text.replace(form, "***")
-    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def safe_text(value: Any, limit: int = MAX_DESCRIPTION) -> str:
+    """Server-provided text made safe for a message or a log line.
+
+    Control characters (ESC sequences, CR/LF that would forge a log line) become
+    spaces, runs of spaces one, and the text is cut to ``limit`` characters.
+    """
+    return _short(value if isinstance(value, str) else str(value), (), limit) or ""
+
+
+def _safe_uri(value: Any, redact: Sequence[str] = ()) -> Optional[str]:
+    """A server-provided URI (``Location``, ``error_uri``) fit to repeat: redacted, one line, short."""
+    if not isinstance(value, str):
+        return None
+    return _short(redact_url(_UNPRINTABLE.sub("", value[: MAX_URI * 4])), redact, MAX_URI)
 
 
 def _error_from_response(
@@ -703,8 +903,10 @@ def _error_from_response(
     retry_after_refused: Optional[float] = None,
     redact: Sequence[str] = (),
 ) -> TokenRequestError:
+    body, redact = masked(body), masked(redact)  # frame locals may be printed with a traceback
     if 300 <= status < 400:
-        where = " to %s" % redact_url(location) if location else ""
+        shown = _safe_uri(location, redact)
+        where = " to %s" % shown if shown else ""
         return TokenRequestError(
             "%s: the server answered %d, a redirect%s, which is never followed with client credentials; "
             "set the URL to the final endpoint" % (prefix, status, where),
@@ -713,12 +915,12 @@ def _error_from_response(
             server_name=server_name,
             retryable=False,
         )
-    data = _json_object(body) or {}
+    data = masked(_json_object(body) or {})
     code = data.get("error")
     if not isinstance(code, str) or not _ERROR_CODE.match(code) or any(code == secret for secret in redact):
         code = None  # not an RFC 6749 code: never repeated
     description = _short(data.get("error_description"), redact)
-    uri = data.get("error_uri") if isinstance(data.get("error_uri"), str) else None
+    uri = _safe_uri(data.get("error_uri"), redact)
     message = "%s: %s" % (prefix, code or "HTTP %d" % status)
     if description:
         message += " (%s)" % description
@@ -783,6 +985,7 @@ def parse_token_response(
         TokenBindingError: with ``dpop``, a ``token_type`` other than ``DPoP``.
     """
     prefix = "OAuth token request failed"
+    body, redact = masked(body), masked(redact)  # frame locals may be printed with a traceback
     if status != 200:
         raise _error_from_response(
             status, body, prefix, server_name, correlation_id, location, retry_after_refused, redact
@@ -798,14 +1001,17 @@ def parse_token_response(
             retryable=False,
         )
 
-    data = _json_object(body)
+    data = masked(_json_object(body))
     if data is None:
         raise bad("its body is not a JSON object; check OAUTH_TOKEN_URL points at the token endpoint")
     if "error" in data:
         raise _error_from_response(400, body, prefix, server_name, correlation_id, redact=redact)
-    access_token = data.get("access_token")
+    access_token = masked(data.get("access_token"))
     if not isinstance(access_token, str) or not access_token.strip():
         raise bad("access_token is missing or empty")
+    if not _B64TOKEN.match(access_token):
+        # Never repeated: CR/LF would reach a header or a child's environment.
+        raise bad("access_token holds characters outside RFC 6750's b64token syntax ([A-Za-z0-9-._~+/]+=*)")
     token_type = data.get("token_type")
     if dpop:
         check_dpop_token_type(token_type)
@@ -819,5 +1025,10 @@ def parse_token_response(
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise bad("scope is not a space-separated string")
-    return TokenResponse(access_token, DPOP_TOKEN_TYPE if dpop else "Bearer", expires_in, scope)
-
+    if scope is not None and scope != "" and (len(scope) > MAX_SCOPE_LENGTH or not _SCOPE.match(scope)):
+        raise bad(
+            "scope is not an RFC 6749 scope (printable ASCII tokens separated by spaces, "
+            "at most %d characters)" % MAX_SCOPE_LENGTH
+        )
+    # A plain str for the caller.
+    return TokenResponse(str(access_token), DPOP_TOKEN_TYPE if dpop else "Bearer", expires_in, scope)

@@ -6,10 +6,13 @@ Code written against the seed gateway's documentation runs unchanged once its
     from oauth_gateway import get_oauth_service, refresh_server_oauth_token
 
     token, error = refresh_server_oauth_token("oauth-api", server_entry, "config-id")
+    headers = {"Authorization": f"Bearer {token}"}
     metrics = get_oauth_service().get_metrics()
 
-Errors come back as their message (never a secret); new code should prefer
-:class:`~oauth_gateway.TokenManager`, which raises.
+As in the seed, ``refresh_server_oauth_token`` and ``OAuthService.get_access_token``
+return the access token itself, a string; :class:`~oauth_gateway.TokenManager` returns a
+:class:`~oauth_gateway.Token` (which never prints its value). Errors come back as their
+message (never a secret); new code should prefer the manager, which raises.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from .config import OAuthConfig
 from .exceptions import OAuthGatewayError
 from .injection import entry_oauth_block
 from .manager import TokenManager
-from .tokens import Token
 
 if TYPE_CHECKING:
     from .cache import TokenCache
@@ -63,10 +65,13 @@ class OAuthService:
 
     def get_access_token(
         self, server_name: str, oauth_config: ConfigLike, config_id: str = "default"
-    ) -> Tuple[Optional[Token], Optional[str]]:
-        """Return ``(token, None)``, or ``(None, message)`` when no token can be had."""
+    ) -> Tuple[Optional[str], Optional[str]]:
+        """Return ``(access_token, None)``, or ``(None, message)`` when no token can be had.
+
+        The access token is the string to send (``f"Bearer {token}"``), as the seed returns it.
+        """
         try:
-            return self.manager.get_token(server_name, _as_config(oauth_config), config_id), None
+            return self.manager.get_token(server_name, _as_config(oauth_config), config_id).access_token, None
         except OAuthGatewayError as exc:
             return None, str(exc)
 
@@ -135,10 +140,14 @@ def get_oauth_service() -> OAuthService:
 
 def refresh_server_oauth_token(
     server_name: str, server_entry: Mapping[str, Any], config_id: str = "default"
-) -> Tuple[Optional[Token], Optional[str]]:
-    """Force a new token for a server entry; return ``(token, None)`` or ``(None, message)``."""
+) -> Tuple[Optional[str], Optional[str]]:
+    """Force a new token for a server entry; return ``(access_token, None)`` or ``(None, message)``.
+
+    The access token is the string to send (``f"Bearer {token}"``), as the seed returns it.
+    """
     try:
-        return get_oauth_service().manager.refresh(server_name, _entry_config(server_entry), config_id), None
+        token = get_oauth_service().manager.refresh(server_name, _entry_config(server_entry), config_id)
+        return token.access_token, None
     except OAuthGatewayError as exc:
         return None, str(exc)
 

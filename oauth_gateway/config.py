@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Op
 from urllib.parse import urlsplit
 
 from . import schema as _schema
-from ._helpers import resolve_env
+from ._helpers import redact_url, resolve_env
 from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
@@ -50,11 +50,14 @@ def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ("must be an absolute http(s) URL, got %r" % url, "write it like https://idp.example.com/oauth/token")
+        return (
+            "must be an absolute http(s) URL, got %r" % redact_url(url),
+            "write it like https://idp.example.com/oauth/token",
+        )
     if version == "2.1" and key == "OAUTH_TOKEN_URL":
         return ("OAuth 2.1 requires HTTPS for token_url", "use an https:// URL or set OAUTH_VERSION to \"2.0\"")
     return (
-        "must be https, got %r" % url,
+        "must be https, got %r" % redact_url(url),
         "use https, or set OAUTH_ENFORCE_HTTPS to false for local tests (OAuth 2.0 only)",
     )
 
@@ -188,7 +191,7 @@ def _resources(value: Any, where: str) -> Tuple[str, ...]:
         parts = urlsplit(uri)
         if not parts.scheme or parts.fragment or "#" in uri:
             raise ConfigError(
-                "must be an absolute URI without a fragment (RFC 8707), got %r" % uri,
+                "must be an absolute URI without a fragment (RFC 8707), got %r" % redact_url(uri),
                 where + ("[%d]" % i if isinstance(value, list) else ""),
                 "write it like https://api.example.com/mcp",
             )
@@ -294,11 +297,39 @@ def _check_secret(values: _Values, path_of: _PathOf) -> None:
         )
 
 
+#: Query parameter names that say "credential": refused in endpoint URLs, whose query
+#: urllib3 writes to its DEBUG log (``"POST /token?p=... HTTP/1.1" 200``).
+_SECRET_QUERY_NAME = re.compile(
+    r"secret|passw|pwd|token|api_?key|assertion|signature|credential|^(key|code|sig|auth|authorization)$", re.I
+)
+
+
+def _credential_problem(url: str) -> Optional[Tuple[str, str]]:
+    """Credentials inside an endpoint URL: user info, or a query value under a secret-looking name."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return (
+            "must not carry credentials (user:password@), got %r" % redact_url(url),
+            "remove them from the URL; the client authenticates with OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET",
+        )
+    for field in parts.query.split("&") if parts.query else ():
+        name = field.partition("=")[0]
+        if _SECRET_QUERY_NAME.search(name):
+            return (
+                "carries %r in its query, which urllib3's DEBUG log would show, got %r" % (name, redact_url(url)),
+                "send it in the POST body with OAUTH_ADDITIONAL_PARAMS, or as OAUTH_CLIENT_SECRET",
+            )
+    return None
+
+
 def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     def check(values: _Values, path_of: _PathOf) -> None:
         url = values[name]
         if not url:
             return
+        credentials = _credential_problem(url)
+        if credentials:
+            raise ConfigError(credentials[0], path_of(key), credentials[1])
         problem = _https_problem(url, key, values["version"])
         if problem and (values["enforce_https"] or urlsplit(url).scheme not in ("http", "https")):
             raise ConfigError(problem[0], path_of(key), problem[1])
@@ -672,6 +703,8 @@ class OAuthConfig:
             if not field.in_repr:
                 continue
             value = getattr(self, field.name)
+            if field.is_url and value:
+                value = redact_url(value)
             shown.append("%s=%s" % (field.name, ("'***'" if value else "''") if field.secret else repr(value)))
             if field.name == "version":
                 shown.append("auth_method=%r" % self.auth_method)

@@ -184,6 +184,13 @@ class DiscoveryError(OAuthGatewayError):
         self.retryable = retryable
 
 
+class InsecureTransportError(OAuthGatewayError, ValueError):
+    """A bearer token would have been sent over plain http: nothing was sent.
+
+    Raised by the ``requests`` auth object for a URL that is not https (loopback http is
+    allowed when ``OAUTH_ENFORCE_HTTPS`` is false, or with ``allow_insecure=True``).
+    """
+
 class TokenBindingError(OAuthGatewayError):
     """An access token is not bound to our DPoP key or client certificate.
 

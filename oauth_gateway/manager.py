@@ -13,14 +13,15 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
+from ._helpers import masked
 from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse
+from .client import TokenClient, TokenResponse, call_budget, safe_text
 from .client_auth import JWT_BEARER_GRANT_TYPE, certificate_thumbprints
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
 from .dpop import DPoPKey, NonceStore, check_binding, token_claims
-from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured
+from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured, TransportError
 from .metrics import Metrics
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
@@ -35,6 +36,9 @@ DEFAULT_FAILURE_COOLDOWN = 5.0
 STALE_RETRY_INITIAL = 1.0
 #: Longest wait between refresh attempts while the old token is served.
 STALE_RETRY_MAX = 60.0
+#: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
+#: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
+WAIT_MARGIN = 60.0
 #: DPoP keys a manager keeps (one per config); past this the oldest is forgotten, and
 #: the tokens bound to it are replaced when a resource server refuses them.
 MAX_DPOP_KEYS = 1024
@@ -100,6 +104,10 @@ class TokenManager:
             unless ``clock`` is given: a manager on an injected clock is a test that steps
             time by hand and expects the call that notices to refresh (pass True and call
             :meth:`wait_for_refresh` to test the background path on a fake clock).
+        on_retry: called as ``on_retry(server_name, attempt, total, reason)`` before each
+            retried request (``attempt`` is the one about to be sent, ``reason`` like
+            ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
+            its progress line from here.
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class TokenManager:
         failure_cooldown: float = DEFAULT_FAILURE_COOLDOWN,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         background_refresh: Optional[bool] = None,
+        on_retry: Optional[Callable[[str, int, int, str], None]] = None,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -118,6 +127,7 @@ class TokenManager:
         self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
+        self._retry_hook = on_retry
         self._client = TokenClient(sleep=sleep, on_retry=self._on_retry, clock=clock)
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
@@ -169,7 +179,7 @@ class TokenManager:
             return entry.token
         return self._acquire(server_name, config, config_id, force=False)
 
-    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> "HitProbe":
+    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> HitProbe:
         """Return what a caller needs to read this key's cache hit inline, without a call.
 
         For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
@@ -274,6 +284,7 @@ class TokenManager:
             )
         key = (server_name, config_id)
         fingerprint = config.fingerprint
+        rejected = masked(rejected)  # an Authorization value; frame locals may be printed
         with self._lock:
             now = self._clock()
             entry = self._peek(key)
@@ -300,7 +311,7 @@ class TokenManager:
                     and (usable is None or usable.token.is_expired(now))
                 ):
                     self._metrics.add(server_name, "token_fail_fast")
-                    raise _fresh(failure.error)
+                    raise _fail_fast(failure.error, failure.until - now)
                 flight = self._flights[key] = _Flight()
                 leader = True
             else:
@@ -311,7 +322,14 @@ class TokenManager:
                     return usable.token
             self._metrics.add(server_name, "token_cache_misses")
         if not leader:
-            flight.done.wait()
+            # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
+            budget = call_budget(config) + WAIT_MARGIN
+            if not flight.done.wait(budget):
+                raise TransportError(
+                    "waited %.0f s for another thread's token request for %s, which has not finished; "
+                    "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
+                    server_name=server_name,
+                )
             if flight.error is not None:
                 raise _fresh(flight.error)
             assert flight.token is not None
@@ -633,6 +651,7 @@ class TokenManager:
             scopes=granted,
             expiry_buffer=config.expiry_buffer,
             default_lifetime=self._default_lifetime,
+            issued_at_epoch=time.time() - (self._clock() - issued_at),
         )
         if response.expires_in is None:
             log.debug(
@@ -650,7 +669,7 @@ class TokenManager:
         if config.validate_scopes and config.scopes and not config.scopes <= granted:
             raise InvalidScope(
                 "Token scopes validation failed. Requested: %s, Received: %s"
-                % (" ".join(sorted(config.scopes)), " ".join(sorted(granted)) or "(none)"),
+                % (" ".join(sorted(config.scopes)), safe_text(" ".join(sorted(granted))) or "(none)"),
                 error="invalid_scope",
                 retryable=False,
             )
@@ -672,7 +691,7 @@ class TokenManager:
         if usable is not None and not usable.token.is_expired(now):
             # Serve the old token; try again after a short, growing wait, never past its expiry.
             wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
-            retry_at = min(now + wait, usable.token.expires_at)
+            retry_at = min(now + wait, usable.token.expires_at_monotonic)
             if config.dpop:
                 self._cache.remember(key, usable._replace(refresh_at=retry_at))  # DPoP tokens stay local
             else:
@@ -682,7 +701,7 @@ class TokenManager:
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
                 server_name,
                 exc,
-                usable.token.expires_at - now,
+                usable.token.expires_at_monotonic - now,
                 retry_at - now,
             )
             return usable.token
@@ -691,8 +710,10 @@ class TokenManager:
 
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
+        if self._retry_hook is not None:
+            self._retry_hook(server_name, attempt, total, reason)
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> "TokenAuth":
+    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> TokenAuth:
         """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
         from .auth import TokenAuth
 
@@ -736,6 +757,7 @@ class TokenManager:
                 except Exception as exc:
                     self._cache_error(server_name, "read", exc)
             token = entry.token.access_token if entry is not None else None
+        token = masked(token)  # frame locals may be printed with a traceback
         self.invalidate(server_name, config_id)
         if token is None:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
@@ -774,7 +796,7 @@ class TokenManager:
             self._refresher.close()
         self._client.close()
 
-    def __enter__(self) -> "TokenManager":
+    def __enter__(self) -> TokenManager:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -796,7 +818,9 @@ class TokenManager:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
 
 
-def _call(acquire: "weakref.WeakMethod[Callable[..., Token]]", server_name: str, config: OAuthConfig, config_id: str) -> Token:
+def _call(
+    acquire: weakref.WeakMethod[Callable[..., Token]], server_name: str, config: OAuthConfig, config_id: str
+) -> Token:
     """The slow path of a hit-path function: the manager's ``_acquire``."""
     method = acquire()
     if method is None:  # pragma: no cover - the function outlived its manager
@@ -846,7 +870,18 @@ def _fresh(error: BaseException) -> BaseException:
     return clone
 
 
-_MANAGERS: "weakref.WeakSet[TokenManager]" = weakref.WeakSet()
+def _fail_fast(error: BaseException, wait: float) -> BaseException:
+    """A copy of a key's last error that says no request was made, and when the next one will be."""
+    clone = _fresh(error)
+    if clone.args and isinstance(clone.args[0], str):
+        clone.args = (
+            "%s; no request was made: this repeats the last failure during its cool-down, "
+            "and a call in %.1f s or later makes a new request" % (clone.args[0], max(0.0, wait)),
+        ) + tuple(clone.args[1:])
+    return clone
+
+
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
 def _reset_managers_after_fork() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-from typing import Any, FrozenSet, Iterable, Optional, Tuple
+import time
+from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
 
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
@@ -26,37 +28,44 @@ def fingerprint(secret: str) -> str:
 class Token:
     """An access token and when to stop using it. Immutable, so safe to share across threads.
 
-    Times are seconds on the manager's monotonic clock, set once when the request
-    was sent. ``repr`` shows a fingerprint, never the token.
+    ``expires_at`` and ``expiry`` are wall-clock times, for people and for values that
+    leave the process. The manager decides freshness on its monotonic clock instead:
+    ``issued_at``, ``expires_at_monotonic`` and ``refresh_at`` are seconds on that clock,
+    set once when the request was sent. ``repr`` shows a fingerprint, never the token.
 
     Attributes:
         access_token: the bearer token itself.
         token_type: always ``"Bearer"`` (the server's case is normalised).
         expires_in: the lifetime the server granted, or None when it sent none.
-        issued_at: clock time at which the token request was sent.
-        expires_at: clock time at which the server considers the token expired.
-        refresh_at: clock time from which the token is refreshed ahead of expiry.
+        expires_at: when the server considers the token expired, in epoch seconds (UTC,
+            ``time.time()``'s clock); :attr:`expiry` is the same as a datetime.
+        issued_at: monotonic clock time at which the token request was sent.
+        expires_at_monotonic: monotonic clock time at which the token expires.
+        refresh_at: monotonic clock time from which the token is refreshed ahead of expiry.
         scopes: the granted scopes (the requested ones when the server sent none).
+        authorization: the ``Authorization`` header value, ``"Bearer <token>"``.
     """
 
     access_token: str
     token_type: str
     expires_in: Optional[float]
     issued_at: float
-    expires_at: float
+    expires_at_monotonic: float
     refresh_at: float
     scopes: FrozenSet[str]
     authorization: str
+    expires_at: float
 
     __slots__ = (
         "access_token",
         "token_type",
         "expires_in",
         "issued_at",
-        "expires_at",
+        "expires_at_monotonic",
         "refresh_at",
         "scopes",
         "authorization",
+        "expires_at",
     )
 
     def __init__(
@@ -68,18 +77,34 @@ class Token:
         scopes: Iterable[str] = (),
         expiry_buffer: float = 0.0,
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+        issued_at_epoch: Optional[float] = None,
     ) -> None:
+        """Build a token from a token response.
+
+        Args:
+            access_token: the token.
+            token_type: the response's ``token_type``.
+            expires_in: the response's ``expires_in`` (seconds), or None.
+            issued_at: monotonic clock time at which the request was sent.
+            scopes: the granted scopes.
+            expiry_buffer: seconds before expiry from which the token is stale
+                (at most half its lifetime).
+            default_lifetime: the lifetime assumed when ``expires_in`` is None.
+            issued_at_epoch: the same instant as ``issued_at`` in epoch seconds;
+                ``time.time()`` (now) by default.
+        """
         lifetime = default_lifetime if expires_in is None else expires_in
-        expires_at = issued_at + lifetime
+        deadline = issued_at + lifetime
         sets = object.__setattr__
         sets(self, "access_token", access_token)
         sets(self, "token_type", "Bearer" if token_type.lower() == "bearer" else token_type)
         sets(self, "expires_in", expires_in)
         sets(self, "issued_at", issued_at)
-        sets(self, "expires_at", expires_at)
-        sets(self, "refresh_at", expires_at - refresh_buffer(expiry_buffer, lifetime))
+        sets(self, "expires_at_monotonic", deadline)
+        sets(self, "refresh_at", deadline - refresh_buffer(expiry_buffer, lifetime))
         sets(self, "scopes", frozenset(scopes))
         sets(self, "authorization", "%s %s" % (self.token_type, access_token))
+        sets(self, "expires_at", (time.time() if issued_at_epoch is None else issued_at_epoch) + lifetime)
 
     @classmethod
     def restore(
@@ -88,18 +113,34 @@ class Token:
         token_type: str,
         expires_in: Optional[float],
         issued_at: float,
-        expires_at: float,
+        expires_at_monotonic: float,
         refresh_at: float,
         scopes: Iterable[str],
-    ) -> "Token":
+        expires_at: Optional[float] = None,
+    ) -> Token:
         """Rebuild a token from stored times, as a shared cache read it back.
 
-        Unlike the constructor, the expiry and refresh times are taken as given (already
+        Unlike the constructor, the times are taken as given (the monotonic ones already
         moved onto this process's clock), not computed from ``expires_in``.
+
+        Args:
+            expires_at: the expiry in epoch seconds; derived from ``expires_at_monotonic``
+                and the current offset between the wall and monotonic clocks by default.
         """
+        if expires_at is None:
+            expires_at = time.time() + (expires_at_monotonic - time.monotonic())
         return _restore(
-            (access_token, token_type, expires_in, issued_at, expires_at, refresh_at, frozenset(scopes),
-             "%s %s" % (token_type, access_token))
+            (
+                access_token,
+                token_type,
+                expires_in,
+                issued_at,
+                expires_at_monotonic,
+                refresh_at,
+                frozenset(scopes),
+                "%s %s" % (token_type, access_token),
+                expires_at,
+            )
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -132,17 +173,58 @@ class Token:
         """A short hash of the token, safe for logs and ``repr``."""
         return fingerprint(self.access_token)
 
-    def is_expired(self, now: float) -> bool:
-        """Return True once the server considers the token expired."""
-        return now >= self.expires_at
+    @property
+    def expiry(self) -> datetime.datetime:
+        """:attr:`expires_at` as a timezone-aware UTC datetime."""
+        return datetime.datetime.fromtimestamp(self.expires_at, datetime.timezone.utc)
+
+    @property
+    def expired(self) -> bool:
+        """True once the server considers the token expired (read from the wall clock)."""
+        return self.is_expired()
+
+    def is_expired(self, now: Optional[float] = None) -> bool:
+        """Return True once the server considers the token expired.
+
+        Args:
+            now: a time on the monotonic clock the token was issued on, compared with
+                :attr:`expires_at_monotonic` (what the manager does). By default the wall
+                clock is read and compared with :attr:`expires_at`.
+        """
+        if now is None:
+            return time.time() >= self.expires_at
+        return now >= self.expires_at_monotonic
 
     def is_stale(self, now: float) -> bool:
-        """Return True once the token should be refreshed (still usable until expired)."""
+        """Return True once the token should be refreshed (still usable until expired).
+
+        Args:
+            now: a time on the monotonic clock the token was issued on.
+        """
         return now >= self.refresh_at
 
     def expires_in_at(self, now: float) -> float:
-        """Seconds left before expiry at clock time ``now`` (negative once expired)."""
-        return self.expires_at - now
+        """Seconds left before expiry at monotonic clock time ``now`` (negative once expired)."""
+        return self.expires_at_monotonic - now
+
+    def to_dict(self, show_token: bool = False) -> Dict[str, Any]:
+        """Describe the token as ``oauth-gateway token`` and Django's ``oauth_gateway_token`` print it.
+
+        Args:
+            show_token: give the access token itself instead of :meth:`masked`.
+
+        Returns:
+            ``access_token``, ``token_type``, ``scopes`` (a sorted list), ``expires_in``
+            (whole seconds left now, on the wall clock) and ``expires_at`` (ISO 8601 UTC,
+            like ``2026-11-27T21:32:51Z``).
+        """
+        return {
+            "access_token": self.access_token if show_token else self.masked(),
+            "token_type": self.token_type,
+            "scopes": sorted(self.scopes),
+            "expires_in": max(0, int(self.expires_at - time.time())),
+            "expires_at": iso8601(self.expires_at),
+        }
 
     def masked(self) -> str:
         """The token for display: its first 4 characters (of 16 or more), its length and fingerprint."""
@@ -166,7 +248,38 @@ def _restore(state: Tuple[Any, ...]) -> Token:
     token = Token.__new__(Token)
     for name, value in zip(Token.__slots__, state):
         object.__setattr__(token, name, value)
+    if len(state) < len(Token.__slots__):  # pickled before expires_at was in epoch seconds
+        object.__setattr__(token, "expires_at", time.time() + (token.expires_at_monotonic - time.monotonic()))
     return token
+
+
+def describe(token: Token, server_name: str, config_id: str, show_token: bool = False) -> Dict[str, Any]:
+    """The fields ``oauth-gateway token`` and Django's ``oauth_gateway_token`` print, in order.
+
+    ``server`` and ``config_id``, then :meth:`Token.to_dict`'s fields. Both commands print
+    them as ``name: value`` lines (scopes space-separated), and ``--output json`` as one
+    JSON object with these keys.
+    """
+    fields: Dict[str, Any] = {"server": server_name, "config_id": config_id}
+    fields.update(token.to_dict(show_token))
+    return fields
+
+
+def format_description(fields: Dict[str, Any]) -> str:
+    """Render :func:`describe`'s fields as ``name: value`` lines (no final newline)."""
+    lines = []
+    for name, value in fields.items():
+        if name == "scopes":
+            value = " ".join(value) or "(none)"
+        elif name == "expires_in":
+            value = "%d s" % value
+        lines.append("%s: %s" % (name, value))
+    return "\n".join(lines)
+
+
+def iso8601(epoch: float) -> str:
+    """Return epoch seconds as an ISO 8601 UTC timestamp, like ``2026-11-27T21:32:51Z``."""
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_scope(value: Optional[str]) -> FrozenSet[str]:

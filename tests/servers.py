@@ -420,6 +420,10 @@ class Fault:
         reset: send partial response headers, then reset the TCP connection (RST).
         redirect_to: answer 307 (or ``status`` if not 200) with this ``Location``.
         content_type: ``Content-Type`` of the body; None sends none.
+        drip: send the body one byte every ``drip`` seconds (with its ``Content-Length``).
+        endless: send a chunked body that never ends: ``endless`` bytes per chunk, one
+            chunk every millisecond, until the client hangs up or the server stops
+            (at most 60 s).
 
     Raises:
         ValueError: if both ``json`` and ``body`` are given.
@@ -435,6 +439,8 @@ class Fault:
         reset: bool = False,
         redirect_to: Optional[str] = None,
         content_type: Optional[str] = "application/json",
+        drip: float = 0.0,
+        endless: int = 0,
     ) -> None:
         if json is not None and body is not None:
             raise ValueError("Fault: give json or body, not both")
@@ -451,6 +457,8 @@ class Fault:
         self.reset = bool(reset)
         self.redirect_to = redirect_to
         self.content_type = content_type
+        self.drip = float(drip)
+        self.endless = int(endless)
 
     @property
     def is_passthrough(self) -> bool:
@@ -460,6 +468,8 @@ class Fault:
             and self.body is None
             and self.redirect_to is None
             and not self.reset
+            and not self.drip
+            and not self.endless
             and self.status == 200
         )
 
@@ -563,6 +573,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.reset:
                 self._reset()
                 return
+            if fault.drip or fault.endless:
+                self._trickle(owner, owner._fault_reply(record, fault), fault)
+                return
             if not fault.is_passthrough:
                 self._send(owner._fault_reply(record, fault))
                 return
@@ -587,6 +600,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+
+    def _trickle(self, owner: AuthServer, reply: _Reply, fault: Fault) -> None:
+        """Send ``reply`` slowly: its body a byte at a time, or chunks that never end."""
+        self.close_connection = True
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if fault.endless:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.flush()
+        deadline = time.monotonic() + 60.0  # bounded, whatever the client does
+        try:
+            if fault.endless:
+                chunk = b"%x\r\n%s\r\n" % (fault.endless, b" " * fault.endless)
+                while not owner._stopping.is_set() and time.monotonic() < deadline:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    owner._wait(0.001)
+                return
+            for i in range(len(reply.body)):
+                if owner._stopping.is_set() or time.monotonic() >= deadline:
+                    return
+                self.wfile.write(reply.body[i : i + 1])
+                self.wfile.flush()
+                owner._wait(fault.drip)
+        except OSError:  # the client hung up: what these faults expect
+            return
 
     def _reset(self) -> None:
         # Partial headers through TLS, then SO_LINGER 0 so closing sends RST, not FIN.

@@ -77,19 +77,32 @@ def test_one_invalid_file_among_valid_ones_exits_1(tmp_path: Path) -> None:
 def test_json_output_lists_every_problem() -> None:
     code, out, err = run("validate", "--output", "json", str(DONE_WHEN))
     assert (code, err) == (1, "")
-    rows = json.loads(out)
-    assert [sorted(row) for row in rows] == [["file", "hint", "json_path", "message", "severity"]] * 4
+    (result,) = json.loads(out)
+    assert (result["file"], result["status"], result["error"]) == (str(DONE_WHEN), "invalid", None)
+    rows = result["problems"]
+    assert [sorted(row) for row in rows] == [["hint", "json_path", "message", "severity"]] * 4
     assert [row["json_path"] for row in rows] == [line.split(":", 1)[0] for line in DONE_WHEN_LINES]
-    assert {row["file"] for row in rows} == {str(DONE_WHEN)}
     assert {row["severity"] for row in rows} == {"error"}
     assert rows[1]["message"] == "unknown key 'OAUTH_SCOPES'"
     assert rows[1]["hint"] == "did you mean 'OAUTH_SCOPE'?"
     assert rows[3]["hint"] is None
 
 
-def test_json_output_of_valid_files_is_an_empty_list(tmp_path: Path) -> None:
-    code, out, _ = run("validate", "--output", "json", write(tmp_path / "ok.json", GOOD))
-    assert (code, json.loads(out)) == (0, [])
+def test_json_output_of_a_valid_file_is_one_object_with_no_problems(tmp_path: Path) -> None:
+    path = write(tmp_path / "ok.json", GOOD)
+    code, out, _ = run("validate", "--output", "json", path)
+    assert (code, json.loads(out)) == (0, [{"file": path, "status": "valid", "problems": [], "error": None}])
+
+
+def test_json_output_reports_an_unreadable_file_in_its_own_object(tmp_path: Path) -> None:
+    good = write(tmp_path / "ok.json", GOOD)
+    missing = str(tmp_path / "missing.json")
+    code, out, err = run("validate", "--output", "json", missing, good)
+    assert code == 2
+    rows = json.loads(out)
+    assert [(row["file"], row["status"]) for row in rows] == [(missing, "error"), (good, "valid")]
+    assert rows[0]["error"] == "%s does not exist" % missing and rows[0]["problems"] == []
+    assert "does not exist" in err
 
 
 def test_github_output_writes_workflow_annotations() -> None:
@@ -199,7 +212,9 @@ def test_strict_makes_the_warning_fail(tmp_path: Path) -> None:
     assert "%s: ok" % path not in out
     code, out, _ = run("validate", "--strict", "--output", "json", path)
     assert code == 1
-    (row,) = json.loads(out)
+    (result,) = json.loads(out)
+    assert result["status"] == "invalid"  # --strict: the warning fails
+    (row,) = result["problems"]
     assert (row["json_path"], row["severity"]) == ("$.OAUTH_CLIENT_SECRET", "warning")
     assert "chmod 600" in row["hint"] and "OAUTH_CLIENT_SECRET_FILE" in row["hint"]
     code, out, _ = run("validate", "--strict", "--output", "github", path)

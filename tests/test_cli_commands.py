@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -46,9 +47,8 @@ def gateway_file(tmp_path, auth_server, make_block):
 def test_token_prints_it_masked(gateway_file, auth_server):
     code, out, err = run("token", "oauth-api", "--config", gateway_file)
     assert code == 0, err
-    assert "server:     oauth-api (config abc-123)" in out
-    assert "type:       Bearer" in out
-    assert "scopes:     read write" in out
+    assert out.startswith("server: oauth-api\nconfig_id: abc-123\naccess_token: ")
+    assert "token_type: Bearer\nscopes: read write\nexpires_in: 3" in out
     (token,) = auth_server.issued
     assert token not in out and token not in err
 
@@ -71,6 +71,8 @@ def test_token_json_output(gateway_file, auth_server):
         ["read", "write"],
     )
     assert 3590 <= row["expires_in"] <= 3600
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", row["expires_at"])
+    assert list(row) == ["server", "config_id", "access_token", "token_type", "scopes", "expires_in", "expires_at"]
 
 
 def test_token_refused_by_the_server_exits_1(gateway_file, auth_server):

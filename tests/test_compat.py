@@ -33,19 +33,19 @@ def test_seed_calls_work_unchanged_without_await(monkeypatch, auth_server, make_
     service = og.get_oauth_service()
 
     token, error = og.refresh_server_oauth_token("oauth-api", server_entry, "config-id")
-    assert error is None and token.access_token in auth_server.issued
+    assert error is None and type(token) is str and token in auth_server.issued
 
     again, error = service.get_access_token("oauth-api", server_entry["oauth_config"], "config-id")
-    assert again is token and error is None
+    assert again == token and type(again) is str and error is None
 
     success, error = service.revoke_token(
         server_name="oauth-api",
-        token=token.access_token,
+        token=token,
         oauth_config=server_entry["oauth_config"],
         token_type_hint="access_token",
     )
     assert (success, error) == (True, None)
-    assert token.access_token in auth_server.revoked
+    assert token in auth_server.revoked
 
     assert og.invalidate_server_oauth_token("oauth-api", "config-id") == (True, None)
     metrics = service.get_metrics()
@@ -94,3 +94,23 @@ def test_a_broken_gateway_file_falls_back_to_memory_with_a_warning(monkeypatch, 
     monkeypatch.setattr(compat, "_default_service", None)
     assert isinstance(og.get_oauth_service().manager._cache, og.MemoryTokenCache)
     assert "could not be loaded" in caplog.text
+
+
+def test_seed_style_code_sends_the_access_token_itself(monkeypatch, auth_server, make_block):
+    # The seed returns the access token string: f"Bearer {token}" must be the header the API accepts.
+    monkeypatch.setattr(compat, "_default_service", None)
+    server_entry = {"server_name": "oauth-api", "oauth_config": make_block(auth_server)}
+    token, error = og.refresh_server_oauth_token("oauth-api", server_entry, "config-id")
+    assert error is None
+    answer = _resource(auth_server, {"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+
+    token, error = og.get_oauth_service().get_access_token("oauth-api", server_entry["oauth_config"], "config-id")
+    assert error is None
+    assert _resource(auth_server, {"Authorization": "Bearer %s" % token}).status_code == 200
+
+
+def _resource(server, headers):
+    import requests
+
+    return requests.get(server.resource_url, headers=headers, verify=server.ca_bundle, timeout=10)

@@ -216,15 +216,27 @@ def test_the_token_command_prints_a_masked_token(use_file, auth_server):
     text = out.getvalue()
     token = auth_server.issued_history[0]
     assert token not in text
-    assert "server: oauth-api\nconfig_id: %s\ntoken_type: Bearer\n" % CONFIG_ID in text
+    assert text.startswith("server: oauth-api\nconfig_id: %s\n" % CONFIG_ID)
     assert "access_token: %s*** (%d characters, sha256:" % (token[:4], len(token)) in text
-    assert "expires_in: 3600s" in text
+    assert "token_type: Bearer\nscopes: (none)\nexpires_in: 3" in text
+
+
+def test_the_token_command_prints_the_fields_of_the_cli_under_the_same_names(use_file, auth_server, capsys):
+    from oauth_gateway.cli import main
+
+    out = io.StringIO()
+    call_command("oauth_gateway_token", SERVER, stdout=out)
+    assert main(["token", SERVER, "--config", use_file]) == 0
+    cli_out = capsys.readouterr().out
+    names = [line.split(":", 1)[0] for line in out.getvalue().splitlines()]
+    assert names == [line.split(":", 1)[0] for line in cli_out.splitlines()]
+    assert names == ["server", "config_id", "access_token", "token_type", "scopes", "expires_in", "expires_at"]
 
 
 def test_the_token_command_shows_the_token_when_asked(use_file, auth_server):
     out = io.StringIO()
     call_command("oauth_gateway_token", SERVER, "--show", "--config-id", CONFIG_ID, stdout=out)
-    assert "access_token: %s\n" % auth_server.issued_history[-1] in out.getvalue()
+    assert out.getvalue() == auth_server.issued_history[-1] + "\n"  # alone, as `oauth-gateway token --show`
 
 
 def test_the_token_command_fails_with_the_reason(use_file, tmp_path, auth_server, make_block):
@@ -308,3 +320,47 @@ def test_a_file_that_breaks_the_schema_still_has_its_server_names_checked(tmp_pa
     with override_settings(OAUTH_GATEWAY={"CONFIG_FILE": path, "SERVERS": [SERVER, "oauth-apy"]}):
         messages = check_gateway_config()
     assert sorted(_ids(messages)) == ["oauth_gateway.E003", "oauth_gateway.E005"]
+
+
+# --------------------------------------------------------------------------- error pages
+
+
+def test_django_error_pages_and_admin_mails_never_show_the_secret(use_file, auth_server):
+    import logging
+
+    from django.core import mail
+    from django.test import RequestFactory
+    from django.utils.log import AdminEmailHandler
+    from django.views.debug import ExceptionReporter, technical_500_response
+
+    from servers import Fault
+
+    auth_server.set_faults([Fault(status=401, json={"error": "invalid_client", "error_description": "no"})])
+    request = RequestFactory().get("/data")
+    try:
+        og_django.get_token(SERVER)
+    except og.TokenRequestError:
+        exc_info = sys.exc_info()
+    else:  # pragma: no cover - the fault makes it fail
+        raise AssertionError("the token request should have failed")
+    # The secrets to look for are named only after the pages are made: this frame is on the traceback.
+    pages = [
+        ExceptionReporter(request, *exc_info).get_traceback_html(),
+        ExceptionReporter(request, *exc_info).get_traceback_text(),
+        technical_500_response(request, *exc_info).content.decode("utf-8"),
+    ]
+    with override_settings(
+        ADMINS=[("ops", "ops@example.com")], EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"
+    ):
+        record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Internal Server Error", (), exc_info)
+        record.request = request
+        AdminEmailHandler(include_html=True).emit(record)
+        assert len(mail.outbox) == 1
+        pages.append(mail.outbox[0].body)
+        pages.extend(content for content, _ in mail.outbox[0].alternatives)
+    assert all("frame" in page or "Traceback" in page for page in pages)
+    import html
+
+    pages = [html.unescape(page) for page in pages]
+    secrets = [TEST_CLIENT_SECRET, basic_credentials(TEST_CLIENT_ID, TEST_CLIENT_SECRET)[len("Basic ") :]]
+    assert [i for i, page in enumerate(pages) for secret in secrets if secret in page] == []

@@ -106,16 +106,16 @@ def test_times_are_carried_across_monotonic_clocks_as_wall_clock(cache_dir, conf
     clock_a, clock_b = FakeClock(1000.0), FakeClock(50.0)
     wall = FakeClock(EPOCH)
     token_a = _manager(cache_dir, clock_a, wall).get_token("oauth-api", config)
-    assert token_a.expires_at == pytest.approx(1000.0 + 3600)
+    assert token_a.expires_at_monotonic == pytest.approx(1000.0 + 3600)
     wall.advance(10)
     clock_b.advance(10)
     manager_b = _manager(cache_dir, clock_b, wall)
     token_b = manager_b.get_token("oauth-api", config)
     assert auth_server.count() == 1
     # 10 s later on another clock: 3590 s left, on B's clock.
-    assert token_b.expires_at == pytest.approx(60.0 + 3590, abs=1e-3)
+    assert token_b.expires_at_monotonic == pytest.approx(60.0 + 3590, abs=1e-3)
     assert token_b.issued_at == pytest.approx(60.0 - 10, abs=1e-3)
-    assert token_b.refresh_at == pytest.approx(token_b.expires_at - 300, abs=1e-3)
+    assert token_b.refresh_at == pytest.approx(token_b.expires_at_monotonic - 300, abs=1e-3)
 
 
 def test_an_entry_past_its_refresh_time_is_fetched_again(cache_dir, config, auth_server):

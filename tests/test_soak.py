@@ -55,7 +55,7 @@ def test_the_soak_ran_as_configured(report):
 
 
 def test_no_caller_ever_receives_an_expired_token(report):
-    # token.expires_at > time.monotonic() right after get_token returns, give or take
+    # token.expires_at_monotonic > time.monotonic() right after get_token returns, give or take
     # soak.LATE_TOLERANCE for a caller descheduled between the manager's clock read and ours
     # (edge receipts, printed in the summary); never a token that expired before the call.
     assert report.late_tokens == [], _why(report)

@@ -20,27 +20,75 @@ Needs the ``flask`` extra (``pip install 'oauth-gateway[flask]'``)::
 
 Each app gets one :class:`~oauth_gateway.TokenManager`, kept in
 ``app.extensions["oauth_gateway"]`` with the gateway file, which is read on first use.
+
+``init_app`` adds ``flask oauth-gateway check`` to the app's command line, as
+Flask-Migrate adds ``flask db``: it runs the checks of Django's system check
+(:func:`oauth_gateway.contrib.checks.check_gateway_file`) and exits 1 on an error, so a
+deployment fails before the first request needs a token. ``init_app(app, check=True)``
+runs the same check at once and raises :class:`~oauth_gateway.ConfigError` on an error.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
+import click
 import flask
 import requests
+from flask.cli import AppGroup
 
 from ..auth import TokenAuth
 from ..config import OAuthConfig
+from ..exceptions import ConfigError
 from ..gateway import GatewayConfig
 from ..manager import TokenManager
 from ..tokens import Token
 from ._common import PROMETHEUS_CONTENT_TYPE, GatewayClient
+from .checks import CheckProblem, check_gateway_file
 
 #: Key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "oauth_gateway"
 #: ``app.config`` key naming the gateway file; None means ``$OAUTH_GATEWAY_CONFIG`` or
 #: ``~/.enkrypt/enkrypt_mcp_config.json``.
 CONFIG_FILE_KEY = "OAUTH_GATEWAY_CONFIG_FILE"
+#: ``app.config`` key listing server names the check requires (None: every enabled server).
+SERVERS_KEY = "OAUTH_GATEWAY_SERVERS"
+#: ``app.config`` key: the check also builds each server's config (``${ENV}``, secret files).
+CHECK_ENVIRONMENT_KEY = "OAUTH_GATEWAY_CHECK_ENVIRONMENT"
+
+
+def check_app(app: flask.Flask) -> List[CheckProblem]:
+    """Return the problems of ``app``'s gateway file, as ``flask oauth-gateway check`` prints them.
+
+    Reads ``OAUTH_GATEWAY_CONFIG_FILE``, ``OAUTH_GATEWAY_SERVERS`` and
+    ``OAUTH_GATEWAY_CHECK_ENVIRONMENT`` from ``app.config``.
+    """
+    return check_gateway_file(
+        app.config.get(CONFIG_FILE_KEY),
+        app.config.get(SERVERS_KEY),
+        bool(app.config.get(CHECK_ENVIRONMENT_KEY, True)),
+        file_setting='app.config["%s"]' % CONFIG_FILE_KEY,
+        servers_setting='app.config["%s"]' % SERVERS_KEY,
+    )
+
+
+def _command_group() -> AppGroup:
+    """The ``flask oauth-gateway`` commands (one group per app: ``app.cli`` owns it)."""
+    group = AppGroup("oauth-gateway", help="oauth-gateway: check the gateway file of this app.")
+
+    @group.command("check")
+    def check() -> None:
+        """Check the gateway file as Django's system check does; exit 1 on an error."""
+        problems = check_app(flask.current_app)
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        errors = sum(1 for problem in problems if problem.level == "error")
+        if errors:
+            click.echo("oauth-gateway: %d error(s) in the gateway file" % errors, err=True)
+            raise SystemExit(1)
+        click.echo("oauth-gateway: the gateway file is ok (%d warning(s))" % len(problems))
+
+    return group
 
 
 class OAuthGateway:
@@ -59,18 +107,33 @@ class OAuthGateway:
         if app is not None:
             self.init_app(app, manager)
 
-    def init_app(self, app: flask.Flask, manager: Optional[TokenManager] = None) -> None:
-        """Give ``app`` its token manager and remember its gateway file.
+    def init_app(self, app: flask.Flask, manager: Optional[TokenManager] = None, check: bool = False) -> None:
+        """Give ``app`` its token manager, remember its gateway file and add ``flask oauth-gateway``.
 
         Reads ``app.config["OAUTH_GATEWAY_CONFIG_FILE"]`` now (None by default); the file
-        itself is read on first use.
+        itself is read on first use, or now with ``check``.
 
         Args:
             app: the Flask app.
             manager: its token manager; a new :class:`~oauth_gateway.TokenManager` by default.
+            check: run ``flask oauth-gateway check``'s checks now.
+
+        Raises:
+            ConfigError: with ``check``, the gateway file has an error (all are listed).
         """
         app.config.setdefault(CONFIG_FILE_KEY, None)
+        app.config.setdefault(SERVERS_KEY, None)
+        app.config.setdefault(CHECK_ENVIRONMENT_KEY, True)
+        if check:
+            errors = [problem for problem in check_app(app) if problem.level == "error"]
+            if errors:
+                raise ConfigError(
+                    "; ".join("%s: %s" % (problem.obj, problem.message) for problem in errors),
+                    "",
+                    errors[0].hint or "run `flask oauth-gateway check` for every problem and its fix",
+                )
         app.extensions[EXTENSION_KEY] = GatewayClient(app.config[CONFIG_FILE_KEY], manager)
+        app.cli.add_command(_command_group())
 
     # -- per-app state ------------------------------------------------------------------
 

@@ -283,7 +283,7 @@ class RedisTokenCache(SharedTokenCache):
 
     def store(self, key: Key, entry: CacheEntry) -> None:
         self._local.store(key, entry)
-        ttl = entry.token.expires_at - self._clock()
+        ttl = entry.token.expires_at_monotonic - self._clock()
         if ttl <= 0:
             self._delete(key)
             return

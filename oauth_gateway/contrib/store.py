@@ -72,6 +72,10 @@ def acquire_polling(
 ) -> None:
     """Call ``try_acquire`` until it returns True, backing off with :func:`poll_delay`.
 
+    The wait ends after ``wait_timeout`` seconds by ``clock``, or once the delays given to
+    ``sleep`` add up to ``wait_timeout``, whichever comes first: a clock that does not move
+    (a test's fake clock, a stalled timer) cannot make it endless.
+
     Args:
         try_acquire: one non-blocking attempt; True when the lock is now held.
         wait_timeout: seconds to keep trying.
@@ -84,13 +88,16 @@ def acquire_polling(
     """
     deadline = clock() + wait_timeout
     attempt = 0
+    slept = 0.0
     while not try_acquire():
         now = clock()
-        if now >= deadline:
+        if now >= deadline or slept >= wait_timeout:
             raise TimeoutError(
                 "%s was still held by another process after %.1fs; fetching without it" % (what, wait_timeout)
             )
-        sleep(min(poll_delay(attempt), deadline - now))
+        delay = min(poll_delay(attempt), deadline - now, wait_timeout - slept)
+        sleep(delay)
+        slept += delay
         attempt += 1
 
 
@@ -170,7 +177,7 @@ class EntryCodec:
             "expires_in": token.expires_in,
             "scopes": sorted(token.scopes),
             "issued_at": token.issued_at + offset,
-            "expires_at": token.expires_at + offset,
+            "expires_at": token.expires_at_monotonic + offset,
             "refresh_at": entry.refresh_at + offset,
             "token_refresh_at": token.refresh_at + offset,
             "epoch": epoch,
@@ -241,10 +248,11 @@ class EntryCodec:
             "token_type": token_type,
             "expires_in": expires_in,
             "issued_at": issued_at,
-            "expires_at": expires_at,
+            "expires_at_monotonic": expires_at,
             "refresh_at": min(token_refresh_at, expires_at),
             "scopes": frozenset(scopes),
             "authorization": "%s %s" % (token_type, access_token),
+            "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
         token = _token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
@@ -330,7 +338,7 @@ class SharedTokenCache(TokenCache):
 
     def store(self, key: Key, entry: CacheEntry) -> None:
         self._local.store(key, entry)
-        ttl = entry.token.expires_at - self._clock()
+        ttl = entry.token.expires_at_monotonic - self._clock()
         if ttl <= 0:
             self._delete(key)
             return
@@ -353,7 +361,7 @@ class SharedTokenCache(TokenCache):
 def _token_from_state(state: Dict[str, Any]) -> Token:
     """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
 
-    The constructor derives ``expires_at`` and ``refresh_at`` from the lifetime; an entry
+    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
     read back must keep the times it was written with, to the last bit, so the slots are
     set directly, as unpickling a Token does.
     """

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from django.views.decorators.debug import sensitive_variables
+
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
@@ -39,7 +41,11 @@ __all__ = ("auth", "gateway_client", "get_manager", "get_token", "reload", "sess
 #: The app label (``apps.get_app_config(APP_LABEL)``).
 APP_LABEL = "oauth_gateway"
 
+# Every function here is marked sensitive_variables(): Django's error pages and
+# AdminEmailHandler mails never show the locals of these frames.
 
+
+@sensitive_variables()
 def gateway_client() -> GatewayClient:
     """Return the process's :class:`~oauth_gateway.contrib._common.GatewayClient` (the app's).
 
@@ -58,6 +64,7 @@ def gateway_client() -> GatewayClient:
     return app_config.client
 
 
+@sensitive_variables()
 def get_manager() -> TokenManager:
     """Return the process's token manager.
 
@@ -67,6 +74,7 @@ def get_manager() -> TokenManager:
     return gateway_client().manager
 
 
+@sensitive_variables()
 def get_token(server_name: str, config_id: Optional[str] = None) -> Token:
     """Return a valid token for a server of the gateway file.
 
@@ -80,11 +88,13 @@ def get_token(server_name: str, config_id: Optional[str] = None) -> Token:
     return gateway_client().get_token(server_name, config_id)
 
 
+@sensitive_variables()
 def auth(server_name: str, config_id: Optional[str] = None, **options: Any) -> TokenAuth:
     """Return a ``requests`` auth object for a server (options: ``retry_on_any_401``)."""
     return gateway_client().auth(server_name, config_id, **options)
 
 
+@sensitive_variables()
 def session(server_name: str, config_id: Optional[str] = None, **options: Any) -> requests.Session:
     """Return a new ``requests.Session`` that sends the server's token and recovers from a 401.
 
@@ -99,6 +109,7 @@ def session(server_name: str, config_id: Optional[str] = None, **options: Any) -
     return gateway_client().session(server_name, config_id, **options)
 
 
+@sensitive_variables()
 def reload() -> None:
     """Read the gateway file again on next use (cached tokens stay)."""
     gateway_client().reload()
