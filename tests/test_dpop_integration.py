@@ -9,6 +9,7 @@ per HTTP request sent), resource requests by the resource server.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
@@ -52,6 +53,20 @@ class RequestLog(logging.Handler):
         """The status of every ``method`` request sent to ``url``'s path, in order."""
         marker = '"%s %s ' % (method, urlsplit(url).path)
         return [int(line.split('" ', 1)[1].split()[0]) for line in self.lines if marker in line]
+
+
+class OneShotBody:
+    """A request body read once: it has a length but no position, so it cannot be rewound."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+        self._length = len(data)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
 
 
 def _b64url(data: bytes) -> str:
@@ -328,13 +343,12 @@ def test_a_body_that_cannot_be_rewound_is_not_repeated_after_a_nonce_challenge(
     session.auth = manager.auth("dpop-api", dpop_config(oidc_provider))
     url = nonce_resource_server.url + "/mcp"
 
-    # The test server does not read chunked bodies: close the connection after this one.
-    chunks = (chunk for chunk in [b"a", b"b"])
-    answer = session.post(url, data=chunks, headers={"Connection": "close"}, timeout=TIMEOUT)
+    answer = session.post(url, data=OneShotBody(b"ab"), timeout=TIMEOUT)
     again = session.post(url, data=b"ab", timeout=TIMEOUT)
 
     assert answer.status_code == 401
     assert "DPoP nonce received; request not replayed" in answer.reason
+    assert "position cannot be read" in answer.reason
     assert again.status_code == 200 and again.history == []  # the nonce was remembered
     assert nonce_resource_server.count() == 2
 
