@@ -1,5 +1,6 @@
 """Shared internals, written once: URL redaction, ``${ENV}`` references, the gateway
-file's path, reading a JSON file, the atomic file write and the literal-secret warning.
+file's path, reading a JSON file (with a nesting limit), reading a small secret or key
+file (regular files only, capped), the atomic file write and the literal-secret warning.
 
 Private to the package; the adapters and the core both import from here, and this
 module imports nothing of the package but exceptions and JSON paths.
@@ -24,6 +25,18 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_CONFIG_PATH = os.path.join("~", ".enkrypt", "enkrypt_mcp_config.json")
 #: Environment variable that overrides :data:`DEFAULT_CONFIG_PATH`.
 CONFIG_PATH_ENV = "OAUTH_GATEWAY_CONFIG"
+#: The deepest nesting of arrays and objects accepted in a JSON document. Checked by a
+#: linear scan before parsing, so no document can make the parser recurse deeply.
+MAX_JSON_DEPTH = 64
+#: The largest gateway or ``oauth_config`` JSON file read.
+MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
+#: The largest secret, private key or assertion file read (they are a few KB).
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+# One token of a JSON text for the depth scan: a whole string (escapes included, an
+# unterminated one running to the end) or a bracket. Every part is deterministic and
+# the final alternative cannot fail, so the scan is linear in the text's length.
+_JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)|[\[\]{}]')
 
 
 def redact_url(url: str) -> str:
@@ -110,30 +123,81 @@ class FileProblem(NamedTuple):
     column: Optional[int] = None
 
 
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> Optional[Tuple[int, int]]:
+    """Find where a JSON text nests arrays and objects more than ``limit`` deep.
+
+    A linear scan that skips strings (and the brackets and escapes inside them); it
+    stops at the first bracket past the limit, so ``"[" * 10**6`` costs 65 steps.
+
+    Returns:
+        ``(line, column)`` of the first opening bracket beyond ``limit``, or None.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return None
+    depth = 0
+    for match in _JSON_STRUCTURE.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                position = match.start()
+                line = text.count("\n", 0, position) + 1
+                return line, position - text.rfind("\n", 0, position)
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def parse_json_text(text: str) -> Tuple[Any, Optional[FileProblem]]:
+    """Parse a JSON text from a user (a file, an option, standard input), never recursing deeply.
+
+    Never raises for bad input and never quotes it (the text around an error may hold a
+    secret): only the parser's message and the position.
+
+    Returns:
+        ``(document, None)``, or ``(None, FileProblem)`` when the text is not JSON or
+        nests more than :data:`MAX_JSON_DEPTH` arrays and objects.
+    """
+    deep = json_too_deep(text)
+    if deep is not None:
+        return None, FileProblem(
+            "is nested more than %d arrays or objects deep (line %d, column %d)" % (MAX_JSON_DEPTH, deep[0], deep[1]),
+            "flatten the document; %d levels is the limit" % MAX_JSON_DEPTH,
+            deep[0],
+            deep[1],
+        )
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as error:
+        return None, FileProblem(
+            "is not valid JSON: %s at line %d, column %d" % (error.msg, error.lineno, error.colno),
+            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
+            error.lineno,
+            error.colno,
+        )
+    except ValueError as error:  # e.g. an integer longer than Python converts; the message quotes no text
+        return None, FileProblem("is not valid JSON: %s" % error, "fix the value the message names")
+    except RecursionError:  # pragma: no cover - the depth scan comes first
+        return None, FileProblem("is nested too deeply to read", "flatten the document")
+
+
 def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
     """Read and parse a JSON file (UTF-8, a byte order mark allowed).
 
+    The file must be a regular file (a FIFO or a device is refused without blocking)
+    of at most :data:`MAX_JSON_FILE_BYTES`, nested at most :data:`MAX_JSON_DEPTH` deep.
     Never raises for a bad file and never quotes its contents (the text around a syntax
     error may hold a secret): only the parser's message and position.
 
     Returns:
         ``(document, None)``, or ``(None, FileProblem)`` when the file is missing,
-        unreadable, not UTF-8, not JSON or nested too deeply.
+        unreadable, not a regular file, too large, not UTF-8, not JSON or nested too deeply.
     """
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        return None, FileProblem("does not exist", "check the path")
-    except IsADirectoryError:
-        return None, FileProblem("is a directory", "give the path of the JSON file inside it")
-    except PermissionError:
-        return None, FileProblem(
-            "cannot be read: permission denied", "run as the file's owner, or fix its permissions (chmod 600)"
-        )
-    except OSError as error:
-        return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
-    return parse_json_bytes(raw)
+    raw, problem = read_regular_file(path, MAX_JSON_FILE_BYTES)
+    if problem is not None:
+        return None, problem
+    assert raw is not None
+    return parse_json_bytes(raw.data)
 
 
 def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
@@ -147,27 +211,91 @@ def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return None, FileProblem("is not UTF-8 text (bad byte at offset %d)" % error.start, "save it as UTF-8")
+    return parse_json_text(text)
+
+
+class RegularFile(NamedTuple):
+    """What :func:`read_regular_file` read: the bytes, and the file's permission bits."""
+
+    data: bytes
+    mode: int
+
+    def __repr__(self) -> str:
+        # The bytes may be a secret or a private key.
+        return "RegularFile(%d bytes, mode=%04o)" % (len(self.data), self.mode)
+
+    @property
+    def is_exposed(self) -> bool:
+        """True when group or others may read or write the file (POSIX modes)."""
+        return os.name == "posix" and bool(self.mode & 0o077)
+
+
+def read_regular_file(path: str, max_bytes: int) -> Tuple[Optional[RegularFile], Optional[FileProblem]]:
+    """Read a small regular file (a secret, a key, an assertion, a config) safely.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` before any byte is
+    read: a FIFO, a socket or a device is refused instead of hanging or reading forever,
+    and a file larger than ``max_bytes`` is refused. Symlinks to a regular file are
+    followed (Kubernetes mounts secrets that way).
+
+    Returns:
+        ``(RegularFile, None)``, or ``(None, FileProblem)`` naming what is wrong; the
+        problem follows the file's name (``"is a FIFO, not a regular file"``).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return json.loads(text), None
-    except json.JSONDecodeError as error:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None, FileProblem("does not exist", "check the path")
+    except IsADirectoryError:
+        return None, FileProblem("is a directory", "give the path of the file inside it")
+    except PermissionError:
         return None, FileProblem(
-            "is not valid JSON: %s at line %d, column %d" % (error.msg, error.lineno, error.colno),
-            "fix the syntax there (a trailing comma or a missing quote is common; JSON has no comments)",
-            error.lineno,
-            error.colno,
+            "cannot be read: permission denied", "run as the file's owner, or fix its permissions (chmod 600)"
         )
-    except ValueError as error:  # e.g. an integer longer than Python converts; the message quotes no text
-        return None, FileProblem("is not valid JSON: %s" % error, "fix the value the message names")
-    except RecursionError:
-        return None, FileProblem("is nested too deeply to read", "flatten the document")
+    except OSError as error:
+        return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return None, FileProblem("is a directory", "give the path of the file inside it")
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+            )
+            return None, FileProblem("is %s, not a regular file" % kind, "point it at a regular file")
+        if info.st_size > max_bytes:
+            return None, FileProblem(
+                "is larger than %d bytes (%d bytes)" % (max_bytes, info.st_size),
+                "point it at the right file; this one is far too large for its purpose",
+            )
+        chunks = []
+        size = 0
+        while True:  # bounded: at most max_bytes + 1 bytes are read
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                return None, FileProblem(
+                    "is larger than %d bytes" % max_bytes,
+                    "point it at the right file; this one is far too large for its purpose",
+                )
+        return RegularFile(b"".join(chunks), stat.S_IMODE(info.st_mode)), None
+    except OSError as error:
+        return None, FileProblem("cannot be read: %s" % (error.strerror or error), "check the path and the disk")
+    finally:
+        os.close(fd)
 
 
-def replace_bytes(path: str, data: bytes, mode: int) -> None:
+def replace_bytes(path: str, data: bytes, mode: int, owner: Optional[Tuple[int, int]] = None) -> None:
     """Atomically replace ``path`` with ``data`` through a same-directory temporary file.
 
-    The temporary file gets ``mode`` before any byte is written, is flushed and fsynced,
-    then renamed over ``path``: readers see the old file or the new one, never a part.
-    The directory is not fsynced here.
+    The temporary file gets ``mode`` (and ``owner``, a ``(uid, gid)`` pair, when given)
+    before any byte is written, is flushed and fsynced, then renamed over ``path``:
+    readers see the old file or the new one, never a part. The directory is not fsynced
+    here.
 
     Raises:
         OSError: the disk refused; ``path`` is unchanged and no temporary file remains.
@@ -177,6 +305,8 @@ def replace_bytes(path: str, data: bytes, mode: int) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             # Before any byte is written: the secrets are never readable by others.
+            if owner is not None and hasattr(os, "fchown"):
+                os.fchown(handle.fileno(), owner[0], owner[1])
             if hasattr(os, "fchmod"):
                 os.fchmod(handle.fileno(), mode)
             else:  # pragma: no cover - Windows

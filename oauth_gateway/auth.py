@@ -209,6 +209,10 @@ class TokenAuth(AuthBase):
         ):
             return response
         where = redact_url(failed.url or "")
+        moved_to = _resource_metadata(response.headers.get("WWW-Authenticate"))
+        if moved_to is not None and self.config.is_discovered:
+            # A challenge naming other resource metadata than the cached one: the server may have moved.
+            self.manager.forget_discovery(self.config, resource_metadata=moved_to)
         sent = masked(sent if isinstance(sent, str) else sent.decode("latin-1"))  # frame locals may be printed
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
@@ -264,6 +268,14 @@ class TokenAuth(AuthBase):
             self.config_id,
             self.retry_on_any_401,
         )
+
+
+def _resource_metadata(header: Optional[str]) -> Optional[str]:
+    """The ``resource_metadata`` URL of a Bearer or DPoP challenge, or None."""
+    for scheme, params in _parse_challenges(header or ""):
+        if scheme.lower() in ("bearer", "dpop") and params.get("resource_metadata"):
+            return params["resource_metadata"]
+    return None
 
 
 def is_invalid_token_challenge(header: Optional[str], schemes: Tuple[str, ...] = ("bearer",)) -> bool:

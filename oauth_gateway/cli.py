@@ -16,10 +16,10 @@ import json
 import logging
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
 
 from . import schema
-from ._helpers import literal_secret_warnings, parse_json_bytes, read_json_file, redact_url
+from ._helpers import literal_secret_warnings, parse_json_bytes, parse_json_text, read_json_file, redact_url
 from ._version import __version__
 
 EXIT_OK = 0
@@ -716,7 +716,20 @@ def _cmd_config(subparsers: Any) -> None:
     add.add_argument("--server-name", required=True, metavar="NAME", help="the new server's name")
     add.add_argument("--server-command", required=True, metavar="COMMAND", help="the program to launch")
     add.add_argument("--args", default="", metavar="A,B,C", help="its arguments, comma-separated")
-    add.add_argument("--env", metavar="JSON", help='environment as a JSON object, e.g. \'{"KEY": "value"}\'')
+    add.add_argument(
+        "--env",
+        metavar="JSON",
+        help='environment as a JSON object, e.g. \'{"KEY": "value"}\'; it shows in the process list, '
+        "so give secrets with --env-file instead",
+    )
+    add.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="environment from a file of KEY=VALUE lines (blank lines and lines starting with # are "
+        "skipped; the value is everything after the first =, taken as is); - reads the lines from "
+        "standard input. Keeps secret values out of the process list; added to --env, a name may "
+        "not be given twice",
+    )
     add.add_argument("--description", default="", help="free text")
     add.add_argument(
         "--oauth-json", metavar="FILE", help="a JSON file holding the oauth_config block (checked before writing)"
@@ -736,11 +749,27 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
     from .exceptions import ConfigError
     from .gateway import add_server
 
-    try:
-        env = json.loads(args.env) if args.env else None
-    except ValueError as error:
-        err.write("%s: error: --env is not a JSON object (%s)\n" % (_PROG, error))
-        return EXIT_USAGE
+    env = None
+    if args.env:
+        env, failure = parse_json_text(args.env)
+        if failure is not None:
+            # The parser's message and position only: the value may hold a secret.
+            err.write("%s: error: --env %s; %s\n" % (_PROG, failure.problem, failure.hint))
+            return EXIT_USAGE
+    if args.env_file:
+        try:
+            from_file = _read_env_file(args.env_file)
+        except ValueError as error:
+            err.write("%s: error: --env-file %s\n" % (_PROG, error))
+            return EXIT_USAGE
+        if env is not None and not isinstance(env, dict):
+            err.write("%s: error: --env must be a JSON object to be combined with --env-file\n" % _PROG)
+            return EXIT_USAGE
+        twice = sorted(set(env or {}) & set(from_file))
+        if twice:
+            err.write("%s: error: --env and --env-file both set %s; give each name once\n" % (_PROG, ", ".join(twice)))
+            return EXIT_USAGE
+        env = dict(env or {}, **from_file)
     oauth_config = None
     if args.oauth_json:
         result = check_file(args.oauth_json)
@@ -753,8 +782,10 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
             err.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
         if errors:
             return EXIT_INVALID
-        with open(args.oauth_json, encoding="utf-8-sig") as handle:
-            oauth_config = json.load(handle)
+        oauth_config, failure = read_json_file(args.oauth_json)
+        if failure is not None:  # pragma: no cover - changed since check_file read it
+            err.write("%s: error: %s %s\n" % (_PROG, args.oauth_json, failure.problem))
+            return EXIT_USAGE
         if isinstance(oauth_config, dict):
             oauth_config.pop("$schema", None)  # allowed in a bare block's file, not inside the gateway file
     try:
@@ -774,6 +805,44 @@ def _run_add_server(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int
         return EXIT_INVALID
     out.write("added server %r to config %s\n" % (args.server_name, config_id))
     return EXIT_OK
+
+
+#: The largest --env-file read (it holds a few variables).
+_MAX_ENV_FILE_BYTES = 1024 * 1024
+
+
+def _read_env_file(path: str) -> Dict[str, str]:
+    """Read ``KEY=VALUE`` lines from ``path`` (``-``: standard input).
+
+    Raises:
+        ValueError: a message that names the file and the line, never a value.
+    """
+    where = "(standard input)" if path == "-" else path
+    try:
+        if path == "-":
+            text = sys.stdin.read(_MAX_ENV_FILE_BYTES + 1)
+        else:
+            # Not read_regular_file: a pipe from process substitution, <(...), is welcome here.
+            with open(path, encoding="utf-8-sig") as handle:
+                text = handle.read(_MAX_ENV_FILE_BYTES + 1)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            "%s cannot be read (%s)" % (where, getattr(error, "strerror", None) or error.__class__.__name__)
+        )
+    if len(text) > _MAX_ENV_FILE_BYTES:
+        raise ValueError("%s is larger than %d bytes" % (where, _MAX_ENV_FILE_BYTES))
+    env: Dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError("%s line %d: expected KEY=VALUE" % (where, number))
+        if name in env:
+            raise ValueError("%s line %d: %s is set twice" % (where, number, name))
+        env[name] = value
+    return env
 
 
 # --- demo ------------------------------------------------------------------------------

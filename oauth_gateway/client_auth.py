@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import ssl
 import stat
@@ -36,7 +35,7 @@ import threading
 from typing import Any, Dict, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
-from ._helpers import redact_url
+from ._helpers import MAX_SECRET_FILE_BYTES, parse_json_text, read_regular_file, redact_url
 from ._jsonpath import join as _join_path
 from .exceptions import ConfigError
 
@@ -68,7 +67,10 @@ JWT_EXTRA = "pip install 'oauth-gateway[jwt]'"
 MIN_RSA_BITS = 2048
 
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384"}
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+.*?-----END CERTIFICATE-----", re.DOTALL)
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
+#: The largest client certificate file read (a certificate and its chain).
+MAX_CERT_FILE_BYTES = 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------
@@ -256,12 +258,14 @@ def assertion_audience(
 # --------------------------------------------------------------------------------------
 
 
-def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Private key") -> None:
-    """Check a private key file the way every key file is checked (fail closed).
+def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Private key") -> bytes:
+    """Check and read a private key file the way every key file is (fail closed).
 
     The file must exist, be a regular file (symlinks to one are fine: Kubernetes
-    secrets are symlinks) and be readable by this user; a file that group or others may
-    read is a WARNING (not an error, so mounted secrets with mode 0644 still work).
+    secrets are symlinks; a FIFO or a device is refused without blocking), hold at most
+    :data:`~oauth_gateway._helpers.MAX_SECRET_FILE_BYTES` and be readable by this user;
+    a file that group or others may read is a WARNING (not an error, so mounted secrets
+    with mode 0644 still work).
 
     Args:
         path: The file path.
@@ -269,8 +273,11 @@ def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Pr
         json_path: The JSON path of the ``oauth_config`` object holding ``field``.
         label: How messages name the file, like ``Client key``.
 
+    Returns:
+        The file's bytes (read once, after the checks).
+
     Raises:
-        ConfigError: the file is missing, not a regular file, or not readable.
+        ConfigError: the file is missing, not a regular file, too large or not readable.
     """
     where = _join_path(json_path, field)
     if not os.path.exists(path):
@@ -283,14 +290,18 @@ def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Pr
             where,
             "make it readable by this user (chmod 600, owned by the gateway's user)",
         )
-    mode = os.stat(path).st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    read, problem = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    if problem is not None:
+        raise ConfigError("%s %s %s" % (label, path, problem.problem), where, problem.hint)
+    assert read is not None
+    if read.mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning(
             "%s %s is readable by group or others (mode %o); run chmod 600 on it",
             label,
             path,
-            stat.S_IMODE(mode),
+            read.mode,
         )
+    return read.data
 
 
 def _import_jwt(where: str) -> Any:
@@ -432,19 +443,10 @@ def load_private_key(
     """
     where = _join_path(json_path, field)
     _import_jwt(where)
-    check_key_file(path, field, json_path)
+    data = check_key_file(path, field, json_path)
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ConfigError(
-            "cannot read the private key %s (%s)" % (path, exc.strerror or exc.__class__.__name__),
-            where,
-            "check the path and that this user may read it",
-        ) from None
     try:
         key = serialization.load_pem_private_key(data, password.encode("utf-8") if password else None)
     except TypeError:
@@ -489,18 +491,21 @@ def certificate_thumbprints(
         ConfigError: the file is missing, unreadable or holds no PEM certificate.
     """
     where = _join_path(json_path, field)
-    try:
-        with open(cert_path, encoding="ascii", errors="replace") as handle:
-            text = handle.read()
-    except OSError as exc:
+    read, problem = read_regular_file(cert_path, MAX_CERT_FILE_BYTES)
+    if problem is not None:
         raise ConfigError(
-            "cannot read the client certificate %s (%s)" % (cert_path, exc.strerror or exc.__class__.__name__),
+            "cannot read the client certificate %s: it %s" % (cert_path, problem.problem),
             where,
-            "check the path and that this user may read it",
-        ) from None
-    match = _PEM_CERT.search(text)
+            "%s; check the path and that this user may read it" % problem.hint,
+        )
+    assert read is not None
+    text = read.data.decode("ascii", errors="replace")
+    # Two plain searches, not a regular expression: linear whatever the file holds.
+    begin = text.find(_PEM_BEGIN)
+    end = text.find(_PEM_END, begin + len(_PEM_BEGIN)) if begin >= 0 else -1
+    block = text[begin : end + len(_PEM_END)] if end >= 0 else ""
     try:
-        der = ssl.PEM_cert_to_DER_cert(match.group(0)) if match else b""
+        der = ssl.PEM_cert_to_DER_cert(block) if block else b""
     except (ValueError, binascii.Error):
         der = b""
     if not der:
@@ -735,7 +740,10 @@ class ClientSecretJwt(_JwtClientAuth):
 
 def _jwt_part(segment: str) -> Any:
     padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+    document, problem = parse_json_text(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+    if problem is not None:  # not JSON, or nested deeply enough to exhaust the stack
+        raise ValueError(problem.problem)
+    return document
 
 
 def _utc(seconds: float) -> str:
@@ -780,15 +788,17 @@ class AssertionFile(ClientAuth):
                 or expires within :data:`ASSERTION_FILE_MIN_REMAINING` seconds. The
                 message names the file, never its content.
         """
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                text = handle.read(65536).strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        read, problem = read_regular_file(self.path, MAX_SECRET_FILE_BYTES)
+        if problem is not None:
             raise self._error(
-                "cannot be read (%s)" % reason,
-                "check that the platform mounts it and that this user may read it",
-            ) from None
+                "cannot be read (it %s)" % problem.problem,
+                "%s; check that the platform mounts it and that this user may read it" % problem.hint,
+            )
+        assert read is not None
+        try:
+            text = read.data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes") from None
         parts = text.split(".")
         try:
             if len(parts) != 3 or not all(parts):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Op
 from urllib.parse import urlsplit
 
 from . import schema as _schema
-from ._helpers import redact_url, resolve_env
+from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
 from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
@@ -96,6 +96,12 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
                 path_of(name),
                 "make it readable by this user (chmod 600, owned by the gateway's user)",
             )
+    if key:
+        _, problem = read_regular_file(key, MAX_SECRET_FILE_BYTES)
+        if problem is not None:
+            raise ConfigError(
+                "Client key %s %s" % (key, problem.problem), path_of("OAUTH_CLIENT_KEY_PATH"), problem.hint
+            )
     if ca:
         try:
             ssl.create_default_context(cafile=ca)
@@ -134,15 +140,24 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
 
 
 def _read_secret_file(path: str, json_path: str) -> str:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            secret = handle.read().strip("\r\n")
-    except OSError as exc:
+    read, problem = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    if problem is not None:
         raise ConfigError(
-            "cannot read the secret file %s (%s)" % (path, exc.strerror or exc.__class__.__name__),
+            "cannot read the secret file %s: it %s" % (path, problem.problem),
             json_path,
-            "check the path and that this user may read it",
+            "%s; it must be a regular file readable by this user" % problem.hint,
+        )
+    assert read is not None
+    try:
+        secret = read.data.decode("utf-8").strip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "the secret file %s is not UTF-8 text" % path, json_path, "write the client secret as UTF-8 text"
         ) from None
+    if read.is_exposed:
+        log.warning(
+            "Client secret file %s is readable by group or others (mode %04o); run chmod 600 on it", path, read.mode
+        )
     if not secret:
         raise ConfigError("the secret file %s is empty" % path, json_path, "write the client secret into it")
     return secret
@@ -356,6 +371,49 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
 
 
+# RFC 7230 section 3.2.6: a header name is a token.
+_HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _header_value_problem(value: str) -> Optional[str]:
+    """What makes ``value`` unfit for an HTTP header (RFC 7230 field-value), without quoting it."""
+    for char in value:
+        if char in "\r\n":
+            return "holds a line break (CR or LF)"
+        if char == "\0":
+            return "holds a NUL character"
+        if (char < " " and char != "\t") or char == "\x7f":
+            return "holds the control character U+%04X" % ord(char)
+    if value != value.strip(" \t"):
+        return "starts or ends with whitespace"
+    return None
+
+
+def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
+    """Refuse header names and values that requests would reject or send split.
+
+    Checked after ``${ENV}`` resolution (a key read from an environment variable often
+    ends with a newline); messages name the header, never its value.
+    """
+    where = path_of("OAUTH_CUSTOM_HEADERS")
+    for name, value in values["custom_headers"]:
+        if not name or not set(name) <= _HEADER_NAME_CHARS:
+            raise ConfigError(
+                "header name %s is not an HTTP token (RFC 7230: letters, digits and !#$%%&'*+-.^_`|~, no spaces)"
+                % json.dumps(name),
+                where,
+                'rename it, e.g. "X-Api-Key"',
+            )
+        problem = _header_value_problem(value)
+        if problem is not None:
+            raise ConfigError(
+                "the value of header %s %s" % (name, problem),
+                _join(where, name),
+                "remove it from the value (or from the variable it comes from); "
+                "header values are one line of text without control characters",
+            )
+
+
 def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
     """The chosen method has what it needs; the key file exists (fail closed)."""
     if not values["enabled"]:
@@ -453,7 +511,8 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
           check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
     Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
-    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
+    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs,
+          check=_check_custom_headers),
     Field("OAUTH_TIMEOUT", "timeout", float, load=_float),
     Field("OAUTH_CONNECT_TIMEOUT", "connect_timeout", float, load=_float),
     Field("OAUTH_MAX_RETRIES", "max_retries", int),

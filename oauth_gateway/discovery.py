@@ -845,6 +845,38 @@ class Discoverer:
             return DiscoveryResult(resource=None, authorization_server=self.authorization_server(issuer))
         raise ValueError("Discoverer.discover: give resource_url or issuer")
 
+    def forget(self, url: str, metadata_url: Optional[str] = None) -> bool:
+        """Drop what is cached for a server URL or an issuer, so the next lookup fetches it again.
+
+        Args:
+            url: a protected resource's URL (its metadata goes, with the cached metadata
+                of the authorization servers it names), or an issuer (its metadata goes).
+            metadata_url: the ``resource_metadata`` URL of a resource server's new 401
+                challenge: then only the server's metadata goes, and only when it came
+                from another URL.
+
+        Returns:
+            True when something was dropped.
+        """
+        try:
+            resource_key: Optional[Tuple[str, str]] = ("prm", canonical_resource_uri(url))
+        except ValueError:
+            resource_key = None
+        dropped = False
+        with self._lock:
+            hit = self._entries.get(resource_key) if resource_key is not None else None
+            if hit is not None and (metadata_url is None or hit[0].metadata_url != metadata_url):
+                del self._entries[resource_key]  # type: ignore[arg-type]  # not None when hit is not
+                dropped = True
+                if metadata_url is None:
+                    for issuer in hit[0].metadata.authorization_servers:
+                        dropped = self._entries.pop(("as", issuer), None) is not None or dropped
+            if metadata_url is None:
+                dropped = self._entries.pop(("as", url), None) is not None or dropped
+        if dropped:
+            log.debug("discovery: forgot the metadata of %s", redact_url(url))
+        return dropped
+
     def clear(self) -> None:
         """Forget every cached document (in-flight lookups finish as they are)."""
         with self._lock:

@@ -14,13 +14,15 @@ The file is the seed gateway's ``enkrypt_mcp_config.json``::
 
 Sections this module does not use are kept exactly as they are when a server is added.
 Writes are atomic (a temporary file in the same directory, fsync, ``os.replace``), the
-file ends up with mode 0600 whatever mode it had, and the previous contents are kept in
-``<file>.bak``. There is no file lock: two concurrent writers each write a complete
-file, and the last one wins.
+file ends up with mode 0600 whatever mode it had (and keeps its owner and group when
+root edits it), and the previous contents are kept in ``<file>.bak``. The whole
+read-modify-write holds an exclusive lock (``flock``) on ``<file>.lock`` beside it, so
+concurrent writers queue up and none loses another's update.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -63,6 +65,8 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 #: Suffix of the copy of the previous contents kept by every write.
 BACKUP_SUFFIX = ".bak"
+#: Suffix of the lock file beside the gateway file that serialises writers.
+LOCK_SUFFIX = ".lock"
 
 # How many names an error message lists before it says "and N more".
 _MAX_LISTED = 20
@@ -340,7 +344,9 @@ def add_server(
     mode 0700) that does not exist yet is created; a file without any config gets a new
     ``default_config`` under a new uuid4 id, unless a config id or another name was
     asked for. The whole resulting document is validated against the schema before
-    anything is written. A symlinked file is updated at its target.
+    anything is written. A symlinked file is updated at its target. The read, the change
+    and the write happen under an exclusive lock on ``<file>.lock``, so concurrent calls
+    (other processes too) all land; when root runs it, the file keeps its owner and group.
 
     Args:
         path: the gateway file; None means the default (see :func:`load_gateway_config`).
@@ -365,6 +371,25 @@ def add_server(
     """
     target, source = resolve_config_path(path)
     target = os.path.realpath(target)
+    with _locked(target):
+        return _add_server_locked(
+            target, source, config_name, config_id, server_name, command, args, env, description, oauth_config
+        )
+
+
+def _add_server_locked(
+    target: str,
+    source: str,
+    config_name: Optional[str],
+    config_id: Optional[str],
+    server_name: str,
+    command: str,
+    args: Sequence[str],
+    env: Optional[Mapping[str, str]],
+    description: str,
+    oauth_config: Optional[Mapping[str, Any]],
+) -> str:
+    """:func:`add_server` once the lock is held: read, change, validate, write."""
     if os.path.exists(target):
         document = _read_document(target, source)
     else:
@@ -447,9 +472,8 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-        os.chmod(directory, DIR_MODE)
+    _make_directory(directory)
+    owner = _owner_to_keep(path)
     if backup:
         try:
             with open(path, "rb") as handle:
@@ -457,9 +481,68 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
         except FileNotFoundError:
             previous = None
         if previous is not None:
-            replace_bytes(path + BACKUP_SUFFIX, previous, mode)
-    replace_bytes(path, data, mode)
+            replace_bytes(path + BACKUP_SUFFIX, previous, mode, owner)
+    replace_bytes(path, data, mode, owner)
     _fsync_directory(directory)
+
+
+def _make_directory(directory: str) -> None:
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        os.chmod(directory, DIR_MODE)
+
+
+def _owner_to_keep(path: str) -> Optional[Tuple[int, int]]:
+    """The ``(uid, gid)`` a rewritten ``path`` must keep, or None when ours already.
+
+    When root edits a user's gateway file, the new file would otherwise belong to root
+    and, being mode 0600, no longer be readable by the gateway. Only root can give a
+    file away, so others keep their own ownership (the rename needs write access to
+    the directory anyway).
+    """
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = os.stat(os.path.dirname(path))  # a new file belongs to the directory's owner
+    if (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid()):
+        return None
+    return info.st_uid, info.st_gid
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path + LOCK_SUFFIX`` (created 0600) for the block.
+
+    A lock file, not the gateway file itself: every write replaces the gateway file's
+    inode, so a lock on it would guard a file that is no longer there. The lock file is
+    never removed (removing it would let two writers lock two different files). Where
+    ``fcntl`` does not exist (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_path = path + LOCK_SUFFIX
+    try:
+        _make_directory(os.path.dirname(lock_path))
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    except OSError as error:
+        raise ConfigError(
+            "cannot open the lock file %s: %s" % (lock_path, error.strerror or error),
+            "$",
+            "check that the file's directory exists and is writable by this user; the file was left unchanged",
+        ) from None
+    try:
+        owner = _owner_to_keep(path)
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])  # so the gateway's own user can still lock it
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also if the process dies
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: str) -> None:

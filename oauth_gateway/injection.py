@@ -6,24 +6,34 @@ A *server entry* is one item of ``mcp_config`` in the gateway file::
      "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://api/mcp"], "env": {}},
      "oauth_config": {"enabled": true, "is_remote": true, ...}}
 
-Remote servers (run through ``mcp-remote`` or ``curl``) get
-``--header Authorization:${AUTH_HEADER}`` in their arguments and the token only in
-``config.env["AUTH_HEADER"]``: ``mcp-remote`` expands ``${VAR}`` from its own
-environment, so the token never shows up in ``ps`` output or shell history. Local
-servers get the token in a fixed set of environment variables.
+Remote servers run through ``mcp-remote`` get ``--header Authorization:${AUTH_HEADER}``
+in their arguments and the token only in ``config.env["AUTH_HEADER"]``: ``mcp-remote``
+expands ``${VAR}`` from its own environment, so the token never shows up in ``ps``
+output or shell history. Local servers get the token in a fixed set of environment
+variables.
 
-Both functions are pure: the entry passed in is never modified, and the functions are
-safe to call from any thread. The only shared state is the set of server names whose
-auto-detection was already logged.
+``curl`` is remote too, but expands no variables in ``-H``: it would send the literal
+text ``${AUTH_HEADER}`` and no credentials. :func:`inject_token` therefore refuses a
+curl server, and :func:`injected_entry`, a context manager, gives curl
+``-H @<file>``: the header in a 0600 file in a fresh 0700 directory, both removed when
+the block ends (keep the block open while curl runs).
+
+:func:`inject_token` and :func:`is_remote_server` are pure: the entry passed in is
+never modified, and they are safe to call from any thread. The only shared state is
+the set of server names whose auto-detection was already logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ._helpers import remote_url
 from ._jsonpath import describe as _describe
@@ -63,6 +73,10 @@ REMOTE_HEADER_VALUE = "Authorization:${%s}" % ENV_AUTH_HEADER
 
 #: Programs whose presence in command or args makes a server remote.
 REMOTE_PROGRAMS = ("mcp-remote", "curl")
+#: curl's options that add a header (``-H @file`` reads headers from a file).
+CURL_HEADER_OPTIONS = ("-H", "--header")
+#: Name of the header file :func:`injected_entry` writes for curl.
+CURL_HEADER_FILE = "authorization.header"
 
 _WINDOWS_SUFFIX = re.compile(r"\.(cmd|exe|bat|ps1)$", re.IGNORECASE)
 
@@ -185,14 +199,19 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
         # Only the type: the value may well be a raw token string.
         raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
     remote = is_remote_server(server_entry, json_path=json_path)
-    if remote and _uses_dpop(server_entry, token):
+    if remote:
+        _refuse_dpop(server_entry, token, json_path)
+    if remote and _runs_curl(server_entry):
         raise ConfigError(
-            "DPoP cannot be used with a remote server: mcp-remote sends one fixed Authorization header, "
-            "but DPoP needs a new proof, signed by a key held in this process, for every request",
-            _join(_join(json_path, "oauth_config"), "OAUTH_DPOP"),
-            "set OAUTH_DPOP to false for this server, or call it from Python with "
-            "session.auth = manager.auth(server_name, config), which sends a proof with each request",
+            "runs curl, which cannot expand ${%s} from its environment: it would send no credentials" % ENV_AUTH_HEADER,
+            _join(json_path, "config"),
+            "launch it inside `with injected_entry(entry, token) as launch:` (curl gets -H @file, a private "
+            "file removed afterwards), or run the server through mcp-remote",
         )
+    return _inject(server_entry, token, remote)
+
+
+def _inject(server_entry: Dict[str, Any], token: Token, remote: bool) -> Dict[str, Any]:
     entry: Dict[str, Any] = copy.deepcopy(server_entry)
     config = entry["config"]
     args = list(config.get("args") or [])
@@ -209,9 +228,83 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
     return entry
 
 
-def _uses_dpop(entry: Any, token: Token) -> bool:
+def _refuse_dpop(entry: Any, token: Token, json_path: str) -> None:
+    """A remote server (mcp-remote, curl) sends one fixed header: a DPoP token cannot go there."""
     block = entry.get("oauth_config") if isinstance(entry, dict) else None
-    return token.token_type.lower() == "dpop" or (isinstance(block, dict) and block.get("OAUTH_DPOP") is True)
+    if token.token_type.lower() == "dpop" or (isinstance(block, dict) and block.get("OAUTH_DPOP") is True):
+        raise ConfigError(
+            "DPoP cannot be used with a remote server: mcp-remote sends one fixed Authorization header, "
+            "but DPoP needs a new proof, signed by a key held in this process, for every request",
+            _join(_join(json_path, "oauth_config"), "OAUTH_DPOP"),
+            "set OAUTH_DPOP to false for this server, or call it from Python with "
+            "session.auth = manager.auth(server_name, config), which sends a proof with each request",
+        )
+
+
+@contextlib.contextmanager
+def injected_entry(
+    server_entry: Any, token: Token, *, json_path: str = "$", directory: Optional[str] = None
+) -> Iterator[Dict[str, Any]]:
+    """Give the entry with ``token`` injected for the duration of a ``with`` block.
+
+    For every server but curl this is :func:`inject_token`. A curl server (remote, and
+    curl in its command or arguments) gets ``-H @<file>`` in its arguments instead,
+    after every ``Authorization`` header argument is removed (``-H``, ``--header``,
+    attached or not): the file holds ``Authorization: <type> <token>``, is created with
+    mode 0600 (``O_EXCL``, never through a symlink) in a new 0700 directory, and both
+    are removed when the block ends, also on an exception. The token is in neither the
+    arguments nor the environment. curl reads the file when it starts, so launch it
+    inside the block::
+
+        with injected_entry(entry, token) as launch:
+            subprocess.run([launch["config"]["command"], *launch["config"]["args"]], ...)
+
+    Args:
+        server_entry: one ``mcp_config`` item; never modified.
+        token: the token to pass.
+        json_path: where the entry sits in its file, used in error messages.
+        directory: where the private directory is made (default: the system's temporary
+            directory).
+
+    Yields:
+        A new entry (a deep copy) with the token injected.
+
+    Raises:
+        TypeError: ``token`` is not a :class:`~oauth_gateway.tokens.Token`.
+        ValueError: the token's header value holds a line break (it would add headers).
+        ConfigError: the entry is malformed (see :func:`inject_token`).
+    """
+    if not isinstance(token, Token):
+        raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
+    remote = is_remote_server(server_entry, json_path=json_path)
+    if remote:
+        _refuse_dpop(server_entry, token, json_path)
+    if not (remote and _runs_curl(server_entry)):
+        yield _inject(server_entry, token, remote)
+        return
+    header = token.authorization
+    if any(char in header for char in "\r\n\0"):
+        raise ValueError("the token holds a line break or NUL; it cannot be written as one header")
+    private = tempfile.mkdtemp(prefix="oauth-gateway-", dir=directory)  # mode 0700
+    try:
+        path = os.path.join(private, CURL_HEADER_FILE)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("Authorization: %s\n" % header)
+        entry = copy.deepcopy(server_entry)
+        config = entry["config"]
+        args = _without_authorization_headers(list(config.get("args") or []), CURL_HEADER_OPTIONS)
+        config["args"] = args + ["-H", "@" + path]
+        config["env"] = dict(config.get("env") or {})
+        yield entry
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _runs_curl(entry: Dict[str, Any]) -> bool:
+    config = entry["config"]
+    return _remote_program(config["command"], list(config.get("args") or [])) == "curl"
 
 
 def _check_entry(entry: Any, json_path: str) -> Tuple[str, List[str], Dict[str, str]]:
@@ -340,17 +433,19 @@ def _header_name(value: str) -> str:
     return value.split(":", 1)[0].strip().lower()
 
 
-def _without_authorization_headers(args: List[str]) -> List[str]:
-    """Drop every ``Authorization`` header argument (both forms); keep other headers.
+def _without_authorization_headers(args: List[str], options: Sequence[str] = (HEADER_OPTION,)) -> List[str]:
+    """Drop every ``Authorization`` header argument (all forms); keep other headers.
 
-    A trailing ``--header`` with no value is dropped too: it is not a header, and left in
-    place it would swallow the option appended after it.
+    ``options`` are the header options: ``--header`` for mcp-remote, also ``-H`` for
+    curl. ``--header X``, ``--header=X`` and, for a short option, ``-HX`` are recognised.
+    A trailing header option with no value is dropped too: it is not a header, and left
+    in place it would swallow the option appended after it.
     """
     kept: List[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == HEADER_OPTION:
+        if arg in options:
             if i + 1 >= len(args):
                 break
             if _header_name(args[i + 1]) == "authorization":
@@ -359,9 +454,20 @@ def _without_authorization_headers(args: List[str]) -> List[str]:
             kept.extend(args[i : i + 2])
             i += 2
             continue
-        if arg.startswith(HEADER_OPTION + "=") and _header_name(arg[len(HEADER_OPTION) + 1 :]) == "authorization":
+        attached = _attached_header(arg, options)
+        if attached is not None and _header_name(attached) == "authorization":
             i += 1
             continue
         kept.append(arg)
         i += 1
     return kept
+
+
+def _attached_header(arg: str, options: Sequence[str]) -> Optional[str]:
+    """The header in ``--header=X`` or ``-HX``, else None."""
+    for option in options:
+        if option.startswith("--") and arg.startswith(option + "="):
+            return arg[len(option) + 1 :]
+        if not option.startswith("--") and arg.startswith(option) and len(arg) > len(option):
+            return arg[len(option) :]
+    return None

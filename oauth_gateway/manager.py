@@ -21,7 +21,15 @@ from .client_auth import JWT_BEARER_GRANT_TYPE, certificate_thumbprints
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
 from .dpop import DPoPKey, NonceStore, check_binding, token_claims
-from .exceptions import ConfigError, InvalidScope, OAuthGatewayError, RevocationNotConfigured, TransportError
+from .exceptions import (
+    ConfigError,
+    InvalidClient,
+    InvalidScope,
+    InvalidTarget,
+    OAuthGatewayError,
+    RevocationNotConfigured,
+    TransportError,
+)
 from .metrics import Metrics
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
@@ -369,6 +377,8 @@ class TokenManager:
             try:
                 token = self._fetch(server_name, resolved, self.dpop_key(config))
             except OAuthGatewayError as exc:
+                if isinstance(exc, (InvalidClient, InvalidTarget)):
+                    self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(key, server_name, config, None if force else usable, exc)
             entry = CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at,
                                resolved.issuer)
@@ -388,6 +398,8 @@ class TokenManager:
                 try:
                     token = self._fetch(server_name, resolved)
                 except OAuthGatewayError as exc:
+                    if isinstance(exc, (InvalidClient, InvalidTarget)):
+                        self.forget_discovery(config)  # the server may have moved: look again next time
                     return self._after_failure(key, server_name, config, None if force else usable, exc)
                 hits = self._metrics.hit_counter(key)
                 entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
@@ -609,6 +621,30 @@ class TokenManager:
                 "check the client's registration at the server",
                 server_name,
             )
+
+    def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
+        """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
+
+        Called after a resource server's 401 and after a refresh the authorization server
+        refused as ``invalid_client`` or ``invalid_target``: the server may have moved.
+
+        Args:
+            resource_metadata: the ``resource_metadata`` URL of the resource server's 401
+                challenge; the server's metadata is dropped only when it came from another
+                URL. Without it, the server's metadata and its authorization server's go.
+
+        Returns:
+            True when something was dropped (False for a config with a token URL).
+        """
+        if not config.is_discovered:
+            return False
+        discoverer = self._discoverer(config)
+        dropped = False
+        if config.discovery_resource:
+            dropped = discoverer.forget(config.discovery_resource, metadata_url=resource_metadata)
+        if config.issuer and resource_metadata is None:
+            dropped = discoverer.forget(config.issuer) or dropped
+        return dropped
 
     def _discoverer(self, config: OAuthConfig) -> Discoverer:
         cert, verify = config.tls_identity

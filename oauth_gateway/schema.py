@@ -42,7 +42,7 @@ _RESOLVER_BASE = "file:///oauth-gateway/schemas/"
 _DEFAULT_PRIORITY = {"type": 100, "required": 90, "additionalProperties": 90}
 _OTHER_PRIORITY = 50
 
-_ENV_REFERENCE = re.compile(r"\$\{[^}]*\}")
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # linear: no two ways to match one text
 _SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "APIKEY", "API_KEY", "CREDENTIAL")
 # Containers whose values may be credentials whatever the key (headers, form fields, env).
 _SECRET_CONTAINERS = ("OAUTH_CUSTOM_HEADERS", "OAUTH_ADDITIONAL_PARAMS", "ENV", "HEADERS")
@@ -253,12 +253,16 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
     return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
 
 
+# format_path writes an odd key as ['...'] with ' and \ escaped by a backslash.
+_UNESCAPE = re.compile(r"\\(.)")
 _SEGMENT = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)|\['((?:[^'\\]|\\.)*)'\]")
 
 
 def _path_order(json_path: str) -> Tuple[Tuple[int, int, str], ...]:
     """The sort key of a problem's JSON path, as :func:`_check` sorts by segments."""
-    return _sort_key(int(index) if index else (name or odd) for index, name, odd in _SEGMENT.findall(json_path))
+    return _sort_key(
+        int(index) if index else (name or _UNESCAPE.sub(r"\1", odd)) for index, name, odd in _SEGMENT.findall(json_path)
+    )
 
 
 def raise_for_problems(problems: Iterable[Problem]) -> None:

@@ -169,6 +169,19 @@ def sleeps(clock) -> servers.RecordingSleep:
     return servers.RecordingSleep(clock)
 
 
+@pytest.fixture
+def manager(clock, sleeps):
+    """A TokenManager on the fake clock and recording sleep, closed after the test.
+
+    Modules that need another kind (background refresh on, the real clock) override it
+    with a fixture of the same name that says why.
+    """
+    import oauth_gateway as og
+
+    with og.TokenManager(clock=clock, sleep=sleeps) as made:
+        yield made
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     """A real redis-server on a free loopback port, for one test module."""

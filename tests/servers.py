@@ -1,6 +1,7 @@
 """A real HTTPS OAuth 2.0 authorization server on 127.0.0.1 for the test suite, and fakes.
 
-:class:`AuthServer` answers ``/token`` (client credentials grant), ``/revoke`` (RFC 7009),
+:class:`AuthServer` answers ``/token`` (client credentials grant, and the jwt-bearer grant of
+RFC 7523 for the assertions a test registers), ``/revoke`` (RFC 7009),
 ``/introspect`` and ``/resource`` over TLS with trustme certificates, records every request
 and can be scripted with :class:`Fault` answers. It is thread-safe: it serves each
 connection on its own daemon thread, with HTTP/1.1 keep-alive.
@@ -48,6 +49,7 @@ __all__ = (
     "AuthServer",
     "Fault",
     "FakeClock",
+    "JWT_BEARER_GRANT",
     "LogCapture",
     "RecordedRequest",
     "RecordingSleep",
@@ -59,6 +61,9 @@ __all__ = (
     "find_leaks",
     "oauth_block",
 )
+
+#: RFC 7523 section 2.1: the grant the token endpoint accepts once assertions are registered.
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 #: The fixture client. Both contain characters that RFC 6749 section 2.3.1 form-encodes.
 TEST_CLIENT_ID = "test client:1"
@@ -773,6 +778,7 @@ class AuthServer:
         self._clients: Dict[str, _Client] = {}
         self._faults: Dict[str, Deque[Fault]] = {}
         self._token_clients: Dict[str, str] = {}
+        self._assertions: Set[str] = set()
         self._sockets: Set[socket.socket] = set()
         self._threads: List[threading.Thread] = []
         self._server: Optional[_TLSServer] = None
@@ -858,6 +864,20 @@ class AuthServer:
         """``client_id -> secret`` of the registered clients, in registration order."""
         with self._lock:
             return {c.client_id: c.secret for c in self._clients.values()}
+
+    def accept_assertions(self, *assertions: str) -> None:
+        """Accept the jwt-bearer grant (RFC 7523 section 2.1) for exactly these ``assertion`` values.
+
+        Replaces the ones accepted before. Until this is called the grant is answered
+        ``unsupported_grant_type``; afterwards an assertion not in the set is ``invalid_grant``.
+        The client authenticates as for client credentials when it sends credentials;
+        one that sends none (only ``client_id``, or nothing) is accepted, as RFC 7523
+        section 3.1 allows. The signature of the assertion is not checked.
+        """
+        for assertion in assertions:
+            SECRETS.add(assertion)
+        with self._lock:
+            self._assertions = set(assertions)
 
     def push_fault(self, fault: Fault, path: str = "/token") -> None:
         """Queue ``fault`` as the answer to a later request to ``path`` (FIFO)."""
@@ -1102,9 +1122,12 @@ class AuthServer:
         grant_type = record.grant_type
         if grant_type is None:
             return _error_reply(400, "invalid_request", "grant_type is missing")
-        if grant_type != "client_credentials":
+        if grant_type == JWT_BEARER_GRANT:
+            client_id, error = self._jwt_bearer(record)
+        elif grant_type == "client_credentials":
+            client_id, error = self._authenticate(record)
+        else:
             return _error_reply(400, "unsupported_grant_type", "only client_credentials")
-        client_id, error = self._authenticate(record)
         if error is not None:
             return error
         token = _secrets.token_urlsafe(32)
@@ -1116,6 +1139,27 @@ class AuthServer:
         if scope:
             document["scope"] = scope
         return _json_reply(200, document, [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
+
+    def _jwt_bearer(self, record: RecordedRequest) -> Tuple[Optional[str], Optional[_Reply]]:
+        """Check a jwt-bearer grant request: a registered ``assertion``, and the client if it authenticates."""
+        with self._lock:
+            accepted = set(self._assertions)
+        if not accepted:
+            return None, _error_reply(400, "unsupported_grant_type", "only client_credentials")
+        assertion = record.first("assertion")
+        if not assertion:
+            return None, _error_reply(400, "invalid_request", "assertion is missing")
+        if assertion not in accepted:
+            return None, _error_reply(400, "invalid_grant", "the assertion is not valid")
+        authenticates = (
+            "Authorization" in record.headers
+            or record.first("client_secret") is not None
+            or record.first("client_assertion") is not None
+            or record.client_cert is not None
+        )
+        if authenticates:
+            return self._authenticate(record)
+        return record.first("client_id") or "", None
 
     def _revoke(self, record: RecordedRequest) -> _Reply:
         if record.method != "POST":

@@ -19,12 +19,6 @@ INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="test", error="invalid_token"
 
 
 @pytest.fixture
-def manager(clock, sleeps):
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
-@pytest.fixture
 def session(auth_server, make_block, manager, ca_bundle):
     config = og.OAuthConfig.from_dict(make_block(auth_server))
     with requests.Session() as made:

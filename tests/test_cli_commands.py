@@ -143,6 +143,75 @@ def test_add_server_then_validate_passes(tmp_path, auth_server, make_block):
     assert code == 0 and "Bearer" in out
 
 
+ENV_SECRET = "Zq7-env-file-secret-0042"
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_add_server_takes_env_values_from_a_file_or_stdin_not_argv(tmp_path, monkeypatch, source):
+    path = str(tmp_path / "enkrypt_mcp_config.json")
+    lines = "# comment\n\nAPI_KEY=%s\nURL=https://x/?a=b=c\nEMPTY=\n" % ENV_SECRET
+    argv = ["config", "add-server", "--config", path, "--server-name", "api", "--server-command", "python"]
+    argv += ["--env", '{"LOG_LEVEL": "debug"}']
+    if source == "file":
+        env_file = tmp_path / "env"
+        env_file.write_text(lines)
+        code, out, err = run(*argv, "--env-file", str(env_file))
+    else:
+        code, out, err = run(*argv, "--env-file", "-", stdin=lines, monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert ENV_SECRET not in " ".join(argv)
+    (config,) = json.loads(open(path).read())["mcp_configs"].values()
+    assert config["mcp_config"][0]["config"]["env"] == {
+        "LOG_LEVEL": "debug",
+        "API_KEY": ENV_SECRET,
+        "URL": "https://x/?a=b=c",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("API_KEY\n", "line 1: expected KEY=VALUE"),
+        ("A=1\n=%s\n" % ENV_SECRET, "line 2: expected KEY=VALUE"),
+        ("A=1\nA=%s\n" % ENV_SECRET, "line 2: A is set twice"),
+        ("LOG_LEVEL=%s\n" % ENV_SECRET, "--env and --env-file both set LOG_LEVEL"),
+    ],
+)
+def test_a_bad_env_file_exits_2_without_showing_values(tmp_path, content, message):
+    path = str(tmp_path / "enkrypt_mcp_config.json")
+    env_file = tmp_path / "env"
+    env_file.write_text(content)
+    code, out, err = run(
+        "config", "add-server", "--config", path, "--server-name", "api", "--server-command", "python",
+        "--env", '{"LOG_LEVEL": "debug"}', "--env-file", str(env_file),
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert message in err and ENV_SECRET not in err
+    assert not os.path.exists(path)
+
+
+def test_add_server_help_tells_to_keep_secrets_out_of_argv():
+    code, out, _ = run("config", "add-server", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "--env-file PATH" in text and "- reads the lines from standard input" in text
+    assert "shows in the process list" in text
+
+
+def test_add_server_refuses_deeply_nested_env_json(tmp_path):
+    path = str(tmp_path / "enkrypt_mcp_config.json")
+    code, out, err = run(
+        "config", "add-server", "--config", path, "--server-name", "api", "--server-command", "python",
+        "--env", "[" * 100_000,
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert err == (
+        "oauth-gateway: error: --env is nested more than 64 arrays or objects deep (line 1, column 65); "
+        "flatten the document; 64 levels is the limit\n"
+    )
+
+
 def test_add_server_refuses_an_invalid_oauth_block(tmp_path):
     path = str(tmp_path / "enkrypt_mcp_config.json")
     oauth_json = tmp_path / "oauth.json"

@@ -300,6 +300,84 @@ def test_a_directory_is_not_a_key_file(tmp_path: Path) -> None:
         check_key_file(str(tmp_path), "OAUTH_CLIENT_PRIVATE_KEY_PATH")
 
 
+def test_a_key_file_larger_than_64_kib_is_refused(tmp_path: Path, ec_key: Any) -> None:
+    path = Path(_write_key(tmp_path / "k.pem", ec_key))
+    with open(str(path), "ab") as handle:  # PEM readers skip text after the key
+        handle.write(b"# padding\n" * 6600)
+    with pytest.raises(ConfigError, match="is larger than 65536 bytes") as caught:
+        check_key_file(str(path), "OAUTH_CLIENT_PRIVATE_KEY_PATH", "$.oauth_config")
+    assert caught.value.json_path == "$.oauth_config.OAUTH_CLIENT_PRIVATE_KEY_PATH"
+
+
+def _in_a_thread(function: Any, timeout: float = 10.0) -> Tuple[Any, Dict[str, Any]]:
+    """Run ``function`` in a daemon thread: one stuck on a FIFO fails the test instead of hanging it."""
+    import threading
+
+    outcome: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return thread, outcome
+
+
+def test_a_fifo_as_assertion_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "token"
+    os.mkfifo(str(fifo))
+    thread, outcome = _in_a_thread(lambda: AssertionFile(str(fifo)).read(NOW))
+    if thread.is_alive():  # unblock the stuck reader, then fail
+        os.close(os.open(str(fifo), os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail("reading an assertion file that is a FIFO blocked")
+    error = outcome["error"]
+    assert isinstance(error, ConfigError)
+    assert "is a FIFO, not a regular file" in str(error) and str(fifo) in str(error)
+
+
+def test_an_assertion_file_larger_than_64_kib_is_refused_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    claims = {"exp": NOW + 3600, "pad": "x" * 70_000}
+    path.write_text(jwt.encode(claims, "k" * 32, "HS256"))
+    with pytest.raises(ConfigError, match="is larger than 65536 bytes"):
+        AssertionFile(str(path)).read(NOW)
+
+
+def test_an_assertion_whose_claims_nest_deeply_is_not_a_jwt(tmp_path: Path) -> None:
+    # 20 000 levels fit in the 64 KiB file and exceed every Python's parser recursion.
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    path = tmp_path / "token"
+    path.write_text("%s.%s.%s" % (part(b'{"alg":"RS256"}'), part(b"[" * 20_000 + b"]" * 20_000), part(b"sig")))
+    with pytest.raises(ConfigError, match="does not hold a JWT"):
+        AssertionFile(str(path)).read(NOW)
+
+
+def test_a_client_certificate_is_found_in_linear_time(tmp_path: Path) -> None:
+    from linear import assert_linear
+    from oauth_gateway.client_auth import certificate_thumbprints
+
+    path = tmp_path / "cert.pem"
+    # Many openings without an end: a lazy ".*?" search rescans the rest of the file from each.
+    marker = "-----BEGIN CERTIFICATE-----\n"
+
+    def make(size: int) -> str:
+        path.write_text(marker * (size // len(marker)))
+        return str(path)
+
+    def thumbprints(cert_path: str) -> None:
+        with pytest.raises(ConfigError, match="holds no PEM certificate"):
+            certificate_thumbprints(cert_path)
+
+    assert_linear(thumbprints, make, "certificate_thumbprints")
+
+
 def test_a_key_readable_by_others_loads_with_a_warning(
     tmp_path: Path, ec_key: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import pickle
+import threading
 
 import pytest
 import trustme
@@ -181,6 +182,114 @@ def test_a_missing_or_empty_secret_file_is_an_error(tmp_path, content):
         build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(secret_file))
 
 
+def _load_in_a_thread(timeout: float = 10.0, **changes):
+    """build(**changes) in a daemon thread: a loader stuck on a FIFO fails the test instead of hanging it."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["config"] = build(**changes)
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return thread, outcome
+
+
+def test_a_fifo_as_secret_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "secret"
+    os.mkfifo(str(fifo))
+    thread, outcome = _load_in_a_thread(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(fifo))
+    if thread.is_alive():  # unblock the stuck reader (a writer that closes at once), then fail
+        os.close(os.open(str(fifo), os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail("loading a config whose secret file is a FIFO blocked")
+    error = outcome["error"]
+    assert isinstance(error, og.ConfigError)
+    assert error.json_path == "$.OAUTH_CLIENT_SECRET_FILE"
+    assert "is a FIFO, not a regular file" in str(error) and str(fifo) in str(error)
+
+
+def test_a_device_as_secret_file_is_refused():
+    with pytest.raises(og.ConfigError, match="is a device, not a regular file") as caught:
+        build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=os.devnull)
+    assert caught.value.json_path == "$.OAUTH_CLIENT_SECRET_FILE"
+
+
+def test_a_secret_file_larger_than_64_kib_is_refused(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(b"x" * (64 * 1024 + 1))
+    os.chmod(str(secret_file), 0o600)
+    with pytest.raises(og.ConfigError, match="is larger than 65536 bytes"):
+        build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(secret_file))
+    secret_file.write_bytes(b"y" * (64 * 1024))  # the limit itself is fine
+    assert len(build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(secret_file)).client_secret) == 65536
+
+
+def test_a_group_readable_secret_file_is_warned_about_without_the_secret(tmp_path, caplog):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("file-secret-value-77\n")
+    os.chmod(str(secret_file), 0o640)
+    caplog.set_level("WARNING", logger="oauth_gateway")
+    config = build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(secret_file))
+    assert config.client_secret == "file-secret-value-77"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and str(secret_file) in r.getMessage()]
+    assert len(warnings) == 1
+    assert "readable by group or others (mode 0640)" in warnings[0].getMessage()
+    assert "chmod 600" in warnings[0].getMessage()
+    assert "file-secret-value-77" not in caplog.text
+    caplog.clear()
+    os.chmod(str(secret_file), 0o600)
+    build(OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_SECRET_FILE=str(secret_file))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+#: A header value that is an API key; never in a message.
+HEADER_SECRET = "k3y-Zq7-header-value-0042"
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        (HEADER_SECRET + "\n", "holds a line break (CR or LF)"),
+        (HEADER_SECRET + "\r\nX-Injected: 1", "holds a line break (CR or LF)"),
+        (HEADER_SECRET + "\x00", "holds a NUL character"),
+        (HEADER_SECRET + "\x1b[2J", "holds the control character U+001B"),
+        (HEADER_SECRET + "\x7f", "holds the control character U+007F"),
+        (" " + HEADER_SECRET, "starts or ends with whitespace"),
+        (HEADER_SECRET + "\t", "starts or ends with whitespace"),
+    ],
+    ids=["lf", "crlf", "nul", "esc", "del", "leading-space", "trailing-tab"],
+)
+@pytest.mark.parametrize("through_env", [False, True], ids=["literal", "env"])
+def test_a_bad_custom_header_value_is_refused_at_load_naming_the_header_not_the_value(value, problem, through_env):
+    block = dict(BASE, OAUTH_CUSTOM_HEADERS={"X-Api-Key": "${API_KEY}" if through_env else value})
+    with pytest.raises(og.ConfigError) as caught:
+        og.OAuthConfig.from_dict(block, "$.oauth_config", environ={"API_KEY": value})
+    error = caught.value
+    assert error.json_path == "$.oauth_config.OAUTH_CUSTOM_HEADERS['X-Api-Key']"
+    assert "the value of header X-Api-Key %s" % problem in str(error)
+    for text in (str(error), repr(error), error.hint or ""):
+        assert HEADER_SECRET not in text
+
+
+@pytest.mark.parametrize("name", ["X Api Key", "X-Api-Key:", "X-Api\nKey", "", "Ключ"])
+def test_a_custom_header_name_that_is_not_a_token_is_refused(name):
+    block = dict(BASE, OAUTH_CUSTOM_HEADERS={name: HEADER_SECRET})
+    with pytest.raises(og.ConfigError, match="is not an HTTP token") as caught:
+        og.OAuthConfig.from_dict(block, "$.oauth_config", environ={})
+    assert caught.value.json_path == "$.oauth_config.OAUTH_CUSTOM_HEADERS"
+    assert "\n" not in str(caught.value) and HEADER_SECRET not in str(caught.value)
+
+
+def test_good_custom_headers_load_as_given():
+    headers = {"X-Api-Key": HEADER_SECRET, "X-Tenant": "a b\tc", "x_odd!#$%&'*+.^`|~": "", "X-Empty": ""}
+    config = build(OAUTH_CUSTOM_HEADERS=headers)
+    assert dict(config.custom_headers) == headers
+
+
 def test_http_token_url_under_2_1_keeps_the_seed_message():
     block = dict(BASE, OAUTH_VERSION="2.1", OAUTH_TOKEN_URL="${URL}")
     with pytest.raises(og.ConfigError, match="OAuth 2.1 requires HTTPS for token_url"):
@@ -307,6 +416,16 @@ def test_a_group_readable_key_is_warned_about(pki, tmp_path, caplog):
     mtls(pki, OAUTH_CLIENT_KEY_PATH=str(loose))
     assert "readable by group or others" in caplog.text
     assert "chmod 600" in caplog.text
+
+
+def test_an_mtls_key_file_larger_than_64_kib_is_refused(pki, tmp_path):
+    padded = tmp_path / "padded.pem"
+    # A working key followed by 64 KiB of text that PEM readers skip.
+    padded.write_bytes(open(pki["key"], "rb").read() + b"# padding\n" * 6600)
+    os.chmod(str(padded), 0o600)
+    with pytest.raises(og.ConfigError, match="is larger than 65536 bytes") as caught:
+        mtls(pki, OAUTH_CLIENT_KEY_PATH=str(padded))
+    assert caught.value.json_path == "$.OAUTH_CLIENT_KEY_PATH"
 
 
 def test_tls_client_auth_needs_no_secret(pki):

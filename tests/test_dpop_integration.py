@@ -31,6 +31,7 @@ from metadata_servers import MetadataServer, Route
 from oauth_gateway.client_auth import certificate_thumbprints
 from oauth_gateway.contrib.file_cache import FileTokenCache
 from oauth_gateway.dpop import token_confirmation
+from oauth_gateway.injection import injected_entry
 from oidc_provider import JWT_RESOURCE, OidcProvider, oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
 
 TIMEOUT = 10
@@ -499,6 +500,18 @@ def test_a_remote_server_with_dpop_is_a_config_error_saying_what_to_do(
     assert caught.value.json_path == "$.mcp_config[0].oauth_config.OAUTH_DPOP"
     assert "mcp-remote" in str(caught.value) and "manager.auth(" in str(caught.value)
     assert token.access_token not in str(caught.value)
+
+
+def test_a_curl_server_with_a_dpop_token_is_refused_before_any_header_file_is_written(tmp_path: Any) -> None:
+    token = og.Token("t" * 40, "DPoP", expires_in=600)
+    entry = {"server_name": "curl", "config": {"command": "curl", "args": ["https://mcp.example.com/mcp"]}}
+
+    with pytest.raises(og.ConfigError) as caught:
+        with injected_entry(entry, token, directory=str(tmp_path)):
+            pass  # pragma: no cover - never reached
+
+    assert caught.value.json_path == "$.oauth_config.OAUTH_DPOP"
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_a_local_server_gets_the_dpop_token_and_its_type(

@@ -39,12 +39,6 @@ from servers import AuthServer, Fault
 SCHEDULE = [2.0, 4.0, 8.0]
 
 
-@pytest.fixture
-def manager(clock, sleeps) -> Iterator[og.TokenManager]:
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
 def _config(server: AuthServer, make_block, **overrides: Any) -> og.OAuthConfig:
     return og.OAuthConfig.from_dict(make_block(server, **overrides))
 

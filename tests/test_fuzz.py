@@ -10,7 +10,8 @@
   the document, agree with ``validate_oauth_block`` per block and never show a secret.
 * ``OAuthConfig.from_dict`` with random secrets: neither its errors nor its ``repr`` or
   ``to_dict()`` show the secret.
-* ``oauth-gateway validate`` on random files: exit 0, 1 or 2, never an exception.
+* ``oauth-gateway validate`` on random files: exit 0, 1 or 2, never an exception; files
+  nested 100 000 deep are refused before parsing, also near the recursion limit.
 
 Shallower versions already exist: ``test_schema.py::test_any_json_value_gives_a_list_of_problems``,
 ``test_config.py::test_any_json_gives_a_config_or_a_config_error`` and
@@ -438,7 +439,11 @@ def test_a_config_never_shows_its_secret(block, form):
         st.binary(max_size=300),
         _gateways.map(lambda d: json.dumps(d).encode()),
         _oauth_blocks.map(lambda d: json.dumps(d).encode()),
-        st.sampled_from([b"\xef\xbb\xbf{}", b"[" * 100000, b"1" * 5000, b'{"a": 1e999}', b"\xff\xfe{}"]),
+        st.sampled_from([b"\xef\xbb\xbf{}", b"1" * 5000, b'{"a": 1e999}', b"\xff\xfe{}"]),
+        # Nesting around the limit only: 100 000 levels have their own tests below, outside
+        # hypothesis, whose deep frames once made CPython 3.8 abort on such input.
+        st.integers(min_value=1, max_value=200).map(lambda depth: b"[" * depth + b"]" * depth),
+        st.integers(min_value=1, max_value=200).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),
     ),
     st.sampled_from(["text", "json", "github"]),
 )
@@ -457,3 +462,68 @@ def test_validate_on_any_file_exits_0_1_or_2(content, output):
         assert err.getvalue().startswith("oauth-gateway: error: %s " % path)
     if output == "json":
         assert isinstance(json.loads(out.getvalue()), list)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100000, b"[" * 100000 + b"]" * 100000, b'{"a":' * 100000 + b"1" + b"}" * 100000, b"\n  " + b"{" * 100000],
+    ids=["open-arrays", "closed-arrays", "objects", "second-line"],
+)
+def test_validate_refuses_a_100000_deep_file_the_same_on_every_python(tmp_path, content):
+    path = tmp_path / "deep.json"
+    path.write_bytes(content)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["validate", str(path)], stdout=out, stderr=err)
+    line, column = (2, 67) if content.startswith(b"\n") else (1, 65 if content.startswith(b"[") else 321)
+    assert (code, out.getvalue()) == (2, "")
+    assert (
+        err.getvalue()
+        == "oauth-gateway: error: %s is nested more than 64 arrays or objects deep (line %d, column %d)\n"
+        % (
+            path,
+            line,
+            column,
+        )
+    )
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
+    path = tmp_path / "strings.json"
+    path.write_text(json.dumps({"common_mcp_gateway_config": {}, "plugins": ["[" * 100000, '\\"{' * 1000]}))
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["validate", str(path)], stdout=out, stderr=err) == 0, err.getvalue()
+
+
+_NEAR_THE_LIMIT = """
+import io, sys
+from oauth_gateway import cli
+
+path = sys.argv[1]
+
+def deep(levels):
+    if levels:
+        return deep(levels - 1)
+    codes = set()
+    for _ in range(200):
+        out, err = io.StringIO(), io.StringIO()
+        codes.add((cli.main(["validate", path], stdout=out, stderr=err), err.getvalue()))
+    return codes
+
+codes = deep(sys.getrecursionlimit() - 80)
+print(repr(sorted(codes)))
+"""
+
+
+def test_a_deep_file_cannot_take_the_interpreter_down_near_the_recursion_limit(tmp_path):
+    # In a child process: if the interpreter aborts, this test fails instead of the run.
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.json"
+    path.write_bytes(b"[" * 100000)
+    done = subprocess.run(
+        [sys.executable, "-c", _NEAR_THE_LIMIT, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = "oauth-gateway: error: %s is nested more than 64 arrays or objects deep (line 1, column 65)\n" % path
+    assert done.stdout.strip() == repr([(2, expected)])

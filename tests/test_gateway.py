@@ -608,6 +608,50 @@ def test_bad_json_is_never_overwritten(tmp_path):
 
 
 @posix_only
+def _add_one(path, index, barrier):
+    barrier.wait()  # every process reads the file at about the same moment
+    add_server(path, server_name="s%02d" % index, command="npx", args=["-y", "mcp-remote", "https://a/%d" % index])
+
+
+def test_sixteen_concurrent_processes_adding_servers_all_land(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "enkrypt_mcp_config.json")
+    add_server(path, server_name="first", command="npx")
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(16)
+    workers = [context.Process(target=_add_one, args=(path, i, barrier)) for i in range(16)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0] * 16
+    (config,) = load_gateway_config(path).data["mcp_configs"].values()
+    names = sorted(entry["server_name"] for entry in config["mcp_config"])
+    assert names == ["first"] + ["s%02d" % i for i in range(16)]
+    assert stat.S_IMODE(os.stat(path + gateway.LOCK_SUFFIX).st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
+def test_root_editing_a_users_file_keeps_its_owner_and_group(tmp_path):
+    path = str(tmp_path / "enkrypt_mcp_config.json")
+    add_server(path, server_name="first", command="npx")
+    if os.geteuid() != 0:  # only root can give files away; a user's own file stays the user's
+        add_server(path, server_name="second", command="npx")
+        assert os.stat(path).st_uid == os.geteuid()
+        return
+    os.chown(path, 4242, 4343)
+    add_server(path, server_name="second", command="npx")
+    for written in (path, path + gateway.BACKUP_SUFFIX, path + gateway.LOCK_SUFFIX):
+        info = os.stat(written)
+        assert (info.st_uid, info.st_gid) == (4242, 4343), written
+    assert mode_of(path) == 0o600
+    assert [s["server_name"] for s in load_gateway_config(path).data["mcp_configs"].popitem()[1]["mcp_config"]] == [
+        "first",
+        "second",
+    ]
+
+
 def test_symlinked_file_is_updated_at_its_target(config_file, tmp_path):
     link = tmp_path / "link.json"
     link.symlink_to(config_file)

@@ -29,12 +29,6 @@ from oauth_gateway.contrib.store import acquire_polling
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
 
-@pytest.fixture
-def manager(clock, sleeps) -> Iterator[og.TokenManager]:
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
 def _config(server: AuthServer, make_block, **overrides: Any) -> og.OAuthConfig:
     return og.OAuthConfig.from_dict(make_block(server, **overrides))
 

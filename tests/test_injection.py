@@ -3,6 +3,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import stat
 
 import pytest
 from hypothesis import given, settings
@@ -299,6 +301,66 @@ def test_token_must_be_a_token(not_a_token):
     with pytest.raises(TypeError) as info:
         inject_token(entry("python", ["s.py"]), not_a_token)
     assert "tok-" not in str(info.value)
+
+
+# --- curl: -H @file, never the token in argv ------------------------------------------
+
+
+def test_curl_is_refused_by_inject_token_instead_of_sending_no_credentials():
+    # curl does not expand ${AUTH_HEADER}: the seed's form sent that text as the header.
+    candidate = entry("curl", ["-s", "https://api.example.com/sse"])
+    with pytest.raises(ConfigError) as info:
+        inject_token(candidate, TOKEN, json_path="$.mcp_config[0]")
+    assert info.value.json_path == "$.mcp_config[0].config"
+    assert "runs curl, which cannot expand ${AUTH_HEADER}" in str(info.value)
+    assert "injected_entry" in info.value.hint
+    assert TOKEN.access_token not in str(info.value)
+
+
+def test_curl_sends_the_token_from_a_private_header_file(auth_server, ca_bundle, tmp_path):
+    import shutil
+    import subprocess
+
+    from oauth_gateway.injection import injected_entry
+
+    curl = shutil.which("curl")
+    assert curl, "the test needs curl on PATH"
+    stale = ["-H", "Authorization: Bearer stale", "-HAuthorization:x", "--header", "authorization: y"]
+    candidate = entry(curl, ["-s", "-o", os.devnull, "--cacert", ca_bundle, "-H", "X-Kept: 1"] + stale)
+    candidate["config"]["args"].append(auth_server.url + "/mcp")
+    before = frozen(candidate)
+    with injected_entry(candidate, TOKEN, directory=str(tmp_path)) as launch:
+        args = launch["config"]["args"]
+        assert all(TOKEN.access_token not in arg for arg in args)
+        assert TOKEN.access_token not in json.dumps(launch["config"]["env"])
+        assert args[:8] == ["-s", "-o", os.devnull, "--cacert", ca_bundle, "-H", "X-Kept: 1", auth_server.url + "/mcp"]
+        option, reference = args[-2:]
+        assert option == "-H" and reference.startswith("@")
+        header_file = reference[1:]
+        assert stat.S_IMODE(os.stat(header_file).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(header_file)).st_mode) == 0o700
+        done = subprocess.run([launch["config"]["command"]] + args, timeout=30)
+    assert done.returncode == 0
+    assert frozen(candidate) == before
+    assert not os.path.exists(os.path.dirname(header_file))
+    (request,) = auth_server.requests_to("/mcp")
+    assert request.headers["Authorization"] == TOKEN.authorization
+    assert request.headers["X-Kept"] == "1"
+    assert [name for name in request.headers if name.lower() == "authorization"] == ["Authorization"]
+
+
+def test_injected_entry_removes_the_header_file_on_an_error_and_is_inject_token_otherwise(tmp_path):
+    from oauth_gateway.injection import injected_entry
+
+    with pytest.raises(RuntimeError):
+        with injected_entry(entry("curl", ["https://x"]), TOKEN, directory=str(tmp_path)):
+            assert len(os.listdir(str(tmp_path))) == 1
+            raise RuntimeError("launch failed")
+    assert os.listdir(str(tmp_path)) == []
+    for other in (entry("npx", ["mcp-remote", "https://x"]), entry("python", ["s.py"])):
+        with injected_entry(other, TOKEN, directory=str(tmp_path)) as launch:
+            assert launch == inject_token(other, TOKEN)
+    assert os.listdir(str(tmp_path)) == []
 
 
 # --- property: any shape gives a new entry or ConfigError -----------------------------

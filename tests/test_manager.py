@@ -14,12 +14,6 @@ import oauth_gateway as og
 from servers import Fault
 
 
-@pytest.fixture
-def manager(clock, sleeps):
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
 def _config(block):
     return og.OAuthConfig.from_dict(block)
 

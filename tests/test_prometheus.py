@@ -14,12 +14,6 @@ ODD = 'odd "name" \\ with\nnewline'
 
 
 @pytest.fixture
-def manager(clock, sleeps):
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
-@pytest.fixture
 def busy_manager(manager, auth_server, make_block):
     """A manager with traffic for three servers: hits, a failure, a refresh."""
     good = og.OAuthConfig.from_dict(make_block(auth_server))

@@ -245,6 +245,106 @@ GOOD_BLOCKS = {
 }
 
 
+# --- every regular expression applied to file content runs in linear time ------------
+
+#: Inputs that make a backtracking pattern quadratic: a long run that almost matches and
+#: then fails at its end, or many starts that each scan to the end.
+_ADVERSARIAL = {
+    "url-then-space": lambda n: "https://" + "a" * n + " ",
+    "many-reference-openings": lambda n: "${" * (n // 2),
+    "unterminated-reference": lambda n: "${" + "a" * n,
+    "scope-then-backslash": lambda n: "a" * n + "\\",
+    "scope-words-then-two-spaces": lambda n: "ab " * (n // 3) + " ",
+    "uri-then-fragment": lambda n: "x:" + "a" * n + "#",
+    "escaped-quotes-unterminated": lambda n: '"' + '\\"' * (n // 2),
+    "dots": lambda n: "." * n + "cmdx",
+    "brackets-in-a-string": lambda n: '["' + "[" * n,
+}
+
+
+#: Regexes the package applies with ``match()`` only (a JSON path's identifier check).
+_ANCHORED_USE = ("oauth_gateway._jsonpath._IDENTIFIER",)
+
+
+def _schema_patterns(node: Any) -> List[str]:
+    found: List[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                found.append(value)
+            elif key == "patternProperties" and isinstance(value, dict):
+                found.extend(value)
+            found.extend(_schema_patterns(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_schema_patterns(item))
+    return found
+
+
+def _content_regexes() -> Dict[str, Any]:
+    """Every compiled pattern of the package that reads file content, by name."""
+    from oauth_gateway import _helpers, _jsonpath, injection
+
+    regexes: Dict[str, Any] = {}
+    for name in schema.SCHEMA_NAMES:
+        for pattern in sorted(set(_schema_patterns(schema.load_schema(name)))):
+            regexes["%s: %s" % (name, pattern)] = re.compile(pattern)
+    for module in (schema, _helpers, _jsonpath, injection):
+        for attribute, value in sorted(vars(module).items()):
+            if isinstance(value, type(re.compile(""))):
+                regexes["%s.%s" % (module.__name__, attribute)] = value
+    return regexes
+
+
+def test_the_audit_covers_the_schema_patterns_and_the_module_regexes() -> None:
+    names = list(_content_regexes())
+    assert any("https?://" in name for name in names)
+    assert "oauth_gateway.schema._ENV_REFERENCE" in names
+    assert "oauth_gateway._helpers._JSON_STRUCTURE" in names
+    assert len(names) >= 8
+
+
+@pytest.mark.parametrize("label", sorted(_ADVERSARIAL))
+def test_every_pattern_applied_to_file_content_is_linear(label: str) -> None:
+    from linear import assert_linear
+
+    make = _ADVERSARIAL[label]
+    for name, regex in _content_regexes().items():
+        if name in _ANCHORED_USE:  # applied with match() only: one start position
+            assert_linear(regex.match, make, "%s on %s" % (name, label))
+        else:  # search(), sub() and finditer() try every start position
+            assert_linear(lambda text, rx=regex: [m.end() for m in rx.finditer(text)], make, "%s on %s" % (name, label))
+
+
+def test_validating_a_crafted_1_mb_url_is_linear() -> None:
+    from linear import assert_linear
+
+    def make(size: int) -> Dict[str, Any]:
+        url = "https://" + "a" * size + " "
+        return {"enabled": True, "OAUTH_TOKEN_URL": url, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"}
+
+    def check(block: Dict[str, Any]) -> None:
+        problems = validate_oauth_block(block)
+        assert [p.json_path for p in problems] == ["$.OAUTH_TOKEN_URL"]
+        assert len(problems[0].message) < 200  # the value is shortened, not repeated whole
+
+    assert_linear(check, make, "validate_oauth_block")
+
+
+def test_finding_literal_secrets_in_a_crafted_1_mb_value_is_linear() -> None:
+    from linear import assert_linear
+
+    def make(size: int) -> Dict[str, Any]:
+        return {"mcp_configs": {"a": {"mcp_config": [{"oauth_config": {"OAUTH_CLIENT_SECRET": "${" * (size // 2)}}]}}}
+
+    def check(document: Dict[str, Any]) -> None:
+        assert schema.literal_secret_paths(document) == [
+            "$.mcp_configs.a.mcp_config[0].oauth_config.OAUTH_CLIENT_SECRET"
+        ]
+
+    assert_linear(check, make, "literal_secret_paths")
+
+
 @pytest.mark.parametrize("name", sorted(GOOD_BLOCKS))
 def test_good_blocks_have_no_problems(name: str) -> None:
     assert validate_oauth_block(GOOD_BLOCKS[name]) == []
