@@ -97,7 +97,7 @@ class DPoPKey:
         """Wrap a loaded key; use :meth:`generate` or :meth:`from_file` to get one.
 
         Args:
-            key: From :func:`~oauth_gateway.client_auth.load_private_key`.
+            key: From ``oauth_gateway.client_auth.load_private_key``.
             alg: The algorithm; default from the key (ES256, ES384 or RS256).
         """
         self._key = key
