@@ -200,6 +200,17 @@ def read_json_file(path: str) -> Tuple[Any, Optional[FileProblem]]:
     return parse_json_bytes(raw.data)
 
 
+def loads_bounded(text: str, **kwargs: Any) -> Any:
+    """``json.loads`` that never recurses deeply: JSON from a server or a cache entry.
+
+    Raises:
+        ValueError: ``text`` is not JSON, or nests more than :data:`MAX_JSON_DEPTH` deep.
+    """
+    if json_too_deep(text) is not None:
+        raise ValueError("nested more than %d deep" % MAX_JSON_DEPTH)
+    return json.loads(text, **kwargs)
+
+
 def parse_json_bytes(raw: bytes) -> Tuple[Any, Optional[FileProblem]]:
     """Parse JSON bytes (UTF-8, a byte order mark allowed) as :func:`read_json_file` does.
 

@@ -15,7 +15,6 @@ urllib3 exceptions become ours here.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTime
 from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 
-from ._helpers import masked, redact_url
+from ._helpers import loads_bounded, masked, redact_url
 from ._version import __version__
 from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
@@ -849,7 +848,7 @@ def _json_object(body: bytes) -> Optional[Dict[str, Any]]:
         raise ValueError(value)
 
     try:
-        data: Any = json.loads(body.decode("utf-8"), parse_constant=refuse)
+        data: Any = loads_bounded(body.decode("utf-8"), parse_constant=refuse)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

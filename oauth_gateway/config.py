@@ -22,6 +22,8 @@ import os
 import re
 import ssl
 import stat
+import threading
+from collections import OrderedDict
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -78,6 +80,38 @@ def _cert_not_after(path: str) -> Optional[datetime.datetime]:
     return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), datetime.timezone.utc)
 
 
+# Files that loaded into an SSL context before, by identity and version: building a context
+# costs about a millisecond (OpenSSL 3), and callers that pass a dict to the seed's calls
+# load the same config on every call. Only successes are remembered; a file that changes
+# (inode, size or mtime) is loaded again.
+_LOADED_TLS_FILES: "OrderedDict[Tuple[Tuple[str, int, int, int, int], ...], None]" = OrderedDict()
+_LOADED_TLS_LOCK = threading.Lock()
+_LOADED_TLS_MAX = 64
+
+
+def _file_versions(*paths: str) -> Optional[Tuple[Tuple[str, int, int, int, int], ...]]:
+    try:
+        stats = [(path, os.stat(path)) for path in paths if path]
+    except OSError:
+        return None
+    return tuple((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for path, st in stats)
+
+
+def _loads_once(versions: Optional[Tuple[Tuple[str, int, int, int, int], ...]], load: Callable[[], object]) -> None:
+    """Run ``load`` unless these exact file versions loaded before; remember a success."""
+    if versions is not None:
+        with _LOADED_TLS_LOCK:
+            if versions in _LOADED_TLS_FILES:
+                _LOADED_TLS_FILES.move_to_end(versions)
+                return
+    load()
+    if versions is not None:
+        with _LOADED_TLS_LOCK:
+            _LOADED_TLS_FILES[versions] = None
+            while len(_LOADED_TLS_FILES) > _LOADED_TLS_MAX:
+                _LOADED_TLS_FILES.popitem(last=False)
+
+
 def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]) -> None:
     for value, label, name in (
         (cert, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
@@ -104,7 +138,7 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
             )
     if ca:
         try:
-            ssl.create_default_context(cafile=ca)
+            _loads_once(_file_versions(ca), lambda: ssl.create_default_context(cafile=ca))
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise ConfigError(
                 "CA bundle %s holds no usable PEM certificate (%s)" % (ca, exc.__class__.__name__),
@@ -114,7 +148,10 @@ def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]
     if not cert:
         return
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None)
+        _loads_once(
+            _file_versions(cert, key),
+            lambda: ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None),
+        )
     except (ssl.SSLError, ValueError, OSError) as exc:
         raise ConfigError(
             "client certificate %s and key %s do not load as a pair (%s)"

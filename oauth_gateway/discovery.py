@@ -28,7 +28,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from ._helpers import redact_url
+from ._helpers import loads_bounded, redact_url
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
@@ -576,7 +576,7 @@ def _parse_document(body: bytes, url: str, step: str) -> Dict[str, Any]:
             "the server must serve a small JSON metadata document",
         )
     try:
-        document = json.loads(body.decode("utf-8"))
+        document = loads_bounded(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise DiscoveryError(
             "the answer is not JSON", url, step, "the server must serve a JSON metadata document"

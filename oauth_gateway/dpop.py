@@ -26,12 +26,12 @@ import base64
 import binascii
 import collections
 import hashlib
-import json
 import secrets
 import threading
 from typing import Any, Dict, Mapping, NoReturn, Optional
 from urllib.parse import urlsplit, urlunsplit
 
+from ._helpers import loads_bounded
 from ._jsonpath import join as _join_path
 from .client_auth import (
     PrivateKey,
@@ -386,7 +386,7 @@ def resource_nonce_challenge(status_code: int, headers: Mapping[str, str]) -> Op
 
 def _segment(part: str) -> Any:
     padded = part + "=" * (-len(part) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+    return loads_bounded(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
 
 
 def token_claims(access_token: str) -> Optional[Dict[str, Any]]:

@@ -489,3 +489,22 @@ def test_any_json_gives_a_config_or_a_config_error(value):
         return
     assert isinstance(config, og.OAuthConfig)
     json.dumps(config.to_dict())
+
+
+def test_a_ca_bundle_replaced_by_junk_is_refused_though_the_good_one_loaded_before(tmp_path):
+    # Loading a CA bundle is remembered by file version, so a repeated from_dict is cheap;
+    # a changed file must be loaded, and refused, again.
+    bundle = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    block = {
+        "enabled": True,
+        "OAUTH_CLIENT_ID": "abc",
+        "OAUTH_CLIENT_SECRET": "s3cret-value",
+        "OAUTH_TOKEN_URL": "https://idp.example.com/token",
+        "OAUTH_CA_BUNDLE_PATH": str(bundle),
+    }
+    og.OAuthConfig.from_dict(block)
+    og.OAuthConfig.from_dict(block)
+    bundle.write_text("not a certificate, and longer than the PEM it replaced " * 40)
+    with pytest.raises(og.ConfigError, match="holds no usable PEM certificate"):
+        og.OAuthConfig.from_dict(block)

@@ -301,7 +301,12 @@ def test_oidc_path_insert_then_path_append_are_tried_after_rfc8414(meta, make_di
 
 @pytest.mark.parametrize(
     "body, problem",
-    [(b"<html>nope</html>", "the answer is not JSON"), (b'["a list"]', "not an object")],
+    [
+        (b"<html>nope</html>", "the answer is not JSON"),
+        (b'["a list"]', "not an object"),
+        # Deeper than any metadata: refused before json.loads could recurse.
+        (b"[" * 50000 + b"]" * 50000, "the answer is not JSON"),
+    ],
 )
 def test_metadata_that_is_not_a_json_object_fails_closed(meta, make_discoverer, body, problem):
     urls = meta.publish()

@@ -21,6 +21,7 @@ import math
 import time
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from .._helpers import loads_bounded
 from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
 from ..tokens import Token
@@ -207,7 +208,7 @@ class EntryCodec:
             except Exception:  # cryptography's InvalidToken, or garbage of any shape
                 raise ValueError("it cannot be decrypted with the configured encryption key") from None
         try:
-            document = json.loads(bytes(data).decode("utf-8"))
+            document = loads_bounded(bytes(data).decode("utf-8"))
         except ValueError:
             raise ValueError("it is not a JSON entry (truncated, corrupt or encrypted)") from None
         if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
