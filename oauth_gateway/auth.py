@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
 from ._helpers import masked, redact_url
+from .dpop import DPOP_HEADER, DPOP_NONCE_HEADER, resource_nonce_challenge
 from .exceptions import InsecureTransportError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Appended to ``Response.reason`` when a rejected request could not be sent again, so
 #: ``raise_for_status()`` says why (the token was refreshed; the caller may retry).
 NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
+#: The same when a resource server asked for a DPoP nonce (now remembered).
+NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
 
 _Origin = Tuple[str, str, Optional[int]]
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
@@ -92,6 +96,15 @@ class TokenAuth(AuthBase):
     """
 
     _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], "Token"]]
+    #: The ``WWW-Authenticate`` schemes whose ``error="invalid_token"`` means "get a new token".
+    _challenge_schemes: Tuple[str, ...] = ("bearer",)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TokenAuth":
+        # A DPoP config gets its own request path; the bearer one stays as short as it is.
+        config = args[2] if len(args) > 2 else kwargs.get("config")
+        if cls is TokenAuth and getattr(config, "dpop", False):
+            cls = DPoPTokenAuth
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -191,7 +204,9 @@ class TokenAuth(AuthBase):
         sent = failed.headers.get("Authorization")
         if not sent:
             return response
-        if not self.retry_on_any_401 and not is_invalid_token_challenge(response.headers.get("WWW-Authenticate")):
+        if not self.retry_on_any_401 and not is_invalid_token_challenge(
+            response.headers.get("WWW-Authenticate"), self._challenge_schemes
+        ):
             return response
         where = redact_url(failed.url or "")
         moved_to = _resource_metadata(response.headers.get("WWW-Authenticate"))
@@ -218,24 +233,11 @@ class TokenAuth(AuthBase):
             failed.method,
             token.fingerprint,
         )
-        # Read and release the 401 so the replay can reuse its connection.
-        response.content
-        response.close()
-        replay = failed.copy()
-        # types-requests lists neither PreparedRequest._cookies (set by prepare_cookies, read the
-        # same way by requests' own HTTPDigestAuth) nor the types of extract_cookies_to_jar.
-        jar = replay._cookies  # type: ignore[attr-defined]
-        if jar is not None:
-            extract_cookies_to_jar(jar, failed, response.raw)  # type: ignore[no-untyped-call]
-            replay.prepare_cookies(jar)
-        replay.headers["Authorization"] = token.authorization
-        if failed.body is not None and failed.body is body and isinstance(position, int):
-            body.seek(position)  # type: ignore[union-attr]  # _body_position saw seek()
-        # The adapter sends without dispatching hooks, so the replay is never recovered again.
-        answer = response.connection.send(replay, **send_kwargs)
-        answer.history.append(response)
-        answer.request = replay
-        return answer
+        return _send_again(response, body, position, send_kwargs, self._headers_for(failed, token))
+
+    def _headers_for(self, request: requests.PreparedRequest, token: "Token") -> Dict[str, str]:
+        """The headers that carry ``token`` on ``request`` (a replay of it)."""
+        return {"Authorization": token.authorization}
 
     def _replacement(self, failed_authorization: str) -> "Token":
         """Return a token to replace the one that failed; concurrent 401s for it share one request."""
@@ -276,7 +278,7 @@ def _resource_metadata(header: Optional[str]) -> Optional[str]:
     return None
 
 
-def is_invalid_token_challenge(header: Optional[str]) -> bool:
+def is_invalid_token_challenge(header: Optional[str], schemes: Tuple[str, ...] = ("bearer",)) -> bool:
     """Return True when a ``WWW-Authenticate`` value has a Bearer challenge with ``error="invalid_token"``.
 
     Several challenges may share one header (``Basic realm="x", Bearer error="invalid_token"``);
@@ -284,13 +286,116 @@ def is_invalid_token_challenge(header: Optional[str]) -> bool:
 
     Args:
         header: the header value, or None.
+        schemes: the challenge schemes that count, lower-case (``("dpop", "bearer")`` for DPoP).
     """
     if not header:
         return False
     for scheme, params in _parse_challenges(header):
-        if scheme == "bearer" and params.get("error") == "invalid_token":
+        if scheme in schemes and params.get("error") == "invalid_token":
             return True
     return False
+
+
+class DPoPTokenAuth(TokenAuth):
+    """:class:`TokenAuth` for a config with ``OAUTH_DPOP``: a DPoP token and a fresh proof per request. Thread-safe.
+
+    ``TokenAuth(...)`` and :meth:`TokenManager.auth() <oauth_gateway.TokenManager.auth>`
+    return one of these for a DPoP config. Every request gets ``Authorization: DPoP
+    <token>`` and a ``DPoP`` header: a proof signed by the manager's key for this config,
+    with ``htm``, ``htu`` (the URL without query and fragment), ``ath`` (the token's hash)
+    and the resource server's latest nonce (RFC 9449 section 7).
+
+    On a 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"`` and a ``DPoP-Nonce``,
+    the nonce is remembered (per server, in the manager) and the request is sent once
+    more with a new proof, under the rewind rules of the 401 recovery; a 401 with
+    ``error="invalid_token"`` (DPoP or Bearer scheme) gets a new token, as
+    :class:`TokenAuth` does. Neither replay is recovered again.
+    """
+
+    _challenge_schemes = ("dpop", "bearer")
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = request.url or ""
+        if not url.startswith("https://"):
+            self._check_transport(url)
+        peek, key, fingerprint, clock, fetch = self._hit
+        entry = peek(key)
+        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
+            next(entry.hits)
+            token = entry.token
+        else:
+            token = fetch()
+        request.headers["Authorization"] = token.authorization
+        request.headers[DPOP_HEADER] = self._proof(request.method or "GET", url, token)
+        body = request.body
+        position = None if body is None or body.__class__ in _PLAIN_BODIES else _body_position(body)
+
+        def handle_response(
+            response: requests.Response,
+            _auth: "DPoPTokenAuth" = self,
+            _request: requests.PreparedRequest = request,
+            _position: Any = position,
+            _token: "Token" = token,
+            **kwargs: Any,
+        ) -> requests.Response:
+            return _auth._handle_dpop_response(response, _request.url, _request.body, _position, _token, kwargs)
+
+        request.hooks["response"].append(handle_response)
+        return request
+
+    def _proof(self, method: str, url: str, token: "Token", nonce: Optional[str] = None) -> str:
+        dpop_key = self.manager.dpop_key(self.config)
+        assert dpop_key is not None  # the config has OAUTH_DPOP on
+        if nonce is None:
+            nonce = self.manager.resource_nonces.get(url)
+        return dpop_key.proof(method, url, now=time.time(), nonce=nonce, access_token=token.access_token)
+
+    def _headers_for(self, request: requests.PreparedRequest, token: "Token") -> Dict[str, str]:
+        return {
+            "Authorization": token.authorization,
+            DPOP_HEADER: self._proof(request.method or "GET", request.url or "", token),
+        }
+
+    def _handle_dpop_response(
+        self,
+        response: requests.Response,
+        url: Optional[str],
+        body: Any,
+        position: Any,
+        token: "Token",
+        send_kwargs: Dict[str, Any],
+    ) -> requests.Response:
+        failed = response.request
+        same_origin = _origin(failed.url) == _origin(url)
+        if same_origin and DPOP_NONCE_HEADER in response.headers:
+            self.manager.resource_nonces.update(failed.url or "", response.headers)  # servers rotate nonces
+        if response.status_code != 401 or not same_origin:
+            return self._handle_response(response, url, body, position, send_kwargs)
+        nonce = resource_nonce_challenge(response.status_code, response.headers)
+        if nonce is None:
+            return self._handle_response(response, url, body, position, send_kwargs)
+        why = _not_replayable(failed.body, body, position, response)
+        if why is not None:
+            log.warning(
+                "%s asked for a DPoP nonce (401) for %s; did not send the %s request again: %s",
+                redact_url(failed.url or ""),
+                self.server_name,
+                failed.method,
+                why,
+            )
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NONCE_NOT_REPLAYED_REASON % why)
+            return response
+        log.debug("%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""),
+                  failed.method)
+        proof = self._proof(failed.method or "GET", failed.url or "", token, nonce)
+        return _send_again(response, body, position, send_kwargs, {DPOP_HEADER: proof})
+
+    def __repr__(self) -> str:
+        return "DPoPTokenAuth(server_name=%r, config_id=%r, retry_on_any_401=%r)" % (
+            self.server_name,
+            self.config_id,
+            self.retry_on_any_401,
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -333,6 +438,35 @@ def _body_position(body: Any) -> Any:
         return tell()
     except (OSError, ValueError):
         return _NO_POSITION
+
+
+def _send_again(
+    response: requests.Response,
+    body: Any,
+    position: Any,
+    send_kwargs: Dict[str, Any],
+    headers: Dict[str, str],
+) -> requests.Response:
+    """Send ``response``'s request once more with ``headers`` set, through the same adapter."""
+    failed = response.request
+    # Read and release the 401 so the replay can reuse its connection.
+    response.content
+    response.close()
+    replay = failed.copy()
+    # types-requests lists neither PreparedRequest._cookies (set by prepare_cookies, read the
+    # same way by requests' own HTTPDigestAuth) nor the types of extract_cookies_to_jar.
+    jar = replay._cookies  # type: ignore[attr-defined]
+    if jar is not None:
+        extract_cookies_to_jar(jar, failed, response.raw)  # type: ignore[no-untyped-call]
+        replay.prepare_cookies(jar)
+    replay.headers.update(headers)
+    if failed.body is not None and failed.body is body and isinstance(position, int):
+        body.seek(position)  # type: ignore[union-attr]  # _body_position saw seek()
+    # The adapter sends without dispatching hooks, so the replay is never recovered again.
+    answer: requests.Response = response.connection.send(replay, **send_kwargs)
+    answer.history.append(response)
+    answer.request = replay
+    return answer
 
 
 def _not_replayable(failed_body: Any, body: Any, position: Any, response: requests.Response) -> Optional[str]:

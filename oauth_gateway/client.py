@@ -37,6 +37,7 @@ from ._helpers import loads_bounded, masked, redact_url
 from ._version import __version__
 from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
+from .dpop import DPOP_HEADER, DPOP_TOKEN_TYPE, DPoPKey, NonceStore, check_dpop_token_type, token_nonce_challenge
 from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
 
 log = logging.getLogger("oauth_gateway")
@@ -746,14 +747,27 @@ class TokenClient:
         return self._post(config, url, [], call, build_attempt, method=method.upper())
 
     def request_token(
-        self, config: OAuthConfig, server_name: str, correlation_id: Optional[str] = None
+        self,
+        config: OAuthConfig,
+        server_name: str,
+        correlation_id: Optional[str] = None,
+        dpop_key: Optional[DPoPKey] = None,
+        nonces: Optional[NonceStore] = None,
     ) -> TokenResponse:
         """Ask the token endpoint for a client-credentials token.
+
+        With ``dpop_key`` every attempt carries a fresh DPoP proof (RFC 9449 section 5)
+        with the server's latest nonce from ``nonces``; a ``use_dpop_nonce`` answer is
+        sent once more with the nonce it carried (outside ``OAUTH_MAX_RETRIES``), and
+        the response must say ``token_type`` ``DPoP``.
 
         Args:
             config: the server's OAuth settings.
             server_name: named in logs and errors.
             correlation_id: sent as ``X-Correlation-ID``; a new one by default.
+            dpop_key: the DPoP key when ``OAUTH_DPOP`` is on, else None.
+            nonces: where the servers' ``DPoP-Nonce`` values are kept (a new store
+                by default, so nothing is remembered between calls).
 
         Returns:
             The checked response, with ``sent_at`` set to when the attempt that succeeded
@@ -761,6 +775,7 @@ class TokenClient:
 
         Raises:
             TokenRequestError: the server refused, or answered something that is not a token.
+            TokenBindingError: with DPoP, the server answered a token that is not DPoP-bound.
             TransportError: the network or TLS failed.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
@@ -776,8 +791,11 @@ class TokenClient:
             form.append(("resource", resource))
         form.extend(config.additional_params)
         log.debug("Token request correlation_id=%s for %s", call.correlation_id, server_name)
-        response = self._post(config, config.token_url, form, call)
-        return parse_token_response(
+        if dpop_key is None:
+            response = self._post(config, config.token_url, form, call)
+        else:
+            response = self._post_with_dpop(config, form, call, dpop_key, NonceStore() if nonces is None else nonces)
+        parsed = parse_token_response(
             response.status_code,
             response.content,
             server_name=server_name,
@@ -785,7 +803,32 @@ class TokenClient:
             location=response.headers.get("Location"),
             retry_after_refused=call.retry_after_refused,
             redact=masked((config.client_secret,) if config.client_secret else ()),
-        )._replace(sent_at=call.sent_at)
+            dpop=dpop_key is not None,
+        )
+        return parsed._replace(sent_at=call.sent_at)
+
+    def _post_with_dpop(
+        self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState, key: DPoPKey, nonces: NonceStore
+    ) -> requests.Response:
+        """POST to the token endpoint with a fresh proof per attempt; answer one nonce challenge."""
+        url = config.token_url
+        base = self.client_auth_attempt(config, form, call)
+
+        def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+            headers, fields = base(attempt)
+            headers[DPOP_HEADER] = key.proof("POST", url, now=self._wall_clock(), nonce=nonces.get(url))
+            return headers, fields
+
+        response = self._post(config, url, form, call, build_attempt)
+        nonces.update(url, response.headers)
+        if token_nonce_challenge(response.status_code, response.headers, _json_object(response.content)) is None:
+            return response
+        # RFC 9449 section 8: once more with the server's nonce, outside the retry count.
+        log.debug("Token endpoint of %s asked for a DPoP nonce; sending once more", call.server_name)
+        response.close()
+        response = self._post(config, url, form, call, build_attempt)
+        nonces.update(url, response.headers)
+        return response
 
     def revoke_token(
         self,
@@ -961,6 +1004,7 @@ def parse_token_response(
     location: Optional[str] = None,
     retry_after_refused: Optional[float] = None,
     redact: Sequence[str] = (),
+    dpop: bool = False,
 ) -> TokenResponse:
     """Check a token endpoint response (RFC 6749 section 5.1) and return its fields.
 
@@ -969,13 +1013,16 @@ def parse_token_response(
         body: the raw response body.
         redact: strings of the request (the client secret) that server-provided text
             may echo; they are replaced by ``***`` in messages.
+        dpop: the request carried a DPoP proof: the ``token_type`` must be ``DPoP``.
 
     Returns:
-        The access token, its type (``"Bearer"``), lifetime in seconds (None when absent;
-        at most :data:`MAX_TOKEN_LIFETIME`) and the granted scope (None when absent).
+        The access token, its type (``"Bearer"``, or ``"DPoP"`` with ``dpop``), lifetime
+        in seconds (None when absent; at most :data:`MAX_TOKEN_LIFETIME`) and the
+        granted scope (None when absent).
 
     Raises:
         TokenRequestError: for an error status or a body that is not a usable token.
+        TokenBindingError: with ``dpop``, a ``token_type`` other than ``DPoP``.
     """
     prefix = "OAuth token request failed"
     body, redact = masked(body), masked(redact)  # frame locals may be printed with a traceback
@@ -1006,7 +1053,9 @@ def parse_token_response(
         # Never repeated: CR/LF would reach a header or a child's environment.
         raise bad("access_token holds characters outside RFC 6750's b64token syntax ([A-Za-z0-9-._~+/]+=*)")
     token_type = data.get("token_type")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+    if dpop:
+        check_dpop_token_type(token_type)
+    elif not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = token_type if isinstance(token_type, str) and len(token_type) < 20 else type(token_type).__name__
         raise bad("token_type is %r, not Bearer; only bearer tokens are supported" % shown)
     try:
@@ -1021,4 +1070,5 @@ def parse_token_response(
             "scope is not an RFC 6749 scope (printable ASCII tokens separated by spaces, "
             "at most %d characters)" % MAX_SCOPE_LENGTH
         )
-    return TokenResponse(str(access_token), "Bearer", expires_in, scope)  # a plain str for the caller
+    # A plain str for the caller.
+    return TokenResponse(str(access_token), DPOP_TOKEN_TYPE if dpop else "Bearer", expires_in, scope)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from . import schema as _schema
 from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
-from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file
+from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
 from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
@@ -523,6 +523,15 @@ def _parent(path_of: _PathOf) -> str:
     return key_path[: -len(".OAUTH_CLIENT_PRIVATE_KEY_PATH")] or "$"
 
 
+def _check_dpop(values: _Values, path_of: _PathOf) -> None:
+    """DPoP needs the jwt extra (signing); a persistent key file must exist (fail closed)."""
+    if not values["enabled"] or not values["dpop"]:
+        return
+    require_jwt(path_of("OAUTH_DPOP"))
+    if values["dpop_key_path"]:
+        check_key_file(values["dpop_key_path"], "OAUTH_DPOP_KEY_PATH", _parent(path_of), label="DPoP key")
+
+
 def _check_mtls(values: _Values, path_of: _PathOf) -> None:
     if values["enabled"]:
         use_mtls = values["use_mtls"]
@@ -575,6 +584,8 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
+    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, is_path=True, load=_path, check=_check_dpop),
     Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
           check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
     Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
@@ -662,6 +673,8 @@ class OAuthConfig:
     client_key_id: str
     client_assertion_audience: str
     client_assertion_file: str
+    dpop: bool
+    dpop_key_path: str
     revocation_url: str
     additional_params: Tuple[Tuple[str, str], ...]
     custom_headers: Tuple[Tuple[str, str], ...]

@@ -41,7 +41,7 @@ from .client_auth import (
     sign_jwt,
 )
 from .discovery import parse_www_authenticate
-from .exceptions import OAuthGatewayError
+from .exceptions import TokenBindingError
 
 #: The ``typ`` header of every DPoP proof (RFC 9449 section 4.2).
 DPOP_JWT_TYPE = "dpop+jwt"
@@ -64,33 +64,6 @@ DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # RFC 9449 section 8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E
 _NQCHAR = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
-
-
-class TokenBindingError(OAuthGatewayError):
-    """An access token is not bound to our DPoP key or client certificate.
-
-    Raised before the token is used: the resource server would refuse it, or the
-    authorization server was misconfigured and handed out a token someone else may use.
-    Messages and attributes hold thumbprints (hashes of public keys), never the token.
-
-    Attributes:
-        confirmation: What was checked: ``"jkt"`` (DPoP), ``"x5t#S256"`` (mTLS) or
-            ``"token_type"``.
-        expected: Our thumbprint (or ``"DPoP"``), or None when we have none.
-        actual: What the token or response carries, or None when it carries nothing.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        confirmation: str,
-        expected: Optional[str] = None,
-        actual: Optional[str] = None,
-    ) -> None:
-        super().__init__(message)
-        self.confirmation = confirmation
-        self.expected = expected
-        self.actual = actual
 
 
 def _b64url(data: bytes) -> str:
@@ -124,7 +97,7 @@ class DPoPKey:
         """Wrap a loaded key; use :meth:`generate` or :meth:`from_file` to get one.
 
         Args:
-            key: From :func:`~oauth_gateway.client_auth.load_private_key`.
+            key: From ``oauth_gateway.client_auth.load_private_key``.
             alg: The algorithm; default from the key (ES256, ES384 or RS256).
         """
         self._key = key

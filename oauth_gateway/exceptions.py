@@ -191,6 +191,33 @@ class InsecureTransportError(OAuthGatewayError, ValueError):
     allowed when ``OAUTH_ENFORCE_HTTPS`` is false, or with ``allow_insecure=True``).
     """
 
+class TokenBindingError(OAuthGatewayError):
+    """An access token is not bound to our DPoP key or client certificate.
+
+    Raised before the token is used (and before it is cached): the resource server
+    would refuse it, or the authorization server was misconfigured and handed out a
+    token someone else may use. Messages and attributes hold thumbprints (hashes of
+    public keys), never the token.
+
+    Attributes:
+        confirmation: What was checked: ``"jkt"`` (DPoP), ``"x5t#S256"`` (mTLS) or
+            ``"token_type"``.
+        expected: Our thumbprint (or ``"DPoP"``), or None when we have none.
+        actual: What the token or response carries, or None when it carries nothing.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        confirmation: str,
+        expected: Optional[str] = None,
+        actual: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.confirmation = confirmation
+        self.expected = expected
+        self.actual = actual
+
 
 class CacheError(OAuthGatewayError):
     """A shared token store (file or Redis) failed; the manager falls back to fetching."""

@@ -171,7 +171,12 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
     becomes ``"Bearer <token>"``. The token never appears in the arguments.
 
     Local servers: the variables in :data:`LOCAL_ENV_VARS` are set in ``config.env``,
-    replacing any stale values already there. Arguments are left alone.
+    replacing any stale values already there (``OAUTH_TOKEN_TYPE`` says ``DPoP`` for a
+    DPoP-bound token). Arguments are left alone.
+
+    A DPoP token (or an entry whose ``oauth_config`` has ``OAUTH_DPOP`` on) is never
+    injected into a remote server: ``mcp-remote`` sends one fixed header, while DPoP
+    needs a new proof for every request.
 
     ``args`` and ``env`` may be missing or null (an empty list or object is written).
 
@@ -188,12 +193,14 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
         ConfigError: the entry is not an object, has no ``config`` object, its
             ``config.command`` is not a string, ``config.args`` is not a list of
             strings, ``config.env`` is not an object of strings, or ``oauth_config``
-            is present but not an object.
+            is present but not an object; or the server is remote and uses DPoP.
     """
     if not isinstance(token, Token):
         # Only the type: the value may well be a raw token string.
         raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
     remote = is_remote_server(server_entry, json_path=json_path)
+    if remote:
+        _refuse_dpop(server_entry, token, json_path)
     if remote and _runs_curl(server_entry):
         raise ConfigError(
             "runs curl, which cannot expand ${%s} from its environment: it would send no credentials" % ENV_AUTH_HEADER,
@@ -219,6 +226,19 @@ def _inject(server_entry: Dict[str, Any], token: Token, remote: bool) -> Dict[st
     config["args"] = args
     config["env"] = env
     return entry
+
+
+def _refuse_dpop(entry: Any, token: Token, json_path: str) -> None:
+    """A remote server (mcp-remote, curl) sends one fixed header: a DPoP token cannot go there."""
+    block = entry.get("oauth_config") if isinstance(entry, dict) else None
+    if token.token_type.lower() == "dpop" or (isinstance(block, dict) and block.get("OAUTH_DPOP") is True):
+        raise ConfigError(
+            "DPoP cannot be used with a remote server: mcp-remote sends one fixed Authorization header, "
+            "but DPoP needs a new proof, signed by a key held in this process, for every request",
+            _join(_join(json_path, "oauth_config"), "OAUTH_DPOP"),
+            "set OAUTH_DPOP to false for this server, or call it from Python with "
+            "session.auth = manager.auth(server_name, config), which sends a proof with each request",
+        )
 
 
 @contextlib.contextmanager
@@ -257,6 +277,8 @@ def injected_entry(
     if not isinstance(token, Token):
         raise TypeError("token must be an oauth_gateway.Token, got %s" % type(token).__name__)
     remote = is_remote_server(server_entry, json_path=json_path)
+    if remote:
+        _refuse_dpop(server_entry, token, json_path)
     if not (remote and _runs_curl(server_entry)):
         yield _inject(server_entry, token, remote)
         return

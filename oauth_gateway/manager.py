@@ -17,9 +17,10 @@ from ._helpers import masked
 from ._refresher import Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse, call_budget, safe_text
-from .client_auth import JWT_BEARER_GRANT_TYPE
+from .client_auth import JWT_BEARER_GRANT_TYPE, certificate_thumbprints
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
+from .dpop import DPoPKey, NonceStore, check_binding, token_claims
 from .exceptions import (
     ConfigError,
     InvalidClient,
@@ -47,6 +48,9 @@ STALE_RETRY_MAX = 60.0
 #: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
 #: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
 WAIT_MARGIN = 60.0
+#: DPoP keys a manager keeps (one per config); past this the oldest is forgotten, and
+#: the tokens bound to it are replaced when a resource server refuses them.
+MAX_DPOP_KEYS = 1024
 
 
 class HitProbe(NamedTuple):
@@ -145,6 +149,15 @@ class TokenManager:
         # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
         # timeouts, retries, https rule), created on first use under self._lock.
         self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
+        # DPoP (OAUTH_DPOP): one key per config, made or loaded on first use and held here
+        # only (never pickled, never written to a cache); the nonces of token endpoints,
+        # and those of resource servers for TokenAuth.
+        self._dpop_lock = threading.Lock()
+        self._dpop_keys: Dict[str, DPoPKey] = {}
+        self._token_nonces = NonceStore()
+        self._resource_nonces = NonceStore()
+        # Resolved configs whose discovered metadata says tokens are certificate-bound.
+        self._cert_bound: Dict[str, bool] = {}
         _MANAGERS.add(self)
         if type(self).get_token is TokenManager.get_token:
             # The cache hit as a plain function on the instance: its cells are read faster
@@ -359,26 +372,39 @@ class TokenManager:
             return self._after_failure(key, server_name, config, None if force else usable, exc)
         if usable is not None and usable.issuer != resolved.issuer:
             usable = None  # another authorization server's token is never served again
-        if not force:
-            # Another process sharing the store may have fetched already: no lock needed to see it.
-            shared = self._load_shared(key, server_name, config, resolved.issuer)
-            if shared is not None:
-                return shared.token
-        with self._shared_lock(key, server_name) as waited:
-            if waited and not force:
-                # Another process may have fetched while we waited for the lock.
-                shared = self._load_shared(key, server_name, config, resolved.issuer)
-                if shared is not None:
-                    return shared.token
+        if config.dpop:
+            # A DPoP-bound token is useless without our key: it never goes to, or comes
+            # from, a store shared with other processes (they hold other keys).
             try:
-                token = self._fetch(server_name, resolved)
+                token = self._fetch(server_name, resolved, self.dpop_key(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(key, server_name, config, None if force else usable, exc)
-            hits = self._metrics.hit_counter(key)
-            entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
-            self._store(key, server_name, entry)
+            entry = CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at,
+                               resolved.issuer)
+            self._cache.remember(key, entry)
+        else:
+            if not force:
+                # Another process sharing the store may have fetched already: no lock needed to see it.
+                shared = self._load_shared(key, server_name, config, resolved.issuer)
+                if shared is not None:
+                    return shared.token
+            with self._shared_lock(key, server_name) as waited:
+                if waited and not force:
+                    # Another process may have fetched while we waited for the lock.
+                    shared = self._load_shared(key, server_name, config, resolved.issuer)
+                    if shared is not None:
+                        return shared.token
+                try:
+                    token = self._fetch(server_name, resolved)
+                except OAuthGatewayError as exc:
+                    if isinstance(exc, (InvalidClient, InvalidTarget)):
+                        self.forget_discovery(config)  # the server may have moved: look again next time
+                    return self._after_failure(key, server_name, config, None if force else usable, exc)
+                hits = self._metrics.hit_counter(key)
+                entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
+                self._store(key, server_name, entry)
         with self._lock:
             self._failures.pop(key, None)
         if usable is not None:
@@ -531,7 +557,71 @@ class TokenManager:
         result = self._discoverer(config).discover(
             resource_url=config.discovery_resource, issuer=config.issuer or None
         )
-        return _resolved(config, result)
+        resolved = _resolved(config, result)
+        if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
+            if len(self._cert_bound) >= MAX_DPOP_KEYS:
+                self._cert_bound.clear()
+            self._cert_bound[resolved.fingerprint] = True
+        return resolved
+
+    # -- sender-constrained tokens -----------------------------------------------
+
+    def dpop_key(self, config: OAuthConfig) -> Optional[DPoPKey]:
+        """Return the DPoP key of ``config``, or None when ``OAUTH_DPOP`` is off.
+
+        One key per manager and config: loaded from ``OAUTH_DPOP_KEY_PATH``, else a new
+        EC P-256 key made in memory on first use. The manager holds it; it is never
+        pickled or written to a cache.
+
+        Raises:
+            ConfigError: the key file cannot be loaded, or PyJWT is not installed.
+        """
+        if not config.dpop:
+            return None
+        found = self._dpop_keys.get(config.fingerprint)
+        if found is not None:
+            return found
+        with self._dpop_lock:  # held while making or loading the key: one key per config
+            found = self._dpop_keys.get(config.fingerprint)
+            if found is None:
+                if config.dpop_key_path:
+                    found = DPoPKey.from_file(config.dpop_key_path, json_path="$.oauth_config")
+                else:
+                    found = DPoPKey.generate(json_path="$.oauth_config")
+                while len(self._dpop_keys) >= MAX_DPOP_KEYS:
+                    del self._dpop_keys[next(iter(self._dpop_keys))]
+                self._dpop_keys[config.fingerprint] = found
+            return found
+
+    @property
+    def resource_nonces(self) -> NonceStore:
+        """The ``DPoP-Nonce`` of each resource server, shared by this manager's auth objects."""
+        return self._resource_nonces
+
+    def _check_binding(self, server_name: str, config: OAuthConfig, access_token: str, key: Optional[DPoPKey]) -> None:
+        """Check, before use, that a JWT access token's ``cnf`` binds it to our key or certificate.
+
+        Raises:
+            TokenBindingError: it is bound to another key or certificate.
+            ConfigError: the client certificate cannot be read.
+        """
+        claims = token_claims(access_token)
+        if claims is None:
+            return  # opaque: only the resource server (or introspection) can tell
+        cnf = claims.get("cnf")
+        cnf = cnf if isinstance(cnf, dict) else None
+        cert_x5t = None
+        if config.use_mtls and config.client_cert_path:
+            # Read each time: a certificate renewed on disk is the one checked.
+            cert_x5t = certificate_thumbprints(config.client_cert_path, json_path="$.oauth_config")[1]
+        check_binding(cnf, dpop_jkt=key.jkt if key is not None else None, cert_x5t_s256=cert_x5t)
+        if (cnf is None or "x5t#S256" not in cnf) and self._cert_bound.get(config.fingerprint):
+            log.warning(
+                "Token for %s is not bound to the client certificate (no cnf x5t#S256), although the "
+                "authorization server's metadata says tls_client_certificate_bound_access_tokens; "
+                "check the client's registration at the server",
+                server_name,
+            )
 
     def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
         """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
@@ -574,12 +664,15 @@ class TokenManager:
 
     # -- fetching --------------------------------------------------------------
 
-    def _fetch(self, server_name: str, config: OAuthConfig) -> Token:
+    def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
         started = time.perf_counter()
         try:
             # Every token comes from a provider; the default one is the client-credentials grant.
-            context = ProviderContext(config, server_name, self._client, self._clock)
+            context = ProviderContext(
+                config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+            )
             response = call_provider(get_provider(config.provider), config, context)
+            self._check_binding(server_name, config, response.access_token, dpop_key)
             granted = self._check_scopes(config, response)
         except OAuthGatewayError:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
@@ -636,7 +729,10 @@ class TokenManager:
             # Serve the old token; try again after a short, growing wait, never past its expiry.
             wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
             retry_at = min(now + wait, usable.token.expires_at_monotonic)
-            self._store(key, server_name, usable._replace(refresh_at=retry_at))
+            if config.dpop:
+                self._cache.remember(key, usable._replace(refresh_at=retry_at))  # DPoP tokens stay local
+            else:
+                self._store(key, server_name, usable._replace(refresh_at=retry_at))
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
             log.warning(
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
@@ -746,6 +842,7 @@ class TokenManager:
     def _after_fork(self) -> None:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
+        self._dpop_lock = threading.Lock()
         self._flights = {}
         if self._refresher is not None:
             self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use

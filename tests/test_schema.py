@@ -64,6 +64,8 @@ KEYS = {
     "OAUTH_CLIENT_KEY_ID": "",
     "OAUTH_CLIENT_ASSERTION_AUDIENCE": "",
     "OAUTH_CLIENT_ASSERTION_FILE": "",
+    "OAUTH_DPOP": False,
+    "OAUTH_DPOP_KEY_PATH": "",
 }
 
 BLOCK = "$.mcp_configs.abc.mcp_config[0].oauth_config"

@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from ..client import TokenClient, TokenResponse
+    from ..dpop import DPoPKey, NonceStore
     from ..config import OAuthConfig
 
 log = logging.getLogger("oauth_gateway")
@@ -144,9 +145,12 @@ class ProviderContext:
         token_client: the library's OAuth token client (the built-in provider calls its
             ``request_token``).
         sent_at: clock time at which the first request of this call was sent, or None.
+        dpop_key: with ``OAUTH_DPOP``, the key the token must be bound to (RFC 9449); a
+            provider that cannot send DPoP proofs should refuse such a config.
+        nonces: the server nonces for DPoP proofs, remembered per origin.
     """
 
-    __slots__ = ("config", "server_name", "correlation_id", "clock", "token_client", "sent_at")
+    __slots__ = ("config", "server_name", "correlation_id", "clock", "token_client", "sent_at", "dpop_key", "nonces")
 
     #: Redirects are never followed (a credential request must not be replayed elsewhere).
     allow_redirects = False
@@ -158,9 +162,13 @@ class ProviderContext:
         token_client: TokenClient,
         clock: Callable[[], float],
         correlation_id: Optional[str] = None,
+        dpop_key: Optional[DPoPKey] = None,
+        nonces: Optional[NonceStore] = None,
     ) -> None:
         self.config = config
         self.server_name = server_name
+        self.dpop_key = dpop_key
+        self.nonces = nonces
         self.token_client = token_client
         self.clock = clock
         self.correlation_id = correlation_id or uuid.uuid4().hex[:8]
@@ -257,7 +265,9 @@ class ClientCredentialsProvider(TokenProvider):
     }
 
     def fetch(self, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
-        return context.token_client.request_token(config, context.server_name, context.correlation_id)
+        return context.token_client.request_token(
+            config, context.server_name, context.correlation_id, dpop_key=context.dpop_key, nonces=context.nonces
+        )
 
 
 # --------------------------------------------------------------------------- options
