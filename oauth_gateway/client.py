@@ -814,7 +814,7 @@ class TokenClient:
         url = config.token_url
         base = self.client_auth_attempt(config, form, call)
 
-        def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+        def build_attempt(attempt: int) -> Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]:
             headers, fields = base(attempt)
             headers[DPOP_HEADER] = key.proof("POST", url, now=self._wall_clock(), nonce=nonces.get(url))
             return headers, fields
