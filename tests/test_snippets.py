@@ -9,7 +9,7 @@ page defined. The environment is what the pages tell the reader to set:
   ``default_config``) gets its tokens from the HTTPS test server;
 * ``IDP_CLIENT_ID``, ``IDP_CLIENT_SECRET``, ``IDP_TOKEN_URL``, ``IDP_REVOCATION_URL``:
   the same client and server, for the blocks that build a config by hand;
-* ``API_URL``: the test server's protected resource; ``REQUESTS_CA_BUNDLE``: the test CA;
+* ``API_URL``: the test server's protected resource; ``REQUESTS_CA_BUNDLE`` and ``IDP_CA_BUNDLE``: the test CA;
 * ``METRICS_PORT``, ``OAUTH_TOKEN_CACHE_KEY``, ``XDG_CACHE_HOME``: what the cache and
   Prometheus blocks read.
 
@@ -108,6 +108,7 @@ def reader_env(tmp_path, auth_server, make_block, ca_bundle):
         API_URL=auth_server.resource_url,
         UPSTREAM_URL=auth_server.resource_url,
         REQUESTS_CA_BUNDLE=ca_bundle,
+        IDP_CA_BUNDLE=ca_bundle,
         METRICS_PORT="0",
         OAUTH_TOKEN_CACHE_KEY="u0Xy5vYbDm6nOq0fD3QxGQ2dJv8n3vVfJY3oVnKkWzM=",  # a Fernet key for tests only
     )
