@@ -18,12 +18,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cachetools
 import requests
-from requests.auth import AuthBase
-
-import oauth_gateway as og
 from _loopback import CLIENT_ID, CLIENT_SECRET, start_server
 from _peers import Peer, describe_failure
 from _timing import Table, ms, ns, per_call_ns, ratio, run_threads, throughput_ratio
+from requests.auth import AuthBase
+
+import oauth_gateway as og
 from oauth_gateway.client_auth import basic_credentials
 
 #: Seconds a subprocess of the script benchmark may take.
@@ -264,10 +264,19 @@ def _cache_hits(ctx: Context, server: Any, ca_bundle: str) -> List[Table]:
         ["path", "ns/call", "x floor", "x get_token", "notes"],
     )
     one.add("floor: dict.get + time.monotonic() compare", ns(floor), ratio(1.0), ratio(floor / ours))
-    one.add("the floor inside a threading.Lock", ns(measured["locked"]), ratio(measured["locked"] / floor), ratio(measured["locked"] / ours))
-    one.add("cachetools.TTLCache[key]", ns(measured["ttl"]), ratio(measured["ttl"] / floor), ratio(measured["ttl"] / ours))
+    one.add(
+        "the floor inside a threading.Lock",
+        ns(measured["locked"]),
+        ratio(measured["locked"] / floor),
+        ratio(measured["locked"] / ours),
+    )
+    one.add(
+        "cachetools.TTLCache[key]", ns(measured["ttl"]), ratio(measured["ttl"] / floor), ratio(measured["ttl"] / ours)
+    )
     target = ctx.target("cache-hit get_token, x the dict floor", ours / floor, 1.5)
-    one.add("oauth-gateway TokenManager.get_token(OAuthConfig)", ns(ours), ratio(ours / floor), ratio(1.0), _verdict(target))
+    one.add(
+        "oauth-gateway TokenManager.get_token(OAuthConfig)", ns(ours), ratio(ours / floor), ratio(1.0), _verdict(target)
+    )
     one.add(
         "oauth-gateway compat get_access_token(dict)",
         ns(measured["compat"]),
@@ -297,7 +306,14 @@ def _cache_hits(ctx: Context, server: Any, ca_bundle: str) -> List[Table]:
         ratio(floor_auth / hook),
     )
     target = ctx.target("auth hook, x the floor AuthBase", hook / floor_auth, 1.3)
-    two.add("oauth-gateway TokenAuth (manager.auth)", ns(hook), ratio(hook / floor), ratio(hook / floor_auth), ratio(1.0), _verdict(target))
+    two.add(
+        "oauth-gateway TokenAuth (manager.auth)",
+        ns(hook),
+        ratio(hook / floor),
+        ratio(hook / floor_auth),
+        ratio(1.0),
+        _verdict(target),
+    )
     for peer in ctx.peers:
         if peer in msal:
             continue
@@ -319,7 +335,9 @@ def threads(ctx: Context, count: int = 8) -> Table:
     try:
         rows, failures, clients = _hit_namespaces(ctx, server, ca_bundle)
         rounds = ctx.scale(3, 1)
-        singles, errors = per_call_ns([(name, stmt, make(), number // 4) for name, (stmt, make, number) in rows.items()], 1)
+        singles, errors = per_call_ns(
+            [(name, stmt, make(), number // 4) for name, (stmt, make, number) in rows.items()], 1
+        )
         for name, exc in errors.items():
             failures[name] = describe_failure(exc)
         table = Table(
@@ -373,7 +391,7 @@ def cold_cache(ctx: Context, count: int = 64) -> Table:
         manager = og.TokenManager()
         config = og.OAuthConfig.from_dict(oauth_block(server, ca_bundle))
         before = server.count()
-        run = run_threads(count, lambda _i: (lambda: manager.get_token("bench", config)))
+        run = run_threads(count, lambda _i: lambda: manager.get_token("bench", config))
         made = server.count() - before
         distinct = len({token.access_token for token in run.results if token is not None})
         wall = run.wall if run.finished else None
@@ -397,7 +415,9 @@ def cold_cache(ctx: Context, count: int = 64) -> Table:
             made = server.count() - before
             wall = run.wall if run.finished else None
             notes = describe_failure(run.errors[0]) if run.errors else ""
-            table.add(peer.name, made, ms(wall), ratio(None if wall is None else wall / latency), len(run.errors), notes)
+            table.add(
+                peer.name, made, ms(wall), ratio(None if wall is None else wall / latency), len(run.errors), notes
+            )
 
         for name, reason in _with_peers(ctx, server, ca_bundle, use).items():
             table.add(name, "n/a", "", "", "", reason)
@@ -425,7 +445,7 @@ def many_keys(ctx: Context, keys: int = 16, count: int = 64) -> Table:
             one_fetch = time.perf_counter() - start
         manager = og.TokenManager()
         before = server.count()
-        run = run_threads(count, lambda i: (lambda: manager.get_token(names[i % keys], config)))
+        run = run_threads(count, lambda i: lambda: manager.get_token(names[i % keys], config))
         made = server.count() - before
         wall = run.wall if run.finished else None
         value = None if wall is None else wall / one_fetch
@@ -451,11 +471,15 @@ def many_keys(ctx: Context, keys: int = 16, count: int = 64) -> Table:
                 clients = [peer.build(server, ca_bundle) for _ in range(keys)]
                 base = requests.Request("GET", server.resource_url).prepare()
                 before = server.count()
-                run = run_threads(count, lambda i: peer.caller(clients[i % keys], base))
+                run = run_threads(
+                    count, lambda i, peer=peer, clients=clients, base=base: peer.caller(clients[i % keys], base)
+                )
                 made = server.count() - before
                 wall = run.wall if run.finished else None
                 notes = describe_failure(run.errors[0]) if run.errors else ""
-                table.add(peer.name, made, ms(wall), ratio(None if wall is None else wall / one_fetch), len(run.errors), notes)
+                table.add(
+                    peer.name, made, ms(wall), ratio(None if wall is None else wall / one_fetch), len(run.errors), notes
+                )
             except Exception as exc:
                 table.add(peer.name, "n/a", "", "", "", describe_failure(exc))
             finally:
@@ -660,10 +684,20 @@ def script_run(ctx: Context) -> Table:
             if name == "script":
                 target = ctx.target("warm-cache script run, x import requests", median / base, 1.3)
                 notes = "%s; %d token requests in the timed runs" % (_verdict(target), fetched)
-            table.add(label, ms(median), ms(min(walls[name])), ratio(median / base), ms(cpu), ratio(cpu / base_cpu if base_cpu else None), notes)
+            table.add(
+                label,
+                ms(median),
+                ms(min(walls[name])),
+                ratio(median / base),
+                ms(cpu),
+                ratio(cpu / base_cpu if base_cpu else None),
+                notes,
+            )
         table.note("CPU: user + system time of the child (median), steadier than wall time on a busy machine.")
-        table.note("The script: import oauth_gateway, load_gateway_config(path).oauth_config(name), "
-                   "TokenManager(cache=cache_from_settings('file:<dir>')), get_token.")
+        table.note(
+            "The script: import oauth_gateway, load_gateway_config(path).oauth_config(name), "
+            "TokenManager(cache=cache_from_settings('file:<dir>')), get_token."
+        )
         return table
     finally:
         server.stop()
@@ -731,8 +765,20 @@ def validation(ctx: Context, servers: int = 1000) -> Table:
     start = time.perf_counter()
     json.loads(text)
     parse = time.perf_counter() - start
-    table.add("json.loads of the file (%d KiB)" % (len(text) // 1024), ms(parse), "%.1f" % (parse / servers * 1e6), ratio(parse / best_raw), "")
-    table.add("jsonschema Draft7Validator.iter_errors (compiled)", ms(best_raw), "%.1f" % (best_raw / servers * 1e6), ratio(1.0), "")
+    table.add(
+        "json.loads of the file (%d KiB)" % (len(text) // 1024),
+        ms(parse),
+        "%.1f" % (parse / servers * 1e6),
+        ratio(parse / best_raw),
+        "",
+    )
+    table.add(
+        "jsonschema Draft7Validator.iter_errors (compiled)",
+        ms(best_raw),
+        "%.1f" % (best_raw / servers * 1e6),
+        ratio(1.0),
+        "",
+    )
     table.add(
         "oauth_gateway.validate_config",
         ms(best_ours),

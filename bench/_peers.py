@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional
 
 import requests
-
 from _loopback import CLIENT_ID, CLIENT_SECRET
 
 #: Scope MSAL asks for (it requires one); the other clients ask for none.
@@ -64,7 +63,7 @@ class Peer:
         """Return a new client of this peer that gets tokens from ``server``."""
         raise NotImplementedError
 
-    def hit_stmt(self, client: Any, request: requests.PreparedRequest) -> "tuple[str, Dict[str, Any]]":
+    def hit_stmt(self, client: Any, request: requests.PreparedRequest) -> tuple[str, Dict[str, Any]]:
         """Return ``(statement, namespace)`` that gets a cached token (the client holds one)."""
         raise NotImplementedError
 
@@ -100,7 +99,11 @@ class AuthlibPeer(Peer):
         return session
 
     def hit_stmt(self, client, request):
-        return "auth(req); hooks.clear()", {"auth": client.token_auth, "req": request, "hooks": request.hooks["response"]}
+        return "auth(req); hooks.clear()", {
+            "auth": client.token_auth,
+            "req": request,
+            "hooks": request.hooks["response"],
+        }
 
     def caller(self, client, request):
         auth = client.token_auth

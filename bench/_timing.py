@@ -30,7 +30,7 @@ def compile_loop(stmt: str, namespace: Mapping[str, Any]) -> Callable[[int], Non
     source = "def _loop(_n):\n    for _ in _repeat(None, _n):\n        %s\n" % stmt
     scope = dict(namespace)
     scope["_repeat"] = itertools.repeat
-    exec(compile(source, "<bench %s>" % stmt, "exec"), scope)
+    exec(compile(source, "<bench %s>" % stmt, "exec"), scope)  # noqa: S102 - the timed loop, from a fixed template
     return scope["_loop"]
 
 
@@ -89,7 +89,9 @@ class ThreadRun:
         self.results = results
 
 
-def run_threads(count: int, make_work: Callable[[int], Callable[[], Any]], timeout: float = THREAD_TIMEOUT) -> ThreadRun:
+def run_threads(
+    count: int, make_work: Callable[[int], Callable[[], Any]], timeout: float = THREAD_TIMEOUT
+) -> ThreadRun:
     """Start ``count`` threads, release them together and time until the last one ends.
 
     Args:
@@ -246,7 +248,11 @@ class Table:
 
         def line(cells: Sequence[str]) -> str:
             out = [cells[0].ljust(widths[0])]
-            out += [cell.rjust(widths[i]) if i < len(cells) - 1 else cell.ljust(widths[i]) for i, cell in enumerate(cells) if i]
+            out += [
+                cell.rjust(widths[i]) if i < len(cells) - 1 else cell.ljust(widths[i])
+                for i, cell in enumerate(cells)
+                if i
+            ]
             return "  ".join(out).rstrip()
 
         parts = [self.title, "-" * len(self.title), "", rule, line(self.header), rule]

@@ -67,19 +67,19 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse(argv)
-    from _loopback import guard_loopback, new_ca, isolate_environment
+    from _loopback import guard_loopback, isolate_environment, new_ca
 
     guard_loopback()  # before any peer is imported or built
     isolate_environment()
 
+    import _cases
+    import _peers
     import cachetools
     import requests
     import urllib3
-
-    import _cases
-    import _peers
-    import oauth_gateway as og
     from _timing import Table, load_average, machine_lines
+
+    import oauth_gateway as og
 
     peers = _peers.all_peers()
     versions: Dict[str, Optional[str]] = {

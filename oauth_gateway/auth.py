@@ -95,11 +95,11 @@ class TokenAuth(AuthBase):
         allow_insecure: also send the token over plain http to any host (local tests only).
     """
 
-    _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], "Token"]]
+    _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], Token]]
     #: The ``WWW-Authenticate`` schemes whose ``error="invalid_token"`` means "get a new token".
     _challenge_schemes: Tuple[str, ...] = ("bearer",)
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TokenAuth":
+    def __new__(cls, *args: Any, **kwargs: Any) -> TokenAuth:
         # A DPoP config gets its own request path; the bearer one stays as short as it is.
         config = args[2] if len(args) > 2 else kwargs.get("config")
         if cls is TokenAuth and getattr(config, "dpop", False):
@@ -108,9 +108,9 @@ class TokenAuth(AuthBase):
 
     def __init__(
         self,
-        manager: "TokenManager",
+        manager: TokenManager,
         server_name: str,
-        config: "OAuthConfig",
+        config: OAuthConfig,
         config_id: str = "default",
         retry_on_any_401: bool = False,
         allow_insecure: bool = False,
@@ -153,7 +153,7 @@ class TokenAuth(AuthBase):
         # hook, and the URL's origin is worked out only after a 401.
         def handle_response(
             response: requests.Response,
-            _auth: "TokenAuth" = self,
+            _auth: TokenAuth = self,
             _request: requests.PreparedRequest = request,
             _position: Any = position,
             **kwargs: Any,
@@ -235,11 +235,11 @@ class TokenAuth(AuthBase):
         )
         return _send_again(response, body, position, send_kwargs, self._headers_for(failed, token))
 
-    def _headers_for(self, request: requests.PreparedRequest, token: "Token") -> Dict[str, str]:
+    def _headers_for(self, request: requests.PreparedRequest, token: Token) -> Dict[str, str]:
         """The headers that carry ``token`` on ``request`` (a replay of it)."""
         return {"Authorization": token.authorization}
 
-    def _replacement(self, failed_authorization: str) -> "Token":
+    def _replacement(self, failed_authorization: str) -> Token:
         """Return a token to replace the one that failed; concurrent 401s for it share one request."""
         return self.manager.refresh(self.server_name, self.config, self.config_id, rejected=failed_authorization)
 
@@ -332,10 +332,10 @@ class DPoPTokenAuth(TokenAuth):
 
         def handle_response(
             response: requests.Response,
-            _auth: "DPoPTokenAuth" = self,
+            _auth: DPoPTokenAuth = self,
             _request: requests.PreparedRequest = request,
             _position: Any = position,
-            _token: "Token" = token,
+            _token: Token = token,
             **kwargs: Any,
         ) -> requests.Response:
             return _auth._handle_dpop_response(response, _request.url, _request.body, _position, _token, kwargs)
@@ -343,14 +343,14 @@ class DPoPTokenAuth(TokenAuth):
         request.hooks["response"].append(handle_response)
         return request
 
-    def _proof(self, method: str, url: str, token: "Token", nonce: Optional[str] = None) -> str:
+    def _proof(self, method: str, url: str, token: Token, nonce: Optional[str] = None) -> str:
         dpop_key = self.manager.dpop_key(self.config)
         assert dpop_key is not None  # the config has OAUTH_DPOP on
         if nonce is None:
             nonce = self.manager.resource_nonces.get(url)
         return dpop_key.proof(method, url, now=time.time(), nonce=nonce, access_token=token.access_token)
 
-    def _headers_for(self, request: requests.PreparedRequest, token: "Token") -> Dict[str, str]:
+    def _headers_for(self, request: requests.PreparedRequest, token: Token) -> Dict[str, str]:
         return {
             "Authorization": token.authorization,
             DPOP_HEADER: self._proof(request.method or "GET", request.url or "", token),
@@ -362,7 +362,7 @@ class DPoPTokenAuth(TokenAuth):
         url: Optional[str],
         body: Any,
         position: Any,
-        token: "Token",
+        token: Token,
         send_kwargs: Dict[str, Any],
     ) -> requests.Response:
         failed = response.request
@@ -385,8 +385,9 @@ class DPoPTokenAuth(TokenAuth):
             )
             response.reason = "%s (%s)" % (response.reason or "Unauthorized", NONCE_NOT_REPLAYED_REASON % why)
             return response
-        log.debug("%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""),
-                  failed.method)
+        log.debug(
+            "%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""), failed.method
+        )
         proof = self._proof(failed.method or "GET", failed.url or "", token, nonce)
         return _send_again(response, body, position, send_kwargs, {DPOP_HEADER: proof})
 
@@ -450,7 +451,7 @@ def _send_again(
     """Send ``response``'s request once more with ``headers`` set, through the same adapter."""
     failed = response.request
     # Read and release the 401 so the replay can reuse its connection.
-    response.content
+    _ = response.content
     response.close()
     replay = failed.copy()
     # types-requests lists neither PreparedRequest._cookies (set by prepare_cookies, read the

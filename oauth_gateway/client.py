@@ -148,8 +148,16 @@ class CallState:
         on_retry: called as ``on_retry(attempt, reason)`` before each retry.
     """
 
-    __slots__ = ("server_name", "correlation_id", "what", "max_attempts", "attempts", "sent_at",
-                 "retry_after_refused", "on_retry")
+    __slots__ = (
+        "server_name",
+        "correlation_id",
+        "what",
+        "max_attempts",
+        "attempts",
+        "sent_at",
+        "retry_after_refused",
+        "on_retry",
+    )
 
     server_name: str
     correlation_id: str
@@ -213,7 +221,7 @@ class TokenRetry(Retry):
         self.backoff_base = backoff_base
         self.retry_after_cap = retry_after_cap
 
-    def new(self, **kw: Any) -> "TokenRetry":
+    def new(self, **kw: Any) -> TokenRetry:
         kw.setdefault("sleep_fn", self.sleep_fn)
         kw.setdefault("backoff_base", self.backoff_base)
         kw.setdefault("retry_after_cap", self.retry_after_cap)
@@ -459,7 +467,9 @@ class TokenClient:
 
     # -- discovery ------------------------------------------------------------
 
-    def discovery_fetch(self, config: OAuthConfig) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+    def discovery_fetch(
+        self, config: OAuthConfig
+    ) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
         """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
 
         It uses the pooled session of the config's TLS identity, the same timeouts and
@@ -565,8 +575,10 @@ class TokenClient:
             if grant is not None and any(name == "grant_type" for name, _ in form):
                 grant.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
             auth.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
-            fields = [(name, added.pop(name)) if name == "grant_type" and name in added else (name, value)
-                      for name, value in form]
+            fields = [
+                (name, added.pop(name)) if name == "grant_type" and name in added else (name, value)
+                for name, value in form
+            ]
             fields.extend(added.items())
             return headers, fields
 

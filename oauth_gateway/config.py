@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 
 from . import schema as _schema
 from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
+from ._jsonpath import describe as _describe
+from ._jsonpath import join as _join
 from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
-from ._jsonpath import describe as _describe, join as _join
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
@@ -48,6 +49,7 @@ DEFAULT_MAX_RETRIES: int = _PROPERTIES["OAUTH_MAX_RETRIES"]["default"]
 DEFAULT_RETRY_BACKOFF = float(_PROPERTIES["OAUTH_RETRY_BACKOFF"]["default"])
 DEFAULT_RETRY_AFTER_MAX = float(_PROPERTIES["OAUTH_RETRY_AFTER_MAX"]["default"])
 
+
 def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]]:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -58,7 +60,7 @@ def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]
             "write it like https://idp.example.com/oauth/token",
         )
     if version == "2.1" and key == "OAUTH_TOKEN_URL":
-        return ("OAuth 2.1 requires HTTPS for token_url", "use an https:// URL or set OAUTH_VERSION to \"2.0\"")
+        return ("OAuth 2.1 requires HTTPS for token_url", 'use an https:// URL or set OAUTH_VERSION to "2.0"')
     return (
         "must be https, got %r" % redact_url(url),
         "use https, or set OAUTH_ENFORCE_HTTPS to false for local tests (OAuth 2.0 only)",
@@ -85,7 +87,7 @@ def _cert_not_after(path: str) -> Optional[datetime.datetime]:
 # costs about a millisecond (OpenSSL 3), and callers that pass a dict to the seed's calls
 # load the same config on every call. Only successes are remembered; a file that changes
 # (inode, size or mtime) is loaded again.
-_LOADED_TLS_FILES: "OrderedDict[Tuple[Tuple[str, int, int, int, int], ...], None]" = OrderedDict()
+_LOADED_TLS_FILES: OrderedDict[Tuple[Tuple[str, int, int, int, int], ...], None] = OrderedDict()
 _LOADED_TLS_LOCK = threading.Lock()
 _LOADED_TLS_MAX = 64
 
@@ -367,11 +369,7 @@ def _needs_secret(values: _Values) -> bool:
     method = values["token_endpoint_auth_method"]
     if method:
         return method not in _SECRETLESS_METHODS
-    return not (
-        values["use_mtls"]
-        or values["client_private_key_path"]
-        or values["client_assertion_file"]
-    )
+    return not (values["use_mtls"] or values["client_private_key_path"] or values["client_assertion_file"])
 
 
 def _check_secret(values: _Values, path_of: _PathOf) -> None:
@@ -552,17 +550,47 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_GRANT_TYPE", "grant_type", str, IN_FINGERPRINT),
     Field("OAUTH_PROVIDER", "provider", str, IN_FINGERPRINT, in_repr=True),
     # Loaded as all-secret; _check_provider applies the provider's schema and learns which are.
-    Field("OAUTH_PROVIDER_OPTIONS", "provider_options", ProviderOptions, IN_FINGERPRINT, in_repr=True,
-          load=_options, dump=_dump_options, check=_check_provider, mask=_mask_options),
-    Field("OAUTH_CLIENT_ID", "client_id", str, IN_FINGERPRINT, in_repr=True,
-          check=_check_required("OAUTH_CLIENT_ID", "client_id")),
-    Field("OAUTH_CLIENT_SECRET", "client_secret", str, HASHED_IN_FINGERPRINT, secret=True, in_repr=True,
-          check=_check_secret),
+    Field(
+        "OAUTH_PROVIDER_OPTIONS",
+        "provider_options",
+        ProviderOptions,
+        IN_FINGERPRINT,
+        in_repr=True,
+        load=_options,
+        dump=_dump_options,
+        check=_check_provider,
+        mask=_mask_options,
+    ),
+    Field(
+        "OAUTH_CLIENT_ID",
+        "client_id",
+        str,
+        IN_FINGERPRINT,
+        in_repr=True,
+        check=_check_required("OAUTH_CLIENT_ID", "client_id"),
+    ),
+    Field(
+        "OAUTH_CLIENT_SECRET",
+        "client_secret",
+        str,
+        HASHED_IN_FINGERPRINT,
+        secret=True,
+        in_repr=True,
+        check=_check_secret,
+    ),
     # Read into client_secret by _check_secret; the secret's hash covers its content.
     Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, is_path=True, load=_path, dump=_dump_never),
     Field("OAUTH_TOKEN_URL", "token_url", str, IN_FINGERPRINT, is_url=True, in_repr=True, check=_check_token_url),
-    Field("OAUTH_ISSUER", "issuer", str, IN_FINGERPRINT, is_url=True, in_repr=True, load=_text,
-          check=_check_https("OAUTH_ISSUER", "issuer")),
+    Field(
+        "OAUTH_ISSUER",
+        "issuer",
+        str,
+        IN_FINGERPRINT,
+        is_url=True,
+        in_repr=True,
+        load=_text,
+        check=_check_https("OAUTH_ISSUER", "issuer"),
+    ),
     Field("OAUTH_TOKEN_ENDPOINT_AUTH_METHOD", "token_endpoint_auth_method", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_AUDIENCE", "audience", str, IN_FINGERPRINT),
     Field("OAUTH_ORGANIZATION", "organization", str, IN_FINGERPRINT),
@@ -577,8 +605,15 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, is_path=True, load=_path),
-    Field("OAUTH_CLIENT_PRIVATE_KEY_PATH", "client_private_key_path", str, IN_FINGERPRINT, is_path=True, load=_path,
-          check=_check_client_auth),
+    Field(
+        "OAUTH_CLIENT_PRIVATE_KEY_PATH",
+        "client_private_key_path",
+        str,
+        IN_FINGERPRINT,
+        is_path=True,
+        load=_path,
+        check=_check_client_auth,
+    ),
     Field("OAUTH_CLIENT_PRIVATE_KEY_PASSWORD", "client_private_key_password", str, secret=True, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_ALG", "client_assertion_alg", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
@@ -586,11 +621,24 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, is_path=True, load=_path),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
     Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, is_path=True, load=_path, check=_check_dpop),
-    Field("OAUTH_REVOCATION_URL", "revocation_url", str, is_url=True, load=_text,
-          check=_check_https("OAUTH_REVOCATION_URL", "revocation_url")),
+    Field(
+        "OAUTH_REVOCATION_URL",
+        "revocation_url",
+        str,
+        is_url=True,
+        load=_text,
+        check=_check_https("OAUTH_REVOCATION_URL", "revocation_url"),
+    ),
     Field("OAUTH_ADDITIONAL_PARAMS", "additional_params", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs),
-    Field("OAUTH_CUSTOM_HEADERS", "custom_headers", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs,
-          check=_check_custom_headers),
+    Field(
+        "OAUTH_CUSTOM_HEADERS",
+        "custom_headers",
+        tuple,
+        IN_FINGERPRINT,
+        load=_pairs,
+        dump=_dump_pairs,
+        check=_check_custom_headers,
+    ),
     Field("OAUTH_TIMEOUT", "timeout", float, load=_float),
     Field("OAUTH_CONNECT_TIMEOUT", "connect_timeout", float, load=_float),
     Field("OAUTH_MAX_RETRIES", "max_retries", int),
@@ -704,7 +752,7 @@ class OAuthConfig:
         block: Any,
         json_path: str = "$",
         environ: Optional[Mapping[str, str]] = None,
-    ) -> "OAuthConfig":
+    ) -> OAuthConfig:
         """Validate an ``oauth_config`` mapping and build the config.
 
         Args:
@@ -774,7 +822,7 @@ class OAuthConfig:
         """The MCP server URL discovery starts from (a single http(s) ``OAUTH_RESOURCE``), or None."""
         return discovery_resource(self.resources)
 
-    def replace(self, **changes: Any) -> "OAuthConfig":
+    def replace(self, **changes: Any) -> OAuthConfig:
         """Return a copy with some attributes replaced (by attribute name).
 
         For values learned at run time (a discovered token endpoint, issuer, resource,

@@ -191,6 +191,7 @@ class InsecureTransportError(OAuthGatewayError, ValueError):
     allowed when ``OAUTH_ENFORCE_HTTPS`` is false, or with ``allow_insecure=True``).
     """
 
+
 class TokenBindingError(OAuthGatewayError):
     """An access token is not bound to our DPoP key or client certificate.
 

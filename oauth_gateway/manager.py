@@ -381,8 +381,9 @@ class TokenManager:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(key, server_name, config, None if force else usable, exc)
-            entry = CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at,
-                               resolved.issuer)
+            entry = CacheEntry(
+                config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, resolved.issuer
+            )
             self._cache.remember(key, entry)
         else:
             if not force:
@@ -554,9 +555,7 @@ class TokenManager:
         """
         if not config.is_discovered:
             return config
-        result = self._discoverer(config).discover(
-            resource_url=config.discovery_resource, issuer=config.issuer or None
-        )
+        result = self._discoverer(config).discover(resource_url=config.discovery_resource, issuer=config.issuer or None)
         resolved = _resolved(config, result)
         if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
             if len(self._cert_bound) >= MAX_DPOP_KEYS:
@@ -649,8 +648,16 @@ class TokenManager:
 
     def _discoverer(self, config: OAuthConfig) -> Discoverer:
         cert, verify = config.tls_identity
-        transport = (cert, verify, config.enforce_https, config.connect_timeout, config.timeout,
-                     config.max_retries, config.retry_backoff, config.retry_after_max)
+        transport = (
+            cert,
+            verify,
+            config.enforce_https,
+            config.connect_timeout,
+            config.timeout,
+            config.max_retries,
+            config.retry_backoff,
+            config.retry_after_max,
+        )
         discoverer = self._discoverers.get(transport)
         if discoverer is None:
             with self._lock:
@@ -882,11 +889,15 @@ def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
         secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
             config.client_secret or config.client_private_key_path or config.use_mtls
         )
-        changes["token_endpoint_auth_method"] = "none" if secretless_bearer else choose_auth_method(
-            server,
-            have_secret=bool(config.client_secret),
-            have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
-            have_cert=config.use_mtls,
+        changes["token_endpoint_auth_method"] = (
+            "none"
+            if secretless_bearer
+            else choose_auth_method(
+                server,
+                have_secret=bool(config.client_secret),
+                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+                have_cert=config.use_mtls,
+            )
         )
     return config.replace(**changes)
 

@@ -30,7 +30,7 @@ COUNTERS = (
 )
 
 
-def count_value(counter: "itertools.count[int]") -> int:
+def count_value(counter: itertools.count[int]) -> int:
     """Read an ``itertools.count`` without advancing it."""
     return int(repr(counter)[6:-1])
 
@@ -41,12 +41,12 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._servers: Dict[str, Dict[str, float]] = {}
-        self._hits: Dict[Tuple[str, str], "itertools.count[int]"] = {}
+        self._hits: Dict[Tuple[str, str], itertools.count[int]] = {}
         # Per token provider (OAUTH_PROVIDER): [total, success, failure].
         self._providers: Dict[str, List[int]] = {}
         self._max_wait: Dict[str, float] = {}
 
-    def hit_counter(self, key: Tuple[str, str]) -> "itertools.count[int]":
+    def hit_counter(self, key: Tuple[str, str]) -> itertools.count[int]:
         """Return the hit counter of a cache key, made once and kept across refreshes."""
         counter = self._hits.get(key)
         if counter is None:

@@ -26,7 +26,7 @@ import shutil
 import socket
 import ssl
 import time
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
 

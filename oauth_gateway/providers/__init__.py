@@ -57,8 +57,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import requests
 
     from ..client import TokenClient, TokenResponse
-    from ..dpop import DPoPKey, NonceStore
     from ..config import OAuthConfig
+    from ..dpop import DPoPKey, NonceStore
 
 log = logging.getLogger("oauth_gateway")
 
