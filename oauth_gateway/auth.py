@@ -12,9 +12,11 @@ Many threads that get a 401 for the same token at once cause one token request:
 one is still cached, and the callers share that one fetch.
 
 The header never follows a redirect to another origin: requests' ``rebuild_auth``
-drops ``Authorization`` when the host, port or scheme changes, and this hook never
-recovers (so never re-adds a token) for a response from an origin other than the one
-the token was first sent to.
+(``Session.should_strip_auth``, in every supported requests) drops ``Authorization``
+when the host changes, or the port or scheme other than an http-to-https upgrade on the
+default ports. The response hook recovers only a request that still carried a token of
+this auth's scheme, so it never re-adds a token where requests removed it, nor where
+requests put ``.netrc`` credentials for the new host.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .dpop import DPOP_HEADER, DPOP_NONCE_HEADER, resource_nonce_challenge
 from .exceptions import InsecureTransportError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cache import CacheEntry
     from .config import OAuthConfig
     from .manager import TokenManager
     from .tokens import Token
@@ -50,6 +53,7 @@ _Origin = Tuple[str, str, Optional[int]]
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
 _PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
+_NOTHING = object()  # no cache entry is ever this: the first call takes the slow path
 
 
 class TokenAuth(AuthBase):
@@ -73,7 +77,9 @@ class TokenAuth(AuthBase):
       ``token refreshed; request not replayed: <why>; send it again`` (so
       ``raise_for_status()`` says so), and a WARNING is logged. Retrying the call uses
       the new token.
-    * A 401 from another origin than the token's (after a redirect) is never recovered.
+    * A 401 to a request that no longer carries this auth's token is never recovered:
+      requests drops the header on a redirect to another origin (and may put ``.netrc``
+      credentials there instead).
 
     The token is sent over https only: a request to any other URL raises
     :class:`~oauth_gateway.InsecureTransportError` before a token is fetched or a header
@@ -96,6 +102,10 @@ class TokenAuth(AuthBase):
     """
 
     _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], Token]]
+    _probe: Tuple[Callable[[Any], Any], Tuple[str, str], Callable[[], float]]
+    #: The cache entry last checked in full, its refresh time, hit counter and token (None before the first call).
+    _memo: Tuple[Any, float, Any, Any]
+    _response_hook: Callable[..., requests.Response]
     #: The ``WWW-Authenticate`` schemes whose ``error="invalid_token"`` means "get a new token".
     _challenge_schemes: Tuple[str, ...] = ("bearer",)
 
@@ -127,43 +137,66 @@ class TokenAuth(AuthBase):
         if name in _TOKEN_SOURCE and all(hasattr(self, n) for n in _TOKEN_SOURCE):
             # The key and the config's fingerprint, worked out once for the hot path.
             # A plain tuple: unpacking one is cheaper than unpacking a NamedTuple.
-            object.__setattr__(
-                self, "_hit", tuple(self.manager.hit_probe(self.server_name, self.config, self.config_id))
-            )
+            hit = tuple(self.manager.hit_probe(self.server_name, self.config, self.config_id))
+            object.__setattr__(self, "_hit", hit)
+            object.__setattr__(self, "_probe", (hit[0], hit[1], hit[3]))
+            object.__setattr__(self, "_memo", (_NOTHING, 0.0, None, None))
+            # One hook for every request (the request it answers is response.request): appending
+            # it builds nothing. The auth refers to itself through it, a cycle the GC collects.
+            object.__setattr__(self, "_response_hook", self._on_response)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = request.url
-        if url is None or not url.startswith("https://"):
+        # True exactly when url starts with "https://" ("0" follows "/"): two string
+        # comparisons, cheaper than a startswith() call on Python 3.8.
+        if url is None or not "https://" <= url < "https:/0":
             self._check_transport(url or "")
-        # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O.
+        # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O. The cache
+        # entry this auth last checked in full (fingerprint, then clock) is remembered with its
+        # header; while the cache still holds that very entry (entries are immutable), the hit
+        # is the clock check and the hit counter.
+        peek, key, clock = self._probe
+        cached, refresh_at, hits, token = self._memo
+        if peek(key) is cached and clock() < refresh_at:
+            next(hits)
+        else:
+            token = self._token()
+        request.headers["Authorization"] = token.authorization
+        # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,
+        # which costs as much as the rest of this method.
+        request.hooks["response"].append(self._response_hook)
+        return request
+
+    def _token(self) -> Token:
+        """The slow path of :meth:`__call__`: ``get_token``'s check in full, then remember the entry."""
         peek, key, fingerprint, clock, fetch = self._hit
-        entry = peek(key)
+        entry: Optional[CacheEntry] = peek(key)
         if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
             next(entry.hits)
             token = entry.token
         else:
             token = fetch()
-        request.headers["Authorization"] = token.authorization
-        body = request.body
-        # The usual bodies (none, bytes, str) need no position: only a stream is rewound.
-        position = None if body is None or body.__class__ in _PLAIN_BODIES else _body_position(body)
+            entry = peek(key)
+            if entry is not None and (entry.token is not token or entry.fingerprint != fingerprint):
+                entry = None
+        if entry is None:  # not cached (or already replaced): the next call takes this path too
+            self.__dict__["_memo"] = (_NOTHING, 0.0, None, token)
+        else:
+            self.__dict__["_memo"] = (entry, entry.refresh_at, entry.hits, token)
+        return token
 
-        # Defaults instead of a closure: no cells to build on every request. The request is not
-        # changed while it is sent (redirects send copies), so its URL and body are read in the
-        # hook, and the URL's origin is worked out only after a 401.
-        def handle_response(
-            response: requests.Response,
-            _auth: TokenAuth = self,
-            _request: requests.PreparedRequest = request,
-            _position: Any = position,
-            **kwargs: Any,
-        ) -> requests.Response:
-            return _auth._handle_response(response, _request.url, _request.body, _position, kwargs)
-
-        # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,
-        # which costs as much as the rest of this method.
-        request.hooks["response"].append(handle_response)
-        return request
+    def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        """The response hook of every request this auth prepared (and of requests' redirect copies)."""
+        if response.status_code != 401:
+            return response
+        failed = response.request
+        # Only the scheme is read: the token itself never becomes a local of this frame.
+        scheme = _scheme(failed.headers.get("Authorization"))
+        if scheme is None:
+            return response  # requests dropped the header on a redirect to another origin
+        if scheme != getattr(self._memo[3], "token_type", "").lower():
+            return response  # not our token (such as .netrc credentials requests put after a redirect)
+        return self._handle_response(response, failed.url, failed.body, _rewind_position(failed), kwargs)
 
     def _check_transport(self, url: str) -> None:
         """Refuse to send the token to ``url`` unless it is https (or an allowed http)."""
@@ -439,6 +472,38 @@ def _body_position(body: Any) -> Any:
         return tell()
     except (OSError, ValueError):
         return _NO_POSITION
+
+
+def _rewind_position(request: requests.PreparedRequest) -> Any:
+    """Where ``request``'s stream body starts, for a replay; None for bytes, str or no body.
+
+    The position is the one requests records when it prepares a stream body
+    (``PreparedRequest._body_position``, carried to redirect copies, which requests itself
+    rewinds to before following a redirect), so preparing a request costs nothing extra.
+    ``_NO_POSITION`` when the body cannot be rewound.
+    """
+    body: Any = request.body  # typed bytes or str, but a stream is sent as it is
+    if body is None or isinstance(body, (bytes, bytearray, str)):
+        return None
+    position = getattr(request, "_body_position", None)
+    if not isinstance(position, int) or getattr(body, "seek", None) is None:
+        return _NO_POSITION
+    seekable = getattr(body, "seekable", None)
+    try:
+        if seekable is not None and not seekable():
+            return _NO_POSITION
+    except (OSError, ValueError):
+        return _NO_POSITION
+    return position
+
+
+def _scheme(header: Any) -> Optional[str]:
+    """The scheme of an ``Authorization`` value, lower-case; None when there is none."""
+    if not header:
+        return None
+    if not isinstance(header, str):
+        header = header.decode("latin-1")
+    return str(header).partition(" ")[0].lower()
 
 
 def _send_again(

@@ -229,6 +229,57 @@ def test_a_redirect_on_the_same_origin_keeps_the_token(session, auth_server):
     assert [_bearer(r) for r in auth_server.requests_to("/resource")] == [auth_server.issued_history[0]] * 2
 
 
+def test_a_401_after_a_redirect_on_the_same_origin_is_recovered(session, auth_server, ca_bundle):
+    assert session.get(auth_server.resource_url).status_code == 200
+    old = auth_server.issued_history[0]
+    _revoke_behind_the_clients_back(auth_server, old, ca_bundle)
+    auth_server.push_fault(Fault(redirect_to=auth_server.resource_url + "?moved=1"), path="/resource")
+
+    response = session.get(auth_server.resource_url)
+
+    assert response.status_code == 200
+    new = auth_server.issued_history[1]
+    arrived = auth_server.requests_to("/resource")[1:]
+    assert [(_bearer(r), r.query) for r in arrived] == [(old, {}), (old, {"moved": ["1"]}), (new, {"moved": ["1"]})]
+
+
+def test_netrc_credentials_put_on_a_redirect_to_another_host_are_never_replaced_by_a_token(
+    auth_server, make_server, make_block, manager, ca_bundle, tmp_path, monkeypatch
+):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login someone password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    other = make_server()
+    auth_server.push_fault(Fault(redirect_to=other.resource_url.replace("127.0.0.1", "localhost")), path="/resource")
+    config = og.OAuthConfig.from_dict(make_block(auth_server))
+
+    with requests.Session() as session:  # trust_env left on: requests reads the netrc file on the redirect
+        session.verify = ca_bundle
+        session.auth = manager.auth(SERVER, config, retry_on_any_401=True)
+        response = session.get(auth_server.resource_url)
+
+    assert response.status_code == 401  # the other host refused the netrc credentials ...
+    arrived = other.requests_to("/resource")
+    assert [r.headers["Authorization"].partition(" ")[0] for r in arrived] == ["Basic"]
+    assert auth_server.count("/token") == 1  # ... and no token was fetched or sent there in their place
+
+
+def test_the_auth_hook_counts_every_cache_hit_and_follows_a_replaced_token(session, auth_server, manager):
+    for _ in range(3):
+        assert session.get(auth_server.resource_url).status_code == 200
+    metrics = manager.get_metrics()
+    assert (metrics["token_cache_hits"], metrics["token_cache_misses"]) == (2, 1)  # the first request fetched
+    manager.refresh(SERVER, session.auth.config)
+    assert session.get(auth_server.resource_url).status_code == 200
+    assert [_bearer(r) for r in auth_server.requests_to("/resource")] == [auth_server.issued_history[0]] * 3 + [
+        auth_server.issued_history[1]
+    ]
+    assert manager.get_metrics()["token_cache_hits"] == 3  # the refreshed token, read from the cache
+
+
 def test_a_failing_token_request_raises_and_sends_nothing(auth_server, make_block, manager, ca_bundle):
     config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET="wrong secret value"))
     with pytest.raises(og.InvalidClient):
