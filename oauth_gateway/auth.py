@@ -180,9 +180,9 @@ class TokenAuth(AuthBase):
             if entry is not None and (entry.token is not token or entry.fingerprint != fingerprint):
                 entry = None
         if entry is None:  # not cached (or already replaced): the next call takes this path too
-            self.__dict__["_memo"] = (_NOTHING, 0.0, None, token)
+            object.__setattr__(self, "_memo", (_NOTHING, 0.0, None, token))
         else:
-            self.__dict__["_memo"] = (entry, entry.refresh_at, entry.hits, token)
+            object.__setattr__(self, "_memo", (entry, entry.refresh_at, entry.hits, token))
         return token
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
