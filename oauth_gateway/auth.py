@@ -153,7 +153,7 @@ class TokenAuth(AuthBase):
             self._check_transport(url or "")
         # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O. The cache
         # entry this auth last checked in full (fingerprint, then clock) is remembered with its
-        # header; while the cache still holds that very entry (entries are immutable), the hit
+        # token; while the cache still holds that very entry (entries are immutable), the hit
         # is the clock check and the hit counter.
         peek, key, clock = self._probe
         cached, refresh_at, hits, token = self._memo
