@@ -388,7 +388,9 @@ class _Caller(threading.Thread):
                         key,
                         type(exc).__name__,
                         getattr(exc, "correlation_id", None),
-                        str(exc)[:200],
+                        # A copy made here: the soak keeps every message, and memory held by
+                        # the soak must not count as the library's.
+                        str(exc)[:200].encode("utf-8").decode("utf-8"),
                     )
                 )
             else:
@@ -542,6 +544,9 @@ def run_soak(
         stuck = [c.name for c in callers if c.is_alive()]
         if stuck:
             raise RuntimeError("soak: callers still running after 30 s: %s" % ", ".join(stuck))
+        # A background refresh started just before the end may still be at the server:
+        # let it finish, so the metrics count every request the servers saw.
+        manager.wait_for_refresh(timeout=30)
         ended = time.monotonic()
         metrics = manager.get_metrics()
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Type
@@ -336,10 +337,17 @@ def serve_demo(out: IO[str], port: int = 0, ready: Optional[Callable[[str], None
         if ready is not None:
             ready(server.url)
         stop = threading.Event()
+        # Ctrl-C must stop it even when SIGINT was ignored by whoever started us (a shell
+        # starts background jobs that way, and Python then installs no handler).
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None
         try:
             while not stop.wait(3600.0):  # until Ctrl-C
                 pass
         except KeyboardInterrupt:
             out.write("\noauth-gateway demo: stopped after %d token request(s)\n" % server.count("/token"))
             out.flush()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
     return 0
