@@ -23,14 +23,13 @@ import base64
 import hashlib
 import json as _json
 import secrets
-import socketserver
-import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import jwt
+
+from loopback import LoopbackServer, Reply
 
 __all__ = ("Checked", "DPoPResourceServer", "jwk_thumbprint", "ALGORITHMS")
 
@@ -106,66 +105,7 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def do_GET(self) -> None:
-        owner: DPoPResourceServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
-        status, headers, body = owner._answer(
-            self.command,
-            self.path,
-            self.headers.get("Authorization"),
-            self.headers.get_all("DPoP") or [],
-        )
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_POST = do_GET
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, owner: DPoPResourceServer, context: ssl.SSLContext) -> None:
-        self.owner = owner
-        self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no getfqdn() lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def get_request(self):
-        sock, address = super().get_request()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-
-    def finish_request(self, request, client_address) -> None:
-        try:
-            request.settimeout(30)
-            request.do_handshake()
-        except (OSError, ValueError):
-            return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # clients hang up; the tests assert on what was recorded
-
-
-class DPoPResourceServer:
+class DPoPResourceServer(LoopbackServer):
     """An HTTPS resource server that accepts only DPoP-bound tokens with valid proofs.
 
     Thread-safe. Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -176,6 +116,8 @@ class DPoPResourceServer:
         nonce: The nonce the server hands out now (:meth:`rotate_nonce` changes it).
         checked: Every request, in arrival order (:class:`Checked`).
     """
+
+    thread_name = "dpop-resource-server"
 
     def __init__(
         self,
@@ -193,42 +135,17 @@ class DPoPResourceServer:
             iat_window: Seconds a proof's ``iat`` may be off the clock, either way.
             clock: Wall-clock seconds (``time.time``), for the ``iat`` check.
         """
-        self.ca = ca
+        super().__init__(ca)
         self.require_nonce = require_nonce
         self.iat_window = iat_window
         self.clock = clock
-        self.url = ""
-        self.checked: List[Checked] = []
-        self._lock = threading.Lock()
         self._seen_jti: Set[str] = set()
         self._nonce = secrets.token_urlsafe(24)
-        self._server: Optional[_Server] = None
 
-    # -- lifecycle
-
-    def start(self) -> DPoPResourceServer:
-        """Listen on a free port of 127.0.0.1 and serve on a daemon thread."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._server = _Server(self, context)
-        self.url = "https://127.0.0.1:%d" % self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="dpop-resource-server", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> DPoPResourceServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
+    @property
+    def checked(self) -> List[Checked]:
+        """Every request, in arrival order (:class:`Checked`)."""
+        return self.records
 
     # -- state
 
@@ -244,7 +161,7 @@ class DPoPResourceServer:
             self._nonce = secrets.token_urlsafe(24)
             return self._nonce
 
-    def count(self, error: Optional[str] = "any") -> int:
+    def count(self, error: Optional[str] = "any") -> int:  # type: ignore[override]
         """Requests seen; with ``error`` given (None for successes), only those."""
         with self._lock:
             if error == "any":
@@ -257,6 +174,13 @@ class DPoPResourceServer:
             self.checked.clear()
 
     # -- the checks
+
+    def respond(self, method: str, target: str, headers: Message, body: bytes) -> Reply:
+        """Check the request's token and proof; answer 200, or 401 with a challenge."""
+        status, answer_headers, answer = self._answer(
+            method, target, headers.get("Authorization"), headers.get_all("DPoP") or []
+        )
+        return status, answer_headers + [("Content-Type", "application/json")], answer
 
     def _answer(
         self, method: str, raw_path: str, authorization: Optional[str], proofs: List[str]
@@ -369,5 +293,4 @@ class DPoPResourceServer:
         return 401, headers, body
 
     def _record(self, item: Checked) -> None:
-        with self._lock:
-            self.checked.append(item)
+        self.record(item)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import json as _json
 import os
-import socketserver
-import ssl
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import requests
+
+from loopback import LoopbackServer, Reply
 
 __all__ = ("MetadataServer", "Recorded", "Route", "requests_fetch", "CountingFetch")
 
@@ -63,64 +63,7 @@ class Recorded:
         return "Recorded(%s %s)" % (self.method, self.path)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def do_GET(self) -> None:
-        owner: MetadataServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        path = self.path.split("?", 1)[0]
-        route = owner._arrived(Recorded(self.command, path, dict(self.headers.items()), body))
-        self.send_response(route.status)
-        for name, value in route.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(route.body)))
-        self.end_headers()
-        if route.body:
-            self.wfile.write(route.body)
-
-    do_POST = do_GET
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, owner: MetadataServer, context: Optional[ssl.SSLContext]) -> None:
-        self.owner = owner
-        self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no getfqdn() lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def get_request(self):
-        sock, address = super().get_request()
-        if self.context is not None:
-            sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, address
-
-    def finish_request(self, request, client_address) -> None:
-        if self.context is not None:
-            try:
-                request.settimeout(30)
-                request.do_handshake()
-            except (OSError, ValueError):
-                return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # clients hang up; the tests assert on what was recorded
-
-
-class MetadataServer:
+class MetadataServer(LoopbackServer):
     """A loopback server publishing discovery metadata. Thread-safe.
 
     Args:
@@ -132,43 +75,25 @@ class MetadataServer:
         requests: every :class:`Recorded` request, in arrival order.
     """
 
+    thread_name = "metadata-server"
+
     def __init__(self, ca: Any = None, host: str = "127.0.0.1") -> None:
-        self.ca = ca
-        self.host = host
-        self._lock = threading.Lock()
+        super().__init__(ca, host)
         self._routes: Dict[Tuple[str, str], Route] = {}
         self._gate = threading.Event()
         self._gate.set()
-        self._server: Optional[_Server] = None
         self._tmpdir: Optional[str] = None
-        self.requests: List[Recorded] = []
-        self.url = ""
+
+    @property
+    def requests(self) -> List[Recorded]:
+        """Every :class:`Recorded` request, in arrival order."""
+        return self.records
 
     # -- lifecycle
 
-    def start(self) -> MetadataServer:
-        context = None
-        if self.ca is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._server = _Server(self, context)
-        port = self._server.server_address[1]
-        self.url = "%s://%s:%d" % ("https" if context else "http", self.host, port)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="metadata-server", daemon=True).start()
-        return self
-
     def stop(self) -> None:
         self._gate.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> MetadataServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def ca_bundle(self) -> str:
@@ -280,13 +205,6 @@ class MetadataServer:
 
     # -- counting
 
-    def count(self, path: Optional[str] = None, method: Optional[str] = None) -> int:
-        """Requests received for ``path`` (all paths when None), optionally of one method."""
-        with self._lock:
-            return sum(
-                1 for r in self.requests if (path is None or r.path == path) and (method is None or r.method == method)
-            )
-
     def wait_for(self, path: str, n: int = 1, limit: float = 5.0) -> None:
         """Wait (bounded) until ``n`` requests for ``path`` arrived."""
         deadline = time.monotonic() + limit
@@ -297,12 +215,16 @@ class MetadataServer:
 
     # -- called by the handler
 
-    def _arrived(self, record: Recorded) -> Route:
+    def respond(self, method: str, target: str, headers: Message, body: bytes) -> Reply:
+        path = target.split("?", 1)[0]
+        record = Recorded(method, path, dict(headers.items()), body)
         with self._lock:
-            self.requests.append(record)
-            route = self._routes.get((record.method, record.path))
+            self.records.append(record)
+            route = self._routes.get((method, path))
         self._gate.wait(HOLD_LIMIT)
-        return route if route is not None else Route(404, json={"error": "not_found"})
+        if route is None:
+            route = Route(404, json={"error": "not_found"})
+        return route.status, route.headers, route.body
 
 
 def requests_fetch(session: requests.Session, timeout: float = 10.0):

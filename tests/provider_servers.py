@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import socketserver
-import ssl
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from loopback import LoopbackServer, Reply
 from servers import SECRETS
 
 __all__ = ("ProviderServer", "Seen")
@@ -51,72 +50,7 @@ class Seen:
         return "Seen(%s %s)" % (self.method, self.path)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def do_GET(self) -> None:
-        owner: ProviderServer = self.server.owner  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        path, _, query = self.path.partition("?")
-        seen = Seen(
-            self.command,
-            path,
-            urllib.parse.parse_qs(query),
-            {k.lower(): v for k, v in self.headers.items()},
-            body,
-        )
-        status, headers, document = owner.answer(seen)
-        payload = b"" if document is None else json.dumps(document).encode("utf-8")
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if payload:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
-
-    do_POST = do_PUT = do_GET
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, owner: ProviderServer, context: ssl.SSLContext) -> None:
-        self.owner = owner
-        self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no getfqdn() lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def get_request(self) -> Any:
-        sock, address = super().get_request()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            request.settimeout(30)
-            request.do_handshake()  # on the connection's own thread
-        except (OSError, ValueError):
-            return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hang up; the tests assert on what was recorded
-
-
-class ProviderServer:
+class ProviderServer(LoopbackServer):
     """A loopback HTTPS server with a legacy token API, an identity endpoint and a resource.
 
     Args:
@@ -130,34 +64,26 @@ class ProviderServer:
         seen: every request, in arrival order.
     """
 
+    thread_name = "provider-server"
+
     def __init__(self, ca: Any, api_key: str, identity_secret: str, ttl: Optional[Any] = 600) -> None:
-        self.ca = ca
+        super().__init__(ca)
         self.api_key = api_key
         self.identity_secret = identity_secret
         self.ttl = ttl
-        self.url = ""
-        self.seen: List[Seen] = []
         self.latency = threading.Event()  # set: answer at once; clear: hold token answers
         self.latency.set()
-        self._lock = threading.Lock()
         self._issued: Set[str] = set()
         self._statuses: Dict[str, List[Tuple[int, List[Tuple[str, str]]]]] = {}
-        self._server: Optional[_Server] = None
 
-    def start(self) -> ProviderServer:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._server = _Server(self, context)
-        self.url = "https://127.0.0.1:%d" % self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="provider-server", daemon=True).start()
-        return self
+    @property
+    def seen(self) -> List[Seen]:
+        """Every request, in arrival order."""
+        return self.records
 
     def stop(self) -> None:
         self.latency.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
 
     # -- scripting and reading
 
@@ -176,10 +102,6 @@ class ProviderServer:
         with self._lock:
             self._issued.discard(token)
 
-    def count(self, path: str) -> int:
-        with self._lock:
-            return sum(1 for seen in self.seen if seen.path == path)
-
     def requests_to(self, path: str) -> List[Seen]:
         with self._lock:
             return [seen for seen in self.seen if seen.path == path]
@@ -190,6 +112,14 @@ class ProviderServer:
             return set(self._issued)
 
     # -- answering
+
+    def respond(self, method: str, target: str, headers: Message, body: bytes) -> Reply:
+        path, _, query = target.partition("?")
+        seen = Seen(method, path, urllib.parse.parse_qs(query), {k.lower(): v for k, v in headers.items()}, body)
+        status, answer_headers, document = self.answer(seen)
+        if document is None:
+            return status, answer_headers, b""
+        return status, answer_headers + [("Content-Type", "application/json")], json.dumps(document).encode("utf-8")
 
     def _issue(self) -> str:
         token = secrets.token_urlsafe(24)

@@ -69,12 +69,6 @@ def example_plugin(tmp_path_factory):
 
 
 @pytest.fixture
-def manager(clock, sleeps):
-    with og.TokenManager(clock=clock, sleep=sleeps) as made:
-        yield made
-
-
-@pytest.fixture
 def server(ca):
     started = ProviderServer(ca, API_KEY, IDENTITY_SECRET).start()
     try:
