@@ -197,10 +197,10 @@ class TokenManager:
         entry.fingerprint == fingerprint and clock() < entry.refresh_at``; then count it
         with ``next(entry.hits)`` and use ``entry.token``. Otherwise call ``fetch()``.
         """
-        acquire = weakref.WeakMethod(self._acquire)  # no cycle through the function
+        acquire = self._acquire
 
         def fetch() -> Token:
-            return _call(acquire, server_name, config, config_id)
+            return acquire(server_name, config, config_id, False)
 
         return HitProbe(self._peek, (server_name, config_id), config.fingerprint, self._clock, fetch)
 
@@ -208,14 +208,16 @@ class TokenManager:
         """Return :meth:`get_token` as a function whose cache hit reads only its own cells."""
         peek = self._peek
         clock = self._clock
-        acquire = weakref.WeakMethod(self._acquire)  # the manager keeps this function: no cycle
+        # A strong reference: ``TokenManager().get_token(...)`` must keep its manager alive
+        # for the call. The manager keeps this function too; the collector frees the cycle.
+        acquire = self._acquire
 
         def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
             entry = peek((server_name, config_id))
             if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
                 next(entry.hits)
                 return entry.token
-            return _call(acquire, server_name, config, config_id)
+            return acquire(server_name, config, config_id, False)
 
         get_token.__doc__ = TokenManager.get_token.__doc__
         return get_token
@@ -860,16 +862,6 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
-
-
-def _call(
-    acquire: weakref.WeakMethod[Callable[..., Token]], server_name: str, config: OAuthConfig, config_id: str
-) -> Token:
-    """The slow path of a hit-path function: the manager's ``_acquire``."""
-    method = acquire()
-    if method is None:  # pragma: no cover - the function outlived its manager
-        raise RuntimeError("the TokenManager of this function was garbage-collected")
-    return method(server_name, config, config_id, False)
 
 
 def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:

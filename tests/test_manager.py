@@ -350,3 +350,15 @@ def test_refresh_of_a_rejected_token_happens_once(manager, auth_server, make_blo
     # A caller that saw the same rejection later gets the replacement, with no request.
     assert manager.refresh("oauth-api", config, rejected=rejected) is replacement
     assert auth_server.count() == 2
+
+
+def test_a_manager_used_once_without_a_name_stays_alive_for_its_call(auth_server, make_block):
+    # `og.TokenManager().get_token(...)`: the function got from the instance must keep
+    # its manager alive even when a collection runs before the slow path is reached.
+    import gc
+
+    config = _config(make_block(auth_server))
+    get_token = og.TokenManager().get_token
+    gc.collect()
+    assert get_token("oauth-api", config).access_token
+    assert auth_server.count("/token") == 1
