@@ -1240,3 +1240,30 @@ def oauth_block(
     for key in omit:
         block.pop(key, None)
     return block
+
+
+def run_threads(count: int, target: Any) -> Tuple[List[Any], List[Any]]:
+    """Run ``target(i)`` in ``count`` threads released together by a barrier.
+
+    Returns:
+        ``(results, errors)``, one slot per thread; an exception is collected, not raised.
+        Asserts that every thread ended within 30 s.
+    """
+    results: List[Any] = [None] * count
+    errors: List[Any] = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except BaseException as exc:  # collected and asserted by the caller
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    return results, errors

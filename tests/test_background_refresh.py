@@ -18,12 +18,12 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Callable, List
 
 import pytest
 
 import oauth_gateway as og
-from servers import FakeClock, Fault, RecordingSleep
+from servers import FakeClock, Fault, RecordingSleep, run_threads
 
 SERVER = "oauth-api"
 #: Thread names of the refresh workers (oauth_gateway._refresher.Refresher's default).
@@ -53,27 +53,6 @@ def config(auth_server, make_block):
     return og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_MAX_RETRIES=0))  # expires_in 3600, buffer 300
 
 
-def _run_threads(count: int, target: Callable[[int], Any]):
-    results: List[Any] = [None] * count
-    errors: List[Any] = [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except BaseException as exc:  # collected and asserted by the caller
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results, errors
-
-
 # --------------------------------------------------------------------------- the hand-off
 
 
@@ -101,7 +80,7 @@ def test_32_threads_in_the_refresh_window_get_the_old_token_and_make_one_request
     first = manager.get_token(SERVER, config)
     auth_server.latency = 1.0  # every thread is served long before the fetch can end
     clock.advance(3301)
-    results, errors = _run_threads(32, lambda i: manager.get_token(SERVER, config))
+    results, errors = run_threads(32, lambda i: manager.get_token(SERVER, config))
     assert errors == [None] * 32
     assert all(token is first for token in results)  # nobody waited for the new token
     assert manager.wait_for_refresh(10)

@@ -4,38 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 
 import pytest
 import requests
 
 import oauth_gateway as og
-from servers import Fault
+from servers import Fault, run_threads
 
 
 def _config(block):
     return og.OAuthConfig.from_dict(block)
-
-
-def _run_threads(count, target):
-    results, errors = [None] * count, [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except BaseException as exc:  # collected and asserted by the caller
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results, errors
 
 
 def test_a_hit_makes_no_request(manager, auth_server, make_block):
@@ -54,7 +33,7 @@ def test_a_hit_makes_no_request(manager, auth_server, make_block):
 def test_64_threads_on_a_cold_cache_make_one_request(manager, auth_server, make_block):
     auth_server.latency = 0.1
     config = _config(make_block(auth_server))
-    results, errors = _run_threads(64, lambda i: manager.get_token("oauth-api", config))
+    results, errors = run_threads(64, lambda i: manager.get_token("oauth-api", config))
     assert errors == [None] * 64
     assert auth_server.count() == 1
     assert len({token.access_token for token in results}) == 1
@@ -64,7 +43,7 @@ def test_16_keys_fetch_in_parallel(manager, auth_server, make_block):
     auth_server.latency = 0.2
     config = _config(make_block(auth_server))
     started = time.perf_counter()
-    results, errors = _run_threads(64, lambda i: manager.get_token("server-%d" % (i % 16), config))
+    results, errors = run_threads(64, lambda i: manager.get_token("server-%d" % (i % 16), config))
     elapsed = time.perf_counter() - started
     assert errors == [None] * 64
     assert auth_server.count() == 16
@@ -77,7 +56,7 @@ def test_waiters_get_the_leaders_error_without_a_second_request(manager, auth_se
     auth_server.latency = 0.1
     auth_server.set_faults([Fault(status=401, json={"error": "invalid_client"})])
     config = _config(make_block(auth_server))
-    results, errors = _run_threads(20, lambda i: manager.get_token("oauth-api", config))
+    results, errors = run_threads(20, lambda i: manager.get_token("oauth-api", config))
     assert all(isinstance(error, og.InvalidClient) for error in errors)
     assert auth_server.count() == 1
     metrics = manager.get_metrics()
@@ -217,7 +196,7 @@ def test_concurrent_refreshes_share_one_request(manager, auth_server, make_block
     config = _config(make_block(auth_server))
     manager.get_token("oauth-api", config)
     auth_server.latency = 0.3
-    results, errors = _run_threads(10, lambda i: manager.refresh("oauth-api", config))
+    results, errors = run_threads(10, lambda i: manager.refresh("oauth-api", config))
     assert errors == [None] * 10
     assert auth_server.count() == 2
     assert len({token.access_token for token in results}) == 1
@@ -294,7 +273,7 @@ def test_metrics_are_exact_under_threads(manager, auth_server, make_block):
         for _ in range(500):
             manager.get_token("oauth-api", config)
 
-    _run_threads(8, hammer)
+    run_threads(8, hammer)
     metrics = manager.get_metrics()
     assert metrics["token_cache_hits"] == 4000
     assert metrics["servers"]["oauth-api"]["token_cache_hits"] == 4000

@@ -30,7 +30,7 @@ from oauth_gateway.cli import main as cli_main
 from oauth_gateway.client import TokenClient
 from oauth_gateway.providers import ClientCredentialsProvider, ProviderContext, TokenProvider, TokenResponse
 from provider_servers import IDENTITY_PATH, LEGACY_PATH, ProviderServer
-from servers import SECRETS, LogCapture, find_leaks
+from servers import SECRETS, LogCapture, find_leaks, run_threads
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCE = REPO / "examples" / "provider_plugin"
@@ -112,26 +112,6 @@ def _static(path, **options):
     merged = {"file": str(path), "lifetime": 600}
     merged.update(options)
     return og.OAuthConfig.from_dict({"enabled": True, "OAUTH_PROVIDER": "static", "OAUTH_PROVIDER_OPTIONS": merged})
-
-
-def _run_threads(count, target):
-    results, errors = [None] * count, [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(i):
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except BaseException as exc:  # collected and asserted by the caller
-            errors[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results, errors
 
 
 def _gateway(block):
@@ -326,7 +306,7 @@ def test_a_missing_token_file_fails_at_load_with_its_path(tmp_path):
 
 def test_32_threads_on_a_cold_cache_make_one_static_fetch(manager, tmp_path):
     config = _static(_static_file(tmp_path, "static-token-threads"))
-    results, errors = _run_threads(32, lambda i: manager.get_token("static-api", config))
+    results, errors = run_threads(32, lambda i: manager.get_token("static-api", config))
     assert errors == [None] * 32
     assert len({id(token) for token in results}) == 1
     assert manager.get_metrics()["token_acquisitions_total"] == 1
@@ -373,7 +353,7 @@ def test_32_threads_make_one_legacy_request(manager, server, legacy_block):
     timer = threading.Timer(0.3, server.latency.set)
     timer.start()
     try:
-        results, errors = _run_threads(32, lambda i: manager.get_token("legacy-api", config))
+        results, errors = run_threads(32, lambda i: manager.get_token("legacy-api", config))
     finally:
         timer.cancel()
         server.latency.set()
@@ -544,7 +524,7 @@ def test_the_plugin_gets_cached_single_flight_tokens_through_its_entry_point(
     timer = threading.Timer(0.3, server.latency.set)
     timer.start()
     try:
-        results, errors = _run_threads(32, lambda i: manager.get_token("identity-api", config))
+        results, errors = run_threads(32, lambda i: manager.get_token("identity-api", config))
     finally:
         timer.cancel()
         server.latency.set()
