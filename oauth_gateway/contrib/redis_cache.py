@@ -265,33 +265,11 @@ class RedisTokenCache(SharedTokenCache):
     def _read(self, key: Key) -> Optional[bytes]:
         return self._read_with_epoch(key)[0]
 
-    def load(self, key: Key) -> Optional[CacheEntry]:
-        data, epoch = self._read_with_epoch(key)
-        if data is None:
-            return None
-        try:
-            return self._codec.decode(key, data, epoch)
-        except ValueError as exc:
-            log.warning(
-                "Ignoring the %s entry for %s (config: %s): %s; the next fetch replaces it",
-                self.store_name,
-                key[0],
-                key[1],
-                exc,
-            )
-            return None
-
-    def store(self, key: Key, entry: CacheEntry) -> None:
-        self._local.store(key, entry)
-        ttl = entry.token.expires_at_monotonic - self._clock()
-        if ttl <= 0:
-            self._delete(key)
-            return
-        epoch = self._epochs.get(key, 0)
-        self._write_at(key, self._codec.encode(key, entry, epoch), ttl, epoch)
+    def _epoch(self, key: Key) -> int:
+        return self._epochs.get(key, 0)
 
     def _write(self, key: Key, data: bytes, ttl: float) -> None:
-        self._write_at(key, data, ttl, self._epochs.get(key, 0))
+        self._write_at(key, data, ttl, self._epoch(key))
 
     def _write_at(self, key: Key, data: bytes, ttl: float, epoch: int) -> None:
         current = self._call(

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .._helpers import loads_bounded
 from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
@@ -316,14 +316,22 @@ class SharedTokenCache(TokenCache):
         """Remove ``key`` from the store; a missing key is not an error."""
         raise NotImplementedError
 
+    def _read_with_epoch(self, key: Key) -> Tuple[Optional[bytes], int]:
+        """Return :meth:`_read` and the key's revocation epoch (0 for stores without one)."""
+        return self._read(key), 0
+
+    def _epoch(self, key: Key) -> int:
+        """The revocation epoch written into a new entry of ``key`` (0 without epochs)."""
+        return 0
+
     # -- TokenCache
 
     def load(self, key: Key) -> Optional[CacheEntry]:
-        data = self._read(key)
+        data, epoch = self._read_with_epoch(key)
         if data is None:
             return None
         try:
-            return self._codec.decode(key, data)
+            return self._codec.decode(key, data, epoch)
         except ValueError as exc:
             log.warning(
                 "Ignoring the %s entry for %s (config: %s): %s; the next fetch replaces it",
@@ -343,7 +351,7 @@ class SharedTokenCache(TokenCache):
         if ttl <= 0:
             self._delete(key)
             return
-        self._write(key, self._codec.encode(key, entry), ttl)
+        self._write(key, self._codec.encode(key, entry, self._epoch(key)), ttl)
 
     def evict(self, key: Key) -> None:
         self._local.evict(key)
