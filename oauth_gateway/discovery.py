@@ -961,13 +961,28 @@ class Discoverer:
                 step,
                 "write it like https://auth.example.com/tenant",
             )
-        tried = []
-        for url in authorization_server_metadata_urls(issuer):
+        urls = authorization_server_metadata_urls(issuer)
+        found = self._first_document(urls, step)
+        if found is not None:
+            document, url, headers = found
+            return _server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
+        raise DiscoveryError(
+            "no metadata document for this issuer (tried %s)" % ", ".join(redact_url(u) for u in urls),
+            issuer,
+            step,
+            "check the issuer URL, or set OAUTH_TOKEN_URL",
+        )
+
+    def _first_document(self, urls: List[str], step: str) -> Optional[Tuple[Dict[str, Any], str, Dict[str, str]]]:
+        """GET the well-known ``urls`` in order; return the first JSON object found, its URL and headers.
+
+        A 4xx answer moves on to the next URL; any other answer that is not 200 stops the
+        search (a 5xx is retryable). None when every URL answered 4xx.
+        """
+        for url in urls:
             status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step)
             if status == 200:
-                document = _parse_document(body, url, step)
-                return _server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
-            tried.append(url)
+                return _parse_document(body, url, step), url, headers
             if not 400 <= status < 500:
                 raise DiscoveryError(
                     "the server answered HTTP %d" % status,
@@ -976,12 +991,7 @@ class Discoverer:
                     "try again later" if status >= 500 else "the metadata URL must answer 200 without redirects",
                     retryable=status >= 500,
                 )
-        raise DiscoveryError(
-            "no metadata document for this issuer (tried %s)" % ", ".join(redact_url(u) for u in tried),
-            issuer,
-            step,
-            "check the issuer URL, or set OAUTH_TOKEN_URL",
-        )
+        return None
 
     def _load_resource(self, resource_url: str, resource: str) -> Tuple[_ResourceEntry, float]:
         status, headers, _ = self._call("POST", resource_url, _PROBE_HEADERS, _PROBE_BODY, STEP_PROBE)
@@ -1007,25 +1017,15 @@ class Discoverer:
             document = _parse_document(body, metadata_url, step)
             metadata = _resource_metadata(document, resource, metadata_url)
             return _ResourceEntry(metadata, metadata_url, challenge_scope), self._max_age(headers)
-        tried = []
-        for url in protected_resource_metadata_urls(resource_url):
-            status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step)
-            if status == 200:
-                document = _parse_document(body, url, step)
-                metadata = _resource_metadata(document, resource, url)
-                return _ResourceEntry(metadata, url, challenge_scope), self._max_age(headers)
-            tried.append(url)
-            if not 400 <= status < 500:
-                raise DiscoveryError(
-                    "the server answered HTTP %d" % status,
-                    url,
-                    step,
-                    "try again later" if status >= 500 else "the metadata URL must answer 200 without redirects",
-                    retryable=status >= 500,
-                )
+        urls = protected_resource_metadata_urls(resource_url)
+        found = self._first_document(urls, step)
+        if found is not None:
+            document, url, headers = found
+            metadata = _resource_metadata(document, resource, url)
+            return _ResourceEntry(metadata, url, challenge_scope), self._max_age(headers)
         raise DiscoveryError(
             "no 401 challenge with resource_metadata and no well-known document (tried %s)"
-            % ", ".join(redact_url(u) for u in tried),
+            % ", ".join(redact_url(u) for u in urls),
             resource_url,
             STEP_PROBE,
             "check the server URL, or set OAUTH_ISSUER or OAUTH_TOKEN_URL",

@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from .._helpers import redact_url
-from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key
+from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, Key
 from ..exceptions import ConfigError
 from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
