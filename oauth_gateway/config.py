@@ -591,6 +591,16 @@ FIELDS: Tuple[Field, ...] = (
         load=_text,
         check=_check_https("OAUTH_ISSUER", "issuer"),
     ),
+    Field("OAUTH_TRUST_DISCOVERED_ISSUER", "trust_discovered_issuer", bool, IN_FINGERPRINT),
+    Field(
+        "OAUTH_RESOURCE_METADATA_URL",
+        "resource_metadata_url",
+        str,
+        IN_FINGERPRINT,
+        is_url=True,
+        load=_text,
+        check=_check_https("OAUTH_RESOURCE_METADATA_URL", "resource_metadata_url"),
+    ),
     Field("OAUTH_TOKEN_ENDPOINT_AUTH_METHOD", "token_endpoint_auth_method", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_AUDIENCE", "audience", str, IN_FINGERPRINT),
     Field("OAUTH_ORGANIZATION", "organization", str, IN_FINGERPRINT),
@@ -701,6 +711,8 @@ class OAuthConfig:
     client_secret_file: str
     token_url: str
     issuer: str
+    trust_discovered_issuer: bool
+    resource_metadata_url: str
     token_endpoint_auth_method: str
     audience: str
     organization: str
