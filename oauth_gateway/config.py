@@ -443,16 +443,7 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
 
 
-def _credential_rule() -> Dict[str, Any]:
-    """The schema's rule on where credentials may go (its ``x-rule`` names it)."""
-    for rule in _schema.load_schema("oauth-config")["allOf"]:
-        if rule.get("x-rule") == "credential-destination":
-            found: Dict[str, Any] = rule
-            return found
-    raise LookupError("the bundled schema lost its credential-destination rule")  # pragma: no cover
-
-
-_CREDENTIAL_RULE = _credential_rule()
+_CREDENTIAL_RULE = _schema.credential_rule()
 #: The keys that hold a credential, one line each in the schema's rule (a client secret or its
 #: file, a private key, an assertion file, mTLS): with one set, a config needs OAUTH_TOKEN_URL
 #: or OAUTH_ISSUER, so that discovery cannot send it to a server the operator did not name.
