@@ -219,6 +219,12 @@ def _cmd_validate(subparsers: Any) -> None:
         "or github (workflow annotations)",
     )
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
+    parser.add_argument(
+        "--load-providers",
+        action="store_true",
+        help="import module:attribute token providers to check their options (runs their code; "
+        "without it they are reported as not checked)",
+    )
     parser.set_defaults(run=_run_validate)
 
 
@@ -239,12 +245,13 @@ class FileResult(NamedTuple):
         return "invalid" if any(problem.severity == "error" for problem in self.problems) else "valid"
 
 
-def check_file(path: str, stdin: Optional[IO[bytes]] = None) -> FileResult:
+def check_file(path: str, stdin: Optional[IO[bytes]] = None, load_providers: bool = False) -> FileResult:
     """Check one gateway file as ``oauth-gateway validate`` does: read it, validate it, warn.
 
     Args:
         path: the file; ``-`` reads ``stdin``.
         stdin: where ``-`` is read from (``sys.stdin``'s bytes by default).
+        load_providers: import ``module:attribute`` providers (``--load-providers``).
 
     Returns:
         The problems found (errors first, then warnings), or why the file could not be read.
@@ -263,7 +270,7 @@ def check_file(path: str, stdin: Optional[IO[bytes]] = None) -> FileResult:
         schema.Problem(json_path, message, hint, "warning")
         for json_path, message, hint in literal_secret_warnings(path, secret_paths)
     ]
-    problems = schema.validate_config(document) + warnings
+    problems = schema.validate_config(document, load_providers=load_providers) + warnings
     problems.sort(key=lambda problem: problem.severity != "error")
     return FileResult(path, problems)
 
@@ -272,7 +279,7 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.files.count(STDIN) > 1:
         err.write("%s: error: - (standard input) can be given once\n" % _PROG)
         return EXIT_USAGE
-    results = [check_file(path) for path in args.files]
+    results = [check_file(path, load_providers=args.load_providers) for path in args.files]
     reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
     reporter(results, out, err, args.strict, verbosity(args) < 0)
     if any(result.failure for result in results):

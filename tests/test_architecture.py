@@ -35,6 +35,7 @@ CORE = {
     "_helpers",
     "_version",
     "_jsonpath",
+    "_printable",
     "_fastschema",
     "discovery",
     "client_auth",

@@ -115,3 +115,93 @@ def test_trust_the_issuer_the_token_url_or_the_opt_in_each_let_a_credential_load
 def test_trust_a_block_with_no_endpoint_at_all_gets_one_problem_not_two() -> None:
     problems = og.validate_config({"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"})
     assert [p.json_path for p in problems] == ["$.OAUTH_TOKEN_URL"]
+
+
+# --- 2. checking never runs code ---------------------------------------------------------
+
+EVIL_MODULE = """
+import os
+open(os.environ["TRUST_MARKER"], "w").close()
+
+
+class thing:
+    def fetch(self, config, context):
+        raise RuntimeError
+"""
+
+
+def _pull_request(tmp_path: Any, provider: str) -> Any:
+    """A config-only pull request: a gateway file naming ``provider``, beside a module that marks its import."""
+    (tmp_path / "evil_module.py").write_text(EVIL_MODULE)
+    entry = {
+        "server_name": "api",
+        "config": {"command": "python", "args": ["server.py"]},
+        "oauth_config": {
+            "enabled": True,
+            "OAUTH_CLIENT_ID": "c",
+            "OAUTH_TOKEN_URL": "https://idp.example.com/token",
+            "OAUTH_PROVIDER": provider,
+        },
+    }
+    path = tmp_path / "gateway.json"
+    path.write_text(json.dumps({"mcp_configs": {"abc": {"mcp_config": [entry]}}}))
+    return path
+
+
+def _python_m(tmp_path: Any, *argv: str) -> Tuple[int, str, str]:
+    marker = tmp_path / "marker"
+    env = dict(os.environ, TRUST_MARKER=str(marker), PYTHONPATH="")
+    done = subprocess.run(
+        [sys.executable, "-m", "oauth_gateway", *argv],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert not marker.exists(), "the module named by the config was imported"
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("provider", ["evil_module:thing", "subprocess:Popen"])
+def test_trust_validate_imports_no_provider_a_config_names(tmp_path, provider) -> None:
+    path = _pull_request(tmp_path, provider)
+    code, out, err = _python_m(tmp_path, "validate", str(path))
+    assert code == 0, (out, err)
+    assert "Traceback" not in err
+    assert (
+        "mcp_config[0].oauth_config.OAUTH_PROVIDER: warning: token provider %s is not checked (code)" % provider in out
+    )
+    assert "--load-providers" in out
+    code, out, err = _python_m(tmp_path, "validate", "--strict", str(path))
+    assert code == 1 and "Traceback" not in err
+
+
+def test_trust_python_m_does_not_import_from_the_working_directory(tmp_path) -> None:
+    path = _pull_request(tmp_path, "evil_module:thing")
+    code, out, err = _python_m(tmp_path, "validate", "--load-providers", str(path))
+    assert code == 1, (out, err)
+    assert "Traceback" not in err
+    assert "token provider 'evil_module:thing' could not be imported (ModuleNotFoundError)" in out
+
+
+def test_trust_a_provider_whose_constructor_fails_is_a_config_error(tmp_path) -> None:
+    path = _pull_request(tmp_path, "subprocess:Popen")
+    code, out, err = _python_m(tmp_path, "validate", "--load-providers", str(path))
+    assert code == 1, (out, err)
+    assert "Traceback" not in err
+    assert "token provider 'subprocess:Popen' could not be constructed (TypeError)" in out
+
+
+def test_trust_the_framework_checks_import_no_provider(tmp_path, monkeypatch) -> None:
+    from oauth_gateway.contrib.checks import check_gateway_file
+
+    path = _pull_request(tmp_path, "evil_module:thing")
+    monkeypatch.setenv("TRUST_MARKER", str(tmp_path / "marker"))
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable, as in a project's own directory
+    problems = check_gateway_file(str(path))
+    assert not (tmp_path / "marker").exists()
+    assert [(p.level, p.obj.split("::")[1]) for p in problems] == [
+        ("warning", "$.mcp_configs.abc.mcp_config[0].oauth_config.OAUTH_PROVIDER")
+    ]
+    assert "not checked (code)" in problems[0].message
