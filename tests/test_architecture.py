@@ -36,6 +36,7 @@ CORE = {
     "_version",
     "_jsonpath",
     "_printable",
+    "_tokencheck",
     "_fastschema",
     "discovery",
     "client_auth",

@@ -205,3 +205,103 @@ def test_trust_the_framework_checks_import_no_provider(tmp_path, monkeypatch) ->
         ("warning", "$.mcp_configs.abc.mcp_config[0].oauth_config.OAUTH_PROVIDER")
     ]
     assert "not checked (code)" in problems[0].message
+
+
+# --- 6. provider answers are checked like token responses --------------------------------
+
+
+class _FixedAnswer:
+    """A real HTTPS loopback server that answers every request with one JSON body."""
+
+    def __init__(self, ca: Any, body: bytes) -> None:
+        from loopback import LoopbackServer
+
+        answer = body
+
+        class Server(LoopbackServer):
+            def respond(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+                return 200, [("Content-Type", "application/json")], answer
+
+        self.server = Server(ca).start()
+        self.url = self.server.url
+
+
+def _legacy_config(url: str, ca_bundle: str) -> og.OAuthConfig:
+    return og.OAuthConfig.from_dict(
+        {
+            "enabled": True,
+            "OAUTH_PROVIDER": "legacy_json",
+            "OAUTH_PROVIDER_OPTIONS": {"url": url + "/api/session", "body": {"k": "v"}},
+            "OAUTH_CA_BUNDLE_PATH": ca_bundle,
+            "OAUTH_MAX_RETRIES": 0,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "answer, says",
+    [
+        (b'{"access_token": "abc\\r\\nX-Injected: 1", "expires_in": 60}', "b64token"),
+        (b'{"access_token": "' + b"a" * 20000 + b'", "expires_in": 60}', "longer than"),
+        (b'{"access_token": "abc", "expires_in": 60, "scope": "read\\u0000write"}', "not an RFC 6749 scope"),
+        (b'{"access_token": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nests too deeply"),
+    ],
+    ids=["crlf", "too-long", "scope", "deep-json"],
+)
+def test_trust_a_legacy_json_answer_is_checked_like_a_token_response(ca, ca_bundle, clock, answer, says) -> None:
+    fixed = _FixedAnswer(ca, answer)
+    try:
+        config = _legacy_config(fixed.url, ca_bundle).replace(
+            provider_options={"url": fixed.url + "/api/session", "body": {"k": "v"}, "scope_field": "scope"}
+        )
+        manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
+        with pytest.raises(og.TokenRequestError) as info:
+            manager.get_token("legacy", config)
+        assert says in str(info.value)
+        assert "X-Injected" not in str(info.value)
+        manager.close()
+    finally:
+        fixed.server.stop()
+
+
+def test_trust_a_crlf_token_from_a_static_file_never_reaches_a_childs_auth_header(tmp_path, clock) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("abc\r\nAUTH_HEADER=forged\n")
+    config = og.OAuthConfig.from_dict(
+        {"enabled": True, "OAUTH_PROVIDER": "static", "OAUTH_PROVIDER_OPTIONS": {"file": str(token_file)}}
+    )
+    manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
+    with pytest.raises(og.TokenRequestError) as info:
+        manager.get_token("static", config)
+    assert "b64token" in str(info.value)
+    assert "forged" not in str(info.value)
+    manager.close()
+
+
+def test_trust_the_shared_checks_say_what_is_wrong_without_quoting() -> None:
+    from oauth_gateway import _tokencheck
+
+    assert _tokencheck.token_problem("abc.DEF-_~+/==", "Bearer", 60.0, "read write") is None
+    assert _tokencheck.token_problem("abc", "Bearer\r\nX: y", None, None) is not None
+    assert _tokencheck.token_problem("abc", "Bearer", float("nan"), None) is not None
+    assert "secret" not in (_tokencheck.access_token_problem("secret value") or "secret")
+
+
+# --- 8. linear patterns, printable output ------------------------------------------------
+
+
+def test_trust_validating_a_1_mb_legacy_json_url_is_linear() -> None:
+    from linear import assert_linear
+
+    def make(size: int) -> Dict[str, Any]:
+        return {
+            "enabled": True,
+            "OAUTH_PROVIDER": "legacy_json",
+            "OAUTH_PROVIDER_OPTIONS": {"url": "https://" + "a" * size + " "},
+        }
+
+    def check(block: Dict[str, Any]) -> None:
+        problems = og.validate_config(block)
+        assert [p.json_path for p in problems] == ["$.OAUTH_PROVIDER_OPTIONS.url"]
+
+    assert_linear(check, make, "validate on a long legacy_json url", sizes=(2_000, 20_000, 200_000))

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, List
 from .. import schema as _schema
 from .._jsonpath import join as _join_path
 from .._printable import printable
+from .._tokencheck import token_problem
 from ..exceptions import ConfigError, OAuthGatewayError, TokenRequestError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -603,6 +604,8 @@ def call_provider(provider: TokenProvider, config: OAuthConfig, context: Provide
     An exception that is not an :class:`~oauth_gateway.OAuthGatewayError` (a bug in a
     provider) becomes a :class:`~oauth_gateway.TokenRequestError` naming its type only
     (its text may hold a secret), so failure cool-down and stale-if-error still apply.
+    The answer is checked like a token endpoint's (b64token syntax and size, the token
+    type, the lifetime, the scope syntax): a bad one is a ``TokenRequestError`` too.
     """
     try:
         response = provider.fetch(config, context)
@@ -615,6 +618,16 @@ def call_provider(provider: TokenProvider, config: OAuthConfig, context: Provide
             correlation_id=context.correlation_id,
             server_name=context.server_name,
         ) from exc
+    problem = token_problem(response.access_token, response.token_type, response.expires_in, response.scope)
+    if problem is not None:
+        # Checked like a token endpoint's answer: the token reaches headers and child environments.
+        raise TokenRequestError(
+            "token provider %r answered for %s, but %s [correlation_id=%s]; see the provider's documentation"
+            % (config.provider, context.server_name, problem, context.correlation_id),
+            correlation_id=context.correlation_id,
+            server_name=context.server_name,
+            retryable=False,
+        )
     if response.sent_at is None and context.sent_at is not None:
         response = response._replace(sent_at=context.sent_at)
     return response
