@@ -16,10 +16,25 @@ import json
 import logging
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    cast,
+)
 
 from . import schema
 from ._helpers import literal_secret_warnings, parse_json_bytes, parse_json_text, read_json_file, redact_url
+from ._printable import PrintableStream, printable
 from ._version import __version__
 
 EXIT_OK = 0
@@ -95,8 +110,9 @@ def main(
         0 success, 1 invalid input (or warnings with ``--strict``), 2 usage error or
         unreadable file, 130 interrupted (Ctrl-C).
     """
-    out = sys.stdout if stdout is None else stdout
-    err = sys.stderr if stderr is None else stderr
+    # Every line is made printable: values from servers and files never reach the terminal raw.
+    out = cast(IO[str], PrintableStream(sys.stdout if stdout is None else stdout))
+    err = cast(IO[str], PrintableStream(sys.stderr if stderr is None else stderr))
     try:
         parser = build_parser(out, err)
         try:
@@ -686,8 +702,8 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         ("signing algs", ", ".join(server.token_endpoint_auth_signing_alg_values_supported) or "(none)"),
         ("scopes", " ".join(scopes) or "(none)"),
     ]
-    for label, value in rows:
-        out.write("%-21s %s\n" % (label + ":", value))
+    for label, value in rows:  # published by the servers: one line each, odd values as repr
+        out.write("%-21s %s\n" % (label + ":", printable(value)))
     out.write("\noauth_config to paste (fill in the client id and the secret, or a private key):\n")
     out.write(json.dumps({"oauth_config": block}, indent=2) + "\n")
     return EXIT_OK

@@ -582,7 +582,7 @@ def _got(value: Any, echo: bool) -> str:
 
 
 def _quote(text: str) -> str:
-    text = json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"').replace("'", "\\'")
+    text = json.dumps(text, ensure_ascii=not text.isprintable())[1:-1].replace('\\"', '"').replace("'", "\\'")
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 3] + "..."
     return "'%s'" % text

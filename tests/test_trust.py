@@ -305,3 +305,30 @@ def test_trust_validating_a_1_mb_legacy_json_url_is_linear() -> None:
         assert [p.json_path for p in problems] == ["$.OAUTH_PROVIDER_OPTIONS.url"]
 
     assert_linear(check, make, "validate on a long legacy_json url", sizes=(2_000, 20_000, 200_000))
+
+
+FORGED = "read\nissuer:               https://evil.example (verified)\x1b[2J\u202e"
+
+
+def test_trust_discover_prints_server_values_on_one_line_each_without_control_characters(ca) -> None:
+    from metadata_servers import MetadataServer
+
+    with MetadataServer(ca) as meta:
+        published = meta.publish(prm_scopes=[FORGED], as_document=meta.as_document(scopes_supported=[FORGED]))
+        code, out, err = run("discover", published["mcp"], "--ca-bundle", meta.ca_bundle)
+    assert code == 0, err
+    assert "\x1b" not in out and "\u202e" not in out and "\r" not in out
+    issuer_lines = [line for line in out.splitlines() if line.startswith("issuer:")]
+    assert issuer_lines == ["issuer:               %s" % published["issuer"]]
+    assert repr(FORGED) in out  # the odd value shown whole, as its repr
+    block = json.loads(out[out.index("{") :])["oauth_config"]
+    assert block["OAUTH_ISSUER"] == published["issuer"]  # the pasted block names the issuer
+
+
+def test_trust_every_cli_line_is_printable(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_TOKN\x1b[31m\x9b": 1}))
+    code, out, err = run("validate", str(path))
+    assert code == 1
+    assert "\x1b" not in out + err and "\x9b" not in out + err
+    assert "OAUTH_TOKN" in out
