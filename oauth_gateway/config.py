@@ -5,7 +5,7 @@ The bundled JSON Schema checks the shape; this module adds what a schema cannot:
 re-checked after resolution, and the mTLS files must exist and load as a pair.
 
 Every key is declared once, in :data:`FIELDS`: its file key, attribute, how it is
-loaded and written back, whether it is secret, a path or a URL, how it enters the
+loaded and written back, whether it is secret or a URL, how it enters the
 fingerprint and an optional check against the other keys. ``from_dict``, keyword
 construction, ``to_dict``, ``repr``, equality, pickling and the fingerprint are all
 derived from that table. Defaults are not declared here: they are read from the
@@ -40,14 +40,6 @@ log = logging.getLogger(__name__)
 #: The ``oauth_config`` properties of the bundled schema, whose ``default`` annotations
 #: are the defaults of every key (read once, here).
 _PROPERTIES: Dict[str, Any] = _schema.load_schema("oauth-config")["properties"]
-
-DEFAULT_VERSION: str = _PROPERTIES["OAUTH_VERSION"]["default"]
-DEFAULT_EXPIRY_BUFFER: int = _PROPERTIES["OAUTH_TOKEN_EXPIRY_BUFFER"]["default"]
-DEFAULT_TIMEOUT = float(_PROPERTIES["OAUTH_TIMEOUT"]["default"])
-DEFAULT_CONNECT_TIMEOUT = float(_PROPERTIES["OAUTH_CONNECT_TIMEOUT"]["default"])
-DEFAULT_MAX_RETRIES: int = _PROPERTIES["OAUTH_MAX_RETRIES"]["default"]
-DEFAULT_RETRY_BACKOFF = float(_PROPERTIES["OAUTH_RETRY_BACKOFF"]["default"])
-DEFAULT_RETRY_AFTER_MAX = float(_PROPERTIES["OAUTH_RETRY_AFTER_MAX"]["default"])
 
 
 def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]]:
@@ -306,7 +298,6 @@ class Field(NamedTuple):
         fingerprint: ``IN_FINGERPRINT``, ``HASHED_IN_FINGERPRINT`` or
             ``NOT_IN_FINGERPRINT``.
         secret: masked as ``***`` by ``repr`` and ``to_dict`` (unless asked).
-        is_path: a file path (``~`` is expanded).
         is_url: a URL (checked for https after ``${ENV}`` resolution).
         in_repr: shown by ``repr``.
         load: ``load(file_value, json_path) -> attribute value``; checks the key alone and
@@ -327,7 +318,6 @@ class Field(NamedTuple):
     type: Any
     fingerprint: str = NOT_IN_FINGERPRINT
     secret: bool = False
-    is_path: bool = False
     is_url: bool = False
     in_repr: bool = False
     load: Callable[[Any, str], Any] = _same
@@ -603,7 +593,7 @@ FIELDS: Tuple[Field, ...] = (
         check=_check_secret,
     ),
     # Read into client_secret by _check_secret; the secret's hash covers its content.
-    Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, is_path=True, load=_path, dump=_dump_never),
+    Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, load=_path, dump=_dump_never),
     Field("OAUTH_TOKEN_URL", "token_url", str, IN_FINGERPRINT, is_url=True, in_repr=True, check=_check_token_url),
     Field(
         "OAUTH_ISSUER",
@@ -638,19 +628,19 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_RESOURCE", "resources", tuple, IN_FINGERPRINT, load=_resources, dump=_dump_resources),
     Field("OAUTH_USE_BASIC_AUTH", "use_basic_auth", bool, IN_FINGERPRINT),
     Field("OAUTH_ENFORCE_HTTPS", "enforce_https", bool),
+    # Accepted from the seed gateway's files; read by nothing: tokens never go in a query string.
     Field("OAUTH_TOKEN_IN_HEADER_ONLY", "token_in_header_only", bool),
     Field("OAUTH_VALIDATE_SCOPES", "validate_scopes", bool),
     Field("OAUTH_TOKEN_EXPIRY_BUFFER", "expiry_buffer", int),
     Field("OAUTH_USE_MTLS", "use_mtls", bool, IN_FINGERPRINT, check=_check_mtls),
-    Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, is_path=True, load=_path),
-    Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, is_path=True, load=_path),
-    Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, load=_path),
     Field(
         "OAUTH_CLIENT_PRIVATE_KEY_PATH",
         "client_private_key_path",
         str,
         IN_FINGERPRINT,
-        is_path=True,
         load=_path,
         check=_check_client_auth,
     ),
@@ -658,9 +648,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_ASSERTION_ALG", "client_assertion_alg", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
-    Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, load=_path),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
-    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, is_path=True, load=_path, check=_check_dpop),
+    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=_check_dpop),
     Field(
         "OAUTH_REVOCATION_URL",
         "revocation_url",
