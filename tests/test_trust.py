@@ -304,7 +304,7 @@ def test_trust_validating_a_1_mb_legacy_json_url_is_linear() -> None:
         problems = og.validate_config(block)
         assert [p.json_path for p in problems] == ["$.OAUTH_PROVIDER_OPTIONS.url"]
 
-    assert_linear(check, make, "validate on a long legacy_json url", sizes=(2_000, 20_000, 200_000))
+    assert_linear(check, make, "validate on a long legacy_json url")
 
 
 FORGED = "read\nissuer:               https://evil.example (verified)\x1b[2J\u202e"

@@ -457,18 +457,17 @@ def _import_reference(reference: str, json_path: str) -> Any:
 
 def _instantiate(target: Any, name: str, json_path: str) -> TokenProvider:
     if isinstance(target, type):
+        failure: Optional[str] = None
         try:
             target = target()
         except Exception as exc:  # a constructor's failure is the config's problem, not a traceback
-            error = ConfigError(
-                "token provider %r could not be constructed (%s)" % (name, exc.__class__.__name__),
+            failure = exc.__class__.__name__
+        if failure is not None:  # raised outside the except block: the exception's text may hold a secret
+            raise ConfigError(
+                "token provider %r could not be constructed (%s)" % (name, failure),
                 json_path,
                 "point it at a TokenProvider subclass that takes no arguments, or an instance",
             )
-        else:
-            error = None
-        if error is not None:
-            raise error  # outside the except block: its text may hold a secret
     if not callable(getattr(target, "fetch", None)):
         raise ConfigError(
             "token provider %r is a %s, not a TokenProvider" % (name, type(target).__name__),
