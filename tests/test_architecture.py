@@ -52,9 +52,6 @@ ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_demo", "contrib")
 LAZY_CORE_TO_ADAPTER = {
     # TokenManager.auth() is the documented factory of the requests adapter.
     ("manager", "auth"),
-    # The names that moved out of cache.py stay importable from it (PEP 562 __getattr__).
-    ("cache", "contrib.cache_settings"),
-    ("cache", "contrib.store"),
 }
 
 
