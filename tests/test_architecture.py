@@ -42,6 +42,7 @@ CORE = {
     "_refresher",
     "_singleflight",
     "_access",
+    "_failures",
     "providers",
     "providers.static",
     "providers.legacy_json",
