@@ -874,18 +874,30 @@ def _error_from_response(
     )
 
 
+#: What :func:`_parse_expires_in` returns for a value that is not a positive number.
+_UNUSABLE = -1.0
+
+
 def _parse_expires_in(value: Any) -> Optional[float]:
+    """Seconds from ``expires_in`` (a number or a numeric string), None when absent, ``_UNUSABLE`` otherwise.
+
+    Pure, and it raises nothing: the caller's error is raised outside any ``except`` block.
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError("a boolean")
     if isinstance(value, str):
-        value = float(value.strip())
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return _UNUSABLE
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError("not a number")
-    seconds = float(value)
+        return _UNUSABLE
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return _UNUSABLE
     if math.isnan(seconds) or seconds <= 0:
-        raise ValueError("not a positive number")
+        return _UNUSABLE
     return min(seconds, MAX_TOKEN_LIFETIME)
 
 
@@ -951,10 +963,9 @@ def parse_token_response(
     elif not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = token_type if isinstance(token_type, str) and len(token_type) < 20 else type(token_type).__name__
         raise bad("token_type is %r, not Bearer; only bearer tokens are supported" % shown)
-    try:
-        expires_in = _parse_expires_in(data.get("expires_in"))
-    except (ValueError, OverflowError):
-        raise bad("expires_in is not a positive number of seconds") from None
+    expires_in = _parse_expires_in(data.get("expires_in"))
+    if expires_in == _UNUSABLE:
+        raise bad("expires_in is not a positive number of seconds")
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise bad("scope is not a space-separated string")
