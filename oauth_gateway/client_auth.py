@@ -35,7 +35,7 @@ import threading
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
-from ._helpers import MAX_SECRET_FILE_BYTES, parse_json_text, read_regular_file, redact_url
+from ._helpers import MAX_SECRET_FILE_BYTES, masked, parse_json_text, read_regular_file, redact_url
 from ._jsonpath import join as _join_path
 from .exceptions import ConfigError
 
@@ -733,6 +733,18 @@ def _jwt_part(segment: str) -> Any:
     return document
 
 
+def _jwt_claims(text: str) -> Optional[Dict[str, Any]]:
+    """The claims of a JWT's text (its header must be a JSON object too), or None when it is not one."""
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
+    except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
+        return None
+    return claims if isinstance(header, dict) and isinstance(claims, dict) else None
+
+
 def _utc(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -782,22 +794,16 @@ class AssertionFile(ClientAuth):
                 "%s; check that the platform mounts it and that this user may read it" % problem.hint,
             )
         assert read is not None
-        try:
-            text = read.data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes") from None
-        parts = text.split(".")
-        try:
-            if len(parts) != 3 or not all(parts):
-                raise ValueError
-            header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
-            if not isinstance(header, dict) or not isinstance(claims, dict):
-                raise ValueError
-        except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
+        text: str = masked(read.data.decode("utf-8", "replace").strip())
+        claims = _jwt_claims(text) if "\ufffd" not in text else None
+        # Raised here, not in an except block: the file's content stays out of __context__.
+        if "\ufffd" in text:
+            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes")
+        if claims is None:
             raise self._error(
                 "does not hold a JWT (three base64url parts)",
                 "point it at the token file the platform writes (e.g. a projected service-account token)",
-            ) from None
+            )
         exp = claims.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):
             raise self._error(

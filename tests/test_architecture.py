@@ -38,6 +38,8 @@ CORE = {
     "_fastschema",
     "discovery",
     "client_auth",
+    "endpoint",
+    "_redact",
     "dpop",
     "_refresher",
     "providers",
