@@ -993,12 +993,6 @@ def held_credentials(
     return frozenset(kind for kind, present in held if present)
 
 
-def describe_credentials(kinds: Iterable[str]) -> str:
-    """``"a client secret or a private key"``: the labels of ``kinds``, in table order."""
-    wanted = set(kinds)
-    return " or ".join(c.label for kind, c in CREDENTIALS.items() if kind in wanted) or "no credentials"
-
-
 def auth_problem(method: str, held: FrozenSet[str]) -> Optional[AuthProblem]:
     """What stops ``method`` with the credentials ``held``, or None. Pure: no I/O.
 
@@ -1018,7 +1012,8 @@ def auth_problem(method: str, held: FrozenSet[str]) -> Optional[AuthProblem]:
         CREDENTIALS[kind].keys for kind in row.needs
     )
     key = "OAUTH_CLIENT_SECRET" if row.needs == ("secret",) else "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"
-    return AuthProblem("%s needs %s" % (method, describe_credentials(row.needs)), key, hint)
+    labels = " or ".join(CREDENTIALS[kind].label for kind in row.needs)
+    return AuthProblem("%s needs %s" % (method, labels), key, hint)
 
 
 def default_auth_method(held: FrozenSet[str], *, use_basic_auth: bool = True, jwt_bearer: bool = False) -> str:
