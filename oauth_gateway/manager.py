@@ -17,7 +17,7 @@ from ._helpers import masked
 from ._refresher import Refresher
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, safe_text
+from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
 from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
@@ -32,7 +32,7 @@ from .exceptions import (
     TransportError,
 )
 from .metrics import Metrics
-from .providers import ProviderContext, call_provider, get_provider
+from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -500,11 +500,17 @@ class TokenManager:
     def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
         started = time.perf_counter()
         try:
-            # Every token comes from a provider; the default one is the client-credentials grant.
-            context = ProviderContext(
-                config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
-            )
-            response = call_provider(get_provider(config.provider), config, context)
+            if uses_client_credentials(config.provider):  # the default provider, without its two frames
+                client = self._client
+                form = client_credentials_form(config)
+                response = client.request_token(
+                    client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+            else:
+                context = ProviderContext(
+                    config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+                response = call_provider(get_provider(config.provider), config, context)
             warning = check_token_binding(
                 config, response.access_token, dpop_key, self._cert_bound.get(config.fingerprint, False)
             )
@@ -630,7 +636,7 @@ class TokenManager:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
             return False
         try:
-            self._client.revoke_token(config, token, token_type_hint, server_name)
+            self._client.revoke_token(self._client.endpoint(config), token, token_type_hint, server_name)
         except OAuthGatewayError:
             self._metrics.add(server_name, "token_revocation_failures")
             raise
