@@ -178,6 +178,20 @@ class TokenCache:
         """The keys currently held."""
         raise NotImplementedError
 
+    def load_record(self, name: str) -> Optional[str]:
+        """Return a small value other processes sharing the store wrote under ``name``, or None.
+
+        For what the manager must agree on beyond tokens (an issuer trusted on first use).
+        Caches local to one process keep none (the manager remembers them itself).
+
+        Raises:
+            Exception: whatever the backing store raises when it is unreachable.
+        """
+        return None
+
+    def store_record(self, name: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``name`` for other processes, for about ``ttl`` seconds (see :meth:`load_record`)."""
+
     def clear(self) -> None:
         """Forget every token."""
         for key in list(self.keys()):

@@ -75,11 +75,15 @@ def attempt_deadline(config: OAuthConfig) -> float:
     return float(config.connect_timeout) + 2.0 * float(config.timeout)
 
 
-def call_budget(config: OAuthConfig) -> float:
-    """Longest a whole token call may take: every attempt's deadline and every wait between them.
+_BUDGET_FORMULA = "(OAUTH_MAX_RETRIES + 1) attempts of OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, and the waits"
 
-    Threads waiting for another thread's fetch of the same key wait at most this long
-    (plus the manager's margin for a shared cache).
+
+def call_budget(config: OAuthConfig) -> float:
+    """Longest one token call may take: every attempt's deadline and every wait between them.
+
+    The manager gives a fetch's whole slow path, discovery and token request together,
+    this one budget as a deadline; threads waiting for another thread's fetch of the same
+    key wait at most this long (plus the manager's margin for a shared cache).
     """
     retries = int(config.max_retries)
     waits = sum(max(config.retry_backoff * (2**i), config.retry_after_max) for i in range(retries))
@@ -146,6 +150,8 @@ class CallState:
         retry_after_refused: a ``Retry-After`` (seconds) above ``OAUTH_RETRY_AFTER_MAX``
             that ended the call, or None.
         on_retry: called as ``on_retry(attempt, reason)`` before each retry.
+        deadline: when (on the client's clock) the caller's whole fetch gives up, discovery
+            and token request together; None for no deadline beyond the attempts' own.
     """
 
     __slots__ = (
@@ -157,6 +163,7 @@ class CallState:
         "sent_at",
         "retry_after_refused",
         "on_retry",
+        "deadline",
     )
 
     server_name: str
@@ -167,6 +174,7 @@ class CallState:
     sent_at: Optional[float]
     retry_after_refused: Optional[float]
     on_retry: Optional[Callable[[int, str], None]]
+    deadline: Optional[float]
 
     def __init__(
         self,
@@ -175,8 +183,10 @@ class CallState:
         what: str,
         max_attempts: int,
         on_retry: Optional[Callable[[int, str], None]] = None,
+        deadline: Optional[float] = None,
     ) -> None:
         self.server_name = server_name
+        self.deadline = deadline
         self.correlation_id = correlation_id
         self.what = what
         self.max_attempts = max_attempts
@@ -469,7 +479,9 @@ class TokenClient:
 
     def discovery_fetch(
         self, config: OAuthConfig
-    ) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+    ) -> Callable[
+        [str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]
+    ]:
         """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
 
         It uses the pooled session of the config's TLS identity, the same timeouts and
@@ -478,9 +490,9 @@ class TokenClient:
         """
 
         def fetch(
-            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
+            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float]
         ) -> Tuple[int, Mapping[str, str], bytes]:
-            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery")
+            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery", deadline)
             sent = dict(headers)
             sent["User-Agent"] = USER_AGENT
 
@@ -530,7 +542,9 @@ class TokenClient:
 
     # -- requests -------------------------------------------------------------
 
-    def _new_call(self, config: OAuthConfig, server_name: str, correlation_id: str, what: str) -> CallState:
+    def _new_call(
+        self, config: OAuthConfig, server_name: str, correlation_id: str, what: str, deadline: Optional[float] = None
+    ) -> CallState:
         total = config.max_retries + 1
 
         def on_retry(attempt: int, reason: str) -> None:
@@ -546,7 +560,7 @@ class TokenClient:
             if self._on_retry is not None:
                 self._on_retry(server_name, attempt, total, reason)
 
-        return CallState(server_name, correlation_id, what, total, on_retry)
+        return CallState(server_name, correlation_id, what, total, on_retry, deadline)
 
     def client_auth_attempt(self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState) -> BuildAttempt:
         """Return the ``build_attempt`` that adds client authentication to ``form``.
@@ -602,9 +616,10 @@ class TokenClient:
         cert, _ = config.tls_identity
         # An explicit bundle, passed per call: requests lets REQUESTS_CA_BUNDLE replace verify=True.
         verify = _verify(config)
-        deadline = attempt_deadline(config)
-        timeout = Timeout(connect=config.connect_timeout, read=config.timeout, total=deadline)
         for _ in range(config.max_retries + 1):  # bounded; the policy normally ends it first
+            # Each attempt has its own deadline, never past the whole call's.
+            deadline = min(attempt_deadline(config), self._left(call, url))
+            timeout = Timeout(connect=min(config.connect_timeout, deadline), read=config.timeout, total=deadline)
             call.attempts += 1
             # Masked: these locals hold the secret, and tracebacks may print frame locals.
             headers, form = (masked(part) for part in build_attempt(call.attempts))
@@ -633,6 +648,8 @@ class TokenClient:
                 if following is None:
                     raise  # exhausted: the last transport error is the result
                 retry = following
+                if retry.get_backoff_time() >= self._remaining(call):
+                    raise  # the wait would end past the call's deadline: the last error is the result
                 self._announce(call, error.__class__.__name__)
                 retry.sleep()
                 continue
@@ -647,11 +664,35 @@ class TokenClient:
             following = _increment(retry, url, response=raw, method=method)
             if following is None:
                 return response  # exhausted: the last answer is the result
+            wait = retry_after if retry_after is not None else following.get_backoff_time()
+            if wait >= self._remaining(call):
+                return response  # the wait would end past the call's deadline: this answer is the result
             retry = following
             response.close()  # its body is read already: the connection goes back to the pool
             self._announce(call, "HTTP %d" % response.status_code)
             retry.sleep(raw)
         return response
+
+    def _remaining(self, call: CallState) -> float:
+        """Seconds left before ``call``'s deadline: infinite without one, 0 or less once it passed."""
+        return math.inf if call.deadline is None else call.deadline - self._clock()
+
+    def _left(self, call: CallState, url: str) -> float:
+        """:meth:`_remaining`, for an attempt about to be sent.
+
+        Raises:
+            TransportError: the deadline has passed; no further attempt is sent.
+        """
+        left = self._remaining(call)
+        if left <= 0:
+            raise TransportError(
+                "%s to %s for %s stopped after %d attempts: the deadline of the whole fetch (discovery and "
+                "token request together, %s) passed; raise OAUTH_TIMEOUT or check the servers"
+                % (call.what.capitalize(), redact_url(url), call.server_name, call.attempts, _BUDGET_FORMULA),
+                correlation_id=call.correlation_id,
+                server_name=call.server_name,
+            )
+        return left
 
     @staticmethod
     def _announce(call: CallState, reason: str) -> None:
@@ -733,6 +774,7 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         headers: Optional[Dict[str, str]] = None,
         body: Union[bytes, str, None] = None,
+        deadline: Optional[float] = None,
     ) -> requests.Response:
         """Send one request with the token requests' transport, for a token provider.
 
@@ -747,7 +789,9 @@ class TokenClient:
             TransportError: the network or TLS failed after the retries.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+        call = self._new_call(
+            config, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
 
         def build_attempt(attempt: int) -> Tuple[Dict[str, str], Union[bytes, str, None]]:
             sent = {"Accept": "application/json", "User-Agent": USER_AGENT, "X-Correlation-ID": call.correlation_id}
@@ -765,6 +809,7 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
+        deadline: Optional[float] = None,
     ) -> TokenResponse:
         """Ask the token endpoint for a client-credentials token.
 
@@ -780,6 +825,8 @@ class TokenClient:
             dpop_key: the DPoP key when ``OAUTH_DPOP`` is on, else None.
             nonces: where the servers' ``DPoP-Nonce`` values are kept (a new store
                 by default, so nothing is remembered between calls).
+            deadline: when (on the client's clock) the whole fetch gives up; no attempt
+                is sent, and no retry waits, past it. None: the attempts' own deadlines only.
 
         Returns:
             The checked response, with ``sent_at`` set to when the attempt that succeeded
@@ -791,7 +838,9 @@ class TokenClient:
             TransportError: the network or TLS failed.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+        call = self._new_call(
+            config, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
         form: List[Tuple[str, str]] = masked([("grant_type", config.grant_type)])
         if config.scope:
             form.append(("scope", config.scope))
