@@ -793,6 +793,8 @@ class AuthServer:
         self.connections = 0
         self.handshake_failures = 0
         self.errors: List[BaseException] = []
+        #: Served at ``/.well-known/oauth-authorization-server`` when set (see :meth:`publish_metadata`).
+        self.metadata: Optional[Dict[str, Any]] = None
 
     # -- addresses
 
@@ -878,6 +880,20 @@ class AuthServer:
             SECRETS.add(assertion)
         with self._lock:
             self._assertions = set(assertions)
+
+    def publish_metadata(self, **fields: Any) -> str:
+        """Serve RFC 8414 metadata for the issuer :attr:`url` (its token endpoint); return the issuer.
+
+        ``fields`` are added to, or (None) removed from, the document.
+        """
+        document: Dict[str, Any] = {
+            "issuer": self.url,
+            "token_endpoint": self.token_url,
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }
+        document.update(fields)
+        self.metadata = {k: v for k, v in document.items() if v is not None}
+        return self.url
 
     def push_fault(self, fault: Fault, path: str = "/token") -> None:
         """Queue ``fault`` as the answer to a later request to ``path`` (FIFO)."""
@@ -1068,6 +1084,8 @@ class AuthServer:
             "/introspect": self._introspect,
             "/resource": self._resource,
         }.get(record.path)
+        if record.path == "/.well-known/oauth-authorization-server" and self.metadata is not None:
+            return _json_reply(200, self.metadata)
         if route is None:
             return _error_reply(404, "not_found", "no such endpoint: %s" % record.path)
         return route(record)

@@ -1,10 +1,9 @@
 """A server that moves to another authorization server never gets the old server's token.
 
 The MCP server (a :class:`~metadata_servers.MetadataServer`) publishes Protected Resource
-Metadata naming AS-1, then AS-2. Both authorization servers' metadata live on that same
-origin (issuers ``<origin>/as1`` and ``<origin>/as2``); their token endpoints are two
-separate :class:`~servers.AuthServer` instances, so each token request is counted at the
-server that got it. Time moves on a :class:`~servers.FakeClock`.
+Metadata naming AS-1, then AS-2: two separate :class:`~servers.AuthServer` instances, each
+serving its own metadata (its token endpoint on its issuer's origin), so each token
+request is counted at the server that got it. Time moves on a :class:`~servers.FakeClock`.
 """
 
 from __future__ import annotations
@@ -32,11 +31,7 @@ class Moving:
     def __init__(self, meta: MetadataServer, as1: Any, as2: Any) -> None:
         self.meta, self.as1, self.as2 = meta, as1, as2
         self.mcp = meta.url + "/mcp"
-        self.issuers = {as1: meta.url + "/as1", as2: meta.url + "/as2"}
-        for server, issuer in self.issuers.items():
-            path = issuer[len(meta.url) :]
-            document = meta.as_document(path, token_endpoint=server.token_url, revocation_endpoint=None)
-            meta.json("/.well-known/oauth-authorization-server" + path, document)
+        self.issuers = {as1: as1.publish_metadata(), as2: as2.publish_metadata()}
         meta.challenge("/mcp", resource_metadata=meta.url + PRM)
         self.publish(as1)
 
