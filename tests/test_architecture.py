@@ -40,6 +40,7 @@ CORE = {
     "client_auth",
     "dpop",
     "_refresher",
+    "_singleflight",
     "providers",
     "providers.static",
     "providers.legacy_json",
