@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded, redact_url
+from ._singleflight import SingleFlight
 from .client_auth import JWT_BEARER_GRANT_TYPE
 from .exceptions import DiscoveryError, TransportError
 
@@ -73,6 +74,8 @@ MAX_MAX_AGE = 86400.0
 DEFAULT_MAX_ENTRIES = 256
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
+#: Seconds a lookup without a deadline waits at most for another thread's lookup of the same URL.
+MAX_LOOKUP_WAIT = 300.0
 #: Longest ``WWW-Authenticate`` value parsed; the rest is ignored.
 MAX_CHALLENGE_LENGTH = 16 * 1024
 
@@ -720,13 +723,11 @@ def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> 
 # --------------------------------------------------------------------------- the discoverer
 
 
-class _Flight:
-    __slots__ = ("done", "value", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: Optional[BaseException] = None
+def _lookup_timed_out(what: str, waited: float) -> TransportError:
+    return TransportError(
+        "discovery of %s: another thread's lookup had not finished after %.0f s, when this call's deadline "
+        "passed; check the server and OAUTH_TIMEOUT" % (redact_url(what), waited)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -741,9 +742,9 @@ class Discoverer:
 
     Thread-safe: one lock guards the cache and the in-flight table, and is never held
     during HTTP. Each lookup (an issuer, a server URL) is fetched by one thread at a time;
-    the others wait for that thread's answer or error. Answers are cached for their
-    ``Cache-Control: max-age`` (default :data:`DEFAULT_MAX_AGE`, at most ``max_age_limit``),
-    errors are not cached.
+    the others wait, until their deadline, for that thread's answer or a copy of its error.
+    Answers are cached for their ``Cache-Control: max-age`` (default :data:`DEFAULT_MAX_AGE`,
+    at most ``max_age_limit``), errors are not cached.
 
     Args:
         fetch: the transport, see :data:`Fetch`.
@@ -772,10 +773,11 @@ class Discoverer:
         self._default_max_age = float(default_max_age)
         self._max_age_limit = float(max_age_limit)
         self._max_entries = int(max_entries)
-        # Guards _entries and _flights; never held during a fetch.
+        # Guards _entries and the flights (one lock: the cache check and the claim are one
+        # step); never held during a fetch.
         self._lock = threading.Lock()
         self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
-        self._flights: Dict[Tuple[str, str], _Flight] = {}
+        self._flights: SingleFlight[Tuple[str, str], Any] = SingleFlight(self._lock)
 
     # -- public lookups
 
@@ -945,35 +947,21 @@ class Discoverer:
     # -- cache and single flight
 
     def _cached(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]], deadline: Optional[float]) -> Any:
-        with self._lock:
+        with self._lock:  # the cache check and the claim in one step
             hit = self._entries.get(key)
             if hit is not None:
                 if self._clock() < hit[1]:
                     self._entries.move_to_end(key)
                     return hit[0]
                 del self._entries[key]
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
+            flight, leader = self._flights.join(key)
         if not leader:
-            # Bounded by the caller's deadline: the leader's fetch has its own.
-            wait = None if deadline is None else max(0.0, deadline - self._clock())
-            if not flight.done.wait(wait):
-                raise TransportError(
-                    "discovery of %s: another thread's lookup had not finished when this call's deadline "
-                    "passed; check the server and OAUTH_TIMEOUT" % redact_url(key[1])
-                )
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
+            # Bounded by the caller's deadline (else MAX_LOOKUP_WAIT): the leader's fetch has its own.
+            wait = MAX_LOOKUP_WAIT if deadline is None else max(0.0, deadline - self._clock())
+            return flight.wait(wait, lambda waited: _lookup_timed_out(key[1], waited))
+
+        def work() -> Any:
             value, max_age = load()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
             if max_age > 0:
                 with self._lock:
                     self._entries[key] = (value, self._clock() + max_age)
@@ -981,10 +969,8 @@ class Discoverer:
                     while len(self._entries) > self._max_entries:
                         self._entries.popitem(last=False)
             return value
-        finally:
-            with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
+
+        return self._flights.lead(key, flight, work)
 
     # -- loaders (run by the leader, without the lock)
 

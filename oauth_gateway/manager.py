@@ -540,7 +540,7 @@ class TokenManager:
     # -- discovery (slow path only) -------------------------------------------
 
     def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in (see :meth:`oauth_gateway.discovery.Resolver.resolve`)."""
+        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
         return self._resolver.resolve(config)
 
     # -- sender-constrained tokens -----------------------------------------------
@@ -603,7 +603,7 @@ class TokenManager:
             )
 
     def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server (see :meth:`oauth_gateway.discovery.Resolver.forget`)."""
+        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
         return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
