@@ -443,6 +443,30 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
 
 
+_CREDENTIAL_RULE = _schema.credential_rule()
+#: The keys that hold a credential, one line each in the schema's rule (a client secret or its
+#: file, a private key, an assertion file, mTLS): with one set, a config needs OAUTH_TOKEN_URL
+#: or OAUTH_ISSUER, so that discovery cannot send it to a server the operator did not name.
+_CREDENTIAL_KEYS: Tuple[str, ...] = tuple(
+    key for option in _CREDENTIAL_RULE["if"]["anyOf"] for key in option["required"]
+)
+
+
+def _check_credential_destination(values: _Values, path_of: _PathOf) -> None:
+    """The schema's credential-destination rule, again on the values after ``${...}`` resolution.
+
+    A ``${TOKEN_URL}`` that resolves to nothing passes the schema but leaves discovery to
+    choose where the credential goes.
+    """
+    if not _needs_client_credentials(values) or values["token_url"] or values["issuer"]:
+        return
+    if values["trust_discovered_issuer"]:
+        return
+    if any(values[_BY_KEY[key].name] for key in _CREDENTIAL_KEYS):
+        then = _CREDENTIAL_RULE["then"]
+        raise ConfigError(then["x-message"], path_of("OAUTH_ISSUER"), then["x-hint"])
+
+
 # RFC 7230 section 3.2.6: a header name is a token.
 _HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -591,7 +615,13 @@ FIELDS: Tuple[Field, ...] = (
         load=_text,
         check=_check_https("OAUTH_ISSUER", "issuer"),
     ),
-    Field("OAUTH_TRUST_DISCOVERED_ISSUER", "trust_discovered_issuer", bool, IN_FINGERPRINT),
+    Field(
+        "OAUTH_TRUST_DISCOVERED_ISSUER",
+        "trust_discovered_issuer",
+        bool,
+        IN_FINGERPRINT,
+        check=_check_credential_destination,
+    ),
     Field(
         "OAUTH_RESOURCE_METADATA_URL",
         "resource_metadata_url",
@@ -657,6 +687,7 @@ FIELDS: Tuple[Field, ...] = (
 )
 
 _BY_NAME: Dict[str, Field] = {field.name: field for field in FIELDS}
+_BY_KEY: Dict[str, Field] = {field.key: field for field in FIELDS}
 #: Attributes computed from the fields: the scope as a set, and the fingerprint.
 _DERIVED = ("scopes", "fingerprint")
 _FINGERPRINTED = tuple(field for field in FIELDS if field.fingerprint != NOT_IN_FINGERPRINT)

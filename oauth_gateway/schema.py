@@ -285,6 +285,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
     """
     known = {problem.json_path for problem in problems}
     added = []
+    superseded = set()  # the credential rule's OAUTH_ISSUER problem, said again by the one added here
     for block, path, remote in blocks:
         if not isinstance(block, dict) or block.get("enabled") is not True or remote:
             continue
@@ -295,6 +296,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
         where = format_path(path, ("OAUTH_TOKEN_URL",))
         if where in known:
             continue
+        superseded.add(format_path(path, ("OAUTH_ISSUER",)))
         added.append(
             Problem(
                 where,
@@ -305,7 +307,23 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
         )
     if not added:
         return problems
-    return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
+    rule = credential_rule()["then"]["x-message"]
+    kept = [p for p in problems if not (p.json_path in superseded and p.message == rule)]
+    return sorted(kept + added, key=lambda problem: _path_order(problem.json_path))
+
+
+def credential_rule() -> Dict[str, Any]:
+    """The oauth-config schema's rule on where credentials may go (``x-rule: credential-destination``).
+
+    Its ``if.anyOf`` lists the keys that hold a credential, one line each; its ``then``
+    carries the message and hint. The config loader applies it again after ``${...}``
+    resolution, from this one copy.
+    """
+    for rule in load_schema("oauth-config")["allOf"]:
+        if rule.get("x-rule") == "credential-destination":
+            found: Dict[str, Any] = rule
+            return found
+    raise LookupError("the bundled schema lost its credential-destination rule")  # pragma: no cover
 
 
 # format_path writes an odd key as ['...'] with ' and \ escaped by a backslash.
