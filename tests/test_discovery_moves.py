@@ -4,6 +4,11 @@ The MCP server (a :class:`~metadata_servers.MetadataServer`) publishes Protected
 Metadata naming AS-1, then AS-2: two separate :class:`~servers.AuthServer` instances, each
 serving its own metadata (its token endpoint on its issuer's origin), so each token
 request is counted at the server that got it. Time moves on a :class:`~servers.FakeClock`.
+
+The client is a public one (``client_id`` only, method ``none``): a config that holds no
+credential may follow a server to another authorization server. One that holds a
+credential may not (tests/test_trust_discovery.py): it is pinned by ``OAUTH_ISSUER``, or
+trusts the first issuer found and refuses any other.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import requests
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from servers import Fault
+from servers import PUBLIC_AUTH_METHOD, Fault
 
 PRM = "/.well-known/oauth-protected-resource/mcp"
 #: Seconds the MCP server lets clients keep its resource metadata.
@@ -43,21 +48,24 @@ class Moving:
         self.publish(self.as2)
 
 
+PUBLIC_CLIENT = "public-client"
+
+
 @pytest.fixture
 def moving(ca, make_server) -> Iterator[Moving]:
     as1, as2 = make_server(), make_server()
+    for server in (as1, as2):
+        server.register_client(PUBLIC_CLIENT, None, auth_methods=(PUBLIC_AUTH_METHOD,))
     with MetadataServer(ca) as meta:
         yield Moving(meta, as1, as2)
 
 
 def _config(moving: Moving, ca_bundle: str) -> og.OAuthConfig:
-    client_id, secret = next(iter(moving.as1.clients.items()))
     block: Dict[str, Any] = {
         "enabled": True,
-        "OAUTH_CLIENT_ID": client_id,
-        "OAUTH_CLIENT_SECRET": secret,
+        "OAUTH_CLIENT_ID": PUBLIC_CLIENT,
+        "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD": "none",  # no credential: nothing to keep from another server
         "OAUTH_RESOURCE": moving.mcp,
-        "OAUTH_TRUST_DISCOVERED_ISSUER": True,  # the test moves or forges the issuer: nothing to pin
         "OAUTH_CA_BUNDLE_PATH": ca_bundle,
         "OAUTH_TOKEN_EXPIRY_BUFFER": BUFFER,
     }
