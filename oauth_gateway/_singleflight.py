@@ -37,20 +37,21 @@ def fresh_copy(error: BaseException) -> BaseException:
 
 
 class Flight(Generic[V]):
-    """One key's work in progress; its waiters share the group's lock through ``_done``.
+    """One key's work in progress; its waiters share the group's lock through ``_done``."""
 
-    ``superseded`` is set by :meth:`SingleFlight.supersede` (a revocation, an
-    invalidation): the leader then keeps nothing of what it gets.
-    """
-
-    __slots__ = ("_done", "_finished", "_value", "_error", "superseded")
+    __slots__ = ("_done", "_finished", "_value", "_error", "_superseded")
 
     def __init__(self, lock: threading.Lock) -> None:
         self._done = threading.Condition(lock)
         self._finished = False
         self._value: Optional[V] = None
         self._error: Optional[BaseException] = None
-        self.superseded = False
+        self._superseded = False
+
+    def is_superseded(self) -> bool:
+        """True once :meth:`SingleFlight.supersede` marked it (a revocation, an invalidation):
+        its leader then keeps nothing of what it gets."""
+        return self._superseded
 
     def wait(self, timeout: float, timed_out: Callable[[float], BaseException]) -> V:
         """Wait for the leader, at most ``timeout`` seconds, without the group's lock.
@@ -124,7 +125,7 @@ class SingleFlight(Generic[K, V]):
         """Mark ``key``'s flight in progress, if any, so that its leader keeps nothing (the caller holds :attr:`lock`)."""
         flight = self._flights.get(key)
         if flight is not None:
-            flight.superseded = True
+            flight._superseded = True
 
     def _finish(self, key: K, flight: Flight[V], value: Optional[V], error: Optional[BaseException]) -> None:
         with flight._done:

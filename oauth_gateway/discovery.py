@@ -23,6 +23,7 @@ and a client assertion's audience.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -72,10 +73,11 @@ DEFAULT_MAX_AGE = 3600.0
 MAX_MAX_AGE = 86400.0
 #: Upper bound on cached documents (least recently used ones go first).
 DEFAULT_MAX_ENTRIES = 256
+#: Seconds a thread waits for another thread's lookup of the same document (each of the
+#: leader's requests has its own timeout, so the lookup ends well before this).
+DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
-#: Seconds a lookup without a deadline waits at most for another thread's lookup of the same URL.
-MAX_LOOKUP_WAIT = 300.0
 #: Longest ``WWW-Authenticate`` value parsed; the rest is ignored.
 MAX_CHALLENGE_LENGTH = 16 * 1024
 
@@ -574,6 +576,13 @@ def choose_auth_method(
 # --------------------------------------------------------------------------- document checks
 
 
+def _waited_too_long(url: str, timeout: float) -> BaseException:
+    return TransportError(
+        "waited %.0f s for another thread's discovery of %s, which has not finished; "
+        "check the server and OAUTH_TIMEOUT" % (timeout, redact_url(url))
+    )
+
+
 def _show(value: Any, limit: int = 120) -> str:
     """repr of a value from a server, shortened for a message (and redacted when a URL)."""
     if isinstance(value, str):
@@ -723,13 +732,6 @@ def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> 
 # --------------------------------------------------------------------------- the discoverer
 
 
-def _lookup_timed_out(what: str, waited: float) -> TransportError:
-    return TransportError(
-        "discovery of %s: another thread's lookup had not finished after %.0f s, when this call's deadline "
-        "passed; check the server and OAUTH_TIMEOUT" % (redact_url(what), waited)
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class _ResourceEntry:
     metadata: ProtectedResourceMetadata
@@ -753,6 +755,8 @@ class Discoverer:
         default_max_age: seconds to keep a document that has no ``max-age``.
         max_age_limit: longest time any document is kept.
         max_entries: bound on cached lookups.
+        wait_timeout: seconds a thread waits for another thread's lookup of the same
+            document before it gives up with a :class:`TransportError`.
     """
 
     def __init__(
@@ -764,6 +768,7 @@ class Discoverer:
         default_max_age: float = DEFAULT_MAX_AGE,
         max_age_limit: float = MAX_MAX_AGE,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if max_entries < 1:
             raise ValueError("Discoverer: max_entries must be >= 1, got %r" % (max_entries,))
@@ -778,6 +783,7 @@ class Discoverer:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
         self._flights: SingleFlight[Tuple[str, str], Any] = SingleFlight(self._lock)
+        self._wait_timeout = float(wait_timeout)
 
     # -- public lookups
 
@@ -956,21 +962,20 @@ class Discoverer:
                 del self._entries[key]
             flight, leader = self._flights.join(key)
         if not leader:
-            # Bounded by the caller's deadline (else MAX_LOOKUP_WAIT): the leader's fetch has its own.
-            wait = MAX_LOOKUP_WAIT if deadline is None else max(0.0, deadline - self._clock())
-            return flight.wait(wait, lambda waited: _lookup_timed_out(key[1], waited))
+            # At most wait_timeout, and never past the caller's deadline.
+            wait = self._wait_timeout if deadline is None else min(self._wait_timeout, deadline - self._clock())
+            return flight.wait(max(0.0, wait), functools.partial(_waited_too_long, key[1]))
+        return self._flights.lead(key, flight, functools.partial(self._load_and_keep, key, load))
 
-        def work() -> Any:
-            value, max_age = load()
-            if max_age > 0:
-                with self._lock:
-                    self._entries[key] = (value, self._clock() + max_age)
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self._max_entries:
-                        self._entries.popitem(last=False)
-            return value
-
-        return self._flights.lead(key, flight, work)
+    def _load_and_keep(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
+        value, max_age = load()
+        if max_age > 0:
+            with self._lock:
+                self._entries[key] = (value, self._clock() + max_age)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+        return value
 
     # -- loaders (run by the leader, without the lock)
 

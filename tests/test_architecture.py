@@ -41,6 +41,7 @@ CORE = {
     "dpop",
     "_refresher",
     "_singleflight",
+    "_access",
     "providers",
     "providers.static",
     "providers.legacy_json",

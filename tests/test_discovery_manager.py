@@ -38,15 +38,18 @@ def _unsigned_jwt(claims: Dict[str, Any]) -> str:
 
 
 class CountingManager(og.TokenManager):
-    """Counts :meth:`resolve` calls: discovery happens only through it."""
+    """Counts its resolver's ``resolve`` calls: discovery happens only through it."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.resolved = 0
+        resolve = self._resolver.resolve
 
-    def resolve(self, config: og.OAuthConfig) -> og.OAuthConfig:
-        self.resolved += 1
-        return super().resolve(config)
+        def counting(config: og.OAuthConfig, deadline: Any = None) -> og.OAuthConfig:
+            self.resolved += 1
+            return resolve(config, deadline)
+
+        self._resolver.resolve = counting  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- discovery

@@ -159,11 +159,11 @@ def test_a_finished_flight_is_not_reused_and_supersede_marks_the_running_one():
         flight, leader = flights.join("k")
         flights.supersede("k")
         flights.supersede("other")  # no flight: nothing to mark
-    assert leader and flight.superseded
+    assert leader and flight.is_superseded()
     assert flights.lead("k", flight, lambda: 3) == 3
     with flights.lock:
         again, leader = flights.join("k")
-    assert leader and not again.superseded
+    assert leader and not again.is_superseded()
 
 
 def test_fresh_copy_keeps_the_cause_and_drops_the_context():
