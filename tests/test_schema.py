@@ -293,6 +293,11 @@ def _content_regexes() -> Dict[str, Any]:
     for name in schema.SCHEMA_NAMES:
         for pattern in sorted(set(_schema_patterns(schema.load_schema(name)))):
             regexes["%s: %s" % (name, pattern)] = re.compile(pattern)
+    from oauth_gateway.providers import BUILTIN_PROVIDERS, get_provider
+
+    for name in sorted(BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
+        for pattern in sorted(set(_schema_patterns(get_provider(name).options_schema))):
+            regexes["provider %s: %s" % (name, pattern)] = re.compile(pattern)
     for module in (schema, _helpers, _jsonpath, injection):
         for attribute, value in sorted(vars(module).items()):
             if isinstance(value, type(re.compile(""))):
@@ -305,6 +310,7 @@ def test_the_audit_covers_the_schema_patterns_and_the_module_regexes() -> None:
     assert any("https?://" in name for name in names)
     assert "oauth_gateway.schema._ENV_REFERENCE" in names
     assert "oauth_gateway._helpers._JSON_STRUCTURE" in names
+    assert any(name.startswith("provider legacy_json: ^https://") for name in names)
     assert len(names) >= 8
 
 
