@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, TypeVar, Union
 
 from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
@@ -18,10 +18,9 @@ from ._refresher import Refresher
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
-from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
-from .discovery import Discoverer, DiscoveryResult, choose_auth_method
-from .dpop import MAX_DPOP_KEYS, DPoPKey, DPoPKeyring, NonceStore, check_token_binding
+from .discovery import Resolver
+from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
     InvalidClient,
@@ -40,8 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oauth_gateway")
 
-#: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
-#: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
+#: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from
+#: the start of its slow path, discovery and token request together), for the shared-cache
+#: calls that deadline does not bound (each bounded by the cache's own timeouts).
 WAIT_MARGIN = 60.0
 
 _Miss = TypeVar("_Miss")
@@ -133,14 +133,12 @@ class TokenManager:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
         self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
-        # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
-        # timeouts, retries, https rule), created on first use under self._lock.
-        self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
+        # Discovery and its trust rules, on the slow path only; issuers trusted on first use
+        # are kept in the cache too, so processes sharing it trust the same one.
+        self._resolver = Resolver(self._client.discovery_fetch, clock=clock, records=self._cache)
         # DPoP (OAUTH_DPOP): one key per config; the nonces of token endpoints.
         self._dpop_keys = DPoPKeyring()
         self._token_nonces = NonceStore()
-        # Resolved configs whose discovered metadata says tokens are certificate-bound.
-        self._cert_bound: Dict[str, bool] = {}
         _MANAGERS.add(self)
         # The one cache-hit check; the same check, missing with None, re-checks under the lock.
         # The manager keeps a strong reference to itself through it (its miss is a bound
@@ -293,9 +291,11 @@ class TokenManager:
         force: bool,
     ) -> Token:
         """Fetch as the one thread responsible for ``key``; no manager lock is held here."""
+        # One deadline for discovery and the token request together; waiters allow as much.
+        deadline = self._clock() + call_budget(config)
         try:
             # Discovery happens here, on the slow path only (its documents are cached).
-            resolved = self.resolve(config)
+            resolved = self._resolver.resolve(config, deadline)
         except OAuthGatewayError as exc:
             return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
         if usable is not None and usable.issuer != resolved.issuer:
@@ -316,7 +316,7 @@ class TokenManager:
                 if shared is not None:
                     return shared
             try:
-                token = self._fetch(server_name, resolved, self._dpop_keys.key_for(config))
+                token = self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
@@ -420,100 +420,47 @@ class TokenManager:
     # -- discovery (slow path only) -------------------------------------------
 
     def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in; ``config`` itself when nothing is discovered.
-
-        A config without ``OAUTH_TOKEN_URL`` is discovered from its resource URL
-        (``OAUTH_RESOURCE``, pinned to ``OAUTH_ISSUER`` when set) or from ``OAUTH_ISSUER``.
-        The result sets the token endpoint (its RFC 8705 mTLS alias with mTLS), the
-        revocation endpoint (unless configured), the resource (the server's canonical
-        URI unless ``OAUTH_RESOURCE`` says otherwise), the scope (the challenge's, else
-        ``scopes_supported``, unless ``OAUTH_SCOPE`` is set), the client authentication
-        method (unless ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is set) and the issuer (the
-        default audience of client assertions). Metadata is cached by the manager's
-        discoverer; :meth:`get_token`'s cache hit never calls this.
-
-        Raises:
-            DiscoveryError: a discovery step failed its check; no token request is made.
-            TransportError: the network failed during discovery.
-        """
-        if not config.is_discovered:
-            return config
-        result = self._discoverer(config).discover(
-            config.discovery_resource, config.issuer or None, config.resource_metadata_url
-        )
-        resolved = _resolved(config, result)
-        if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
-            if len(self._cert_bound) >= MAX_DPOP_KEYS:
-                self._cert_bound.clear()
-            self._cert_bound[resolved.fingerprint] = True
-        return resolved
+        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
+        return self._resolver.resolve(config)
 
     def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
-
-        Called after a resource server's 401 and after a refresh the authorization server
-        refused as ``invalid_client`` or ``invalid_target``: the server may have moved.
-
-        Args:
-            resource_metadata: the ``resource_metadata`` URL of the resource server's 401
-                challenge; the server's metadata is dropped only when it came from another
-                URL. Without it, the server's metadata and its authorization server's go.
-
-        Returns:
-            True when something was dropped (False for a config with a token URL).
-        """
-        if not config.is_discovered:
-            return False
-        discoverer = self._discoverer(config)
-        dropped = False
-        if config.discovery_resource:
-            dropped = discoverer.forget(config.discovery_resource, metadata_url=resource_metadata)
-        if config.issuer and resource_metadata is None:
-            dropped = discoverer.forget(config.issuer) or dropped
-        return dropped
-
-    def _discoverer(self, config: OAuthConfig) -> Discoverer:
-        cert, verify = config.tls_identity
-        transport = (
-            cert,
-            verify,
-            config.enforce_https,
-            config.connect_timeout,
-            config.timeout,
-            config.max_retries,
-            config.retry_backoff,
-            config.retry_after_max,
-        )
-        discoverer = self._discoverers.get(transport)
-        if discoverer is None:
-            with self._lock:
-                discoverer = self._discoverers.get(transport)
-                if discoverer is None:
-                    discoverer = Discoverer(
-                        self._client.discovery_fetch(config), enforce_https=config.enforce_https, clock=self._clock
-                    )
-                    self._discoverers[transport] = discoverer
-        return discoverer
+        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
+        return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
 
-    def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
+    def _fetch(
+        self,
+        server_name: str,
+        config: OAuthConfig,
+        deadline: Optional[float] = None,
+        dpop_key: Optional[DPoPKey] = None,
+    ) -> Token:
         started = time.perf_counter()
         try:
             if uses_client_credentials(config.provider):  # the default provider, without its two frames
                 client = self._client
                 form = client_credentials_form(config)
                 response = client.request_token(
-                    client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=self._token_nonces
+                    client.endpoint(config),
+                    form,
+                    server_name,
+                    dpop_key=dpop_key,
+                    nonces=self._token_nonces,
+                    deadline=deadline,
                 )
             else:
                 context = ProviderContext(
-                    config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+                    config,
+                    server_name,
+                    self._client,
+                    self._clock,
+                    dpop_key=dpop_key,
+                    nonces=self._token_nonces,
+                    deadline=deadline,
                 )
                 response = call_provider(get_provider(config.provider), config, context)
-            warning = check_token_binding(
-                config, response.access_token, dpop_key, self._cert_bound.get(config.fingerprint, False)
-            )
+            warning = check_token_binding(config, response.access_token, dpop_key, self._resolver.is_cert_bound(config))
             if warning is not None:
                 log.warning("Token for %s: %s", server_name, warning)
             granted = self._check_scopes(config, response)
@@ -682,43 +629,13 @@ class TokenManager:
         self._dpop_keys.reset_after_fork()
         if self._refresher is not None:
             self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use
-        self._discoverers = {}
+        self._resolver.reset_after_fork()
         self._client.reset_after_fork()
         self._metrics.reset_after_fork()
         self._cache.reset_after_fork()
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
-
-
-def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
-    """``config`` completed with a discovery result (see :meth:`TokenManager.resolve`)."""
-    server = result.authorization_server
-    changes: Dict[str, Any] = {
-        "token_url": server.endpoint("token_endpoint", mtls=config.use_mtls) or server.token_endpoint,
-        "issuer": server.issuer,
-    }
-    if not config.revocation_url:
-        changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
-    if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
-    if not config.scope and result.scope:
-        changes["scope"] = result.scope
-    if not config.token_endpoint_auth_method:
-        secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
-            config.client_secret or config.client_private_key_path or config.use_mtls
-        )
-        changes["token_endpoint_auth_method"] = (
-            "none"
-            if secretless_bearer
-            else choose_auth_method(
-                server,
-                have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
-                have_cert=config.use_mtls,
-            )
-        )
-    return config.replace(**changes)
 
 
 def _waited_too_long(server_name: str, budget: float) -> BaseException:
