@@ -212,73 +212,71 @@ class TokenManager:
         A ``get_token`` that gets here is timed for the ``max_wait_seconds`` gauge: only
         here, so the hit path pays nothing for it.
         """
-        if force:
-            return self._acquire_slow(server_name, config, config_id, force, rejected)
         started = time.perf_counter()
         try:
-            refresher = self._refresher
-            if refresher is not None and config.enabled:
-                key = (server_name, config_id)
-                entry = self._peek(key)
-                if (
-                    entry is not None
-                    and entry.fingerprint == config.fingerprint
-                    and entry.token.is_usable(self._clock())
-                ):
-                    # Stale but valid: hand it out now, and have a background thread fetch the
-                    # replacement (no manager lock here: the job claims the key's flight itself,
-                    # and submit() runs one job per key at a time).
-                    job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
-                    if refresher.submit(key, job):
-                        next(entry.hits)
-                        return entry.token
-            return self._acquire_slow(server_name, config, config_id, force, rejected)
-        finally:
-            self._metrics.waited(server_name, time.perf_counter() - started)
-
-    def _acquire_slow(
-        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
-    ) -> Token:
-        if not config.enabled:
-            raise ConfigError(
-                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
-            )
-        key = (server_name, config_id)
-        fingerprint = config.fingerprint
-        rejected = masked(rejected)  # an Authorization value; frame locals may be printed
-        with self._lock:
             if not force:
-                token = self._hit_or_none(server_name, config, config_id)  # fetched meanwhile
-                if token is not None:
-                    return token
-            now = self._clock()
-            entry = self._peek(key)
-            usable = entry if entry is not None and entry.fingerprint == fingerprint else None
-            if (
-                rejected is not None
-                and usable is not None
-                and usable.token.authorization != rejected
-                and usable.token.is_usable(now)
-            ):
-                next(usable.hits)  # the rejected token was replaced already
-                return usable.token
-            if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
-                repeated = self._failures.repeat(key, fingerprint, now)
-                if repeated is not None:
-                    self._metrics.add(server_name, "token_fail_fast")
-                    raise repeated
-            flight, leader = self._flights.join(key)
-            if not leader and usable is not None and usable.token.is_usable(now) and not force:
-                # Someone is already refreshing ahead of expiry: the old token is still good.
-                next(usable.hits)
-                return usable.token
-            self._metrics.add(server_name, "token_cache_misses")
-        if leader:
-            return self._flights.lead(
-                key, flight, functools.partial(self._lead, flight, key, server_name, config, config_id, usable, force)
-            )
-        # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
-        return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
+                handed = self._hand_off(server_name, config, config_id)
+                if handed is not None:
+                    return handed
+            if not config.enabled:
+                raise ConfigError(
+                    "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
+                )
+            key = (server_name, config_id)
+            fingerprint = config.fingerprint
+            rejected = masked(rejected)  # an Authorization value; frame locals may be printed
+            with self._lock:
+                if not force:
+                    token = self._hit_or_none(server_name, config, config_id)  # fetched meanwhile
+                    if token is not None:
+                        return token
+                now = self._clock()
+                entry = self._peek(key)
+                usable = entry if entry is not None and entry.fingerprint == fingerprint else None
+                if (
+                    rejected is not None
+                    and usable is not None
+                    and usable.token.authorization != rejected
+                    and usable.token.is_usable(now)
+                ):
+                    next(usable.hits)  # the rejected token was replaced already
+                    return usable.token
+                if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
+                    repeated = self._failures.repeat(key, fingerprint, now)
+                    if repeated is not None:
+                        self._metrics.add(server_name, "token_fail_fast")
+                        raise repeated
+                flight, leader = self._flights.join(key)
+                if not leader and usable is not None and usable.token.is_usable(now) and not force:
+                    # Someone is already refreshing ahead of expiry: the old token is still good.
+                    next(usable.hits)
+                    return usable.token
+                self._metrics.add(server_name, "token_cache_misses")
+            if leader:
+                with self._flights.leading(key, flight) as done:  # in this frame: one fewer on the miss path
+                    return done(self._lead(flight, key, server_name, config, config_id, usable, force))
+            # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
+            return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
+        finally:
+            if not force:
+                self._metrics.waited(server_name, time.perf_counter() - started)
+
+    def _hand_off(self, server_name: str, config: OAuthConfig, config_id: str) -> Optional[Token]:
+        """A stale but valid token, handed out while a background thread fetches its replacement; else None."""
+        refresher = self._refresher
+        if refresher is None or not config.enabled:
+            return None
+        key = (server_name, config_id)
+        entry = self._peek(key)
+        if entry is None or entry.fingerprint != config.fingerprint or not entry.token.is_usable(self._clock()):
+            return None
+        # No manager lock here: the job claims the key's flight itself, and submit() runs one
+        # job per key at a time.
+        job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
+        if not refresher.submit(key, job):
+            return None
+        next(entry.hits)
+        return entry.token
 
     def _lead(
         self,

@@ -18,7 +18,7 @@ import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route, requests_fetch
-from oauth_gateway.client import TokenClient, call_budget
+from oauth_gateway.client import TokenClient, call_budget, client_credentials_form
 from oauth_gateway.contrib.file_cache import FileTokenCache
 from oauth_gateway.discovery import Resolver, trust_record_name
 from servers import Fault
@@ -172,7 +172,7 @@ def test_a_passed_deadline_sends_no_token_request(auth_server, make_block, clock
     config = og.OAuthConfig.from_dict(make_block(auth_server))
     client = TokenClient(sleep=sleeps, clock=clock)
     with pytest.raises(og.TransportError, match="deadline of the whole fetch"):
-        client.request_token(config, "api", deadline=clock() - 1)
+        client.request_token(client.endpoint(config), client_credentials_form(config), "api", deadline=clock() - 1)
     assert auth_server.count("/token") == 0
 
 
@@ -181,10 +181,12 @@ def test_a_retry_wait_past_the_deadline_is_not_waited(auth_server, make_block, c
     auth_server.push_fault(Fault(503, json={"error": "temporarily_unavailable"}, headers={"Retry-After": "10"}))
     client = TokenClient(sleep=sleeps, clock=clock)
     with pytest.raises(og.TokenRequestError) as refused:
-        client.request_token(config, "api", deadline=clock() + 5)
+        client.request_token(client.endpoint(config), client_credentials_form(config), "api", deadline=clock() + 5)
     assert refused.value.status_code == 503
     assert auth_server.count("/token") == 1 and sleeps.calls == []
     # Control: with room for the wait, the retry is sent and succeeds.
     auth_server.push_fault(Fault(503, json={"error": "temporarily_unavailable"}, headers={"Retry-After": "10"}))
-    assert client.request_token(config, "api", deadline=clock() + 60).access_token
+    assert client.request_token(
+        client.endpoint(config), client_credentials_form(config), "api", deadline=clock() + 60
+    ).access_token
     assert auth_server.count("/token") == 3 and sleeps.calls == [10.0]
