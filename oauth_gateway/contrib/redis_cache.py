@@ -50,7 +50,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 try:
@@ -87,7 +87,7 @@ URL_SCHEMES = ("redis", "rediss", "unix") + CLUSTER_SCHEMES + SENTINEL_SCHEMES
 # What redis-py raises when a Redis, a cluster node or every Sentinel does not answer, or a
 # cluster has no master for a slot (ClusterError: CLUSTERDOWN, MASTERDOWN; RedisClusterException:
 # no node reachable, slot not covered). After one of these Redis is left alone for retry_interval.
-_UNAVAILABLE: Tuple[type, ...] = (
+_UNAVAILABLE: Tuple[Type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.ClusterError,
@@ -289,7 +289,8 @@ def _connector(url: str, socket_timeout: float) -> Callable[[], Any]:
             options["retry"] = Retry(NoBackoff(), 0)
         else:  # redis-py < 4.? without a cluster retry object
             options["cluster_error_retry_attempts"] = 1
-        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **options)
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        return RedisCluster(startup_nodes=nodes, **options)
 
     return connect_cluster
 
