@@ -225,6 +225,34 @@ def test_a_master_stopped_mid_run_fails_within_the_timeout(tmp_path, config, aut
         cluster.stop()
 
 
+@pytest.mark.slow
+def test_a_hung_master_costs_its_timeout_then_fails_at_once(tmp_path, config, auth_server):
+    import redis
+
+    from oauth_gateway.contrib.redis_cache import RedisTokenCache
+
+    cluster = RedisClusterServers(str(tmp_path / "cluster")).start()
+    try:
+        clock = FakeClock()
+        manager = og.TokenManager(
+            cache=RedisTokenCache(cluster.url, socket_timeout=1.0, retry_interval=30.0, clock=clock), clock=clock
+        )
+        token = manager.get_token("oauth-api", config)
+        cluster.node_of(_names(KEY)[0]).pause()  # connections are accepted, nothing is answered
+        manager.invalidate("oauth-api")  # the Redis delete times out: socket_timeout (redis-py 4.1: 5 tries)
+        fresh = _returned(lambda: manager.get_token("oauth-api", config))  # Redis is left alone: no wait
+        assert isinstance(fresh, og.Token) and fresh.access_token != token.access_token
+        assert auth_server.count() == 2
+        assert manager.get_metrics()["cache_errors"] == 4  # evict timed out; read, lock, write failed at once
+        with pytest.raises(ConnectionError, match="did not answer; trying it again in 30.0s"):
+            manager._cache.load(KEY)
+        clock.advance(30.0)
+        with pytest.raises(redis.TimeoutError):  # tried again after retry_interval
+            manager._cache.load(KEY)
+    finally:
+        cluster.stop()
+
+
 def test_an_unreachable_cluster_at_start_is_a_cache_error_not_a_crash(config, auth_server):
     from oauth_gateway.contrib.redis_cache import RedisTokenCache
 

@@ -180,6 +180,29 @@ def test_a_master_stopped_mid_run_fails_within_the_timeout(tmp_path, config, aut
         servers.stop()
 
 
+@pytest.mark.slow
+def test_a_hung_master_costs_its_timeout_then_fails_at_once(tmp_path, config, auth_server):
+    import redis
+
+    from oauth_gateway.contrib.redis_cache import RedisTokenCache
+
+    servers = RedisSentinelServers(str(tmp_path / "sentinel")).start()
+    try:
+        clock = FakeClock()
+        cache = RedisTokenCache(servers.url, socket_timeout=1.0, retry_interval=30.0, clock=clock)
+        manager = og.TokenManager(cache=cache, clock=clock)
+        token = manager.get_token("oauth-api", config)
+        servers.master.pause()  # connections are accepted, nothing is answered
+        failure = _returned(lambda: cache.load(KEY))
+        assert isinstance(failure, redis.TimeoutError), repr(failure)
+        manager.invalidate("oauth-api")
+        fresh = _returned(lambda: manager.get_token("oauth-api", config))  # Redis is left alone: no wait
+        assert isinstance(fresh, og.Token) and fresh.access_token != token.access_token
+        assert auth_server.count() == 2 and manager.get_metrics()["cache_errors"] == 4
+    finally:
+        servers.stop()
+
+
 def test_no_sentinel_answering_is_a_cache_error(config, auth_server):
     import redis
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -141,11 +142,17 @@ class RedisServer:
 
         return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): it accepts connections but never answers, like a hung host."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s) and wait for it."""
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and wait for it; a paused one is resumed first."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)
         process.terminate()
         try:
             process.wait(5)
