@@ -287,7 +287,7 @@ def _connector(url: str, socket_timeout: float) -> Callable[[], Any]:
             from redis.retry import Retry
 
             options["retry"] = Retry(NoBackoff(), 0)
-        else:  # redis-py < 4.? without a cluster retry object
+        else:  # redis-py 4.1: no retry object; it also tries a node five times, 0.25 s apart
             options["cluster_error_retry_attempts"] = 1
         nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]  # unannotated in redis-py
         return RedisCluster(startup_nodes=nodes, **options)
