@@ -37,24 +37,26 @@ CORE = {
     "_authflow",
     "_version",
     "_jsonpath",
+    "_printable",
+    "_tokencheck",
     "_fastschema",
     "discovery",
     "client_auth",
     "dpop",
     "_refresher",
+    "_singleflight",
+    "_access",
+    "_failures",
     "providers",
     "providers.static",
     "providers.legacy_json",
 }
-ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_demo", "contrib")
+ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_checkfile", "_demo", "contrib")
 
 # Lazy imports from the core into an adapter, each inside a function and each for a reason.
 LAZY_CORE_TO_ADAPTER = {
     # TokenManager.auth() is the documented factory of the requests adapter.
     ("manager", "auth"),
-    # The names that moved out of cache.py stay importable from it (PEP 562 __getattr__).
-    ("cache", "contrib.cache_settings"),
-    ("cache", "contrib.store"),
 }
 
 
