@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
 from ._helpers import masked
-from ._refresher import Refresher
+from ._refresher import DEFAULT_WORKERS, Refresher
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse, call_budget, safe_text
 from .client_auth import JWT_BEARER_GRANT_TYPE, certificate_thumbprints
@@ -117,6 +117,13 @@ class TokenManager:
             retried request (``attempt`` is the one about to be sent, ``reason`` like
             ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
             its progress line from here.
+        refresh_workers: most background refreshes running at once (default 4), on that
+            many shared daemon threads: no key has a thread of its own. Refreshes that wait
+            for a free thread run earliest expiry first, and each token's refresh starts at
+            a small random delay into its window, so tokens fetched together refresh apart.
+
+    Raises:
+        ValueError: ``refresh_workers`` is not an integer of at least 1.
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class TokenManager:
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         background_refresh: Optional[bool] = None,
         on_retry: Optional[Callable[[str, int, int, str], None]] = None,
+        refresh_workers: int = DEFAULT_WORKERS,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -145,7 +153,8 @@ class TokenManager:
         if background_refresh is None:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
-        self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
+        refresher = Refresher(workers=refresh_workers)  # checks refresh_workers even when unused
+        self._refresher: Optional[Refresher] = refresher if background_refresh else None
         # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
         # timeouts, retries, https rule), created on first use under self._lock.
         self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
@@ -276,10 +285,10 @@ class TokenManager:
                     and not entry.token.is_expired(self._clock())
                 ):
                     # Stale but valid: hand it out now, and have a background thread fetch the
-                    # replacement (no manager lock here: the job claims the key's flight itself,
-                    # and submit() runs one job per key at a time).
+                    # replacement, earliest expiry first (no manager lock here: the job claims
+                    # the key's flight itself, and submit() queues one job per key at a time).
                     job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
-                    if refresher.submit(key, job):
+                    if refresher.submit(key, job, entry.token.expires_at_monotonic):
                         next(entry.hits)
                         return entry.token
             return self._acquire_slow(server_name, config, config_id, force, rejected)
@@ -384,7 +393,7 @@ class TokenManager:
                     self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(key, server_name, config, None if force else usable, exc)
             entry = CacheEntry(
-                config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, resolved.issuer
+                config.fingerprint, token, self._metrics.hit_counter(key), self._refresh_start(token), resolved.issuer
             )
             self._cache.remember(key, entry)
         else:
@@ -406,7 +415,7 @@ class TokenManager:
                         self.forget_discovery(config)  # the server may have moved: look again next time
                     return self._after_failure(key, server_name, config, None if force else usable, exc)
                 hits = self._metrics.hit_counter(key)
-                entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
+                entry = CacheEntry(config.fingerprint, token, hits, self._refresh_start(token), resolved.issuer)
                 self._store(key, server_name, entry)
         with self._lock:
             self._failures.pop(key, None)
@@ -416,6 +425,18 @@ class TokenManager:
         return token
 
     # -- background refresh ------------------------------------------------------
+
+    def _refresh_start(self, token: Token) -> float:
+        """When the hit check first sends ``token``'s key to the refresh path (a cache entry's ``refresh_at``).
+
+        With background refresh, the token's refresh time plus a small random part of its
+        window (:meth:`Refresher.refresh_start`), so keys fetched together refresh apart;
+        without it, the token's refresh time.
+        """
+        refresher = self._refresher
+        if refresher is None:
+            return token.refresh_at
+        return refresher.refresh_start(token.refresh_at, token.expires_at_monotonic)
 
     def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
         """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
