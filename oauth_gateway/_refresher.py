@@ -40,7 +40,7 @@ log = logging.getLogger("oauth_gateway")
 
 #: Most background refreshes that run at once (different keys): ``TokenManager(refresh_workers=...)``.
 DEFAULT_WORKERS = 4
-#: Largest fraction of a token's refresh window (refresh time to expiry) by which its refresh
+#: Largest fraction of a token's refresh window (refresh time to last use) by which its refresh
 #: start is moved later, at random: keys fetched together then refresh a little apart.
 JITTER = 0.1
 #: Seconds an idle background thread waits for work before it ends.
@@ -101,14 +101,15 @@ class Refresher:
         self._generation = 0
         self._pid = os.getpid()
 
-    def refresh_start(self, refresh_at: float, expires_at: float) -> float:
+    def refresh_start(self, refresh_at: float, window_end: float) -> float:
         """Return when a token's background refresh should start: ``refresh_at``, plus jitter.
 
         The start is drawn uniformly from the first :data:`JITTER` fraction of the window
-        ``[refresh_at, expires_at)``, so it is never earlier than the token's refresh time
-        and leaves at least nine tenths of the window for the refresh itself.
+        ``[refresh_at, window_end)`` (``window_end``: when the token stops being handed
+        out), so it is never earlier than the token's refresh time and leaves at least
+        nine tenths of the window for the refresh itself.
         """
-        span = max(0.0, expires_at - refresh_at) * self._jitter
+        span = max(0.0, window_end - refresh_at) * self._jitter
         return refresh_at + span * self._random()
 
     def submit(self, key: Hashable, job: Callable[[], None], deadline: float) -> bool:
@@ -117,8 +118,8 @@ class Refresher:
         Args:
             key: the job's key; one job per key at a time.
             job: what to run; it handles its own errors.
-            deadline: when the job must be done at the latest (the token's expiry); the
-                earliest deadline runs first.
+            deadline: when the job must be done at the latest (when the token stops being
+                handed out); the earliest deadline runs first.
 
         Returns:
             True when a job of ``key`` is queued or running now; False when no thread

@@ -29,7 +29,7 @@ SERVER = "oauth-api"
 #: Thread names of the refresh workers (oauth_gateway._refresher.Refresher's default).
 THREAD_PREFIX = "oauth-gateway-refresh"
 #: Seconds from a 3600 s token's issue to inside its refresh window (300 s buffer) and past the
-#: jitter of its refresh start (at most a tenth of the window: 30 s).
+#: jitter of its refresh start (at most a tenth of the window, which ends 10 s before expiry: 29 s).
 INTO_WINDOW = 3331
 
 

@@ -23,7 +23,8 @@ from servers import AuthServer
 THREAD_PREFIX = "oauth-gateway-refresh"
 #: Seconds a test waits for something that happens at once on a healthy machine.
 PATIENCE = 20.0
-#: A 3600 s token with the 300 s buffer: its window opens at 3300, its jittered start before 3330.
+#: A 3600 s token with the 300 s buffer: its window opens at 3300, its jittered start before 3329
+#: (a tenth of the window, which ends 10 s before expiry).
 PAST_JITTER = 3331
 
 
