@@ -127,6 +127,10 @@ class Refresher:
         """
         if self._pid != os.getpid():  # forked without the at-fork hook (a C-level fork)
             self.reset_after_fork()
+        if key in self._jobs or key in self._running:
+            # Read without the lock (one dict or set lookup): every caller that finds a stale
+            # token asks again until its refresh lands, and must not queue on the lock for it.
+            return True
         with self._lock:
             if key in self._jobs or key in self._running:
                 return True
