@@ -132,9 +132,7 @@ def test_refresh_workers_must_be_a_positive_integer(workers):
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_with_n_workers_at_most_n_refreshes_are_in_flight_and_callers_never_wait(
-    workers, gated, config, clock, sleeps
-):
+def test_with_n_workers_at_most_n_refreshes_are_in_flight_and_callers_never_wait(workers, gated, config, clock, sleeps):
     names = _names(8)
     with og.TokenManager(clock=clock, sleep=sleeps, background_refresh=True, refresh_workers=workers) as manager:
         first = {name: manager.get_token(name, config) for name in names}
