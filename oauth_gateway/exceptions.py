@@ -220,12 +220,6 @@ class TokenBindingError(OAuthGatewayError):
         self.actual = actual
 
 
-class CacheError(OAuthGatewayError):
-    """A shared token store (file or Redis) failed; the manager falls back to fetching."""
-
-    retryable = True
-
-
 #: RFC 6749 / 7009 / 8707 ``error`` codes and the class raised for each.
 #: A code missing here raises plain :class:`TokenRequestError`.
 ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {

@@ -42,6 +42,7 @@ CORE = {
     "_refresher",
     "_singleflight",
     "_access",
+    "_failures",
     "providers",
     "providers.static",
     "providers.legacy_json",
@@ -52,9 +53,6 @@ ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_demo", "contrib")
 LAZY_CORE_TO_ADAPTER = {
     # TokenManager.auth() is the documented factory of the requests adapter.
     ("manager", "auth"),
-    # The names that moved out of cache.py stay importable from it (PEP 562 __getattr__).
-    ("cache", "contrib.cache_settings"),
-    ("cache", "contrib.store"),
 }
 
 
