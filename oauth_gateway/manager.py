@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Type
 from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
-from ._refresher import Refresher
+from ._refresher import DEFAULT_WORKERS, Refresher
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
@@ -105,6 +105,13 @@ class TokenManager:
             retried request (``attempt`` is the one about to be sent, ``reason`` like
             ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
             its progress line from here.
+        refresh_workers: most background refreshes running at once (default 4), on that
+            many shared daemon threads: no key has a thread of its own. Refreshes that wait
+            for a free thread run earliest expiry first, and each token's refresh starts at
+            a small random delay into its window, so tokens fetched together refresh apart.
+
+    Raises:
+        ValueError: ``refresh_workers`` is not an integer of at least 1.
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class TokenManager:
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         background_refresh: Optional[bool] = None,
         on_retry: Optional[Callable[[str, int, int, str], None]] = None,
+        refresh_workers: int = DEFAULT_WORKERS,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -132,7 +140,8 @@ class TokenManager:
         if background_refresh is None:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
-        self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
+        refresher = Refresher(workers=refresh_workers)  # checks refresh_workers even when unused
+        self._refresher: Optional[Refresher] = refresher if background_refresh else None
         # Discovery and its trust rules, on the slow path only; issuers trusted on first use
         # are kept in the cache too, so processes sharing it trust the same one.
         self._resolver = Resolver(self._client.discovery_fetch, clock=clock, records=self._cache)
@@ -270,10 +279,10 @@ class TokenManager:
         entry = self._peek(key)
         if entry is None or entry.fingerprint != config.fingerprint or not entry.token.is_usable(self._clock()):
             return None
-        # No manager lock here: the job claims the key's flight itself, and submit() runs one
-        # job per key at a time.
+        # Earliest deadline first. No manager lock here: the job claims the key's flight itself,
+        # and submit() queues one job per key at a time.
         job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
-        if not refresher.submit(key, job):
+        if not refresher.submit(key, job, entry.token.usable_until):
             return None
         next(entry.hits)
         return entry.token
@@ -328,7 +337,7 @@ class TokenManager:
         return token
 
     def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
-        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, issuer)
+        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), self._refresh_start(token), issuer)
 
     def _keep(
         self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
@@ -352,6 +361,18 @@ class TokenManager:
         return functools.partial(self._metrics.add, server_name, "cache_errors")
 
     # -- background refresh ------------------------------------------------------
+
+    def _refresh_start(self, token: Token) -> float:
+        """When the hit check first sends ``token``'s key to the refresh path (a cache entry's ``refresh_at``).
+
+        With background refresh, the token's refresh time plus a small random part of its
+        window (:meth:`Refresher.refresh_start`), so keys fetched together refresh apart;
+        without it, the token's refresh time.
+        """
+        refresher = self._refresher
+        if refresher is None:
+            return token.refresh_at
+        return refresher.refresh_start(token.refresh_at, token.usable_until)
 
     def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
         """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
