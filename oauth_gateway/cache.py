@@ -66,7 +66,9 @@ class CacheEntry:
         fingerprint: fingerprint of the config the token was fetched with.
         token: the token.
         hits: the key's hit counter (``itertools.count``), kept across refreshes.
-        refresh_at: clock time from which the token should be refreshed.
+        refresh_at: clock time from which the token should be refreshed; never later than
+            the token's :attr:`~oauth_gateway.tokens.Token.usable_until`, so that the hit
+            check (``now < refresh_at``) never hands out a token in its last instant.
         issuer: the authorization server that issued the token ("" when not known):
             with the fingerprint, the token's identity, so a server that moved to
             another authorization server never gets the old one's token.
@@ -89,7 +91,7 @@ class CacheEntry:
         sets(self, "fingerprint", fingerprint)
         sets(self, "token", token)
         sets(self, "hits", hits)
-        sets(self, "refresh_at", refresh_at)
+        sets(self, "refresh_at", min(refresh_at, token.usable_until))
         sets(self, "issuer", issuer)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -177,6 +179,34 @@ class TokenCache:
     def keys(self) -> Iterator[Key]:
         """The keys currently held."""
         raise NotImplementedError
+
+    # -- what the manager calls. A store that can fail never fails a caller: the shared
+    # caches (:class:`oauth_gateway.contrib.store.SharedTokenCache`) log the failure, call
+    # ``failed()`` (the manager counts ``cache_errors``) and go on without the store.
+    # These defaults are for stores that do not fail.
+
+    def try_load(self, key: Key, failed: Callable[[], None]) -> Optional[CacheEntry]:
+        """:meth:`load`, or None when the store fails."""
+        return self.load(key)
+
+    def try_store(self, key: Key, entry: CacheEntry, failed: Callable[[], None]) -> None:
+        """:meth:`store`; when the store fails, the entry is kept in local memory only."""
+        self.store(key, entry)
+
+    def try_evict(self, key: Key, failed: Callable[[], None]) -> None:
+        """:meth:`evict`; when the store fails, local memory is cleared anyway."""
+        self.evict(key)
+
+    @contextlib.contextmanager
+    def try_lock(self, key: Key, failed: Callable[[], None]) -> Iterator[bool]:
+        """Hold :meth:`lock`, or go on without it when that fails.
+
+        Yields:
+            True when another process's fetch may have finished meanwhile: the lock was
+            taken, or waiting for it timed out. False when the store failed.
+        """
+        with self.lock(key):
+            yield True
 
     def clear(self) -> None:
         """Forget every token."""

@@ -18,6 +18,7 @@ credentials. It imports only the standard library and the package's exceptions a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -29,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded, redact_url
+from ._singleflight import SingleFlight
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
@@ -60,6 +62,9 @@ DEFAULT_MAX_AGE = 3600.0
 MAX_MAX_AGE = 86400.0
 #: Upper bound on cached documents (least recently used ones go first).
 DEFAULT_MAX_ENTRIES = 256
+#: Seconds a thread waits for another thread's lookup of the same document (each of the
+#: leader's requests has its own timeout, so the lookup ends well before this).
+DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
 #: Longest ``WWW-Authenticate`` value parsed; the rest is ignored.
@@ -559,6 +564,13 @@ def choose_auth_method(
 # --------------------------------------------------------------------------- document checks
 
 
+def _waited_too_long(url: str, timeout: float) -> BaseException:
+    return TransportError(
+        "waited %.0f s for another thread's discovery of %s, which has not finished; "
+        "check the server and OAUTH_TIMEOUT" % (timeout, redact_url(url))
+    )
+
+
 def _show(value: Any, limit: int = 120) -> str:
     """repr of a value from a server, shortened for a message (and redacted when a URL)."""
     if isinstance(value, str):
@@ -708,15 +720,6 @@ def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> 
 # --------------------------------------------------------------------------- the discoverer
 
 
-class _Flight:
-    __slots__ = ("done", "value", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: Optional[BaseException] = None
-
-
 @dataclasses.dataclass(frozen=True)
 class _ResourceEntry:
     metadata: ProtectedResourceMetadata
@@ -740,6 +743,8 @@ class Discoverer:
         default_max_age: seconds to keep a document that has no ``max-age``.
         max_age_limit: longest time any document is kept.
         max_entries: bound on cached lookups.
+        wait_timeout: seconds a thread waits for another thread's lookup of the same
+            document before it gives up with a :class:`TransportError`.
     """
 
     def __init__(
@@ -751,6 +756,7 @@ class Discoverer:
         default_max_age: float = DEFAULT_MAX_AGE,
         max_age_limit: float = MAX_MAX_AGE,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if max_entries < 1:
             raise ValueError("Discoverer: max_entries must be >= 1, got %r" % (max_entries,))
@@ -763,7 +769,8 @@ class Discoverer:
         # Guards _entries and _flights; never held during a fetch.
         self._lock = threading.Lock()
         self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
-        self._flights: Dict[Tuple[str, str], _Flight] = {}
+        self._flights: SingleFlight[Tuple[str, str], Any] = SingleFlight(self._lock)
+        self._wait_timeout = float(wait_timeout)
 
     # -- public lookups
 
@@ -901,33 +908,20 @@ class Discoverer:
                     self._entries.move_to_end(key)
                     return hit[0]
                 del self._entries[key]
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
+            flight, leader = self._flights.join(key)
         if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            value, max_age = load()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
-            if max_age > 0:
-                with self._lock:
-                    self._entries[key] = (value, self._clock() + max_age)
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self._max_entries:
-                        self._entries.popitem(last=False)
-            return value
-        finally:
+            return flight.wait(self._wait_timeout, functools.partial(_waited_too_long, key[1]))
+        return self._flights.lead(key, flight, functools.partial(self._load_and_keep, key, load))
+
+    def _load_and_keep(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
+        value, max_age = load()
+        if max_age > 0:
             with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
+                self._entries[key] = (value, self._clock() + max_age)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+        return value
 
     # -- loaders (run by the leader, without the lock)
 

@@ -9,6 +9,11 @@ from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
 
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
+#: No token is handed out with less than this left (seconds), nor with less than
+#: :data:`MIN_REMAINING_FRACTION` of its lifetime left, whichever is shorter: a token
+#: handed out in its last instant expires on the wire.
+MIN_REMAINING = 10.0
+MIN_REMAINING_FRACTION = 0.1
 
 
 def refresh_buffer(buffer: float, lifetime: float) -> float:
@@ -202,6 +207,24 @@ class Token:
             now: a time on the monotonic clock the token was issued on.
         """
         return now >= self.refresh_at
+
+    @property
+    def usable_until(self) -> float:
+        """Monotonic clock time from which the token is no longer handed out.
+
+        ``min(MIN_REMAINING, MIN_REMAINING_FRACTION * lifetime)`` before expiry: a caller
+        then waits for a new token instead of getting one that expires on the wire.
+        """
+        lifetime = self.expires_at_monotonic - self.issued_at
+        return self.expires_at_monotonic - max(0.0, min(MIN_REMAINING, MIN_REMAINING_FRACTION * lifetime))
+
+    def is_usable(self, now: float) -> bool:
+        """Return True while the token may still be handed out (see :attr:`usable_until`).
+
+        Args:
+            now: a time on the monotonic clock the token was issued on.
+        """
+        return now < self.usable_until
 
     def expires_in_at(self, now: float) -> float:
         """Seconds left before expiry at monotonic clock time ``now`` (negative once expired)."""

@@ -40,6 +40,8 @@ CORE = {
     "client_auth",
     "dpop",
     "_refresher",
+    "_singleflight",
+    "_access",
     "providers",
     "providers.static",
     "providers.legacy_json",

@@ -13,11 +13,13 @@ The backends, :mod:`oauth_gateway.contrib.file_cache` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import math
+import sys
 import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -365,6 +367,64 @@ class SharedTokenCache(TokenCache):
 
     def reset_after_fork(self) -> None:
         self._local.reset_after_fork()
+
+    # -- the failure policy: the store failing never fails a caller. Each failure is
+    # logged, counted through ``failed()`` and followed by a direct fetch or a local-only
+    # store; the store is used again as soon as it answers.
+
+    def try_load(self, key: Key, failed: Callable[[], None]) -> Optional[CacheEntry]:
+        try:
+            return self.load(key)
+        except Exception as exc:
+            self._failed(key, "read", exc, failed)
+            return None
+
+    def try_store(self, key: Key, entry: CacheEntry, failed: Callable[[], None]) -> None:
+        try:
+            self.store(key, entry)
+        except Exception as exc:  # local memory was written before the store
+            self._failed(key, "write", exc, failed)
+
+    def try_evict(self, key: Key, failed: Callable[[], None]) -> None:
+        try:
+            self.evict(key)
+        except Exception as exc:  # local memory was cleared before the store
+            self._failed(key, "evict", exc, failed)
+
+    @contextlib.contextmanager
+    def try_lock(self, key: Key, failed: Callable[[], None]) -> Iterator[bool]:
+        held = self.lock(key)
+        try:
+            held.__enter__()
+        except Exception as exc:  # the store is down, or the holder took too long: fetch anyway
+            self._failed(key, "lock", exc, failed)
+            yield isinstance(exc, TimeoutError)
+            return
+        try:
+            yield True
+        except BaseException:
+            try:
+                suppressed = held.__exit__(*sys.exc_info())
+            except Exception as exc:
+                self._failed(key, "unlock", exc, failed)
+                suppressed = False
+            if not suppressed:
+                raise
+        else:
+            try:
+                held.__exit__(None, None, None)
+            except Exception as exc:
+                self._failed(key, "unlock", exc, failed)
+
+    def _failed(self, key: Key, operation: str, exc: BaseException, failed: Callable[[], None]) -> None:
+        failed()
+        log.warning(
+            "Token cache %s failed for %s (%s: %s); going on without the shared cache",
+            operation,
+            key[0],
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _token_from_state(state: Dict[str, Any]) -> Token:
