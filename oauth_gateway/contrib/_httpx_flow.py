@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Generator, Optional, Tuple, Type
 from urllib.parse import urlsplit
 
+from .._access import access
 from .._helpers import masked, redact_url
 from ..auth import is_invalid_token_challenge
 from ..discovery import is_loopback_host, parse_www_authenticate
@@ -81,9 +82,9 @@ class TokenFlow:
         self.allow_insecure = bool(allow_insecure)
         self._dpop = bool(config.dpop)
         self._challenge_schemes: Tuple[str, ...] = ("dpop", "bearer") if self._dpop else ("bearer",)
-        # peek, key, fingerprint, clock, fetch: the manager's cache hit, read inline.
-        probe = manager.hit_probe(server_name, config, config_id)
-        self._hit = (probe.peek, probe.key, probe.fingerprint, probe.clock, probe.fetch)
+        # The manager's internal interface: its one hit check (inline, or None on a miss), its
+        # slow path, DPoP keys and resource nonces.
+        self._internal = access(manager)
         # The fetches in progress, per (event loop, what): the coroutines of a loop share one thread.
         self._pending: Dict[Tuple[Any, Optional[str]], Any] = {}
 
@@ -134,19 +135,13 @@ class TokenFlow:
 
     def _cached(self) -> Optional[Token]:
         """The cached token when it is fresh (``TokenManager.get_token``'s hit), else None. No lock, no I/O."""
-        peek, key, fingerprint, clock, _fetch = self._hit
-        entry = peek(key)
-        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            token: Token = entry.token
-            return token
-        return None
+        return self._internal.cached(self.server_name, self.config, self.config_id)
 
     def _fetch(self) -> Token:
         """The slow path: the manager's single-flight acquisition (may block on HTTP)."""
-        token: Token = self._hit[4]()
+        token = self._internal.get_token(self.server_name, self.config, self.config_id)
         if self._dpop:
-            self.manager.dpop_key(self.config)  # made or loaded here, off the event loop; read inline later
+            self._internal.dpop_key(self.config)  # made or loaded here, off the event loop; read inline later
         return token
 
     def _replacement(self, rejected: str) -> Token:
@@ -200,9 +195,9 @@ class TokenFlow:
             request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
 
     def _proof(self, method: str, url: str, token: Token) -> str:
-        dpop_key = self.manager.dpop_key(self.config)  # a dict read once _fetch made the key
+        dpop_key = self._internal.dpop_key(self.config)  # a dict read once _fetch made the key
         assert dpop_key is not None  # the config has OAUTH_DPOP on
-        nonce = self.manager.resource_nonces.get(url)
+        nonce = self._internal.resource_nonces.get(url)
         return dpop_key.proof(method, url, now=time.time(), nonce=nonce, access_token=token.access_token)
 
     def _check_transport(self, url: Any) -> None:
@@ -241,7 +236,7 @@ class TokenFlow:
             return None  # a redirect went elsewhere: never send our token there
         headers = response.headers
         if self._dpop and DPOP_NONCE_HEADER in headers:
-            self.manager.resource_nonces.update(str(sent.url), headers)  # servers rotate nonces
+            self._internal.resource_nonces.update(str(sent.url), headers)  # servers rotate nonces
         if response.status_code != 401:
             return None
         authorization = sent.headers.get("Authorization")
