@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.metadata
+import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
@@ -40,9 +43,11 @@ from mcp.server.auth.provider import AccessToken  # noqa: E402
 from mcp.server.auth.settings import AuthSettings  # noqa: E402
 
 import oauth_gateway as og  # noqa: E402
+from gatewayfile import write_gateway_file  # noqa: E402
 
 TokenAuth = importlib.import_module("oauth_gateway.contrib." + LIBRARY).TokenAuth
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mcp_sdk_client.py"
 #: Seconds for a whole client run: a hang guard only.
 CLIENT_TIMEOUT = 60.0
 #: How long, at most, the server may take to start (polled, as uvicorn has no event for it).
@@ -192,3 +197,27 @@ def test_without_our_auth_the_server_refuses_the_client(auth_server, ca_bundle, 
         _run(_session_calls(mcp_server.url, None, ca_bundle, 1, 0))
     assert not isinstance(failure.value, asyncio.TimeoutError), "the client hung instead of failing on the 401"
     assert mcp_server.verifier.accepted == 0
+
+
+def test_the_example_calls_a_tool_with_a_token_from_the_gateway_file(
+    auth_server, make_block, ca_bundle, mcp_server, tmp_path
+):
+    gateway_file = write_gateway_file(tmp_path / "enkrypt_mcp_config.json", {"mcp-api": make_block(auth_server)})
+    env = dict(os.environ, OAUTH_GATEWAY_CONFIG=gateway_file, MCP_CA_BUNDLE=ca_bundle, PYTHONUNBUFFERED="1")
+
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "mcp-api", mcp_server.url, "add", '{"a": 2, "b": 40}'],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["tools: add", "add: 42"]
+    assert auth_server.count("/token") == 1
+    assert mcp_server.verifier.rejected == 0
+    for token in auth_server.issued_history:
+        assert token not in done.stdout + done.stderr
