@@ -85,6 +85,7 @@ class TokenFlow:
         # The manager's internal interface: its one hit check (inline, or None on a miss), its
         # slow path, DPoP keys and resource nonces.
         self._internal = access(manager)
+        self._source = (self._internal.cached, server_name, config, config_id)
         # The fetches in progress, per (event loop, what): the coroutines of a loop share one thread.
         self._pending: Dict[Tuple[Any, Optional[str]], Any] = {}
 
@@ -94,11 +95,16 @@ class TokenFlow:
         """The flow of a sync ``Client``: fetches (when the cache misses) in the calling thread."""
         if request.url.scheme != "https":
             self._check_transport(request.url)
-        token = self._cached()
+        cached, server_name, config, config_id = self._source
+        token = cached(server_name, config, config_id)  # the manager's hit check: no lock, no I/O
         if token is None:
             token = self._fetch()
-        self._authorize(request, token)
+        request.headers["Authorization"] = token.authorization
+        if self._dpop:
+            request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
         response = yield request
+        if response.status_code != 401 and not self._dpop:
+            return
         step = self._after_response(request, response, token)
         if step is None:
             return
@@ -115,11 +121,16 @@ class TokenFlow:
         """The flow of an ``AsyncClient``: a hit inline, a fetch in a worker thread."""
         if request.url.scheme != "https":
             self._check_transport(request.url)
-        token = self._cached()
+        cached, server_name, config, config_id = self._source
+        token = cached(server_name, config, config_id)  # inline: no lock, no I/O
         if token is None:
             token = await self._in_worker(None, self._fetch)
-        self._authorize(request, token)
+        request.headers["Authorization"] = token.authorization
+        if self._dpop:
+            request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
         response = yield request
+        if response.status_code != 401 and not self._dpop:
+            return
         step = self._after_response(request, response, token)
         if step is None:
             return
@@ -132,10 +143,6 @@ class TokenFlow:
             yield request
 
     # -- tokens -------------------------------------------------------------------------
-
-    def _cached(self) -> Optional[Token]:
-        """The cached token when it is fresh (``TokenManager.get_token``'s hit), else None. No lock, no I/O."""
-        return self._internal.cached(self.server_name, self.config, self.config_id)
 
     def _fetch(self) -> Token:
         """The slow path: the manager's single-flight acquisition (may block on HTTP)."""
