@@ -358,38 +358,6 @@ def literal_secret_warnings(path: str, json_paths: Iterable[str]) -> List[Tuple[
     return [(json_path, message, hint) for json_path in json_paths]
 
 
-#: Programs that reach an MCP server over HTTP; their URL argument is the server's URL.
-REMOTE_PROGRAMS = ("mcp-remote", "curl")
-_PROGRAM_SUFFIX = re.compile(r"\.(cmd|exe|bat|ps1)$", re.IGNORECASE)
-
-
-def program_name(arg: str) -> str:
-    """The bare program name of a command or argument (``/usr/bin/mcp-remote.cmd`` -> ``mcp-remote``)."""
-    name = arg.replace("\\", "/").rsplit("/", 1)[-1]
-    return _PROGRAM_SUFFIX.sub("", name).lower()
-
-
-def remote_url(command: Any, args: Any) -> Optional[str]:
-    """The server URL given to ``mcp-remote`` or ``curl`` in a launch spec, or None.
-
-    The first ``http(s)://`` argument after the remote program (``mcp-remote``,
-    ``mcp-remote@<version>``, ``curl``); None when no remote program runs or it has no URL.
-    """
-    if not isinstance(command, str) or not isinstance(args, list):
-        args = [] if not isinstance(args, list) else args
-    words = [w for w in ([command] if isinstance(command, str) else []) + list(args) if isinstance(w, str)]
-    seen_program = False
-    for word in words:
-        if "://" in word:
-            if seen_program and urlsplit(word).scheme.lower() in ("http", "https"):
-                return word
-            continue
-        name = program_name(word)
-        if name in REMOTE_PROGRAMS or name.startswith("mcp-remote@"):
-            seen_program = True
-    return None
-
-
 # --------------------------------------------------------------------------- masked values
 
 

@@ -21,25 +21,40 @@ requests put ``.netrc`` credentials for the new host.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
 from ._access import ManagerAccess, access
+from ._authflow import (
+    BEARER_SCHEMES,
+    DPOP_SCHEMES,
+    Rejection,
+    authorization_headers,
+    check_transport,
+    is_invalid_token_challenge,
+    read_401,
+    same_origin,
+    sent_scheme,
+)
 from ._helpers import masked, redact_url
-from .dpop import DPOP_HEADER, DPOP_NONCE_HEADER, resource_nonce_challenge
-from .exceptions import InsecureTransportError
+from .dpop import DPOP_NONCE_HEADER, response_nonce
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import OAuthConfig
     from .manager import TokenManager
     from .tokens import Token
+
+__all__ = (
+    "DPoPTokenAuth",
+    "NONCE_NOT_REPLAYED_REASON",
+    "NOT_REPLAYED_REASON",
+    "TokenAuth",
+    "is_invalid_token_challenge",
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +64,6 @@ NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 #: The same when a resource server asked for a DPoP nonce (now remembered).
 NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
 
-_Origin = Tuple[str, str, Optional[int]]
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
 _PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
@@ -108,7 +122,7 @@ class TokenAuth(AuthBase):
     _last: Optional[Token]
     _response_hook: Callable[..., requests.Response]
     #: The ``WWW-Authenticate`` schemes whose ``error="invalid_token"`` means "get a new token".
-    _challenge_schemes: Tuple[str, ...] = ("bearer",)
+    _challenge_schemes: Tuple[str, ...] = BEARER_SCHEMES
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TokenAuth:
         # A DPoP config gets its own request path; the bearer one stays as short as it is.
@@ -150,11 +164,12 @@ class TokenAuth(AuthBase):
         # True exactly when url starts with "https://" ("0" follows "/"): two string
         # comparisons, cheaper than a startswith() call on Python 3.8.
         if url is None or not "https://" <= url < "https:/0":
-            self._check_transport(url or "")
+            check_transport(url or "", self.server_name, self.config.enforce_https, self.allow_insecure)
         # The manager's cache hit: no lock, no I/O.
         get_token, server_name, config, config_id = self._source
         token = get_token(server_name, config, config_id)
         self.__dict__["_last"] = token
+        # authorization_headers(token) without building a dict: the bearer hot path sets one header.
         request.headers["Authorization"] = token.authorization
         # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,
         # which costs as much as the rest of this method.
@@ -166,34 +181,12 @@ class TokenAuth(AuthBase):
         if response.status_code != 401:
             return response
         failed = response.request
-        # Only the scheme is read: the token itself never becomes a local of this frame.
-        scheme = _scheme(failed.headers.get("Authorization"))
+        scheme = sent_scheme(failed.headers.get("Authorization"))
         if scheme is None:
             return response  # requests dropped the header on a redirect to another origin
         if scheme != getattr(self._last, "token_type", "").lower():
             return response  # not our token (such as .netrc credentials requests put after a redirect)
         return self._handle_response(response, failed.url, failed.body, _rewind_position(failed), kwargs)
-
-    def _check_transport(self, url: str) -> None:
-        """Refuse to send the token to ``url`` unless it is https (or an allowed http)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme == "https":
-            return
-        loopback_allowed = not self.config.enforce_https and _is_loopback(parts.hostname)
-        if scheme == "http" and (self.allow_insecure or loopback_allowed):
-            return
-        where = redact_url(url) if scheme else "a URL without a scheme"
-        fix = "use an https URL"
-        if scheme == "http":
-            fix += (
-                ", or for a local test server set OAUTH_ENFORCE_HTTPS to false (loopback hosts only)"
-                " or pass allow_insecure=True to manager.auth()"
-            )
-        raise InsecureTransportError(
-            "refusing to send the %s token to %s: OAuth 2 bearer tokens go over https only; %s"
-            % (self.server_name, where, fix)
-        )
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -204,24 +197,28 @@ class TokenAuth(AuthBase):
         body: Any,
         position: Any,
         send_kwargs: Dict[str, Any],
+        rejection: Optional[Rejection] = None,
     ) -> requests.Response:
         if response.status_code != 401:
             return response
         failed = response.request
-        if _origin(failed.url) != _origin(url):
+        if not same_origin(failed.url, url):
             return response  # a redirect went elsewhere: never send our token there
         sent = failed.headers.get("Authorization")
         if not sent:
             return response
-        if not self.retry_on_any_401 and not is_invalid_token_challenge(
-            response.headers.get("WWW-Authenticate"), self._challenge_schemes
-        ):
+        if rejection is None:
+            rejection = self._read_401(response)
+        if not self.retry_on_any_401 and not rejection.invalid_token:
             return response
         where = redact_url(failed.url or "")
-        moved_to = _resource_metadata(response.headers.get("WWW-Authenticate"))
-        if moved_to is not None and self.config.is_discovered:
+        if rejection.refused_metadata is not None:
+            log.warning(
+                "The 401 from %s was not followed to its metadata: %s", where, rejection.refused_metadata.problem
+            )
+        elif rejection.resource_metadata is not None and self.config.is_discovered:
             # A challenge naming other resource metadata than the cached one: the server may have moved.
-            self.manager.forget_discovery(self.config, resource_metadata=moved_to)
+            self.manager.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
         sent = masked(sent if isinstance(sent, str) else sent.decode("latin-1"))  # frame locals may be printed
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
@@ -244,9 +241,18 @@ class TokenAuth(AuthBase):
         )
         return _send_again(response, body, position, send_kwargs, self._headers_for(failed, token))
 
+    def _read_401(self, response: requests.Response) -> Rejection:
+        """What the 401 ``response`` asks for (read once; the origin rule applied to its metadata URL)."""
+        return read_401(
+            response.headers.get("WWW-Authenticate"),
+            response.request.url or "",
+            self._challenge_schemes,
+            self.config.resource_metadata_url,
+        )
+
     def _headers_for(self, request: requests.PreparedRequest, token: Token) -> Dict[str, str]:
         """The headers that carry ``token`` on ``request`` (a replay of it)."""
-        return {"Authorization": token.authorization}
+        return authorization_headers(token)
 
     def _replacement(self, failed_authorization: str) -> Token:
         """Return a token to replace the one that failed; concurrent 401s for it share one request."""
@@ -279,32 +285,6 @@ class TokenAuth(AuthBase):
         )
 
 
-def _resource_metadata(header: Optional[str]) -> Optional[str]:
-    """The ``resource_metadata`` URL of a Bearer or DPoP challenge, or None."""
-    for scheme, params in _parse_challenges(header or ""):
-        if scheme.lower() in ("bearer", "dpop") and params.get("resource_metadata"):
-            return params["resource_metadata"]
-    return None
-
-
-def is_invalid_token_challenge(header: Optional[str], schemes: Tuple[str, ...] = ("bearer",)) -> bool:
-    """Return True when a ``WWW-Authenticate`` value has a Bearer challenge with ``error="invalid_token"``.
-
-    Several challenges may share one header (``Basic realm="x", Bearer error="invalid_token"``);
-    parameter values may be quoted strings holding commas.
-
-    Args:
-        header: the header value, or None.
-        schemes: the challenge schemes that count, lower-case (``("dpop", "bearer")`` for DPoP).
-    """
-    if not header:
-        return False
-    for scheme, params in _parse_challenges(header):
-        if scheme in schemes and params.get("error") == "invalid_token":
-            return True
-    return False
-
-
 class DPoPTokenAuth(TokenAuth):
     """:class:`TokenAuth` for a config with ``OAUTH_DPOP``: a DPoP token and a fresh proof per request. Thread-safe.
 
@@ -321,16 +301,15 @@ class DPoPTokenAuth(TokenAuth):
     :class:`TokenAuth` does. Neither replay is recovered again.
     """
 
-    _challenge_schemes = ("dpop", "bearer")
+    _challenge_schemes = DPOP_SCHEMES
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = request.url or ""
         if not url.startswith("https://"):
-            self._check_transport(url)
+            check_transport(url, self.server_name, self.config.enforce_https, self.allow_insecure)
         get_token, server_name, config, config_id = self._source
         token = get_token(server_name, config, config_id)
-        request.headers["Authorization"] = token.authorization
-        request.headers[DPOP_HEADER] = self._proof(request.method or "GET", url, token)
+        request.headers.update(self._proof_headers(request.method or "GET", url, token))
         body = request.body
         position = None if body is None or body.__class__ in _PLAIN_BODIES else _body_position(body)
 
@@ -347,18 +326,15 @@ class DPoPTokenAuth(TokenAuth):
         request.hooks["response"].append(handle_response)
         return request
 
-    def _proof(self, method: str, url: str, token: Token, nonce: Optional[str] = None) -> str:
+    def _proof_headers(self, method: str, url: str, token: Token, nonce: Optional[str] = None) -> Dict[str, str]:
         dpop_key = self._internal.dpop_key(self.config)
         assert dpop_key is not None  # the config has OAUTH_DPOP on
         if nonce is None:
             nonce = self._internal.resource_nonces.get(url)
-        return dpop_key.proof(method, url, now=time.time(), nonce=nonce, access_token=token.access_token)
+        return authorization_headers(token, dpop_key, method, url, nonce)
 
     def _headers_for(self, request: requests.PreparedRequest, token: Token) -> Dict[str, str]:
-        return {
-            "Authorization": token.authorization,
-            DPOP_HEADER: self._proof(request.method or "GET", request.url or "", token),
-        }
+        return self._proof_headers(request.method or "GET", request.url or "", token)
 
     def _handle_dpop_response(
         self,
@@ -370,14 +346,15 @@ class DPoPTokenAuth(TokenAuth):
         send_kwargs: Dict[str, Any],
     ) -> requests.Response:
         failed = response.request
-        same_origin = _origin(failed.url) == _origin(url)
-        if same_origin and DPOP_NONCE_HEADER in response.headers:
+        on_origin = same_origin(failed.url, url)
+        if on_origin and DPOP_NONCE_HEADER in response.headers:
             self._internal.resource_nonces.update(failed.url or "", response.headers)  # servers rotate nonces
-        if response.status_code != 401 or not same_origin:
+        if response.status_code != 401 or not on_origin:
             return self._handle_response(response, url, body, position, send_kwargs)
-        nonce = resource_nonce_challenge(response.status_code, response.headers)
+        rejection = self._read_401(response)
+        nonce = response_nonce(response.headers) if rejection.use_dpop_nonce else None
         if nonce is None:
-            return self._handle_response(response, url, body, position, send_kwargs)
+            return self._handle_response(response, url, body, position, send_kwargs, rejection)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
             log.warning(
@@ -392,8 +369,8 @@ class DPoPTokenAuth(TokenAuth):
         log.debug(
             "%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""), failed.method
         )
-        proof = self._proof(failed.method or "GET", failed.url or "", token, nonce)
-        return _send_again(response, body, position, send_kwargs, {DPOP_HEADER: proof})
+        headers = self._proof_headers(failed.method or "GET", failed.url or "", token, nonce)
+        return _send_again(response, body, position, send_kwargs, headers)
 
     def __repr__(self) -> str:
         return "DPoPTokenAuth(server_name=%r, config_id=%r, retry_on_any_401=%r)" % (
@@ -404,29 +381,6 @@ class DPoPTokenAuth(TokenAuth):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _is_loopback(host: Optional[str]) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _origin(url: Optional[str]) -> _Origin:
-    parts = urlsplit(url or "")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    scheme = parts.scheme.lower()
-    if port is None:
-        port = {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
 
 
 def _body_position(body: Any) -> Any:
@@ -466,15 +420,6 @@ def _rewind_position(request: requests.PreparedRequest) -> Any:
     except (OSError, ValueError):
         return _NO_POSITION
     return position
-
-
-def _scheme(header: Any) -> Optional[str]:
-    """The scheme of an ``Authorization`` value, lower-case; None when there is none."""
-    if not header:
-        return None
-    if not isinstance(header, str):
-        header = header.decode("latin-1")
-    return str(header).partition(" ")[0].lower()
 
 
 def _send_again(
@@ -524,75 +469,3 @@ def _describe_body(body: Any) -> str:
     if name == "generator":
         return "a generator"
     return "an iterator (%s)" % name
-
-
-# --------------------------------------------------------------------------- WWW-Authenticate
-
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _parse_challenges(header: str) -> List[Tuple[str, Dict[str, str]]]:
-    """Parse ``WWW-Authenticate`` (RFC 9110 section 11.6.1) into ``[(scheme, {param: value})]``.
-
-    Lenient: unparseable stretches are skipped rather than raising.
-    """
-    challenges: List[Tuple[str, Dict[str, str]]] = []
-    params: Dict[str, str] = {}
-    i, n = 0, len(header)
-    while i < n:
-        while i < n and header[i] in " \t,":
-            i += 1
-        start = i
-        while i < n and header[i] in _TCHAR:
-            i += 1
-        name = header[start:i]
-        if not name:
-            i += 1  # a stray character
-            continue
-        j = i
-        while j < n and header[j] in " \t":
-            j += 1
-        if j < n and header[j] == "=" and not header.startswith("==", j) and challenges:
-            # name = value: a parameter of the current challenge
-            j += 1
-            while j < n and header[j] in " \t":
-                j += 1
-            if j < n and header[j] == '"':
-                value, i = _quoted_string(header, j)
-            else:
-                start = j
-                while j < n and header[j] not in ", \t":
-                    j += 1
-                value, i = header[start:j], j
-            params.setdefault(name.lower(), value)
-            continue
-        # a new challenge: its scheme, then maybe a token68 (skipped)
-        params = {}
-        challenges.append((name.lower(), params))
-        i = j
-        k = i
-        while k < n and header[k] not in ", \t=":
-            k += 1
-        while k < n and header[k] == "=":
-            k += 1
-        rest = header[k:].lstrip(" \t")
-        if k > i and (not rest or rest.startswith(",")) and "=" in header[i:k]:
-            i = k  # token68 such as "Negotiate abc=="
-    return challenges
-
-
-def _quoted_string(text: str, start: int) -> Tuple[str, int]:
-    """Read a quoted-string starting at ``text[start] == '"'``; return (value, index after it)."""
-    out = []
-    i = start + 1
-    while i < len(text):
-        char = text[i]
-        if char == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if char == '"':
-            return "".join(out), i + 1
-        out.append(char)
-        i += 1
-    return "".join(out), i

@@ -624,9 +624,10 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     import time
     from urllib.parse import urlsplit
 
+    from ._http import is_loopback_host
     from .client import TokenClient
     from .config import OAuthConfig
-    from .discovery import SIGNING_METHODS, Discoverer, is_loopback_host
+    from .discovery import SIGNING_METHODS, Discoverer
 
     if not args.url and not args.issuer:
         err.write("%s discover: error: give the server URL, --issuer ISSUER, or both\n" % _PROG)

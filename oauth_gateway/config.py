@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import ssl
 import stat
 import threading
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 from . import schema as _schema
 from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
+from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
@@ -48,23 +48,6 @@ DEFAULT_CONNECT_TIMEOUT = float(_PROPERTIES["OAUTH_CONNECT_TIMEOUT"]["default"])
 DEFAULT_MAX_RETRIES: int = _PROPERTIES["OAUTH_MAX_RETRIES"]["default"]
 DEFAULT_RETRY_BACKOFF = float(_PROPERTIES["OAUTH_RETRY_BACKOFF"]["default"])
 DEFAULT_RETRY_AFTER_MAX = float(_PROPERTIES["OAUTH_RETRY_AFTER_MAX"]["default"])
-
-
-def _https_problem(url: str, key: str, version: str) -> Optional[Tuple[str, str]]:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return (
-            "must be an absolute http(s) URL, got %r" % redact_url(url),
-            "write it like https://idp.example.com/oauth/token",
-        )
-    if version == "2.1" and key == "OAUTH_TOKEN_URL":
-        return ("OAuth 2.1 requires HTTPS for token_url", 'use an https:// URL or set OAUTH_VERSION to "2.0"')
-    return (
-        "must be https, got %r" % redact_url(url),
-        "use https, or set OAUTH_ENFORCE_HTTPS to false for local tests (OAuth 2.0 only)",
-    )
 
 
 def _expand(path: str) -> str:
@@ -384,42 +367,23 @@ def _check_secret(values: _Values, path_of: _PathOf) -> None:
         )
 
 
-#: Query parameter names that say "credential": refused in endpoint URLs, whose query
-#: urllib3 writes to its DEBUG log (``"POST /token?p=... HTTP/1.1" 200``).
-_SECRET_QUERY_NAME = re.compile(
-    r"secret|passw|pwd|token|api_?key|assertion|signature|credential|^(key|code|sig|auth|authorization)$", re.I
-)
-
-
-def _credential_problem(url: str) -> Optional[Tuple[str, str]]:
-    """Credentials inside an endpoint URL: user info, or a query value under a secret-looking name."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        return (
-            "must not carry credentials (user:password@), got %r" % redact_url(url),
-            "remove them from the URL; the client authenticates with OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET",
-        )
-    for field in parts.query.split("&") if parts.query else ():
-        name = field.partition("=")[0]
-        if _SECRET_QUERY_NAME.search(name):
-            return (
-                "carries %r in its query, which urllib3's DEBUG log would show, got %r" % (name, redact_url(url)),
-                "send it in the POST body with OAUTH_ADDITIONAL_PARAMS, or as OAUTH_CLIENT_SECRET",
-            )
-    return None
-
-
 def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     def check(values: _Values, path_of: _PathOf) -> None:
         url = values[name]
         if not url:
             return
-        credentials = _credential_problem(url)
-        if credentials:
-            raise ConfigError(credentials[0], path_of(key), credentials[1])
-        problem = _https_problem(url, key, values["version"])
-        if problem and (values["enforce_https"] or urlsplit(url).scheme not in ("http", "https")):
-            raise ConfigError(problem[0], path_of(key), problem[1])
+        problem = credential_problem(url) or transport_problem(
+            url, enforce_https=values["enforce_https"], any_http_host=True
+        )
+        if problem is None:
+            return
+        message, hint = problem.problem, problem.hint
+        if not problem.malformed and values["version"] == "2.1" and key == "OAUTH_TOKEN_URL":
+            message, hint = (
+                "OAuth 2.1 requires HTTPS for token_url",
+                'use an https:// URL or set OAUTH_VERSION to "2.0"',
+            )
+        raise ConfigError(message, path_of(key), hint)
 
     return check
 
@@ -443,24 +407,6 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
 
 
-# RFC 7230 section 3.2.6: a header name is a token.
-_HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-def _header_value_problem(value: str) -> Optional[str]:
-    """What makes ``value`` unfit for an HTTP header (RFC 7230 field-value), without quoting it."""
-    for char in value:
-        if char in "\r\n":
-            return "holds a line break (CR or LF)"
-        if char == "\0":
-            return "holds a NUL character"
-        if (char < " " and char != "\t") or char == "\x7f":
-            return "holds the control character U+%04X" % ord(char)
-    if value != value.strip(" \t"):
-        return "starts or ends with whitespace"
-    return None
-
-
 def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
     """Refuse header names and values that requests would reject or send split.
 
@@ -469,14 +415,14 @@ def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
     """
     where = path_of("OAUTH_CUSTOM_HEADERS")
     for name, value in values["custom_headers"]:
-        if not name or not set(name) <= _HEADER_NAME_CHARS:
+        if not is_header_name(name):
             raise ConfigError(
                 "header name %s is not an HTTP token (RFC 7230: letters, digits and !#$%%&'*+-.^_`|~, no spaces)"
                 % json.dumps(name),
                 where,
                 'rename it, e.g. "X-Api-Key"',
             )
-        problem = _header_value_problem(value)
+        problem = header_value_problem(value)
         if problem is not None:
             raise ConfigError(
                 "the value of header %s %s" % (name, problem),

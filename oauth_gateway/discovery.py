@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import json
 import logging
 import threading
@@ -30,13 +29,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded, redact_url
+from ._http import parse_www_authenticate, resource_metadata_problem, transport_problem
 from ._singleflight import SingleFlight
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
     "AUTH_METHODS",
     "AuthorizationServerMetadata",
-    "Challenge",
     "DEFAULT_MAX_AGE",
     "DiscoveryError",
     "DiscoveryResult",
@@ -47,11 +46,8 @@ __all__ = (
     "authorization_server_metadata_urls",
     "canonical_resource_uri",
     "choose_auth_method",
-    "is_loopback_host",
     "parse_cache_max_age",
-    "parse_www_authenticate",
     "protected_resource_metadata_urls",
-    "require_https",
 )
 
 log = logging.getLogger(__name__)
@@ -67,8 +63,6 @@ DEFAULT_MAX_ENTRIES = 256
 DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
-#: Longest ``WWW-Authenticate`` value parsed; the rest is ignored.
-MAX_CHALLENGE_LENGTH = 16 * 1024
 
 #: Client authentication methods this library knows, in the order a choice prefers them.
 AUTH_METHODS = (
@@ -236,20 +230,7 @@ class DiscoveryResult:
 # --------------------------------------------------------------------------- URLs
 
 
-def is_loopback_host(host: Optional[str]) -> bool:
-    """True for ``localhost``, ``*.localhost`` and loopback IP addresses (127/8, ::1)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def require_https(url: str, enforce_https: bool = True, step: str = "", what: str = "URL") -> None:
+def _require_https(url: str, enforce_https: bool = True, step: str = "", what: str = "URL") -> None:
     """Refuse ``url`` unless it is https (or http on a loopback host with ``enforce_https`` off).
 
     Args:
@@ -261,29 +242,12 @@ def require_https(url: str, enforce_https: bool = True, step: str = "", what: st
     Raises:
         DiscoveryError: the URL is not absolute http(s), or is plain http where refused.
     """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        raise DiscoveryError(
-            "%s must be an absolute https URL, got %s" % (what, _show(url)),
-            url,
-            step,
-            "the server published a broken URL; set OAUTH_TOKEN_URL to skip discovery",
-        )
-    if parts.scheme == "https":
-        return
-    if not enforce_https and is_loopback_host(host):
-        return
-    if enforce_https:
-        hint = "plain http is refused; use https" + (
-            ", or set OAUTH_ENFORCE_HTTPS to false for local tests" if is_loopback_host(host) else ""
-        )
-    else:
-        hint = "plain http is allowed only for loopback hosts (localhost, 127.0.0.1, ::1); use https"
-    raise DiscoveryError("%s must be https, got %s" % (what, redact_url(url)), url, step, hint)
+    problem = transport_problem(url, enforce_https=enforce_https)
+    if problem is not None:
+        hint = problem.hint
+        if problem.malformed:
+            hint = "the server published a broken URL; set OAUTH_TOKEN_URL to skip discovery"
+        raise DiscoveryError("%s %s" % (what, problem.problem), url, step, hint)
 
 
 def canonical_resource_uri(url: str) -> str:
@@ -347,135 +311,7 @@ def protected_resource_metadata_urls(resource_url: str) -> List[str]:
     return [root + path, root] if path else [root]
 
 
-# --------------------------------------------------------------------------- WWW-Authenticate
-
-
-@dataclasses.dataclass(frozen=True)
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` header. Immutable.
-
-    Attributes:
-        scheme: the auth scheme as sent (``Bearer``, ``DPoP``...); compare it lowercased.
-        params: ``(name, value)`` pairs, names lowercased, first occurrence of each name.
-        token68: the token68 value of schemes like Basic, or None.
-    """
-
-    scheme: str
-    params: Tuple[Tuple[str, str], ...] = ()
-    token68: Optional[str] = None
-
-    def get(self, name: str) -> Optional[str]:
-        """Return the parameter ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for key, value in self.params:
-            if key == name:
-                return value
-        return None
-
-    @property
-    def resource_metadata(self) -> Optional[str]:
-        """The RFC 9728 ``resource_metadata`` URL, or None."""
-        return self.get("resource_metadata")
-
-    @property
-    def scope(self) -> Optional[str]:
-        """The ``scope`` parameter, or None."""
-        return self.get("scope")
-
-    @property
-    def error(self) -> Optional[str]:
-        """The RFC 6750 ``error`` code, or None."""
-        return self.get("error")
-
-
-_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_WORD_CHARS = _TCHARS | frozenset("/")  # token68 also allows "/"
-_SPACE = frozenset(" \t")
-
-
-def parse_www_authenticate(value: str) -> List[Challenge]:
-    """Parse a ``WWW-Authenticate`` value into its challenges (RFC 9110 section 11.6.1).
-
-    One left-to-right pass, no regular expressions: linear time in ``len(value)`` (at
-    most :data:`MAX_CHALLENGE_LENGTH` characters are read). Malformed parts are skipped,
-    never raised.
-
-    Args:
-        value: the header value; several headers may be joined with ``", "``.
-
-    Returns:
-        The challenges in order; parameters with a quoted-string value are unescaped.
-    """
-    text = value[:MAX_CHALLENGE_LENGTH]
-    n = len(text)
-    i = 0
-    challenges: List[Challenge] = []
-    scheme: Optional[str] = None
-    params: List[Tuple[str, str]] = []
-    token68: Optional[str] = None
-
-    def flush() -> None:
-        if scheme is not None:
-            seen = set()
-            unique = []
-            for key, val in params:
-                if key not in seen:
-                    seen.add(key)
-                    unique.append((key, val))
-            challenges.append(Challenge(scheme, tuple(unique), token68))
-
-    while i < n:
-        char = text[i]
-        if char in _SPACE or char == ",":
-            i += 1
-            continue
-        start = i
-        while i < n and text[i] in _WORD_CHARS:
-            i += 1
-        word = text[start:i]
-        if not word:
-            i += 1  # a stray character: skip it
-            continue
-        j = i
-        while j < n and text[j] in _SPACE:
-            j += 1
-        if j < n and text[j] == "=" and scheme is not None:
-            # "name = value", or a token68 ending in "=" padding
-            k = j + 1
-            while k < n and text[k] in _SPACE:
-                k += 1
-            if k >= n or text[k] in ",=":
-                while k < n and text[k] == "=":
-                    k += 1
-                if not params and token68 is None:
-                    token68 = text[start:k].rstrip()
-                i = k
-                continue
-            if text[k] == '"':
-                k += 1
-                chunks = []
-                while k < n and text[k] != '"':
-                    if text[k] == "\\" and k + 1 < n:
-                        k += 1
-                    chunks.append(text[k])
-                    k += 1
-                params.append((word.lower(), "".join(chunks)))
-                i = k + 1
-            else:
-                vstart = k
-                while k < n and text[k] in _WORD_CHARS:
-                    k += 1
-                if k == vstart:
-                    k += 1  # a stray character after "=": skip it
-                params.append((word.lower(), text[vstart:k]))
-                i = k
-            continue
-        # a word not followed by "=": a new challenge's scheme
-        flush()
-        scheme, params, token68 = word, [], None
-        i = j
-    flush()
-    return challenges
+# --------------------------------------------------------------------------- Cache-Control
 
 
 def parse_cache_max_age(
@@ -666,7 +502,7 @@ def _server_metadata(
         ("mtls_endpoint_aliases.%s" % k, v) for k, v in aliases_raw.items()
     ):
         if endpoint is not None:
-            require_https(endpoint, enforce_https, step, what=name)
+            _require_https(endpoint, enforce_https, step, what=name)
     methods = _strings(document, "token_endpoint_auth_methods_supported", url, step)
     return AuthorizationServerMetadata(
         issuer=issuer,
@@ -788,28 +624,35 @@ class Discoverer:
         metadata: AuthorizationServerMetadata = self._cached(("as", issuer), lambda: self._load_server(issuer))
         return metadata
 
-    def protected_resource(self, resource_url: str, pinned_issuer: Optional[str] = None) -> DiscoveryResult:
+    def protected_resource(
+        self, resource_url: str, pinned_issuer: Optional[str] = None, resource_metadata_url: str = ""
+    ) -> DiscoveryResult:
         """Discover everything needed to get a token for the MCP server at ``resource_url``.
 
         An unauthenticated ``initialize`` POST gives the 401 challenge and its
         ``resource_metadata`` URL; without one, the RFC 9728 well-known URLs are tried.
         The metadata must name this server; its first authorization server is followed,
-        or ``pinned_issuer``, which must be listed.
+        or ``pinned_issuer``, which must be listed. A challenge's ``resource_metadata``
+        must be on the server's origin unless it is ``resource_metadata_url``.
 
         Args:
             resource_url: the MCP server's URL.
             pinned_issuer: the only authorization server the caller trusts, or None.
+            resource_metadata_url: ``OAUTH_RESOURCE_METADATA_URL``: the metadata URL to use
+                when the challenge names none, and the one allowed off the server's origin.
 
         Raises:
             DiscoveryError: a step failed its check (see :class:`DiscoveryError`).
             TransportError: the network failed.
         """
-        require_https(resource_url, self.enforce_https, STEP_PROBE, what="the server URL")
+        _require_https(resource_url, self.enforce_https, STEP_PROBE, what="the server URL")
         try:
             resource = canonical_resource_uri(resource_url)
         except ValueError as exc:
             raise DiscoveryError(str(exc), resource_url, STEP_PROBE, "write it like https://mcp.example.com/mcp")
-        entry: _ResourceEntry = self._cached(("prm", resource), lambda: self._load_resource(resource_url, resource))
+        entry: _ResourceEntry = self._cached(
+            ("prm", resource), lambda: self._load_resource(resource_url, resource, resource_metadata_url)
+        )
         servers = entry.metadata.authorization_servers
         if pinned_issuer is not None:
             if pinned_issuer not in servers:
@@ -823,7 +666,7 @@ class Discoverer:
             issuer = pinned_issuer
         else:
             issuer = servers[0]
-        require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
+        _require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
         server = self.authorization_server(issuer)
         if entry.challenge_scope:
             scopes = tuple(entry.challenge_scope.split())
@@ -838,7 +681,9 @@ class Discoverer:
             scopes=scopes,
         )
 
-    def discover(self, resource_url: Optional[str] = None, issuer: Optional[str] = None) -> DiscoveryResult:
+    def discover(
+        self, resource_url: Optional[str] = None, issuer: Optional[str] = None, resource_metadata_url: str = ""
+    ) -> DiscoveryResult:
         """Discover from a server URL (pinned to ``issuer`` when given), else from ``issuer`` alone.
 
         Raises:
@@ -847,7 +692,7 @@ class Discoverer:
                 :meth:`authorization_server`.
         """
         if resource_url:
-            return self.protected_resource(resource_url, pinned_issuer=issuer)
+            return self.protected_resource(resource_url, issuer, resource_metadata_url)
         if issuer:
             return DiscoveryResult(resource=None, authorization_server=self.authorization_server(issuer))
         raise ValueError("Discoverer.discover: give resource_url or issuer")
@@ -946,7 +791,7 @@ class Discoverer:
 
     def _load_server(self, issuer: str) -> Tuple[AuthorizationServerMetadata, float]:
         step = STEP_SERVER_METADATA
-        require_https(issuer, self.enforce_https, step, what="the issuer")
+        _require_https(issuer, self.enforce_https, step, what="the issuer")
         parts = urlsplit(issuer)
         if parts.query or parts.fragment or "#" in issuer:
             raise DiscoveryError(
@@ -987,7 +832,7 @@ class Discoverer:
                 )
         return None
 
-    def _load_resource(self, resource_url: str, resource: str) -> Tuple[_ResourceEntry, float]:
+    def _load_resource(self, resource_url: str, resource: str, configured: str) -> Tuple[_ResourceEntry, float]:
         status, headers, _ = self._call("POST", resource_url, _PROBE_HEADERS, _PROBE_BODY, STEP_PROBE)
         metadata_url: Optional[str] = None
         challenge_scope: Optional[str] = None
@@ -997,8 +842,13 @@ class Discoverer:
                     metadata_url = metadata_url or challenge.resource_metadata
                     challenge_scope = challenge_scope or challenge.scope
         step = STEP_RESOURCE_METADATA
+        metadata_url = metadata_url or configured or None
         if metadata_url is not None:
-            require_https(metadata_url, self.enforce_https, step, what="resource_metadata")
+            _require_https(metadata_url, self.enforce_https, step, what="resource_metadata")
+            # Before any request to it: a challenge must not make us fetch another origin's URL.
+            refused = resource_metadata_problem(resource_url, metadata_url, configured)
+            if refused is not None:
+                raise DiscoveryError(refused.problem, resource_url, step, refused.hint)
             status, headers, body = self._call("GET", metadata_url, _JSON_HEADERS, None, step)
             if status != 200:
                 raise DiscoveryError(

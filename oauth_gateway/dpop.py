@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, NoReturn, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded
+from ._http import origin_of, parse_www_authenticate
 from ._jsonpath import join as _join_path
 from .client_auth import (
     PrivateKey,
@@ -43,7 +44,6 @@ from .client_auth import (
     require_jwt,
     sign_jwt,
 )
-from .discovery import parse_www_authenticate
 from .exceptions import TokenBindingError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +70,6 @@ MAX_DPOP_KEYS = 1024
 #: The config key of a persistent DPoP key, for messages.
 DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
 
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 # RFC 9449 section 8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E
 _NQCHAR = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
@@ -243,20 +242,6 @@ def make_proof(
 # --------------------------------------------------------------------------------------
 # Nonces
 # --------------------------------------------------------------------------------------
-
-
-def origin_of(url: str) -> str:
-    """The origin of ``url`` (``https://host:port``, lower-cased, default port filled in)."""
-    parts = urlsplit(url)
-    scheme = (parts.scheme or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s://%s:%d" % (scheme, host, port or _DEFAULT_PORTS.get(scheme, 0))
 
 
 def is_valid_nonce(value: Any) -> bool:

@@ -29,13 +29,12 @@ import contextlib
 import copy
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from ._helpers import remote_url
+from ._http import header_value_problem, remote_program, remote_url
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .exceptions import ConfigError
@@ -71,14 +70,10 @@ HEADER_OPTION = "--header"
 #: No space after the colon: some MCP clients on Windows split arguments at spaces.
 REMOTE_HEADER_VALUE = "Authorization:${%s}" % ENV_AUTH_HEADER
 
-#: Programs whose presence in command or args makes a server remote.
-REMOTE_PROGRAMS = ("mcp-remote", "curl")
 #: curl's options that add a header (``-H @file`` reads headers from a file).
 CURL_HEADER_OPTIONS = ("-H", "--header")
 #: Name of the header file :func:`injected_entry` writes for curl.
 CURL_HEADER_FILE = "authorization.header"
-
-_WINDOWS_SUFFIX = re.compile(r"\.(cmd|exe|bat|ps1)$", re.IGNORECASE)
 
 # Server names whose auto-detection has been logged; guarded by _LOGGED_LOCK.
 _LOGGED: Set[str] = set()
@@ -112,7 +107,7 @@ def is_remote_server(server_entry: Any, *, json_path: str = "$") -> bool:
     explicit = _explicit_is_remote(server_entry)
     if explicit is not None:
         return explicit
-    program = _remote_program(command, args)
+    program = remote_program(command, args)
     _log_detection(server_entry, program)
     return program is not None
 
@@ -271,7 +266,7 @@ def injected_entry(
 
     Raises:
         TypeError: ``token`` is not a :class:`~oauth_gateway.tokens.Token`.
-        ValueError: the token's header value holds a line break (it would add headers).
+        ValueError: the token's header value holds a line break or a control character (it would add headers).
         ConfigError: the entry is malformed (see :func:`inject_token`).
     """
     if not isinstance(token, Token):
@@ -282,9 +277,10 @@ def injected_entry(
     if not (remote and _runs_curl(server_entry)):
         yield _inject(server_entry, token, remote)
         return
+    problem = header_value_problem(token.authorization)
+    if problem is not None:
+        raise ValueError("the token's Authorization value %s; it cannot be written as one header" % problem)
     header = token.authorization
-    if any(char in header for char in "\r\n\0"):
-        raise ValueError("the token holds a line break or NUL; it cannot be written as one header")
     private = tempfile.mkdtemp(prefix="oauth-gateway-", dir=directory)  # mode 0700
     try:
         path = os.path.join(private, CURL_HEADER_FILE)
@@ -304,7 +300,7 @@ def injected_entry(
 
 def _runs_curl(entry: Dict[str, Any]) -> bool:
     config = entry["config"]
-    return _remote_program(config["command"], list(config.get("args") or [])) == "curl"
+    return remote_program(config["command"], config.get("args")) == "curl"
 
 
 def _check_entry(entry: Any, json_path: str) -> Tuple[str, List[str], Dict[str, str]]:
@@ -383,25 +379,6 @@ def _explicit_is_remote(entry: Dict[str, Any]) -> Optional[bool]:
     oauth = entry.get("oauth_config") or {}
     value = oauth.get("is_remote")
     return value if isinstance(value, bool) else None
-
-
-def _program_name(arg: str) -> str:
-    """Return the lower-case file name of ``arg`` without a Windows launcher suffix."""
-    name = arg.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
-    return _WINDOWS_SUFFIX.sub("", name)
-
-
-def _remote_program(command: str, args: List[str]) -> Optional[str]:
-    """Return the remote program (``mcp-remote`` or ``curl``) the spec runs, or None."""
-    for arg in [command] + args:
-        if "://" in arg:
-            # A URL is an argument to something, not a program (https://host/mcp-remote).
-            continue
-        name = _program_name(arg)
-        for program in REMOTE_PROGRAMS:
-            if name == program or (program == "mcp-remote" and name.startswith("mcp-remote@")):
-                return program
-    return None
 
 
 def _log_detection(entry: Dict[str, Any], program: Optional[str]) -> None:

@@ -469,7 +469,9 @@ class TokenManager:
         """
         if not config.is_discovered:
             return config
-        result = self._discoverer(config).discover(resource_url=config.discovery_resource, issuer=config.issuer or None)
+        result = self._discoverer(config).discover(
+            config.discovery_resource, config.issuer or None, config.resource_metadata_url
+        )
         resolved = _resolved(config, result)
         if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
             if len(self._cert_bound) >= MAX_DPOP_KEYS:

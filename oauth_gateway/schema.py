@@ -24,7 +24,8 @@ import os
 import re
 from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._helpers import redact_url, remote_url
+from ._helpers import redact_url
+from ._http import remote_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 

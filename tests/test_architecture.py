@@ -33,6 +33,8 @@ CORE = {
     "metrics",
     "schema",
     "_helpers",
+    "_http",
+    "_authflow",
     "_version",
     "_jsonpath",
     "_fastschema",

@@ -18,11 +18,8 @@ from oauth_gateway.discovery import (
     authorization_server_metadata_urls,
     canonical_resource_uri,
     choose_auth_method,
-    is_loopback_host,
     parse_cache_max_age,
-    parse_www_authenticate,
     protected_resource_metadata_urls,
-    require_https,
 )
 from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
 
@@ -95,54 +92,6 @@ def test_the_canonical_resource_uri_lowercases_scheme_and_host_and_drops_fragmen
         canonical_resource_uri("mcp.example.com/mcp")
 
 
-# --------------------------------------------------------------------------- WWW-Authenticate
-
-
-def test_a_bearer_challenge_gives_resource_metadata_scope_and_error():
-    header = (
-        'Bearer realm="mcp", error="invalid_token", error_description="no token", '
-        'resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp", scope="read write"'
-    )
-    (challenge,) = parse_www_authenticate(header)
-    assert challenge.scheme == "Bearer"
-    assert challenge.resource_metadata == "https://mcp.example/.well-known/oauth-protected-resource/mcp"
-    assert challenge.scope == "read write"
-    assert challenge.error == "invalid_token"
-    assert challenge.get("REALM") == "mcp"
-
-
-def test_several_challenges_token68_escapes_and_unquoted_values_are_parsed():
-    header = 'Basic YWxhZGRpbjpvcGVu==, DPoP algs="ES256 PS256", Bearer Scope=read, title="say \\"hi\\"", Newauth'
-    challenges = parse_www_authenticate(header)
-    assert [c.scheme for c in challenges] == ["Basic", "DPoP", "Bearer", "Newauth"]
-    assert challenges[0].token68 == "YWxhZGRpbjpvcGVu=="
-    assert challenges[1].get("algs") == "ES256 PS256"
-    assert challenges[2].scope == "read"
-    assert challenges[2].get("title") == 'say "hi"'
-    assert challenges[3].params == ()
-
-
-def test_malformed_challenges_never_raise():
-    for header in ("", ",,,", '"', "Bearer =", 'Bearer a="unterminated', "=x", "Bearer a=,b", "\x00\x01 ü"):
-        parse_www_authenticate(header)
-    (challenge,) = parse_www_authenticate('Bearer a="unterminated')
-    assert challenge.get("a") == "unterminated"
-
-
-def test_the_challenge_parser_is_linear_on_adversarial_input():
-    hostile = [
-        "Bearer " + 'a="' * 50000,
-        "a " * 50000 + "=",
-        "Bearer " + "a=b," * 50000,
-        "Bearer " + "\\" * 100000,
-        "x=" * 50000,
-    ]
-    start = time.perf_counter()
-    for header in hostile:
-        parse_www_authenticate(header)
-    assert time.perf_counter() - start < 2.0
-
-
 # --------------------------------------------------------------------------- small rules
 
 
@@ -187,22 +136,6 @@ def test_no_supported_auth_method_is_a_clear_error():
     assert "private_key_jwt" in message and "a client secret" in message
     assert "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD" in message
     assert info.value.step == "client authentication method"
-
-
-def test_https_rules_allow_loopback_http_only_when_not_enforced():
-    require_https("https://as.example/token")
-    require_https("http://localhost:8080/token", enforce_https=False)
-    require_https("http://127.0.0.5/token", enforce_https=False)
-    require_https("http://[::1]/token", enforce_https=False)
-    for url, enforce in (
-        ("http://localhost/token", True),
-        ("http://as.example/token", False),
-        ("ftp://as.example/token", False),
-        ("/token", False),
-    ):
-        with pytest.raises(DiscoveryError):
-            require_https(url, enforce_https=enforce)
-    assert is_loopback_host("app.localhost") and not is_loopback_host("localhost.example.com")
 
 
 def test_a_discovery_error_names_the_step_and_the_redacted_url_and_pickles():

@@ -6,9 +6,11 @@ and each adapter binds it to its library's ``Auth`` class. This module imports n
 library: it reads only what both have (``request.url``, ``.headers``, ``.method``,
 ``.content``; ``response.status_code``, ``.headers``, ``.request``).
 
-What the flow does is what :class:`oauth_gateway.auth.TokenAuth` does for requests:
-Bearer or DPoP, https only, one replay after a 401 (a fresh token for
+What the flow does is what :class:`oauth_gateway.auth.TokenAuth` does for requests, from
+the same rules (:mod:`oauth_gateway._authflow`: the headers, the 401 rule, where a token
+may go): Bearer or DPoP, https only, one replay after a 401 (a fresh token for
 ``error="invalid_token"``, a new proof for a DPoP nonce), never a token across origins.
+What is left here is httpx's: the generator flows, the worker thread, the replay check.
 
 The async flow never blocks the event loop: a cache hit is read inline (no lock, no
 I/O); a fetch runs in a worker thread (the running asyncio loop's default executor, or
@@ -21,16 +23,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Generator, Optional, Tuple, Type
-from urllib.parse import urlsplit
 
 from .._access import access
+from .._authflow import (
+    BEARER_SCHEMES,
+    DPOP_SCHEMES,
+    authorization_headers,
+    check_transport,
+    read_401,
+    same_origin,
+    sent_scheme,
+)
 from .._helpers import masked, redact_url
-from ..auth import is_invalid_token_challenge
-from ..discovery import is_loopback_host, parse_www_authenticate
-from ..dpop import DPOP_HEADER, DPOP_NONCE_HEADER, resource_nonce_challenge
-from ..exceptions import InsecureTransportError
+from ..dpop import DPOP_NONCE_HEADER, response_nonce
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import OAuthConfig
@@ -42,8 +48,6 @@ log = logging.getLogger("oauth_gateway.contrib.httpx")
 #: What a 401 asks the flow to do before its one replay.
 _NEW_TOKEN = "token"
 _NEW_NONCE = "nonce"
-
-_Origin = Tuple[str, str, Optional[int]]
 
 
 class TokenFlow:
@@ -81,7 +85,7 @@ class TokenFlow:
         self.retry_on_any_401 = bool(retry_on_any_401)
         self.allow_insecure = bool(allow_insecure)
         self._dpop = bool(config.dpop)
-        self._challenge_schemes: Tuple[str, ...] = ("dpop", "bearer") if self._dpop else ("bearer",)
+        self._challenge_schemes = DPOP_SCHEMES if self._dpop else BEARER_SCHEMES
         # The manager's internal interface: its one hit check (inline, or None on a miss), its
         # slow path, DPoP keys and resource nonces.
         self._internal = access(manager)
@@ -94,14 +98,15 @@ class TokenFlow:
     def auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """The flow of a sync ``Client``: fetches (when the cache misses) in the calling thread."""
         if request.url.scheme != "https":
-            self._check_transport(request.url)
+            check_transport(str(request.url), self.server_name, self.config.enforce_https, self.allow_insecure)
         cached, server_name, config, config_id = self._source
         token = cached(server_name, config, config_id)  # the manager's hit check: no lock, no I/O
         if token is None:
             token = self._fetch()
+        # authorization_headers(token) without building a dict: the bearer hot path sets one header.
         request.headers["Authorization"] = token.authorization
         if self._dpop:
-            request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
+            request.headers.update(self._proof_headers(request, token))
         response = yield request
         if response.status_code != 401 and not self._dpop:
             return
@@ -120,14 +125,15 @@ class TokenFlow:
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """The flow of an ``AsyncClient``: a hit inline, a fetch in a worker thread."""
         if request.url.scheme != "https":
-            self._check_transport(request.url)
+            check_transport(str(request.url), self.server_name, self.config.enforce_https, self.allow_insecure)
         cached, server_name, config, config_id = self._source
         token = cached(server_name, config, config_id)  # inline: no lock, no I/O
         if token is None:
             token = await self._in_worker(None, self._fetch)
+        # authorization_headers(token) without building a dict: the bearer hot path sets one header.
         request.headers["Authorization"] = token.authorization
         if self._dpop:
-            request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
+            request.headers.update(self._proof_headers(request, token))
         response = yield request
         if response.status_code != 401 and not self._dpop:
             return
@@ -197,35 +203,13 @@ class TokenFlow:
     # -- headers ------------------------------------------------------------------------
 
     def _authorize(self, request: Any, token: Token) -> None:
-        request.headers["Authorization"] = token.authorization
-        if self._dpop:
-            request.headers[DPOP_HEADER] = self._proof(request.method, str(request.url), token)
+        request.headers.update(self._proof_headers(request, token) if self._dpop else authorization_headers(token))
 
-    def _proof(self, method: str, url: str, token: Token) -> str:
+    def _proof_headers(self, request: Any, token: Token) -> Dict[str, str]:
+        """``Authorization`` and a new DPoP proof for ``request`` (with the server's latest nonce)."""
+        url = str(request.url)
         dpop_key = self._internal.dpop_key(self.config)  # a dict read once _fetch made the key
-        assert dpop_key is not None  # the config has OAUTH_DPOP on
-        nonce = self._internal.resource_nonces.get(url)
-        return dpop_key.proof(method, url, now=time.time(), nonce=nonce, access_token=token.access_token)
-
-    def _check_transport(self, url: Any) -> None:
-        """Refuse to send the token to ``url`` unless it is https (or an allowed http)."""
-        scheme = url.scheme.lower()
-        if scheme == "https":
-            return
-        loopback_allowed = not self.config.enforce_https and is_loopback_host(url.host)
-        if scheme == "http" and (self.allow_insecure or loopback_allowed):
-            return
-        where = redact_url(str(url)) if scheme else "a URL without a scheme"
-        fix = "use an https URL"
-        if scheme == "http":
-            fix += (
-                ", or for a local test server set OAUTH_ENFORCE_HTTPS to false (loopback hosts only)"
-                " or pass allow_insecure=True to TokenAuth"
-            )
-        raise InsecureTransportError(
-            "refusing to send the %s token to %s: OAuth 2 bearer tokens go over https only; %s"
-            % (self.server_name, where, fix)
-        )
+        return authorization_headers(token, dpop_key, request.method, url, self._internal.resource_nonces.get(url))
 
     # -- after the response -------------------------------------------------------------
 
@@ -236,28 +220,33 @@ class TokenFlow:
         only when that request went to the origin of ``request`` and still carried this
         auth's token (httpx drops ``Authorization`` on a redirect to another origin).
         """
-        if not self._dpop and response.status_code != 401:
-            return None
         sent = response.request
-        if _origin(str(sent.url)) != _origin(str(request.url)):
+        sent_url = str(sent.url)
+        if not same_origin(sent_url, str(request.url)):
             return None  # a redirect went elsewhere: never send our token there
         headers = response.headers
         if self._dpop and DPOP_NONCE_HEADER in headers:
-            self._internal.resource_nonces.update(str(sent.url), headers)  # servers rotate nonces
+            self._internal.resource_nonces.update(sent_url, headers)  # servers rotate nonces
         if response.status_code != 401:
             return None
-        authorization = sent.headers.get("Authorization")
-        if not authorization or authorization.partition(" ")[0].lower() != token.token_type.lower():
+        if sent_scheme(sent.headers.get("Authorization")) != token.token_type.lower():
             return None  # not our token
-        if self._dpop and resource_nonce_challenge(401, headers) is not None:
+        rejection = read_401(
+            headers.get("WWW-Authenticate"), sent_url, self._challenge_schemes, self.config.resource_metadata_url
+        )
+        if self._dpop and rejection.use_dpop_nonce and response_nonce(headers) is not None:
             return _NEW_NONCE
-        challenge = headers.get("WWW-Authenticate")
-        if not self.retry_on_any_401 and not is_invalid_token_challenge(challenge, self._challenge_schemes):
+        if not self.retry_on_any_401 and not rejection.invalid_token:
             return None
-        moved_to = _resource_metadata(challenge)
-        if moved_to is not None and self.config.is_discovered:
+        if rejection.refused_metadata is not None:
+            log.warning(
+                "The 401 from %s was not followed to its metadata: %s",
+                redact_url(sent_url),
+                rejection.refused_metadata.problem,
+            )
+        elif rejection.resource_metadata is not None and self.config.is_discovered:
             # A challenge naming other resource metadata than the cached one: the server may have moved.
-            self.manager.forget_discovery(self.config, resource_metadata=moved_to)
+            self.manager.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
         return _NEW_TOKEN
 
     def _can_replay(self, request: Any, step: str) -> bool:
@@ -332,25 +321,3 @@ class _Shared:
 def _forget(pending: Dict[Any, Any], slot: Any, future: Any) -> None:
     if pending.get(slot) is future:
         del pending[slot]
-
-
-def _origin(url: str) -> _Origin:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    scheme = parts.scheme.lower()
-    if port is None:
-        port = {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _resource_metadata(header: Optional[str]) -> Optional[str]:
-    """The ``resource_metadata`` URL of a Bearer or DPoP challenge, or None."""
-    for challenge in parse_www_authenticate(header or ""):
-        if challenge.scheme.lower() in ("bearer", "dpop"):
-            found = challenge.get("resource_metadata")
-            if found:
-                return found
-    return None
