@@ -376,3 +376,35 @@ class Redirector(LoopbackServer):
 
     def respond(self, method: str, target: str, headers: Message, body: bytes) -> Reply:
         return 307, [("Location", self.location)], b""
+
+
+def test_under_trio_coroutines_on_a_cold_cache_share_one_anyio_worker(lib, auth_server, config, manager, ca_bundle):
+    pytest.importorskip("trio", reason="the trio case needs trio (pip install the tests extra)")
+    import anyio
+
+    fetches: List[int] = []
+
+    class CountingAuth(lib[1]):  # counts the fetches it runs in a worker thread
+        def _fetch(self) -> Any:
+            fetches.append(1)
+            return super()._fetch()
+
+    auth = CountingAuth(manager, "api", config)
+    auth_server.push_fault(Fault(delay=0.2))  # hold the fetch so every task misses the cache
+    statuses: List[int] = []
+
+    async def one(client: Any) -> None:
+        statuses.append((await client.get(auth_server.resource_url)).status_code)
+
+    async def main() -> None:
+        async with _client(lib, ca_bundle, auth, asynchronous=True) as client:
+            async with anyio.create_task_group() as tasks:
+                for _ in range(10):
+                    tasks.start_soon(one, client)
+
+    anyio.run(main, backend="trio")
+
+    assert statuses == [200] * 10
+    assert auth_server.count("/token") == 1
+    assert len(fetches) == 1, "the tasks of one trio run must share one worker thread"
+    assert auth._pending == {}, "a finished fetch must not stay in the table of fetches in progress"
