@@ -132,38 +132,53 @@ def test_twenty_coroutines_on_a_cold_cache_make_one_token_request_in_one_thread(
     assert executor.submitted == 1, "the coroutines of one loop must share one worker thread"
 
 
-def test_a_fetch_never_blocks_the_event_loop(lib, auth_server, config, manager, ca_bundle):
-    auth = lib[1](manager, "api", config)
-    auth_server.push_fault(Fault(delay=FETCH_DELAY))
-    gaps: List[float] = []
+def _ticker_run(lib: Any, ca_bundle: str, auth: Any, url: str) -> Tuple[int, float, List[float]]:
+    """One request on a cold cache while a ticker runs; returns (status, seconds taken, gaps during it)."""
+    ticks: List[float] = []
 
     async def ticker(stop: asyncio.Event) -> None:
-        last = time.monotonic()
         while not stop.is_set():
+            ticks.append(time.monotonic())
             await asyncio.sleep(TICK)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
 
-    async def main() -> Tuple[int, float]:
+    async def main() -> Tuple[int, float, float]:
         async with _client(lib, ca_bundle, auth, asynchronous=True) as client:
             stop = asyncio.Event()
             ticking = asyncio.ensure_future(ticker(stop))
             await asyncio.sleep(TICK * 3)  # the ticker runs before the request starts
             started = time.monotonic()
-            answer = await client.get(auth_server.resource_url)
-            took = time.monotonic() - started
+            answer = await client.get(url)
+            ended = time.monotonic()
+            await asyncio.sleep(TICK * 3)  # and ticks once more after it
             stop.set()
             await ticking
-        return answer.status_code, took
+        return answer.status_code, started, ended
 
-    status, took = asyncio.run(main())
+    status, started, ended = asyncio.run(main())
+    # The gaps between ticks that overlap the request: the ticker's own start-up is not measured.
+    gaps = [b - a for a, b in zip(ticks, ticks[1:]) if b >= started and a <= ended]
+    return status, ended - started, gaps
 
-    assert status == 200
-    assert auth_server.count("/token") == 1
-    assert took >= FETCH_DELAY, "the token server did not hold the fetch"
-    assert len(gaps) >= FETCH_DELAY / (2 * MAX_GAP), "the ticker did not run while the fetch was held"
-    assert max(gaps) <= MAX_GAP, "the event loop stalled %.0f ms while a token was fetched" % (max(gaps) * 1000)
+
+def test_a_fetch_never_blocks_the_event_loop(lib, auth_server, config, manager, ca_bundle):
+    # A loop blocked by the fetch stalls FETCH_DELAY in every attempt; a busy machine may
+    # preempt the whole process once, so the best of three attempts (each a cold cache) counts.
+    largest: List[float] = []
+    for attempt in range(3):
+        auth = lib[1](manager, "api-%d" % attempt, config)
+        auth_server.push_fault(Fault(delay=FETCH_DELAY))
+        status, took, gaps = _ticker_run(lib, ca_bundle, auth, auth_server.resource_url)
+        assert status == 200
+        assert took >= FETCH_DELAY, "the token server did not hold the fetch"
+        assert len(gaps) >= FETCH_DELAY / (2 * MAX_GAP), "the ticker did not run while the fetch was held"
+        largest.append(max(gaps))
+        if largest[-1] <= MAX_GAP:
+            break
+
+    assert auth_server.count("/token") == len(largest)
+    assert min(largest) <= MAX_GAP, "the event loop stalled %s ms while a token was fetched" % [
+        round(gap * 1000) for gap in largest
+    ]
 
 
 # --------------------------------------------------------------------------- 401 recovery
@@ -235,7 +250,9 @@ def test_twenty_coroutines_rejected_together_share_one_new_token(lib, auth_serve
     finally:
         executor.shutdown()
     assert auth_server.count("/token") == 2
-    assert executor.submitted <= 2  # one per rejection seen; never one per coroutine
+    # One thread for the rejected token: the coroutines whose 401 comes while it runs await it,
+    # the later ones find the new token in the cache.
+    assert executor.submitted == 1
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
@@ -379,7 +396,7 @@ class Redirector(LoopbackServer):
 
 
 def test_under_trio_coroutines_on_a_cold_cache_share_one_anyio_worker(lib, auth_server, config, manager, ca_bundle):
-    pytest.importorskip("trio", reason="the trio case needs trio (pip install the tests extra)")
+    pytest.importorskip("trio", reason="the trio case needs trio (the tests extra has it on Python 3.10+)")
     import anyio
 
     fetches: List[int] = []

@@ -142,8 +142,12 @@ class TokenFlow:
             return
         if step == _NEW_TOKEN:
             sent = masked(response.request.headers["Authorization"])
-            # Keyed by the rejected value: coroutines that saw the same rejection share the thread.
-            token = await self._in_worker(sent, functools.partial(self._replacement, sent))
+            replaced = cached(server_name, config, config_id)
+            if replaced is not None and replaced.authorization != sent:
+                token = replaced  # another coroutine or thread replaced it already: no thread needed
+            else:
+                # Keyed by the rejected value: coroutines that saw the same rejection share the thread.
+                token = await self._in_worker(sent, functools.partial(self._replacement, sent))
         if self._can_replay(request, step):
             self._authorize(request, token)
             yield request
