@@ -148,7 +148,7 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
     import tempfile
     import time
 
-    from .cli import check_file
+    from ._checkfile import check_file
     from .gateway import add_server, load_gateway_config
     from .injection import inject_token
     from .manager import TokenManager

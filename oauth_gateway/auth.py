@@ -93,11 +93,15 @@ class TokenAuth(AuthBase):
     * A 401 to a request that no longer carries this auth's token is never recovered:
       requests drops the header on a redirect to another origin (and may put ``.netrc``
       credentials there instead).
+    * A challenge's ``resource_metadata`` URL (the server may have moved) is followed
+      only on the origin that answered 401, or when it is the config's
+      ``OAUTH_RESOURCE_METADATA_URL``; another one is ignored with a WARNING and never
+      fetched. At most ``MAX_CHALLENGE_LENGTH`` (16 KiB) of ``WWW-Authenticate`` is read.
 
     The token is sent over https only: a request to any other URL raises
     :class:`~oauth_gateway.InsecureTransportError` before a token is fetched or a header
     set (as requests-oauthlib does). Plain http is allowed to a loopback host
-    (``localhost``, ``127.0.0.0/8``, ``::1``) when the config sets ``OAUTH_ENFORCE_HTTPS``
+    (``localhost``, ``*.localhost``, ``127.0.0.0/8``, ``::1``) when the config sets ``OAUTH_ENFORCE_HTTPS``
     to false, and to any host with ``allow_insecure=True``.
 
     Errors while getting a token (:class:`~oauth_gateway.TokenRequestError`,

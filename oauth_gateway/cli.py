@@ -16,10 +16,25 @@ import json
 import logging
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Type
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    cast,
+)
 
 from . import schema
-from ._helpers import literal_secret_warnings, parse_json_bytes, parse_json_text, read_json_file, redact_url
+from ._checkfile import STDIN, FileResult, check_file
+from ._helpers import parse_json_text, read_json_file, redact_url
+from ._printable import PrintableStream, printable
 from ._version import __version__
 
 EXIT_OK = 0
@@ -27,8 +42,6 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
-#: The file name ``validate`` reads from standard input.
-STDIN = "-"
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -95,8 +108,9 @@ def main(
         0 success, 1 invalid input (or warnings with ``--strict``), 2 usage error or
         unreadable file, 130 interrupted (Ctrl-C).
     """
-    out = sys.stdout if stdout is None else stdout
-    err = sys.stderr if stderr is None else stderr
+    # Every line is made printable: values from servers and files never reach the terminal raw.
+    out = cast(IO[str], PrintableStream(sys.stdout if stdout is None else stdout))
+    err = cast(IO[str], PrintableStream(sys.stderr if stderr is None else stderr))
     try:
         parser = build_parser(out, err)
         try:
@@ -219,60 +233,20 @@ def _cmd_validate(subparsers: Any) -> None:
         "or github (workflow annotations)",
     )
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
+    parser.add_argument(
+        "--load-providers",
+        action="store_true",
+        help="import module:attribute token providers to check their options (runs their code; "
+        "without it they are reported as not checked)",
+    )
     parser.set_defaults(run=_run_validate)
-
-
-class FileResult(NamedTuple):
-    """What checking one file found: problems, or why it could not be read."""
-
-    file: str
-    problems: List[schema.Problem]
-    failure: Optional[str] = None
-    line: Optional[int] = None
-    column: Optional[int] = None
-
-    @property
-    def status(self) -> str:
-        """``"error"`` (unreadable), ``"invalid"`` (an error among the problems) or ``"valid"``."""
-        if self.failure:
-            return "error"
-        return "invalid" if any(problem.severity == "error" for problem in self.problems) else "valid"
-
-
-def check_file(path: str, stdin: Optional[IO[bytes]] = None) -> FileResult:
-    """Check one gateway file as ``oauth-gateway validate`` does: read it, validate it, warn.
-
-    Args:
-        path: the file; ``-`` reads ``stdin``.
-        stdin: where ``-`` is read from (``sys.stdin``'s bytes by default).
-
-    Returns:
-        The problems found (errors first, then warnings), or why the file could not be read.
-    """
-    if path == STDIN:
-        source = stdin if stdin is not None else sys.stdin.buffer
-        document, failure = parse_json_bytes(source.read())
-        secret_paths: List[str] = []  # no file mode to check
-    else:
-        document, failure = read_json_file(path)
-    if failure is not None:
-        return FileResult(path, [], failure.problem, failure.line, failure.column)
-    if path != STDIN:
-        secret_paths = schema.literal_secret_paths(document)
-    warnings = [
-        schema.Problem(json_path, message, hint, "warning")
-        for json_path, message, hint in literal_secret_warnings(path, secret_paths)
-    ]
-    problems = schema.validate_config(document) + warnings
-    problems.sort(key=lambda problem: problem.severity != "error")
-    return FileResult(path, problems)
 
 
 def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.files.count(STDIN) > 1:
         err.write("%s: error: - (standard input) can be given once\n" % _PROG)
         return EXIT_USAGE
-    results = [check_file(path) for path in args.files]
+    results = [check_file(path, load_providers=args.load_providers) for path in args.files]
     reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
     reporter(results, out, err, args.strict, verbosity(args) < 0)
     if any(result.failure for result in results):
@@ -680,8 +654,8 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         ("signing algs", ", ".join(server.token_endpoint_auth_signing_alg_values_supported) or "(none)"),
         ("scopes", " ".join(scopes) or "(none)"),
     ]
-    for label, value in rows:
-        out.write("%-21s %s\n" % (label + ":", value))
+    for label, value in rows:  # published by the servers: one line each, odd values as repr
+        out.write("%-21s %s\n" % (label + ":", printable(value)))
     out.write("\noauth_config to paste (fill in the client id and the secret, or a private key):\n")
     out.write(json.dumps({"oauth_config": block}, indent=2) + "\n")
     return EXIT_OK

@@ -5,7 +5,7 @@ The bundled JSON Schema checks the shape; this module adds what a schema cannot:
 re-checked after resolution, and the mTLS files must exist and load as a pair.
 
 Every key is declared once, in :data:`FIELDS`: its file key, attribute, how it is
-loaded and written back, whether it is secret, a path or a URL, how it enters the
+loaded and written back, whether it is secret or a URL, how it enters the
 fingerprint and an optional check against the other keys. ``from_dict``, keyword
 construction, ``to_dict``, ``repr``, equality, pickling and the fingerprint are all
 derived from that table. Defaults are not declared here: they are read from the
@@ -40,14 +40,6 @@ log = logging.getLogger(__name__)
 #: The ``oauth_config`` properties of the bundled schema, whose ``default`` annotations
 #: are the defaults of every key (read once, here).
 _PROPERTIES: Dict[str, Any] = _schema.load_schema("oauth-config")["properties"]
-
-DEFAULT_VERSION: str = _PROPERTIES["OAUTH_VERSION"]["default"]
-DEFAULT_EXPIRY_BUFFER: int = _PROPERTIES["OAUTH_TOKEN_EXPIRY_BUFFER"]["default"]
-DEFAULT_TIMEOUT = float(_PROPERTIES["OAUTH_TIMEOUT"]["default"])
-DEFAULT_CONNECT_TIMEOUT = float(_PROPERTIES["OAUTH_CONNECT_TIMEOUT"]["default"])
-DEFAULT_MAX_RETRIES: int = _PROPERTIES["OAUTH_MAX_RETRIES"]["default"]
-DEFAULT_RETRY_BACKOFF = float(_PROPERTIES["OAUTH_RETRY_BACKOFF"]["default"])
-DEFAULT_RETRY_AFTER_MAX = float(_PROPERTIES["OAUTH_RETRY_AFTER_MAX"]["default"])
 
 
 def _expand(path: str) -> str:
@@ -289,7 +281,6 @@ class Field(NamedTuple):
         fingerprint: ``IN_FINGERPRINT``, ``HASHED_IN_FINGERPRINT`` or
             ``NOT_IN_FINGERPRINT``.
         secret: masked as ``***`` by ``repr`` and ``to_dict`` (unless asked).
-        is_path: a file path (``~`` is expanded).
         is_url: a URL (checked for https after ``${ENV}`` resolution).
         in_repr: shown by ``repr``.
         load: ``load(file_value, json_path) -> attribute value``; checks the key alone and
@@ -310,7 +301,6 @@ class Field(NamedTuple):
     type: Any
     fingerprint: str = NOT_IN_FINGERPRINT
     secret: bool = False
-    is_path: bool = False
     is_url: bool = False
     in_repr: bool = False
     load: Callable[[Any, str], Any] = _same
@@ -405,6 +395,30 @@ def _check_token_url(values: _Values, path_of: _PathOf) -> None:
                 "authorization server's issuer, or OAUTH_RESOURCE to the MCP server's URL",
             )
     _check_https("OAUTH_TOKEN_URL", "token_url")(values, path_of)
+
+
+_CREDENTIAL_RULE = _schema.credential_rule()
+#: The keys that hold a credential, one line each in the schema's rule (a client secret or its
+#: file, a private key, an assertion file, mTLS): with one set, a config needs OAUTH_TOKEN_URL
+#: or OAUTH_ISSUER, so that discovery cannot send it to a server the operator did not name.
+_CREDENTIAL_KEYS: Tuple[str, ...] = tuple(
+    key for option in _CREDENTIAL_RULE["if"]["anyOf"] for key in option["required"]
+)
+
+
+def _check_credential_destination(values: _Values, path_of: _PathOf) -> None:
+    """The schema's credential-destination rule, again on the values after ``${...}`` resolution.
+
+    A ``${TOKEN_URL}`` that resolves to nothing passes the schema but leaves discovery to
+    choose where the credential goes.
+    """
+    if not _needs_client_credentials(values) or values["token_url"] or values["issuer"]:
+        return
+    if values["trust_discovered_issuer"]:
+        return
+    if any(values[_BY_KEY[key].name] for key in _CREDENTIAL_KEYS):
+        then = _CREDENTIAL_RULE["then"]
+        raise ConfigError(then["x-message"], path_of("OAUTH_ISSUER"), then["x-hint"])
 
 
 def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
@@ -525,7 +539,7 @@ FIELDS: Tuple[Field, ...] = (
         check=_check_secret,
     ),
     # Read into client_secret by _check_secret; the secret's hash covers its content.
-    Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, is_path=True, load=_path, dump=_dump_never),
+    Field("OAUTH_CLIENT_SECRET_FILE", "client_secret_file", str, load=_path, dump=_dump_never),
     Field("OAUTH_TOKEN_URL", "token_url", str, IN_FINGERPRINT, is_url=True, in_repr=True, check=_check_token_url),
     Field(
         "OAUTH_ISSUER",
@@ -537,7 +551,13 @@ FIELDS: Tuple[Field, ...] = (
         load=_text,
         check=_check_https("OAUTH_ISSUER", "issuer"),
     ),
-    Field("OAUTH_TRUST_DISCOVERED_ISSUER", "trust_discovered_issuer", bool, IN_FINGERPRINT),
+    Field(
+        "OAUTH_TRUST_DISCOVERED_ISSUER",
+        "trust_discovered_issuer",
+        bool,
+        IN_FINGERPRINT,
+        check=_check_credential_destination,
+    ),
     Field(
         "OAUTH_RESOURCE_METADATA_URL",
         "resource_metadata_url",
@@ -554,19 +574,19 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_RESOURCE", "resources", tuple, IN_FINGERPRINT, load=_resources, dump=_dump_resources),
     Field("OAUTH_USE_BASIC_AUTH", "use_basic_auth", bool, IN_FINGERPRINT),
     Field("OAUTH_ENFORCE_HTTPS", "enforce_https", bool),
+    # Accepted from the seed gateway's files; read by nothing: tokens never go in a query string.
     Field("OAUTH_TOKEN_IN_HEADER_ONLY", "token_in_header_only", bool),
     Field("OAUTH_VALIDATE_SCOPES", "validate_scopes", bool),
     Field("OAUTH_TOKEN_EXPIRY_BUFFER", "expiry_buffer", int),
     Field("OAUTH_USE_MTLS", "use_mtls", bool, IN_FINGERPRINT, check=_check_mtls),
-    Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, is_path=True, load=_path),
-    Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, is_path=True, load=_path),
-    Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_CERT_PATH", "client_cert_path", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_CLIENT_KEY_PATH", "client_key_path", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_CA_BUNDLE_PATH", "ca_bundle_path", str, IN_FINGERPRINT, load=_path),
     Field(
         "OAUTH_CLIENT_PRIVATE_KEY_PATH",
         "client_private_key_path",
         str,
         IN_FINGERPRINT,
-        is_path=True,
         load=_path,
         check=_check_client_auth,
     ),
@@ -574,9 +594,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_ASSERTION_ALG", "client_assertion_alg", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
-    Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, is_path=True, load=_path),
+    Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, load=_path),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
-    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, is_path=True, load=_path, check=_check_dpop),
+    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=_check_dpop),
     Field(
         "OAUTH_REVOCATION_URL",
         "revocation_url",
@@ -603,6 +623,7 @@ FIELDS: Tuple[Field, ...] = (
 )
 
 _BY_NAME: Dict[str, Field] = {field.name: field for field in FIELDS}
+_BY_KEY: Dict[str, Field] = {field.key: field for field in FIELDS}
 #: Attributes computed from the fields: the scope as a set, and the fingerprint.
 _DERIVED = ("scopes", "fingerprint")
 _FINGERPRINTED = tuple(field for field in FIELDS if field.fingerprint != NOT_IN_FINGERPRINT)

@@ -164,14 +164,17 @@ def _validator(name: str) -> Any:
     return Draft7Validator(schema, resolver=resolver)
 
 
-def validate_config(document: Any) -> List[Problem]:
+def validate_config(document: Any, load_providers: bool = False) -> List[Problem]:
     """Return every problem in a gateway file or a bare ``oauth_config`` block.
 
     A document holding ``mcp_configs`` or ``common_mcp_gateway_config`` is checked as a
-    whole gateway file, anything else as one ``oauth_config`` block.
+    whole gateway file, anything else as one ``oauth_config`` block. Checking runs no
+    code the document names: a ``module:attribute`` provider is a warning ("not checked
+    (code)") unless ``load_providers`` is true.
 
     Args:
         document: the parsed JSON document.
+        load_providers: import ``module:attribute`` providers to check their options.
 
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
@@ -179,8 +182,8 @@ def validate_config(document: Any) -> List[Problem]:
     if isinstance(document, dict) and any(key in document for key in GATEWAY_KEYS):
         blocks = _gateway_blocks(document)
         problems = _with_endpoint_problems(_check(document, "gateway-config", "$"), blocks)
-        return _with_provider_problems(problems, blocks)
-    return validate_oauth_block(document)
+        return _with_provider_problems(problems, blocks, load_providers)
+    return validate_oauth_block(document, load_providers=load_providers)
 
 
 def _surely_valid(document: Any, name: str) -> bool:
@@ -191,18 +194,20 @@ def _surely_valid(document: Any, name: str) -> bool:
     return is_valid(document, load_schema(name), files)
 
 
-def validate_oauth_block(block: Any, json_path: str = "$") -> List[Problem]:
+def validate_oauth_block(block: Any, json_path: str = "$", load_providers: bool = False) -> List[Problem]:
     """Return every problem in one ``oauth_config`` block.
 
     Args:
         block: the block, like ``server_entry["oauth_config"]``.
         json_path: the block's own path, prefixed to every problem's path.
+        load_providers: import a ``module:attribute`` provider (else a warning says it was not).
 
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
     blocks = [(block, json_path, None)]
-    return _with_provider_problems(_with_endpoint_problems(_check(block, "oauth-config", json_path), blocks), blocks)
+    problems = _with_endpoint_problems(_check(block, "oauth-config", json_path), blocks)
+    return _with_provider_problems(problems, blocks, load_providers)
 
 
 def validate_fragment(
@@ -239,7 +244,9 @@ def validate_fragment(
     return [item[3] for item in ranked]
 
 
-def _with_provider_problems(problems: List[Problem], blocks: Iterable[Tuple[Any, str, Optional[str]]]) -> List[Problem]:
+def _with_provider_problems(
+    problems: List[Problem], blocks: Iterable[Tuple[Any, str, Optional[str]]], load_providers: bool = False
+) -> List[Problem]:
     """Add the problems of ``OAUTH_PROVIDER`` and ``OAUTH_PROVIDER_OPTIONS`` of each block that names them.
 
     An unknown provider, and options its schema fragment refuses, with their JSON paths.
@@ -249,7 +256,7 @@ def _with_provider_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
         if isinstance(block, dict) and ("OAUTH_PROVIDER" in block or "OAUTH_PROVIDER_OPTIONS" in block):
             from .providers import provider_problems  # loaded only for blocks that name a provider
 
-            added += provider_problems(block, path)
+            added += provider_problems(block, path, load_providers)
     if not added:
         return problems
     return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
@@ -286,6 +293,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
     """
     known = {problem.json_path for problem in problems}
     added = []
+    superseded = set()  # the credential rule's OAUTH_ISSUER problem, said again by the one added here
     for block, path, remote in blocks:
         if not isinstance(block, dict) or block.get("enabled") is not True or remote:
             continue
@@ -296,6 +304,7 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
         where = format_path(path, ("OAUTH_TOKEN_URL",))
         if where in known:
             continue
+        superseded.add(format_path(path, ("OAUTH_ISSUER",)))
         added.append(
             Problem(
                 where,
@@ -306,7 +315,23 @@ def _with_endpoint_problems(problems: List[Problem], blocks: Iterable[Tuple[Any,
         )
     if not added:
         return problems
-    return sorted(problems + added, key=lambda problem: _path_order(problem.json_path))
+    rule = credential_rule()["then"]["x-message"]
+    kept = [p for p in problems if not (p.json_path in superseded and p.message == rule)]
+    return sorted(kept + added, key=lambda problem: _path_order(problem.json_path))
+
+
+def credential_rule() -> Dict[str, Any]:
+    """The oauth-config schema's rule on where credentials may go (``x-rule: credential-destination``).
+
+    Its ``if.anyOf`` lists the keys that hold a credential, one line each; its ``then``
+    carries the message and hint. The config loader applies it again after ``${...}``
+    resolution, from this one copy.
+    """
+    for rule in load_schema("oauth-config")["allOf"]:
+        if rule.get("x-rule") == "credential-destination":
+            found: Dict[str, Any] = rule
+            return found
+    raise LookupError("the bundled schema lost its credential-destination rule")  # pragma: no cover
 
 
 # format_path writes an odd key as ['...'] with ' and \ escaped by a backslash.
@@ -558,7 +583,7 @@ def _got(value: Any, echo: bool) -> str:
 
 
 def _quote(text: str) -> str:
-    text = json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"').replace("'", "\\'")
+    text = json.dumps(text, ensure_ascii=not text.isprintable())[1:-1].replace('\\"', '"').replace("'", "\\'")
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 3] + "..."
     return "'%s'" % text

@@ -37,6 +37,8 @@ CORE = {
     "_authflow",
     "_version",
     "_jsonpath",
+    "_printable",
+    "_tokencheck",
     "_fastschema",
     "discovery",
     "client_auth",
@@ -48,7 +50,7 @@ CORE = {
     "providers.static",
     "providers.legacy_json",
 }
-ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_demo", "contrib")
+ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_checkfile", "_demo", "contrib")
 
 # Lazy imports from the core into an adapter, each inside a function and each for a reason.
 LAZY_CORE_TO_ADAPTER = {

@@ -119,6 +119,7 @@ def test_each_discovery_mismatch_fails_closed_with_zero_token_requests_naming_th
             "OAUTH_CLIENT_ID": client_id,
             "OAUTH_CLIENT_SECRET": secret,
             "OAUTH_RESOURCE": scene.mcp,
+            "OAUTH_TRUST_DISCOVERED_ISSUER": True,  # the test moves or forges the issuer: nothing to pin
             "OAUTH_CA_BUNDLE_PATH": ca_bundle,
         }
     )

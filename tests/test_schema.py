@@ -293,6 +293,11 @@ def _content_regexes() -> Dict[str, Any]:
     for name in schema.SCHEMA_NAMES:
         for pattern in sorted(set(_schema_patterns(schema.load_schema(name)))):
             regexes["%s: %s" % (name, pattern)] = re.compile(pattern)
+    from oauth_gateway.providers import BUILTIN_PROVIDERS, get_provider
+
+    for name in sorted(BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
+        for pattern in sorted(set(_schema_patterns(get_provider(name).options_schema))):
+            regexes["provider %s: %s" % (name, pattern)] = re.compile(pattern)
     for module in (schema, _helpers, _jsonpath, injection):
         for attribute, value in sorted(vars(module).items()):
             if isinstance(value, type(re.compile(""))):
@@ -305,6 +310,7 @@ def test_the_audit_covers_the_schema_patterns_and_the_module_regexes() -> None:
     assert any("https?://" in name for name in names)
     assert "oauth_gateway.schema._ENV_REFERENCE" in names
     assert "oauth_gateway._helpers._JSON_STRUCTURE" in names
+    assert any(name.startswith("provider legacy_json: ^https://") for name in names)
     assert len(names) >= 8
 
 
@@ -785,16 +791,24 @@ def test_enabled_without_anything_reports_each_missing_key_at_its_path() -> None
 def test_a_block_without_a_token_url_is_valid_with_an_issuer_or_a_resource_url() -> None:
     base = {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"}
     assert validate_config(dict(base, OAUTH_ISSUER="https://idp.example.com")) == []
-    assert validate_config(dict(base, OAUTH_RESOURCE="https://mcp.example.com/mcp")) == []
+    resource = dict(base, OAUTH_RESOURCE="https://mcp.example.com/mcp")
+    assert validate_config(dict(resource, OAUTH_ISSUER="https://idp.example.com")) == []
+    assert validate_config(dict(resource, OAUTH_TRUST_DISCOVERED_ISSUER=True)) == []
 
 
 def test_a_remote_gateway_server_needs_no_token_url_its_mcp_remote_url_is_the_resource() -> None:
     entry = {
         "server_name": "remote",
         "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://mcp.example.com/mcp"]},
-        "oauth_config": {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"},
+        "oauth_config": {
+            "enabled": True,
+            "OAUTH_CLIENT_ID": "c",
+            "OAUTH_CLIENT_SECRET": "s",
+            "OAUTH_ISSUER": "https://idp.example.com",
+        },
     }
     local = dict(entry, server_name="local", config={"command": "python", "args": ["server.py"]})
+    local["oauth_config"] = {"enabled": True, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"}
     document = {"mcp_configs": {"abc": {"mcp_config": [entry, local]}}}
     problems = validate_config(document)
     assert [(p.json_path, p.message) for p in problems] == [

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, List
 
 from .. import schema as _schema
 from .._jsonpath import join as _join_path
+from .._printable import printable
+from .._tokencheck import token_problem
 from ..exceptions import ConfigError, OAuthGatewayError, TokenRequestError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -442,18 +444,30 @@ def _import_reference(reference: str, json_path: str) -> Any:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            "token provider %r could not be imported (%s)" % (reference, exc.__class__.__name__),
-            json_path,
-            "check the module is importable and defines %s" % attribute,
-        ) from exc
-    return target
+    except Exception as exc:  # whatever the module's import raised
+        failure = exc.__class__.__name__
+    else:
+        return target
+    raise ConfigError(
+        "token provider %r could not be imported (%s)" % (reference, failure),
+        json_path,
+        "check the module is importable and defines %s" % attribute,
+    )
 
 
 def _instantiate(target: Any, name: str, json_path: str) -> TokenProvider:
     if isinstance(target, type):
-        target = target()
+        failure: Optional[str] = None
+        try:
+            target = target()
+        except Exception as exc:  # a constructor's failure is the config's problem, not a traceback
+            failure = exc.__class__.__name__
+        if failure is not None:  # raised outside the except block: the exception's text may hold a secret
+            raise ConfigError(
+                "token provider %r could not be constructed (%s)" % (name, failure),
+                json_path,
+                "point it at a TokenProvider subclass that takes no arguments, or an instance",
+            )
     if not callable(getattr(target, "fetch", None)):
         raise ConfigError(
             "token provider %r is a %s, not a TokenProvider" % (name, type(target).__name__),
@@ -485,6 +499,16 @@ def get_provider(name: str, json_path: str = "$.oauth_config.OAUTH_PROVIDER") ->
 def available_providers() -> List[str]:
     """The built-in providers and the installed entry points, by name (rescans the metadata)."""
     return _REGISTRY.names(rescan=True)
+
+
+def is_code_reference(name: Any) -> bool:
+    """True when ``name`` would be imported as ``module:attribute``: not built in, no installed entry point.
+
+    Reads the installed distributions' metadata only; imports nothing.
+    """
+    if not isinstance(name, str) or ":" not in name or name in BUILTIN_PROVIDERS:
+        return False
+    return name not in _REGISTRY._entry_point_map()
 
 
 def uses_client_credentials(name: str) -> bool:
@@ -529,12 +553,18 @@ def load_options(provider_name: str, options: Any, json_path: str, check: bool =
     return loaded
 
 
-def provider_problems(block: Any, json_path: str = "$") -> List[_schema.Problem]:
+#: The warning for a ``module:attribute`` provider that checking did not import.
+NOT_CHECKED = "is not checked (code); load it with --load-providers"
+
+
+def provider_problems(block: Any, json_path: str = "$", load_providers: bool = False) -> List[_schema.Problem]:
     """The problems of ``OAUTH_PROVIDER`` and ``OAUTH_PROVIDER_OPTIONS`` in one ``oauth_config`` block.
 
     An unknown provider, and options its schema fragment refuses, each worded like the
     bundled schema's problems. A disabled block is not checked (its provider may not be
-    installed here).
+    installed here). Checking runs no code of the file's choosing: the built-in providers
+    and installed entry points are loaded, but a ``module:attribute`` provider is only
+    imported with ``load_providers``; otherwise it is reported as a warning.
     """
     if not isinstance(block, dict) or block.get("enabled") is not True:
         return []
@@ -545,6 +575,15 @@ def provider_problems(block: Any, json_path: str = "$") -> List[_schema.Problem]
     if not isinstance(name, str) or not isinstance(options, dict) or "${" in name:
         return []  # the bundled schema reports the type; a ${...} name is known only at load
     provider_path = _join_path(json_path, _PROVIDER_KEY)
+    if not load_providers and is_code_reference(name):
+        return [
+            _schema.Problem(
+                provider_path,
+                "token provider %s %s" % (printable(name), NOT_CHECKED),
+                "run `oauth-gateway validate --load-providers FILE` where the module may be imported",
+                "warning",
+            )
+        ]
     try:
         provider = get_provider(name, provider_path)
     except ConfigError as exc:
@@ -564,6 +603,8 @@ def call_provider(provider: TokenProvider, config: OAuthConfig, context: Provide
     An exception that is not an :class:`~oauth_gateway.OAuthGatewayError` (a bug in a
     provider) becomes a :class:`~oauth_gateway.TokenRequestError` naming its type only
     (its text may hold a secret), so failure cool-down and stale-if-error still apply.
+    The answer is checked like a token endpoint's (b64token syntax and size, the token
+    type, the lifetime, the scope syntax): a bad one is a ``TokenRequestError`` too.
     """
     try:
         response = provider.fetch(config, context)
@@ -576,6 +617,16 @@ def call_provider(provider: TokenProvider, config: OAuthConfig, context: Provide
             correlation_id=context.correlation_id,
             server_name=context.server_name,
         ) from exc
+    problem = token_problem(response.access_token, response.token_type, response.expires_in, response.scope)
+    if problem is not None:
+        # Checked like a token endpoint's answer: the token reaches headers and child environments.
+        raise TokenRequestError(
+            "token provider %r answered for %s, but %s [correlation_id=%s]; see the provider's documentation"
+            % (config.provider, context.server_name, problem, context.correlation_id),
+            correlation_id=context.correlation_id,
+            server_name=context.server_name,
+            retryable=False,
+        )
     if response.sent_at is None and context.sent_at is not None:
         response = response._replace(sent_at=context.sent_at)
     return response
@@ -606,6 +657,7 @@ __all__ = (
     "available_providers",
     "call_provider",
     "get_provider",
+    "is_code_reference",
     "load_options",
     "provider_problems",
     "secret_keys_of",

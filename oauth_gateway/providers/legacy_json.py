@@ -23,10 +23,10 @@ never followed.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from .._helpers import loads_bounded
 from ..exceptions import TokenRequestError
 from . import ProviderContext, TokenProvider
 
@@ -39,8 +39,11 @@ MAX_LIFETIME = 86400.0
 #: Largest answer read, in bytes.
 MAX_ANSWER_BYTES = 65536
 
+_NOT_JSON = object()
 _DOTTED = "^[^.\\s]+(\\.[^.\\s]+)*$"
-_URL = "^https://[^\\s/?#]+[^\\s]*$|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}"
+# One character after the scheme, then anything but whitespace: no two ways to match a
+# text (``[^\\s/?#]+[^\\s]*`` was quadratic on a long URL that ends in a space).
+_URL = "^https://[^\\s/?#][^\\s]*$|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}"
 
 
 def _dotted(default: Optional[str], what: str) -> Dict[str, Any]:
@@ -120,10 +123,15 @@ class LegacyJsonProvider(TokenProvider):
             )
         if not 200 <= status < 300:
             raise refuse("answered HTTP %d" % status, retryable=status == 429 or status >= 500)
+        content = response.content
+        if len(content) > MAX_ANSWER_BYTES:
+            raise refuse("the answer is larger than %d bytes; check url" % MAX_ANSWER_BYTES)
         try:
-            answer = json.loads(response.content[:MAX_ANSWER_BYTES].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise refuse("the answer is not JSON; check url") from None
+            answer = loads_bounded(content.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            answer = _NOT_JSON
+        if answer is _NOT_JSON:
+            raise refuse("the answer is not JSON (or nests too deeply); check url")
         token = _pick(answer, options.get("token_field", "access_token"))
         if not isinstance(token, str) or not token.strip():
             raise refuse(

@@ -71,6 +71,9 @@ def config_block(server_url: str, context: Mapping[str, Any], key_dir: str) -> D
         "OAUTH_CLIENT_ID": context["client_id"],
         "OAUTH_RESOURCE": server_url,
         "OAUTH_ENFORCE_HTTPS": False,  # the suite serves http://localhost
+        # The suite's authorization server listens on a random port, so its issuer cannot
+        # be pinned in advance: trust the first one discovered.
+        "OAUTH_TRUST_DISCOVERED_ISSUER": True,
     }
     if context.get("client_secret"):
         block["OAUTH_CLIENT_SECRET"] = context["client_secret"]

@@ -31,7 +31,7 @@ from ..checks import (
     W_LITERAL_SECRET,
     check_gateway_file,
 )
-from .apps import read_options
+from ._settings import read_options
 
 __all__ = (
     "E_FILE",
