@@ -47,6 +47,9 @@ from gatewayfile import write_gateway_file  # noqa: E402
 
 TokenAuth = importlib.import_module("oauth_gateway.contrib." + LIBRARY).TokenAuth
 
+# Slow integration test (an MCP server under uvicorn): scripts/test --fast (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mcp_sdk_client.py"
 #: Seconds for a whole client run: a hang guard only.
 CLIENT_TIMEOUT = 60.0
