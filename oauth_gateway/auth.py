@@ -172,7 +172,8 @@ class TokenAuth(AuthBase):
         # The manager's cache hit: no lock, no I/O.
         get_token, server_name, config, config_id = self._source
         token = get_token(server_name, config, config_id)
-        self.__dict__["_last"] = token
+        if token is not self._last:  # a read is cheaper than a write on every call
+            object.__setattr__(self, "_last", token)
         # authorization_headers(token) without building a dict: the bearer hot path sets one header.
         request.headers["Authorization"] = token.authorization
         # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,

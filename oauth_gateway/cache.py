@@ -10,8 +10,6 @@ Caches shared by processes (the file cache and Redis) build on this interface in
 :mod:`oauth_gateway.contrib.store`, and
 :func:`~oauth_gateway.contrib.cache_settings.cache_from_settings` picks a cache from
 the gateway file or the environment. Both are adapters: this module imports neither.
-The names that lived here before (``cache_from_settings``, ``SharedTokenCache`` and
-the ``CACHE_*`` constants) are still found here, imported on first use.
 """
 
 from __future__ import annotations
@@ -20,30 +18,11 @@ import contextlib
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, Optional, Tuple
 
 import cachetools
 
 from .tokens import Token
-
-if TYPE_CHECKING:  # the names that moved to the adapters, for type checkers and IDEs
-    from .contrib.cache_settings import (
-        CACHE_ENV as CACHE_ENV,
-    )
-    from .contrib.cache_settings import (
-        CACHE_SETTING as CACHE_SETTING,
-    )
-    from .contrib.cache_settings import (
-        ENCRYPTION_KEY_ENV as ENCRYPTION_KEY_ENV,
-    )
-    from .contrib.cache_settings import (
-        ENCRYPTION_KEY_SETTING as ENCRYPTION_KEY_SETTING,
-    )
-    from .contrib.cache_settings import (
-        cache_from_settings as cache_from_settings,
-    )
-    from .contrib.store import DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT
-    from .contrib.store import SharedTokenCache as SharedTokenCache
 
 __all__ = ("DEFAULT_MAXSIZE", "MAX_ENTRY_TTL", "CacheEntry", "Key", "MemoryTokenCache", "TokenCache")
 
@@ -276,26 +255,3 @@ class MemoryTokenCache(TokenCache):
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
-
-
-# The names that moved out of this module, still importable from here (PEP 562): the
-# settings factory and the shared-store base are adapters, so they are imported on
-# first use only and the core never loads them otherwise.
-_MOVED = {
-    "CACHE_ENV": "cache_settings",
-    "CACHE_SETTING": "cache_settings",
-    "ENCRYPTION_KEY_ENV": "cache_settings",
-    "ENCRYPTION_KEY_SETTING": "cache_settings",
-    "cache_from_settings": "cache_settings",
-    "DEFAULT_WAIT_TIMEOUT": "store",
-    "SharedTokenCache": "store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
-    import importlib
-
-    return getattr(importlib.import_module("oauth_gateway.contrib." + module), name)

@@ -31,10 +31,10 @@ from urllib.parse import urlsplit, urlunsplit
 from ._helpers import loads_bounded, redact_url
 from ._http import parse_www_authenticate, resource_metadata_problem, transport_problem
 from ._singleflight import SingleFlight
+from .client_auth import CREDENTIALS, SIGNING_METHODS, held_credentials, preferred_auth_method
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
-    "AUTH_METHODS",
     "AuthorizationServerMetadata",
     "DEFAULT_MAX_AGE",
     "DiscoveryError",
@@ -63,18 +63,6 @@ DEFAULT_MAX_ENTRIES = 256
 DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
-
-#: Client authentication methods this library knows, in the order a choice prefers them.
-AUTH_METHODS = (
-    "private_key_jwt",
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-    "tls_client_auth",
-)
-_SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
-#: The client authentication methods that send a signed JWT assertion (RFC 7523).
-SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -352,9 +340,7 @@ def choose_auth_method(
 
     Among the methods the server lists in ``token_endpoint_auth_methods_supported`` (RFC
     8414 default: ``client_secret_basic``), pick the first that the credentials allow, in
-    this order: ``private_key_jwt`` (a private key), ``client_secret_basic``,
-    ``client_secret_post``, ``client_secret_jwt`` (a secret), ``tls_client_auth`` (a
-    client certificate).
+    the order of client_auth's method table (``private_key_jwt`` first).
 
     Args:
         metadata: the authorization server's metadata.
@@ -368,29 +354,17 @@ def choose_auth_method(
     Raises:
         DiscoveryError: the server supports none of the methods the credentials allow.
     """
-    supported = set(metadata.token_endpoint_auth_methods_supported)
-    allowed = {
-        "private_key_jwt": have_private_key,
-        "client_secret_basic": have_secret,
-        "client_secret_post": have_secret,
-        "client_secret_jwt": have_secret,
-        "tls_client_auth": have_cert,
-    }
-    for method in AUTH_METHODS:
-        if allowed[method] and method in supported:
-            return method
-    have = [
-        label
-        for label, present in (
-            ("a client secret", have_secret),
-            ("a private key", have_private_key),
-            ("a client certificate", have_cert),
-        )
-        if present
-    ]
+    supported = metadata.token_endpoint_auth_methods_supported
+    held = held_credentials(secret=have_secret, key=have_private_key, certificate=have_cert)
+    method = preferred_auth_method(supported, held)
+    if method is not None:
+        return method
     raise DiscoveryError(
         "the server supports %s, and none of them works with %s"
-        % (_show(sorted(supported)), " and ".join(have) or "no credentials"),
+        % (
+            _show(sorted(set(supported))),
+            " and ".join(CREDENTIALS[kind].label for kind in CREDENTIALS if kind in held) or "no credentials",
+        ),
         metadata.metadata_url or metadata.issuer,
         STEP_AUTH_METHOD,
         "configure credentials for one of those methods, or set OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -11,11 +12,12 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple, TypeVar, Union
 
 from ._access import ManagerAccess
+from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
 from ._refresher import Refresher
-from ._singleflight import Flight, SingleFlight, fresh_copy
+from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, safe_text
+from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
 from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
@@ -30,7 +32,7 @@ from .exceptions import (
     TransportError,
 )
 from .metrics import Metrics
-from .providers import ProviderContext, call_provider, get_provider
+from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,12 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oauth_gateway")
 
-#: Seconds a key fails fast with its last error after an acquisition failed.
-DEFAULT_FAILURE_COOLDOWN = 5.0
-#: First wait before retrying a failed proactive refresh while the old token is served.
-STALE_RETRY_INITIAL = 1.0
-#: Longest wait between refresh attempts while the old token is served.
-STALE_RETRY_MAX = 60.0
 #: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
 #: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
 WAIT_MARGIN = 60.0
@@ -76,18 +72,6 @@ def _hit_check(
 
 def _no_token(server_name: str, config: OAuthConfig, config_id: str) -> None:
     return None
-
-
-class _Failure:
-    """The last failed acquisition of a key, for fail-fast and growing refresh retries."""
-
-    __slots__ = ("fingerprint", "error", "until", "count")
-
-    def __init__(self, fingerprint: str, error: BaseException, until: float, count: int):
-        self.fingerprint = fingerprint
-        self.error = error
-        self.until = until
-        self.count = count
 
 
 class TokenManager:
@@ -137,7 +121,6 @@ class TokenManager:
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
         self._peek = self._cache.peek
-        self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
         self._retry_hook = on_retry
@@ -145,7 +128,7 @@ class TokenManager:
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
         self._flights: SingleFlight[Key, Token] = SingleFlight(self._lock)
-        self._failures: Dict[Key, _Failure] = {}
+        self._failures = Failures(failure_cooldown)
         if background_refresh is None:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
@@ -218,7 +201,7 @@ class TokenManager:
         """
         key = (server_name, config_id)
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.forget(key)
             self._flights.supersede(key)  # the key's generation moves on
         self._cache.try_evict(key, self._cache_failed(server_name))
         log.debug("Token invalidated for %s (config: %s)", server_name, config_id)
@@ -281,17 +264,11 @@ class TokenManager:
             ):
                 next(usable.hits)  # the rejected token was replaced already
                 return usable.token
-            if not self._flights.busy(key):
-                failure = self._failures.get(key)
-                if (
-                    not force
-                    and failure is not None
-                    and failure.fingerprint == fingerprint
-                    and now < failure.until
-                    and (usable is None or not usable.token.is_usable(now))
-                ):
+            if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
+                repeated = self._failures.repeat(key, fingerprint, now)
+                if repeated is not None:
                     self._metrics.add(server_name, "token_fail_fast")
-                    raise _fail_fast(failure.error, failure.until - now)
+                    raise repeated
             flight, leader = self._flights.join(key)
             if not leader and usable is not None and usable.token.is_usable(now) and not force:
                 # Someone is already refreshing ahead of expiry: the old token is still good.
@@ -324,37 +301,29 @@ class TokenManager:
         if usable is not None and usable.issuer != resolved.issuer:
             usable = None  # another authorization server's token is never served again
         failed = self._cache_failed(server_name)
-        if config.dpop:
-            # A DPoP-bound token is useless without our key: it never goes to, or comes
-            # from, a store shared with other processes (they hold other keys).
+        # A DPoP-bound token is useless without our key: it never goes to, or comes from, a
+        # store shared with other processes (they hold other keys).
+        shared_store = not config.dpop
+        if shared_store and not force:
+            # Another process sharing the store may have fetched already: no lock needed to see it.
+            shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+            if shared is not None:
+                return shared
+        with self._cache.try_lock(key, failed) if shared_store else contextlib.nullcontext(False) as waited:
+            if waited and not force:
+                # Another process may have fetched while we waited for the lock.
+                shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+                if shared is not None:
+                    return shared
             try:
                 token = self._fetch(server_name, resolved, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-            self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=True)
-        else:
-            if not force:
-                # Another process sharing the store may have fetched already: no lock needed to see it.
-                shared = self._load_shared(flight, key, config, resolved.issuer, failed)
-                if shared is not None:
-                    return shared
-            with self._cache.try_lock(key, failed) as waited:
-                if waited and not force:
-                    # Another process may have fetched while we waited for the lock.
-                    shared = self._load_shared(flight, key, config, resolved.issuer, failed)
-                    if shared is not None:
-                        return shared
-                try:
-                    token = self._fetch(server_name, resolved)
-                except OAuthGatewayError as exc:
-                    if isinstance(exc, (InvalidClient, InvalidTarget)):
-                        self.forget_discovery(config)  # the server may have moved: look again next time
-                    return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-                self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed)
+            self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.forget(key)
         if usable is not None:
             self._metrics.add(server_name, "token_refreshes")
         log.debug("Token fetched for %s (config: %s)", server_name, config_id)
@@ -531,11 +500,17 @@ class TokenManager:
     def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
         started = time.perf_counter()
         try:
-            # Every token comes from a provider; the default one is the client-credentials grant.
-            context = ProviderContext(
-                config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
-            )
-            response = call_provider(get_provider(config.provider), config, context)
+            if uses_client_credentials(config.provider):  # the default provider, without its two frames
+                client = self._client
+                form = client_credentials_form(config)
+                response = client.request_token(
+                    client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+            else:
+                context = ProviderContext(
+                    config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+                response = call_provider(get_provider(config.provider), config, context)
             warning = check_token_binding(
                 config, response.access_token, dpop_key, self._cert_bound.get(config.fingerprint, False)
             )
@@ -591,13 +566,10 @@ class TokenManager:
     ) -> Token:
         now = self._clock()
         with self._lock:
-            previous = self._failures.get(key)
-            count = previous.count + 1 if previous is not None and previous.fingerprint == config.fingerprint else 1
-            self._failures[key] = _Failure(config.fingerprint, exc, now + self._failure_cooldown, count)
+            wait = self._failures.record(key, config.fingerprint, exc, now)
         if usable is not None and usable.token.is_usable(now) and not flight.is_superseded():
             # Serve the old token (never one revoked or invalidated meanwhile); try again after
             # a short, growing wait, never past its last usable instant (the entry sees to that).
-            wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
             retry_at = now + wait
             self._keep(flight, key, usable._replace(refresh_at=retry_at), self._cache_failed(server_name), config.dpop)
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
@@ -664,7 +636,7 @@ class TokenManager:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
             return False
         try:
-            self._client.revoke_token(config, token, token_type_hint, server_name)
+            self._client.revoke_token(self._client.endpoint(config), token, token_type_hint, server_name)
         except OAuthGatewayError:
             self._metrics.add(server_name, "token_revocation_failures")
             raise
@@ -747,17 +719,6 @@ def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
             )
         )
     return config.replace(**changes)
-
-
-def _fail_fast(error: BaseException, wait: float) -> BaseException:
-    """A copy of a key's last error that says no request was made, and when the next one will be."""
-    clone = fresh_copy(error)
-    if clone.args and isinstance(clone.args[0], str):
-        clone.args = (
-            "%s; no request was made: this repeats the last failure during its cool-down, "
-            "and a call in %.1f s or later makes a new request" % (clone.args[0], max(0.0, wait)),
-        ) + tuple(clone.args[1:])
-    return clone
 
 
 def _waited_too_long(server_name: str, budget: float) -> BaseException:

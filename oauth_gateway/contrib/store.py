@@ -21,12 +21,12 @@ import logging
 import math
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .._helpers import loads_bounded
 from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
-from ..tokens import Token
+from ..tokens import token_from_state
 
 __all__ = (
     "DEFAULT_WAIT_TIMEOUT",
@@ -257,7 +257,7 @@ class EntryCodec:
             "authorization": "%s %s" % (token_type, access_token),
             "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
-        token = _token_from_state(state)
+        token = token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
 
 
@@ -425,16 +425,3 @@ class SharedTokenCache(TokenCache):
             type(exc).__name__,
             exc,
         )
-
-
-def _token_from_state(state: Dict[str, Any]) -> Token:
-    """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
-
-    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
-    read back must keep the times it was written with, to the last bit, so the slots are
-    set directly, as unpickling a Token does.
-    """
-    token = Token.__new__(Token)
-    for name in Token.__slots__:
-        object.__setattr__(token, name, state[name])
-    return token
