@@ -154,7 +154,7 @@ class TokenManager:
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
         self._get = _hit_check(self._peek, clock, self._acquire)
         self._hit_or_none = _hit_check(self._peek, clock, _no_token)
-        self._access = ManagerAccess(self._get, self._dpop_keys.key_for, NonceStore())
+        self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
             self.__dict__["get_token"] = self._get
