@@ -118,7 +118,8 @@ def config_block(
         # Workload identity: the platform's JWT is the jwt-bearer grant's assertion and
         # there is no client secret or key, so no client authentication is sent.
         block["OAUTH_GRANT_TYPE"] = JWT_BEARER_GRANT
-        block["OAUTH_CLIENT_ASSERTION_FILE"] = write_private(key_dir, assertion + ".jwt", context[assertion])
+        path = write_private(key_dir, assertion + ".jwt", context[assertion])
+        block["OAUTH_CLIENT_ASSERTION_SOURCE"] = {"type": "file", "path": path}
     else:
         block["OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"] = "none"  # a public client: client_id only
     if scenario.startswith("auth/dpop"):
