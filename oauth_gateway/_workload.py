@@ -45,9 +45,10 @@ GCE_IDENTITY_PATH = "/computeMetadata/v1/instance/service-accounts/default/ident
 #: Seconds a caller waits for another thread's fetch of the same source.
 FETCH_WAIT = 30.0
 
-#: ``(method, url, headers, body) -> (status, headers, body)``: the HTTP transport, the
-#: token client's discovery transport (pooled, timeouts, no redirects).
-Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
+#: ``(method, url, headers, body, deadline) -> (status, headers, body)``: the HTTP
+#: transport, the token client's discovery transport (pooled, timeouts, no redirects);
+#: the same shape as ``discovery.Fetch``, which imports this module's users.
+Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]]
 
 
 def jwt_claims(text: str) -> Optional[Dict[str, Any]]:
@@ -210,7 +211,7 @@ class _FetchedSource(AssertionSource):
         if kept is not None and not _is_stale(kept, now):
             return kept
         url, headers = self.request()
-        status, _, body = self._fetch("GET", url, headers, None)
+        status, _, body = self._fetch("GET", url, headers, None, None)  # the transport's own timeouts
         if status != 200:
             raise self.error(
                 "answered HTTP %d at %s" % (status, redact_url(url.split("?", 1)[0])),

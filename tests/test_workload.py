@@ -199,7 +199,7 @@ def test_gcp_metadata_identity_token_is_requested_as_documented_and_sent_as_clie
 
 def test_gcp_metadata_host_is_read_like_google_auth(monkeypatch):
     def url_of(environ: Dict[str, str]) -> Tuple[str, Dict[str, str]]:
-        source = assertion_source({"type": "gcp_metadata", "audience": AUDIENCE}, lambda *a: (500, {}, b""), environ)
+        source = assertion_source({"type": "gcp_metadata", "audience": AUDIENCE}, lambda *args: (500, {}, b""), environ)
         return source.request()  # type: ignore[attr-defined, no-any-return]
 
     assert url_of({})[0].startswith("http://metadata.google.internal/computeMetadata/v1/")
