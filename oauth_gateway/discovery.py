@@ -1211,7 +1211,9 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
             else choose_auth_method(
                 server,
                 have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+                have_private_key=bool(
+                    config.client_private_key_path or config.client_assertion_file or config.client_assertion_source
+                ),
                 have_cert=config.use_mtls,
             )
         )

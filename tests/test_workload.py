@@ -293,3 +293,25 @@ def test_the_source_enters_the_fingerprint_and_no_repr_shows_a_fetched_jwt(githu
     manager = og.TokenManager()
     manager.get_token("workload", a)
     assert jwt not in repr(manager) and jwt not in repr(a)
+
+
+def test_a_discovered_server_that_takes_private_key_jwt_gets_the_source_as_client_assertion(ca, tmp_path):
+    from metadata_servers import MetadataServer
+
+    path = tmp_path / "token"
+    path.write_text(_jwt())
+    with MetadataServer(ca) as meta:
+        document = meta.as_document(token_endpoint_auth_methods_supported=["private_key_jwt"])
+        urls = meta.publish(as_document=document)
+        config = og.OAuthConfig.from_dict(
+            {
+                "enabled": True,
+                "OAUTH_CLIENT_ID": "workload",
+                "OAUTH_RESOURCE": urls["mcp"],
+                "OAUTH_ISSUER": urls["issuer"],
+                "OAUTH_CA_BUNDLE_PATH": meta.ca_bundle,
+                "OAUTH_CLIENT_ASSERTION_SOURCE": {"type": "kubernetes", "path": str(path)},
+            }
+        )
+        resolved = og.TokenManager().resolve(config)
+    assert resolved.auth_method == "private_key_jwt"
