@@ -315,3 +315,41 @@ def test_a_discovered_server_that_takes_private_key_jwt_gets_the_source_as_clien
         )
         resolved = og.TokenManager().resolve(config)
     assert resolved.auth_method == "private_key_jwt"
+
+
+def test_threads_that_need_a_fetched_jwt_at_once_share_one_fetch():
+    jwt = _jwt()
+    entered, release = threading.Event(), threading.Event()
+    calls: List[str] = []
+
+    def fetch(method, url, headers, body, deadline):
+        calls.append(url)
+        entered.set()
+        assert release.wait(10)
+        return 200, {}, json.dumps({"value": jwt}).encode()
+
+    environ = {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://gh.example/idtoken?x=1", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t"}
+    source = assertion_source({"type": "github_actions", "audience": AUDIENCE}, fetch, environ)
+    got: List[str] = []
+
+    def ask() -> None:
+        got.append(source.assertion(time.time()).text)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    threads[0].start()
+    assert entered.wait(10)  # the leader is inside its fetch
+    for thread in threads[1:]:
+        thread.start()
+    flight = source._flights._flights[source.kind]  # type: ignore[attr-defined]
+    for _ in range(1000):  # bounded: until the five others wait on the leader's flight
+        with source._lock:  # type: ignore[attr-defined]
+            if len(flight._done._waiters) == 5:
+                break
+        threads[1].join(0.01)
+    else:
+        pytest.fail("the other threads never waited on the leader")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert got == [jwt] * 6
+    assert len(calls) == 1
