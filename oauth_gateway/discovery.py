@@ -1198,7 +1198,7 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
     if not config.revocation_url:
         changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
     if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
+        changes["resources"] = (result.resource,)  # exactly as the resource metadata publishes it
     if not config.scope and result.scope:
         changes["scope"] = result.scope
     if not config.token_endpoint_auth_method:
