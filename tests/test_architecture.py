@@ -41,6 +41,7 @@ CORE = {
     "_tokencheck",
     "_fastschema",
     "discovery",
+    "_resolver",
     "client_auth",
     "endpoint",
     "_redact",
