@@ -18,17 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Tuple
 
 from ._helpers import redact_url
 from ._http import origin_of
+from ._metadata import STEP_SERVER_METADATA, AuthorizationServerMetadata, DiscoveryResult, canonical_resource_uri, show
 from .client_auth import JWT_BEARER_GRANT_TYPE
-from .discovery import (
-    STEP_SERVER_METADATA,
-    AuthorizationServerMetadata,
-    Discoverer,
-    DiscoveryResult,
-    Fetch,
-    canonical_resource_uri,
-    choose_auth_method,
-    show,
-)
+from .discovery import Discoverer, Fetch, choose_auth_method
 from .exceptions import DiscoveryError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -42,6 +42,7 @@ CORE = {
     "_fastschema",
     "discovery",
     "_resolver",
+    "_metadata",
     "client_auth",
     "endpoint",
     "_redact",
