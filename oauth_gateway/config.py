@@ -31,15 +31,8 @@ from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, reso
 from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
-from .client_auth import (
-    CREDENTIALS,
-    JWT_BEARER_GRANT_TYPE,
-    auth_problem,
-    check_key_file,
-    default_auth_method,
-    held_credentials,
-    require_jwt,
-)
+from ._jwt import check_key_file, require_jwt
+from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, default_auth_method, held_credentials
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 

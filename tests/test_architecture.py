@@ -43,6 +43,7 @@ CORE = {
     "discovery",
     "_resolver",
     "_metadata",
+    "_jwt",
     "client_auth",
     "endpoint",
     "_redact",
