@@ -44,6 +44,7 @@ CORE = {
     "_resolver",
     "_metadata",
     "_jwt",
+    "_response",
     "client_auth",
     "endpoint",
     "_redact",
