@@ -45,6 +45,7 @@ CORE = {
     "_metadata",
     "_jwt",
     "_response",
+    "_config_files",
     "client_auth",
     "endpoint",
     "_redact",
