@@ -155,7 +155,14 @@ class TokenManager:
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
         self._get = _hit_check(self._peek, clock, self._acquire)
         self._hit_or_none = _hit_check(self._peek, clock, _no_token)
-        self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
+        self._access = ManagerAccess(
+            self._get,
+            self._hit_or_none,
+            self._dpop_keys.key_for,
+            NonceStore(),
+            self._resolver.resolve,
+            self._resolver.forget,
+        )
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
             self.__dict__["get_token"] = self._get
@@ -327,7 +334,7 @@ class TokenManager:
                 token = self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
-                    self.forget_discovery(config)  # the server may have moved: look again next time
+                    self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
             self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
         with self._lock:
@@ -436,16 +443,6 @@ class TokenManager:
             self._keep(flight, key, shared._replace(hits=self._metrics.hit_counter(key)), failed, local=True)
             log.debug("Token for %s (config: %s) read from the shared cache", key[0], key[1])
         return shared.token
-
-    # -- discovery (slow path only) -------------------------------------------
-
-    def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
-        return self._resolver.resolve(config)
-
-    def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
-        return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
 
@@ -585,7 +582,7 @@ class TokenManager:
             RevocationNotConfigured: the config has no ``OAUTH_REVOCATION_URL``.
             TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
         """
-        config = self.resolve(config)  # a discovered config: the revocation endpoint too
+        config = self._resolver.resolve(config)  # a discovered config: the revocation endpoint too
         if not config.revocation_url:
             raise RevocationNotConfigured(
                 "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "

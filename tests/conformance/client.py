@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 import requests
 
 import oauth_gateway as og
+from oauth_gateway._access import access
 
 PROTOCOL_VERSION = "2025-06-18"
 TIMEOUT = (5.0, 20.0)
@@ -103,7 +104,7 @@ def main(argv: Optional[list] = None) -> int:
 def run(server_url: str, config: og.OAuthConfig) -> int:
     """Speak MCP to ``server_url`` with tokens for ``config``."""
     manager = og.TokenManager()
-    resolved = manager.resolve(config)
+    resolved = access(manager).resolve(config)
     print("discovered token endpoint %s, auth method %s" % (resolved.token_url, resolved.auth_method))
     with requests.Session() as session:
         session.auth = manager.auth("conformance", config)
