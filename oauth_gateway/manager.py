@@ -9,11 +9,12 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional
 
 from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
+from ._hitcheck import hit_check, no_token
 from ._refresher import DEFAULT_WORKERS, Refresher
 from ._resolver import Resolver
 from ._response import TokenResponse, safe_text
@@ -44,35 +45,6 @@ log = logging.getLogger("oauth_gateway")
 #: the start of its slow path, discovery and token request together), for the shared-cache
 #: calls that deadline does not bound (each bounded by the cache's own timeouts).
 WAIT_MARGIN = 60.0
-
-_Miss = TypeVar("_Miss")
-
-
-def _hit_check(
-    peek: Callable[[Key], Optional[CacheEntry]],
-    clock: Callable[[], float],
-    miss: Callable[[str, OAuthConfig, str], _Miss],
-) -> Callable[[str, OAuthConfig, str], Union[Token, _Miss]]:
-    """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
-
-    A hit is an entry of the same config whose ``refresh_at`` (never later than the
-    token's ``usable_until``) is still ahead: one dict read and the clock, no lock, no
-    I/O. Otherwise the result is ``miss(server_name, config, config_id)``. The values are
-    the function's cells: read faster than attributes, and the call binds no method.
-    """
-
-    def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Union[Token, _Miss]:
-        entry = peek((server_name, config_id))
-        if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            return entry.token
-        return miss(server_name, config, config_id)
-
-    return get_token
-
-
-def _no_token(server_name: str, config: OAuthConfig, config_id: str) -> None:
-    return None
 
 
 class TokenManager:
@@ -153,8 +125,8 @@ class TokenManager:
         # The one cache-hit check; the same check, missing with None, re-checks under the lock.
         # The manager keeps a strong reference to itself through it (its miss is a bound
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
-        self._get = _hit_check(self._peek, clock, self._acquire)
-        self._hit_or_none = _hit_check(self._peek, clock, _no_token)
+        self._get = hit_check(self._peek, clock, self._acquire)
+        self._hit_or_none = hit_check(self._peek, clock, no_token)
         self._access = ManagerAccess(
             self._get,
             self._hit_or_none,

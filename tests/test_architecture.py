@@ -46,6 +46,7 @@ CORE = {
     "_jwt",
     "_response",
     "_config_files",
+    "_hitcheck",
     "client_auth",
     "endpoint",
     "_redact",
