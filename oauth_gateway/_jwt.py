@@ -18,7 +18,7 @@ import ssl
 import stat
 from typing import Any, Dict, Mapping, NoReturn, Optional, Tuple, Union
 
-from ._helpers import MAX_SECRET_FILE_BYTES, parse_json_text, read_regular_file
+from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file
 from ._jsonpath import join as _join_path
 from .exceptions import ConfigError
 
@@ -32,7 +32,6 @@ __all__ = (
     "check_key_file",
     "import_jwt",
     "jwk_thumbprint",
-    "jwt_claims",
     "load_private_key",
     "require_jwt",
     "sign_jwt",
@@ -352,28 +351,3 @@ def sign_jwt(
     signing_key = key.signing_key if isinstance(key, PrivateKey) else key
     compact: str = jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
     return compact
-
-
-# --------------------------------------------------------------------------------------
-# Reading a JWT (no signature check)
-# --------------------------------------------------------------------------------------
-
-
-def _jwt_part(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    document, problem = parse_json_text(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-    if problem is not None:  # not JSON, or nested deeply enough to exhaust the stack
-        raise ValueError(problem.problem)
-    return document
-
-
-def jwt_claims(text: str) -> Optional[Dict[str, Any]]:
-    """The claims of a JWT's text (its header must be a JSON object too), or None when it is not one."""
-    parts = text.split(".")
-    if len(parts) != 3 or not all(parts):
-        return None
-    try:
-        header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
-    except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
-        return None
-    return claims if isinstance(header, dict) and isinstance(claims, dict) else None

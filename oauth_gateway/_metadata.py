@@ -106,7 +106,8 @@ class ProtectedResourceMetadata:
     """A protected resource's metadata (RFC 9728). Immutable.
 
     Attributes:
-        resource: the resource identifier, equal (canonically) to the server's URL.
+        resource: the resource identifier as published: the server's URL (canonically), or
+            its origin when the document came from the root well-known URL.
         authorization_servers: issuer identifiers, in the server's order.
         scopes_supported: as published, or empty.
         metadata_url: the URL the document came from.
@@ -127,8 +128,9 @@ class DiscoveryResult:
     """What discovery decided for one server. Immutable.
 
     Attributes:
-        resource: the server's canonical URI (RFC 8707 ``resource``), or None when
-            discovery started from an issuer alone.
+        resource: the RFC 8707 ``resource`` to send: the protected resource metadata's
+            ``resource`` exactly as published (it names this server, canonically), or
+            None when discovery started from an issuer alone.
         resource_metadata_url: where the protected resource metadata came from, or None.
         resource_metadata: that metadata, or None.
         authorization_server: the authorization server's metadata.
@@ -367,10 +369,18 @@ def server_metadata(
 
 
 def resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> ProtectedResourceMetadata:
+    """Check and wrap a protected resource metadata document fetched from ``url``.
+
+    RFC 9728 section 3.3: ``resource`` must be the identifier the metadata URL was built
+    from: the server's URL, or its origin when the document sits at the origin's root
+    well-known URL (the fallback that protected_resource_metadata_urls tries last).
+    """
     step = STEP_RESOURCE_METADATA
     published = document.get("resource")
+    origin = _origin_and_path(resource)[0]
+    allowed = {resource, origin} if url == origin + "/.well-known/oauth-protected-resource" else {resource}
     try:
-        matches = isinstance(published, str) and canonical_resource_uri(published) == resource
+        matches = isinstance(published, str) and canonical_resource_uri(published) in allowed
     except ValueError:
         matches = False
     if not matches:

@@ -312,7 +312,7 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
     if not config.revocation_url:
         changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
     if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
+        changes["resources"] = (result.resource,)  # exactly as the resource metadata publishes it
     if not config.scope and result.scope:
         changes["scope"] = result.scope
     if not config.token_endpoint_auth_method:
@@ -325,7 +325,9 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
             else choose_auth_method(
                 server,
                 have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+                have_private_key=bool(
+                    config.client_private_key_path or config.client_assertion_file or config.client_assertion_source
+                ),
                 have_cert=config.use_mtls,
             )
         )

@@ -338,7 +338,8 @@ class Discoverer:
         else:
             scopes = entry.metadata.scopes_supported
         return DiscoveryResult(
-            resource=resource,
+            # Exactly as published (MCP: the token request's resource is the metadata's).
+            resource=entry.metadata.resource,
             authorization_server=server,
             resource_metadata_url=entry.metadata_url,
             resource_metadata=entry.metadata,
