@@ -48,13 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manager import TokenManager
     from .tokens import Token
 
-__all__ = (
-    "DPoPTokenAuth",
-    "NONCE_NOT_REPLAYED_REASON",
-    "NOT_REPLAYED_REASON",
-    "TokenAuth",
-    "is_invalid_token_challenge",
-)
+__all__ = ("TokenAuth",)
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,13 @@ from .manager import TokenManager
 if TYPE_CHECKING:
     from .cache import TokenCache
 
+__all__ = (
+    "OAuthService",
+    "get_oauth_service",
+    "invalidate_server_oauth_token",
+    "refresh_server_oauth_token",
+)
+
 ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
 
 log = logging.getLogger("oauth_gateway")

@@ -595,27 +595,4 @@ def check_dpop_token_type(token_type: Any) -> None:
     )
 
 
-__all__ = (
-    "DEFAULT_DPOP_ALG",
-    "DEFAULT_MAX_NONCES",
-    "DPOP_HEADER",
-    "DPOP_JWT_TYPE",
-    "DPOP_NONCE_HEADER",
-    "DPOP_TOKEN_TYPE",
-    "DPoPKey",
-    "NonceStore",
-    "TokenBindingError",
-    "USE_DPOP_NONCE",
-    "access_token_hash",
-    "check_binding",
-    "check_dpop_token_type",
-    "htu_of",
-    "is_valid_nonce",
-    "make_proof",
-    "origin_of",
-    "resource_nonce_challenge",
-    "response_nonce",
-    "token_claims",
-    "token_confirmation",
-    "token_nonce_challenge",
-)
+__all__ = ("DPoPKey", "NonceStore", "TokenBindingError", "make_proof")

@@ -12,6 +12,24 @@ from typing import Any, Dict, Optional, Tuple, Type
 
 from ._redact import redact_url
 
+__all__ = (
+    "ConfigError",
+    "DiscoveryError",
+    "InsecureTransportError",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "OAuthGatewayError",
+    "RevocationNotConfigured",
+    "TokenBindingError",
+    "TokenRequestError",
+    "TransportError",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+)
+
 
 class OAuthGatewayError(Exception):
     """Root of every error raised by oauth_gateway.

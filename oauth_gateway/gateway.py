@@ -43,17 +43,7 @@ from .injection import entry_oauth_block
 if TYPE_CHECKING:
     from .cache import TokenCache
 
-__all__ = (
-    "BACKUP_SUFFIX",
-    "CONFIG_PATH_ENV",
-    "DEFAULT_CONFIG_NAME",
-    "DEFAULT_CONFIG_PATH",
-    "DIR_MODE",
-    "FILE_MODE",
-    "GatewayConfig",
-    "add_server",
-    "load_gateway_config",
-)
+__all__ = ("GatewayConfig", "load_gateway_config")
 
 log = logging.getLogger(__name__)
 

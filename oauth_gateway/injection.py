@@ -40,6 +40,8 @@ from ._jsonpath import join as _join
 from .exceptions import ConfigError
 from .tokens import Token
 
+__all__ = ("LOCAL_ENV_VARS", "inject_token", "is_remote_server")
+
 log = logging.getLogger(__name__)
 
 #: Variable that carries ``"<type> <token>"`` (remote servers, and local ones too).

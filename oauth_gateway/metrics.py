@@ -12,6 +12,8 @@ import itertools
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
+__all__ = ("Metrics", "prometheus_text")
+
 #: Counters kept per server and in total (the seed's names first).
 COUNTERS = (
     "token_acquisitions_total",

@@ -29,6 +29,8 @@ from ._http import remote_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 
+__all__ = ("Problem", "load_schema", "validate_config")
+
 #: Names accepted by :func:`schema_path` and :func:`load_schema`.
 SCHEMA_NAMES = ("oauth-config", "gateway-config")
 

@@ -7,6 +7,8 @@ import hashlib
 import time
 from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
+__all__ = ("Token",)
+
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
 #: No token is handed out with less than this left (seconds), nor with less than

@@ -19,13 +19,7 @@ from ..cache import MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
 from .store import make_fernet
 
-__all__ = (
-    "CACHE_ENV",
-    "CACHE_SETTING",
-    "ENCRYPTION_KEY_ENV",
-    "ENCRYPTION_KEY_SETTING",
-    "cache_from_settings",
-)
+__all__ = ("cache_from_settings",)
 
 log = logging.getLogger("oauth_gateway")
 

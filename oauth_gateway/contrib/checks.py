@@ -27,6 +27,8 @@ from ..exceptions import ConfigError
 from ..gateway import GatewayConfig
 from ..providers import is_code_reference
 
+__all__ = ("check_gateway_file",)
+
 E_SETTINGS = "oauth_gateway.E001"
 E_FILE = "oauth_gateway.E002"
 E_SCHEMA = "oauth_gateway.E003"

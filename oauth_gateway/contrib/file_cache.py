@@ -33,6 +33,8 @@ import time
 import weakref
 from typing import Any, Callable, Iterator, List, Mapping, Optional, Set
 
+__all__ = ("FileTokenCache",)
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows; FileTokenCache() says so

@@ -46,6 +46,8 @@ from ..tokens import Token
 from ._common import PROMETHEUS_CONTENT_TYPE, GatewayClient
 from .checks import CheckProblem, check_gateway_file
 
+__all__ = ("OAuthGateway",)
+
 #: Key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "oauth_gateway"
 #: ``app.config`` key naming the gateway file; None means ``$OAUTH_GATEWAY_CONFIG`` or

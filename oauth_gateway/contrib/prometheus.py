@@ -24,6 +24,8 @@ from ..metrics import COUNTERS
 if TYPE_CHECKING:  # pragma: no cover
     from ..manager import TokenManager
 
+__all__ = ("OAuthGatewayCollector",)
+
 #: One line of help per counter; a counter missing here gets a generic line.
 HELP = {
     "token_acquisitions_total": "Token requests finished (success or failure).",

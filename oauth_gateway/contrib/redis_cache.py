@@ -53,6 +53,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+__all__ = ("RedisTokenCache",)
+
 try:
     import redis
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed

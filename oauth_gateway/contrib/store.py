@@ -28,17 +28,7 @@ from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryToken
 from ..exceptions import ConfigError
 from ..tokens import token_from_state
 
-__all__ = (
-    "DEFAULT_WAIT_TIMEOUT",
-    "FORMAT_VERSION",
-    "MAX_ENTRY_BYTES",
-    "EntryCodec",
-    "SharedTokenCache",
-    "acquire_polling",
-    "key_digest",
-    "make_fernet",
-    "poll_delay",
-)
+__all__ = ("SharedTokenCache",)
 
 log = logging.getLogger("oauth_gateway")
 

@@ -670,20 +670,12 @@ if hasattr(os, "register_at_fork"):
 
 
 __all__ = (
-    "BUILTIN_PROVIDERS",
-    "ClientCredentialsProvider",
-    "DEFAULT_PROVIDER",
     "ENTRY_POINT_GROUP",
+    "ClientCredentialsProvider",
     "ProviderContext",
     "ProviderOptions",
     "TokenProvider",
     "TokenResponse",
     "available_providers",
-    "call_provider",
     "get_provider",
-    "is_code_reference",
-    "load_options",
-    "provider_problems",
-    "secret_keys_of",
-    "uses_client_credentials",
 )

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..client import TokenResponse
     from ..config import OAuthConfig
 
+__all__ = ("LegacyJsonProvider",)
+
 #: Longest lifetime believed from the answer (as for OAuth's ``expires_in``).
 MAX_LIFETIME = 86400.0
 #: Largest answer read, in bytes.

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..client import TokenResponse
     from ..config import OAuthConfig
 
+__all__ = ("StaticTokenProvider",)
+
 #: Seconds a static token is kept when ``lifetime`` is not set.
 DEFAULT_LIFETIME = 300
 #: The longest token file read, in bytes; a bigger file is refused (it is not a token).
