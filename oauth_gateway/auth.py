@@ -35,7 +35,6 @@ from ._authflow import (
     Rejection,
     authorization_headers,
     check_transport,
-    is_invalid_token_challenge,
     read_401,
     same_origin,
     sent_scheme,

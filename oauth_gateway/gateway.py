@@ -33,7 +33,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import schema
-from ._helpers import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, read_json_file, replace_bytes, resolve_config_path
+from ._helpers import CONFIG_PATH_ENV, read_json_file, replace_bytes, resolve_config_path
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .config import OAuthConfig
