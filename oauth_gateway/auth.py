@@ -53,9 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Appended to ``Response.reason`` when a rejected request could not be sent again, so
 #: ``raise_for_status()`` says why (the token was refreshed; the caller may retry).
-NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
+_NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 #: The same when a resource server asked for a DPoP nonce (now remembered).
-NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
+_NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
 
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
@@ -125,7 +125,7 @@ class TokenAuth(AuthBase):
         # A DPoP config gets its own request path; the bearer one stays as short as it is.
         config = args[2] if len(args) > 2 else kwargs.get("config")
         if cls is TokenAuth and getattr(config, "dpop", False):
-            cls = DPoPTokenAuth
+            cls = _DPoPTokenAuth
         return super().__new__(cls)
 
     def __init__(
@@ -228,7 +228,7 @@ class TokenAuth(AuthBase):
                 failed.method,
                 why,
             )
-            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NOT_REPLAYED_REASON % why)
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NOT_REPLAYED_REASON % why)
             return response
         log.info(
             "Token for %s was rejected by %s (401); sending the %s request once more with token %s",
@@ -283,7 +283,7 @@ class TokenAuth(AuthBase):
         )
 
 
-class DPoPTokenAuth(TokenAuth):
+class _DPoPTokenAuth(TokenAuth):
     """:class:`TokenAuth` for a config with ``OAUTH_DPOP``: a DPoP token and a fresh proof per request. Thread-safe.
 
     ``TokenAuth(...)`` and :meth:`TokenManager.auth() <oauth_gateway.TokenManager.auth>`
@@ -313,7 +313,7 @@ class DPoPTokenAuth(TokenAuth):
 
         def handle_response(
             response: requests.Response,
-            _auth: DPoPTokenAuth = self,
+            _auth: _DPoPTokenAuth = self,
             _request: requests.PreparedRequest = request,
             _position: Any = position,
             _token: Token = token,
@@ -362,7 +362,7 @@ class DPoPTokenAuth(TokenAuth):
                 failed.method,
                 why,
             )
-            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NONCE_NOT_REPLAYED_REASON % why)
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NONCE_NOT_REPLAYED_REASON % why)
             return response
         log.debug(
             "%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""), failed.method

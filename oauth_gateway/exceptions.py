@@ -133,7 +133,7 @@ class InvalidTarget(TokenRequestError):
     """``invalid_target``: the server refused a resource indicator (RFC 8707)."""
 
 
-class UnsupportedTokenType(TokenRequestError):
+class _UnsupportedTokenType(TokenRequestError):
     """``unsupported_token_type``: the server cannot revoke this token type (RFC 7009)."""
 
 
@@ -240,7 +240,7 @@ class TokenBindingError(OAuthGatewayError):
 
 #: RFC 6749 / 7009 / 8707 ``error`` codes and the class raised for each.
 #: A code missing here raises plain :class:`TokenRequestError`.
-ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
+_ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
     "invalid_request": InvalidRequest,
     "invalid_client": InvalidClient,
     "invalid_grant": InvalidGrant,
@@ -248,12 +248,12 @@ ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
     "unsupported_grant_type": UnsupportedGrantType,
     "invalid_scope": InvalidScope,
     "invalid_target": InvalidTarget,
-    "unsupported_token_type": UnsupportedTokenType,
+    "unsupported_token_type": _UnsupportedTokenType,
 }
 
 
 def error_class_for(code: Any) -> Type[TokenRequestError]:
     """Return the exception class for an RFC 6749 ``error`` code."""
     if isinstance(code, str):
-        return ERROR_CLASSES.get(code, TokenRequestError)
+        return _ERROR_CLASSES.get(code, TokenRequestError)
     return TokenRequestError

@@ -45,14 +45,14 @@ if TYPE_CHECKING:
 
 __all__ = ("GatewayConfig", "load_gateway_config")
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: Name of the config that :func:`add_server` creates in a file that has none.
 DEFAULT_CONFIG_NAME = "default_config"
 #: Mode of the gateway file and its backup: it holds client secrets.
 FILE_MODE = 0o600
 #: Mode of a config directory created by :func:`add_server`.
-DIR_MODE = 0o700
+_DIR_MODE = 0o700
 #: Suffix of the copy of the previous contents kept by every write.
 BACKUP_SUFFIX = ".bak"
 #: Suffix of the lock file beside the gateway file that serialises writers.
@@ -434,7 +434,7 @@ def _add_server_locked(
             "$",
             "check that its directory exists and is writable and the disk is not full; the file was left unchanged",
         ) from error
-    log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
+    _log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
     return chosen
 
 
@@ -478,8 +478,8 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
 
 def _make_directory(directory: str) -> None:
     if not os.path.isdir(directory):
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-        os.chmod(directory, DIR_MODE)
+        os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
+        os.chmod(directory, _DIR_MODE)
 
 
 def _owner_to_keep(path: str) -> Optional[Tuple[int, int]]:
@@ -584,7 +584,7 @@ def _warn_if_exposed(path: str) -> None:
     except OSError:  # pragma: no cover - it was just read
         return
     if mode & 0o077:
-        log.warning(
+        _log.warning(
             "config file %s is accessible to group or others (mode %04o) and may hold client secrets; "
             "run chmod 600 on it",
             path,

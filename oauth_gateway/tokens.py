@@ -14,11 +14,11 @@ DEFAULT_TOKEN_LIFETIME = 3600
 #: No token is handed out with less than this left (seconds), nor with less than
 #: :data:`MIN_REMAINING_FRACTION` of its lifetime left, whichever is shorter: a token
 #: handed out in its last instant expires on the wire.
-MIN_REMAINING = 10.0
-MIN_REMAINING_FRACTION = 0.1
+_MIN_REMAINING = 10.0
+_MIN_REMAINING_FRACTION = 0.1
 
 
-def refresh_buffer(buffer: float, lifetime: float) -> float:
+def _refresh_buffer(buffer: float, lifetime: float) -> float:
     """Return the refresh lead time: ``buffer``, but never more than half the lifetime.
 
     A token that lives 60 s with the default 300 s buffer is refreshed after 30 s
@@ -108,7 +108,7 @@ class Token:
         sets(self, "expires_in", expires_in)
         sets(self, "issued_at", issued_at)
         sets(self, "expires_at_monotonic", deadline)
-        sets(self, "refresh_at", deadline - refresh_buffer(expiry_buffer, lifetime))
+        sets(self, "refresh_at", deadline - _refresh_buffer(expiry_buffer, lifetime))
         sets(self, "scopes", frozenset(scopes))
         sets(self, "authorization", "%s %s" % (self.token_type, access_token))
         sets(self, "expires_at", (time.time() if issued_at_epoch is None else issued_at_epoch) + lifetime)
@@ -181,7 +181,7 @@ class Token:
         then waits for a new token instead of getting one that expires on the wire.
         """
         lifetime = self.expires_at_monotonic - self.issued_at
-        return self.expires_at_monotonic - max(0.0, min(MIN_REMAINING, MIN_REMAINING_FRACTION * lifetime))
+        return self.expires_at_monotonic - max(0.0, min(_MIN_REMAINING, _MIN_REMAINING_FRACTION * lifetime))
 
     def is_usable(self, now: float) -> bool:
         """Return True while the token may still be handed out (see :attr:`usable_until`).
@@ -211,7 +211,7 @@ class Token:
             "token_type": self.token_type,
             "scopes": sorted(self.scopes),
             "expires_in": max(0, int(self.expires_at - time.time())),
-            "expires_at": iso8601(self.expires_at),
+            "expires_at": _iso8601(self.expires_at),
         }
 
     def masked(self) -> str:
@@ -280,7 +280,7 @@ def format_description(fields: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def iso8601(epoch: float) -> str:
+def _iso8601(epoch: float) -> str:
     """Return epoch seconds as an ISO 8601 UTC timestamp, like ``2026-11-27T21:32:51Z``."""
     return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

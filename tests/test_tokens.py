@@ -6,16 +6,16 @@ import pickle
 
 import pytest
 
-from oauth_gateway.tokens import Token, parse_scope, refresh_buffer
+from oauth_gateway.tokens import Token, _refresh_buffer, parse_scope
 
 SECRET_TOKEN = "tok-0123456789abcdefghijklmnop"
 
 
 def test_refresh_buffer_is_capped_at_half_the_lifetime():
-    assert refresh_buffer(300, 3600) == 300
-    assert refresh_buffer(300, 60) == 30
-    assert refresh_buffer(0, 60) == 0
-    assert refresh_buffer(-5, 60) == 0
+    assert _refresh_buffer(300, 3600) == 300
+    assert _refresh_buffer(300, 60) == 30
+    assert _refresh_buffer(0, 60) == 0
+    assert _refresh_buffer(-5, 60) == 0
 
 
 def test_expiry_and_staleness():
