@@ -15,11 +15,12 @@ from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
 from ._refresher import DEFAULT_WORKERS, Refresher
+from ._resolver import Resolver
+from ._response import TokenResponse, safe_text
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
+from .client import TokenClient, call_budget, client_credentials_form
 from .config import OAuthConfig
-from .discovery import Resolver
 from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,

@@ -1,4 +1,4 @@
-"""discovery.Resolver: the manager's discovery, and one deadline for a leader's whole slow path.
+"""_resolver.Resolver: the manager's discovery, and one deadline for a leader's whole slow path.
 
 Real loopback servers: a :class:`~metadata_servers.MetadataServer` plays the MCP server, its
 authorization server and the token endpoint on one origin; :class:`Stalling` answers the
@@ -18,9 +18,9 @@ import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route, requests_fetch
+from oauth_gateway._resolver import Resolver, trust_record_name
 from oauth_gateway.client import TokenClient, call_budget, client_credentials_form
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from oauth_gateway.discovery import Resolver, trust_record_name
 from servers import Fault
 
 TOKEN = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}
