@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ("TokenAuth",)
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: Appended to ``Response.reason`` when a rejected request could not be sent again, so
 #: ``raise_for_status()`` says why (the token was refreshed; the caller may retry).
@@ -211,7 +211,7 @@ class TokenAuth(AuthBase):
             return response
         where = redact_url(failed.url or "")
         if rejection.refused_metadata is not None:
-            log.warning(
+            _log.warning(
                 "The 401 from %s was not followed to its metadata: %s", where, rejection.refused_metadata.problem
             )
         elif rejection.resource_metadata is not None and self.config.is_discovered:
@@ -221,7 +221,7 @@ class TokenAuth(AuthBase):
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
-            log.warning(
+            _log.warning(
                 "Token for %s was rejected by %s (401); got a new token but did not send the %s request again: %s",
                 self.server_name,
                 where,
@@ -230,7 +230,7 @@ class TokenAuth(AuthBase):
             )
             response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NOT_REPLAYED_REASON % why)
             return response
-        log.info(
+        _log.info(
             "Token for %s was rejected by %s (401); sending the %s request once more with token %s",
             self.server_name,
             where,
@@ -355,7 +355,7 @@ class _DPoPTokenAuth(TokenAuth):
             return self._handle_response(response, url, body, position, send_kwargs, rejection)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
-            log.warning(
+            _log.warning(
                 "%s asked for a DPoP nonce (401) for %s; did not send the %s request again: %s",
                 redact_url(failed.url or ""),
                 self.server_name,
@@ -364,7 +364,7 @@ class _DPoPTokenAuth(TokenAuth):
             )
             response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NONCE_NOT_REPLAYED_REASON % why)
             return response
-        log.debug(
+        _log.debug(
             "%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""), failed.method
         )
         headers = self._proof_headers(failed.method or "GET", failed.url or "", token, nonce)

@@ -42,7 +42,7 @@ from .tokens import Token
 
 __all__ = ("LOCAL_ENV_VARS", "inject_token", "is_remote_server")
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: Variable that carries ``"<type> <token>"`` (remote servers, and local ones too).
 _ENV_AUTH_HEADER = "AUTH_HEADER"
@@ -401,7 +401,7 @@ def _log_detection(entry: Dict[str, Any], program: Optional[str]) -> None:
         verdict = "remote (runs %s); the token goes into the Authorization header" % program
     else:
         verdict = "local (no mcp-remote or curl in command or args); the token goes into environment variables"
-    log.info(
+    _log.info(
         "server %r: %s, auto-detected as %s; set oauth_config.is_remote to true or false to make this explicit",
         key,
         why,

@@ -27,7 +27,7 @@ def _refresh_buffer(buffer: float, lifetime: float) -> float:
     return max(0.0, min(float(buffer), float(lifetime) / 2.0))
 
 
-def fingerprint(secret: str) -> str:
+def _fingerprint(secret: str) -> str:
     """Return a short, stable, non-reversible label for a token, safe to log."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:8]
 
@@ -141,7 +141,7 @@ class Token:
     @property
     def fingerprint(self) -> str:
         """A short hash of the token, safe for logs and ``repr``."""
-        return fingerprint(self.access_token)
+        return _fingerprint(self.access_token)
 
     @property
     def expiry(self) -> datetime.datetime:
