@@ -125,7 +125,7 @@ class TokenAuth(AuthBase):
         # A DPoP config gets its own request path; the bearer one stays as short as it is.
         config = args[2] if len(args) > 2 else kwargs.get("config")
         if cls is TokenAuth and getattr(config, "dpop", False):
-            cls = _DPoPTokenAuth
+            cls = DPoPTokenAuth
         return super().__new__(cls)
 
     def __init__(
@@ -283,7 +283,7 @@ class TokenAuth(AuthBase):
         )
 
 
-class _DPoPTokenAuth(TokenAuth):
+class DPoPTokenAuth(TokenAuth):
     """:class:`TokenAuth` for a config with ``OAUTH_DPOP``: a DPoP token and a fresh proof per request. Thread-safe.
 
     ``TokenAuth(...)`` and :meth:`TokenManager.auth() <oauth_gateway.TokenManager.auth>`
@@ -313,7 +313,7 @@ class _DPoPTokenAuth(TokenAuth):
 
         def handle_response(
             response: requests.Response,
-            _auth: _DPoPTokenAuth = self,
+            _auth: DPoPTokenAuth = self,
             _request: requests.PreparedRequest = request,
             _position: Any = position,
             _token: Token = token,

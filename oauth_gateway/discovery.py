@@ -47,7 +47,8 @@ from ._metadata import (
     show,
 )
 from ._singleflight import SingleFlight
-from .client_auth import CREDENTIALS, SIGNING_METHODS, held_credentials, preferred_auth_method  # noqa: F401 (cli imports it from here)
+from .client_auth import CREDENTIALS, held_credentials, preferred_auth_method
+from .client_auth import SIGNING_METHODS as SIGNING_METHODS  # cli and the tests read it here
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = ("DiscoveryError",)

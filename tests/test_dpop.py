@@ -245,8 +245,8 @@ def test_without_pyjwt_making_a_key_is_a_config_error_naming_the_extra() -> None
     # A real interpreter where `import jwt` fails; importing oauth_gateway.dpop must not need it.
     code = (
         "import sys; sys.modules['jwt'] = None\n"
-        "from oauth_gateway.dpop import DPoPKey, token_confirmation\n"
-        "assert token_confirmation('opaque') is None\n"
+        "from oauth_gateway.dpop import DPoPKey, _token_confirmation\n"
+        "assert _token_confirmation('opaque') is None\n"
         "try:\n"
         "    DPoPKey.generate(json_path='$.oauth_config')\n"
         "except Exception as exc:\n"
