@@ -38,6 +38,8 @@ from ._helpers import parse_json_text, read_json_file, redact_url
 from ._printable import PrintableStream, printable
 from ._version import __version__
 
+__all__ = ("main",)
+
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2

@@ -49,15 +49,7 @@ from .endpoint import attempt_deadline as attempt_deadline
 from .endpoint import call_budget as call_budget
 from .exceptions import ConfigError, OAuthGatewayError, TransportError
 
-__all__ = (
-    "MAX_TOKEN_LIFETIME",
-    "TokenClient",
-    "TokenResponse",
-    "attempt_deadline",
-    "call_budget",
-    "client_credentials_form",
-    "parse_token_response",
-)
+__all__ = ("MAX_TOKEN_LIFETIME", "TokenResponse", "attempt_deadline", "parse_token_response")
 
 log = logging.getLogger("oauth_gateway")
 

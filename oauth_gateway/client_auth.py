@@ -742,25 +742,4 @@ def build_client_auth(
     return _BY_NAME[method].build(settings)
 
 
-__all__ = (
-    "ASSERTION_LIFETIME",
-    "AUTH_METHODS",
-    "AssertionFile",
-    "ClientAssertion",
-    "AudienceChoice",
-    "ClientAuth",
-    "ClientSecretBasic",
-    "ClientSecretJwt",
-    "ClientSecretPost",
-    "JWT_BEARER_ASSERTION_TYPE",
-    "JWT_BEARER_GRANT_TYPE",
-    "JwtBearerGrant",
-    "NoClientAuth",
-    "PrivateKey",
-    "PrivateKeyJwt",
-    "SIGNING_METHODS",
-    "TlsClientAuth",
-    "assertion_audience",
-    "basic_credentials",
-    "build_client_auth",
-)
+__all__ = ("PrivateKey",)

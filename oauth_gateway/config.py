@@ -32,6 +32,8 @@ from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, defau
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
+__all__ = ("FIELDS", "Field", "OAuthConfig")
+
 log = logging.getLogger(__name__)
 
 #: The ``oauth_config`` properties of the bundled schema, whose ``default`` annotations

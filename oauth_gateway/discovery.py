@@ -47,24 +47,11 @@ from ._metadata import (
     show,
 )
 from ._singleflight import SingleFlight
-from .client_auth import CREDENTIALS, SIGNING_METHODS, held_credentials, preferred_auth_method
+from .client_auth import CREDENTIALS, held_credentials, preferred_auth_method
+from .client_auth import SIGNING_METHODS as SIGNING_METHODS  # cli and the tests read it here
 from .exceptions import DiscoveryError, TransportError
 
-__all__ = (
-    "AuthorizationServerMetadata",
-    "DEFAULT_MAX_AGE",
-    "DiscoveryError",
-    "DiscoveryResult",
-    "Discoverer",
-    "Fetch",
-    "ProtectedResourceMetadata",
-    "SIGNING_METHODS",
-    "authorization_server_metadata_urls",
-    "canonical_resource_uri",
-    "choose_auth_method",
-    "parse_cache_max_age",
-    "protected_resource_metadata_urls",
-)
+__all__ = ("DiscoveryError",)
 
 log = logging.getLogger(__name__)
 

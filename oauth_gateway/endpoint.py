@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import requests
 
 #: Statuses retried with backoff (RFC 6585 429 and transient 5xx).
-RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
+_RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
 
 
 def attempt_deadline(config: OAuthConfig) -> float:
@@ -96,7 +96,7 @@ class TokenRetry(Retry):
             redirect=0,
             raise_on_redirect=False,
             raise_on_status=False,
-            status_forcelist=RETRY_STATUSES,
+            status_forcelist=_RETRY_STATUSES,
             allowed_methods=frozenset(["POST", "PUT", "GET"]),
             respect_retry_after_header=True,
             sleep_fn=sleep,

@@ -39,6 +39,8 @@ from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 if TYPE_CHECKING:  # pragma: no cover
     from .auth import TokenAuth
 
+__all__ = ("TokenManager",)
+
 log = logging.getLogger("oauth_gateway")
 
 #: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from

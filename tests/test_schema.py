@@ -294,9 +294,9 @@ def _content_regexes() -> Dict[str, Any]:
     for name in schema.SCHEMA_NAMES:
         for pattern in sorted(set(_schema_patterns(schema.load_schema(name)))):
             regexes["%s: %s" % (name, pattern)] = re.compile(pattern)
-    from oauth_gateway.providers import BUILTIN_PROVIDERS, get_provider
+    from oauth_gateway.providers import _BUILTIN_PROVIDERS, get_provider
 
-    for name in sorted(BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
+    for name in sorted(_BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
         for pattern in sorted(set(_schema_patterns(get_provider(name).options_schema))):
             regexes["provider %s: %s" % (name, pattern)] = re.compile(pattern)
     for module in (schema, _helpers, _jsonpath, injection):
@@ -1062,7 +1062,7 @@ def test_check_jsonschema_and_validate_agree_on_fixture(name: str) -> None:
     expected_valid = "-good-" in name
     document = json.loads(path.read_text())
     assert (kind == "gateway-config") == (
-        isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS)
+        isinstance(document, dict) and any(k in document for k in schema._GATEWAY_KEYS)
     )
 
     ours = cli.main(["validate", str(path)], stdout=_Sink(), stderr=_Sink())
