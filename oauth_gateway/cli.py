@@ -23,6 +23,7 @@ from typing import (
     Callable,
     Dict,
     List,
+    Mapping,
     NoReturn,
     Optional,
     Sequence,
@@ -438,6 +439,13 @@ class RetryProgress:
         """Print a retry that was made without a wait."""
         self._say("retrying at once")
 
+    def announce(self, what: str) -> None:
+        """Say what the command does now (``fetching https://...``), when lines are printed."""
+        self.flush()
+        if self._enabled:
+            self._err.write("%s: %s\n" % (_PROG, what))
+            self._err.flush()
+
     def _say(self, when: str) -> None:
         if self._pending is None:
             return
@@ -469,13 +477,23 @@ def _with_token_errors(run: _Run) -> _Run:
         except OAuthGatewayError as error:
             args.progress.flush()
             message = str(error)
-            if "no request was made" not in message and " attempt" not in message:
-                attempts = args.progress.attempts
-                message += "; gave up after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+            message += gave_up_suffix(message, args.progress.attempts)
             err.write("%s: error: %s\n" % (_PROG, message))
             return EXIT_INVALID
 
     return wrapper
+
+
+def gave_up_suffix(message: str, attempts: int) -> str:
+    """What a final error line adds about the attempts: ``"; gave up after 4 attempts"``.
+
+    Pure: nothing when one attempt was made (the message says what failed; "after 1
+    attempt" adds nothing), when the message counts them already, or when no request
+    was made.
+    """
+    if attempts <= 1 or "no request was made" in message or " attempt" in message:
+        return ""
+    return "; gave up after %d attempts" % attempts
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -595,7 +613,6 @@ def _cmd_discover(subparsers: Any) -> None:
 
 @_with_token_errors
 def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    import time
     from urllib.parse import urlsplit
 
     from ._http import is_loopback_host
@@ -612,9 +629,19 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     settings = OAuthConfig.from_dict(
         {"OAUTH_CA_BUNDLE_PATH": args.ca_bundle or "", "OAUTH_ENFORCE_HTTPS": not plain_loopback}
     )
-    client = TokenClient(sleep=time.sleep)
+    progress = args.progress
+    client = TokenClient(on_retry=progress.on_retry, sleep=progress.sleep)
+    fetch = client.discovery_fetch(settings)
+
+    def fetch_and_tell(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]) -> Any:
+        # Each fetch is one URL with its own attempts: the retry lines and the final
+        # "gave up after N attempts" are about the URL that is being fetched.
+        progress.url, progress.attempts = url, 1
+        progress.announce("fetching %s" % redact_url(url))
+        return fetch(method, url, headers, body)
+
     try:
-        discoverer = Discoverer(client.discovery_fetch(settings), enforce_https=not plain_loopback)
+        discoverer = Discoverer(fetch_and_tell, enforce_https=not plain_loopback)
         result = discoverer.discover(resource_url=args.url or None, issuer=args.issuer or None)
     finally:
         client.close()
@@ -830,24 +857,42 @@ def _cmd_demo(subparsers: Any) -> None:
         "Walk through validation, tokens, caching, refresh, injection, revocation and metrics "
         "against an authorization server started on 127.0.0.1.",
         "  %(prog)s demo\n"
-        "  %(prog)s demo --serve      # keep the server running and print a gateway file for it" % {"prog": _PROG},
+        "  %(prog)s demo --serve --write demo.json   # keep the server running, save its gateway file"
+        % {"prog": _PROG},
     )
     parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS", help="pause between steps")
     parser.add_argument(
         "--serve",
         action="store_true",
         help="instead of the walk-through, keep the demo server running until Ctrl-C and print a gateway file "
-        "to try the other commands against (exit status 0 on Ctrl-C)",
+        "and the export lines the documentation's examples read (exit status 0 on Ctrl-C)",
     )
-    parser.add_argument("--port", type=int, default=0, help="with --serve: the port on 127.0.0.1 (default: any free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="with --serve: the port on 127.0.0.1 (default: 8400, so the export lines stay right; 0: any free one)",
+    )
+    parser.add_argument("--write", metavar="FILE", help="with --serve: save the gateway file to FILE (mode 0600)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from ._demo import run_demo, serve_demo
+    from ._demo import SERVE_PORT, run_demo, serve_demo
 
     if args.serve:
-        return serve_demo(out, port=args.port)
+        port = SERVE_PORT if args.port is None else args.port
+        try:
+            return serve_demo(out, port=port, write=args.write)
+        except OSError as error:  # the port is taken, or the file cannot be written
+            if args.write and error.filename:
+                err.write("%s demo: error: cannot write %s: %s\n" % (_PROG, args.write, error.strerror))
+            else:
+                err.write(
+                    "%s demo: error: cannot listen on 127.0.0.1:%d (%s); is another demo running? "
+                    "Stop it, or pass --port N (--port 0: any free port)\n" % (_PROG, port, error.strerror or error)
+                )
+            return EXIT_USAGE
     return run_demo(out, step_delay=max(0.0, args.pause))
 
 

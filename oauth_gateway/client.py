@@ -633,7 +633,7 @@ class TokenClient:
                 if following is None:
                     raise  # exhausted: the last transport error is the result
                 retry = following
-                self._announce(call, error.__class__.__name__)
+                self._announce(call, _reason(error))  # a plain reason: "connection refused", "timed out"
                 retry.sleep()
                 continue
             raw = response.raw
