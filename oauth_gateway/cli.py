@@ -468,7 +468,7 @@ def _with_token_errors(run: _Run) -> _Run:
         from .exceptions import ConfigError, OAuthGatewayError
 
         level = verbosity(args)
-        args.progress = RetryProgress(err, level > 0 or (level == 0 and _isatty(err)))
+        args.progress = RetryProgress(err, level > 0 or (level == 0 and _isatty(err)), sleep=_wait)
         try:
             return run(args, out, err)
         except ConfigError as error:
@@ -482,6 +482,11 @@ def _with_token_errors(run: _Run) -> _Run:
             return EXIT_INVALID
 
     return wrapper
+
+
+def _wait(seconds: float) -> None:
+    """The commands' wait between retries (a module function, so tests can step past it)."""
+    time.sleep(seconds)
 
 
 def gave_up_suffix(message: str, attempts: int) -> str:

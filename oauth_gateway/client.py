@@ -480,7 +480,7 @@ class TokenClient:
         def fetch(
             method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
         ) -> Tuple[int, Mapping[str, str], bytes]:
-            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery")
+            call = self._new_call(config, redact_url(url), _new_correlation_id(), "discovery")  # logs name the URL
             sent = dict(headers)
             sent["User-Agent"] = USER_AGENT
 
