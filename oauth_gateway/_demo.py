@@ -404,7 +404,10 @@ def serve_demo(
             while not stop.wait(3600.0):  # until Ctrl-C
                 pass
         except KeyboardInterrupt:
-            out.write("\noauth-gateway demo: stopped after %d token request(s)\n" % server.count("/token"))
+            out.write(
+                "\noauth-gateway demo: stopped after %d token request(s), %d revocation(s) and %d resource request(s)\n"
+                % (server.count("/token"), server.count("/revoke"), server.count("/resource"))
+            )
             out.flush()
         finally:
             if in_main:

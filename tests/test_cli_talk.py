@@ -259,5 +259,7 @@ def test_demo_serve_prints_a_working_config_and_exits_0_on_ctrl_c(tmp_path, monk
             process.kill()
             process.communicate()
     assert process.returncode == 0, errors
-    assert rest.decode().strip() == "oauth-gateway demo: stopped after 1 token request(s)"
+    assert rest.decode().strip() == (
+        "oauth-gateway demo: stopped after 1 token request(s), 0 revocation(s) and 0 resource request(s)"
+    )
     assert errors == b""
