@@ -273,18 +273,58 @@ def _public_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Optional[n
             new["reftarget"] = alias
             domain = env.get_domain("py")
             return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], alias, new, contnode)
-    if "." not in target:
-        domain = env.get_domain("py")
+    domain = env.get_domain("py")
+    target = target.lstrip("~.")
+    # A name written in a docstring relative to where it stands (``:meth:`lock``` in a
+    # class, ``:class:`ConfigError``` in a module), or as a unique ``Name`` / ``Class.method``.
+    module, klass = node.get("py:module"), node.get("py:class")
+    scopes = [".".join(part for part in (module, klass) if part), module, "oauth_gateway"]
+    matches = [scope + "." + target for scope in scopes if scope and scope + "." + target in domain.objects][:1]
+    if not matches:
         matches = [
             fullname
-            for fullname, _ in domain.objects.items()
+            for fullname in domain.objects
             if fullname.startswith("oauth_gateway.") and fullname.endswith("." + target)
         ]
-        if len(matches) == 1:
-            new = node.deepcopy()
-            new["reftarget"] = matches[0]
-            return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode)
+        if len(matches) > 1:  # the package name and its submodule's: the package one is documented
+            matches = [name for name in matches if name.count(".") == target.count(".") + 1] or matches
+    if len(matches) == 1:
+        new = node.deepcopy()
+        new["reftarget"] = matches[0]
+        return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode)
+    if any(part.startswith("_") and not part.startswith("__") for part in target.split(".")):
+        return contnode  # a private name a docstring mentions: shown as written, never documented
+    if _exists(module, klass, target):
+        return contnode  # a real name the reference leaves out (not in its module's __all__): as text
     return None
+
+
+def _exists(module: Optional[str], klass: Optional[str], target: str) -> bool:
+    """True when ``target`` names something importable from where the reference stands."""
+    import importlib
+
+    if not module or not module.startswith("oauth_gateway"):
+        return False
+    try:
+        found: Any = importlib.import_module(module)
+    except ImportError:
+        return False
+    for scope in ([klass] if klass else []) + [None]:
+        start = found
+        for part in (scope.split(".") if scope else []) + target.split("."):
+            holder = start
+            start = getattr(holder, part, _MISSING)
+            if start is _MISSING and isinstance(holder, type):  # an instance attribute, declared
+                declared = set(getattr(holder, "__slots__", ())) | set(getattr(holder, "__annotations__", {}))
+                start = holder if part in declared else _MISSING
+            if start is _MISSING:
+                break
+        if start is not _MISSING:
+            return True
+    return False
+
+
+_MISSING = object()
 
 
 _AS_WRITTEN = ("property", "data", "attribute")
@@ -301,11 +341,19 @@ def _restore_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any
         lines[:] = original
 
 
+def _public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: List[Any]) -> None:
+    """Show a class's public bases only: a private helper base is an implementation detail."""
+    private = [base for base in bases if any(p.startswith("_") for p in base.__module__.split(".")[1:])]
+    if private:
+        bases[:] = [base for base in bases if base not in private] or [object]
+
+
 def setup(app: Sphinx) -> Dict[str, Any]:
     app.add_object_type("confkey", "confkey", objname="configuration key", indextemplate="pair: %s; configuration key")
     app.add_directive("oauth-gateway-schema", SchemaDirective)
     app.add_directive("oauth-gateway-cli", CliDirective)
     app.connect("missing-reference", _public_alias)
+    app.connect("autodoc-process-bases", _public_bases)
     # Around napoleon's handler (priority 500).
     app.connect("autodoc-process-docstring", _keep_docstring, priority=400)
     app.connect("autodoc-process-docstring", _restore_docstring, priority=600)
