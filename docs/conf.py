@@ -84,4 +84,5 @@ nitpick_ignore_regex = [
 # --- HTML ---------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = "oauth-gateway %s" % release
-html_static_path: list = []
+html_static_path = ["_static"]
+html_css_files = ["oauth-gateway.css"]
