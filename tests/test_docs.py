@@ -344,3 +344,84 @@ def test_the_layout_check_sees_a_clipped_code_block_and_a_word_split(tmp_path: P
     assert "a code block is clipped" in text
     assert 'the word "Parameters:" wraps inside dt' in text
     assert "wider than the viewport" in text and "the page scrolls sideways" in text
+
+
+def _public_modules() -> List[str]:
+    import pkgutil
+
+    import oauth_gateway
+
+    names = ["oauth_gateway"]
+    for found in pkgutil.walk_packages(oauth_gateway.__path__, "oauth_gateway."):
+        if not any(part.startswith("_") for part in found.name.split(".")[1:]):
+            names.append(found.name)
+    return names
+
+
+def _public_names(module_name: str) -> List[str]:
+    """A module's public names: its ``__all__``, else what it defines without a leading ``_``."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == module_name
+    ]
+
+
+def test_every_public_name_of_every_public_module_is_in_the_api_reference(site: Dict[str, object]) -> None:
+    import oauth_gateway
+
+    ids = _pages(site["out"])["api.html"].ids
+    missing = []
+    for module_name in _public_modules():
+        if module_name.startswith("oauth_gateway.contrib.httpx"):
+            continue  # the httpx adapters' page documents them
+        for name in _public_names(module_name):
+            value = getattr(__import__(module_name, fromlist=[name]), name, None)
+            is_package_name = name in oauth_gateway.__all__ and getattr(oauth_gateway, name, None) is value
+            wanted = "oauth_gateway.%s" % name if is_package_name else "%s.%s" % (module_name, name)
+            if wanted not in ids:
+                missing.append(wanted)
+    assert missing == [], "\n".join(missing)
+
+
+def test_the_api_reference_goes_by_concept_with_errors_last(site: Dict[str, object]) -> None:
+    headings = _pages(site["out"])["api.html"].headings
+    order = ["The manager and tokens", "Configuration", "Auth objects", "The gateway file and injection", "Caches"]
+    order += ["Contrib adapters", "Errors"]
+    assert [heading for heading in headings if heading in order] == order
+    assert headings[-1] == "Errors"
+
+
+def test_the_configuration_reference_shows_no_regular_expression(site: Dict[str, object]) -> None:
+    text = (site["out"] / "configuration.html").read_text(encoding="utf-8")
+    for marker in ("^$|", "[A-Za-z_]", "\\s", "(?!", "]*$"):
+        assert marker not in text, marker
+    scope = text.split('id="confkey-OAUTH_SCOPE"', 1)[1].split('id="confkey-', 1)[0]
+    assert "must be scope tokens separated by single spaces" in scope  # the schema's x-message, in words
+
+
+def test_the_configuration_reference_has_the_gateway_wide_keys_and_the_environment(site: Dict[str, object]) -> None:
+    keys = set(_pages(site["out"])["configuration.html"].confkeys)
+    assert {
+        "$.common_mcp_gateway_config.oauth_token_cache",
+        "$.common_mcp_gateway_config.oauth_token_cache_encryption_key",
+        "OAUTH_GATEWAY_CONFIG",
+        "OAUTH_GATEWAY_TOKEN_CACHE",
+        "OAUTH_GATEWAY_TOKEN_CACHE_ENCRYPTION_KEY",
+        "OAUTH_GATEWAY_DEMO_SECRET",
+    } <= keys
+
+
+def test_the_readme_is_a_front_page_whose_test_command_is_scripts_test() -> None:
+    text = (REPO / "README.rst").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    assert "\n    scripts/test\n" in text
+    assert "repo: <repository-url>" in text and "id: oauth-gateway-validate" in text
+    hooks = (REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
+    assert "- id: oauth-gateway-validate" in hooks
+    assert "docs/_build/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
