@@ -79,7 +79,9 @@ def _serve(tmp_path, *extra: str) -> Tuple[str, Dict[str, str], threading.Thread
         ready.set()
 
     write = str(tmp_path / "demo.json") if "--write" in extra else None
-    thread = threading.Thread(target=_demo.serve_demo, args=(out,), kwargs={"port": 0, "ready": on_ready, "write": write})
+    thread = threading.Thread(
+        target=_demo.serve_demo, args=(out,), kwargs={"port": 0, "ready": on_ready, "write": write}
+    )
     thread.daemon = True  # the server stops with the process: serve_demo waits for Ctrl-C
     thread.start()
     assert ready.wait(30)

@@ -87,7 +87,7 @@ PYTHON_PAGES = [page for page in PAGES if any(s.language == "python" for s in sn
 class Demo(NamedTuple):
     env: Dict[str, str]
     home: Path
-    process: "subprocess.Popen[str]"
+    process: subprocess.Popen[str]
 
     def stop(self) -> Dict[str, int]:
         """Ctrl-C the demo; returns what it says it served: {"token": n, "revocation": n, "resource": n}."""
@@ -141,7 +141,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
             started.process.communicate()
 
 
-def _run_page(page: Path, demo: Demo) -> "subprocess.CompletedProcess[str]":
+def _run_page(page: Path, demo: Demo) -> subprocess.CompletedProcess[str]:
     runnable = [s for s in snippets(page) if s.language == "python" and not s.no_run]
     assert runnable, "%s has only no-run blocks" % page
     return subprocess.run(
