@@ -638,12 +638,14 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     client = TokenClient(on_retry=progress.on_retry, sleep=progress.sleep)
     fetch = client.discovery_fetch(settings)
 
-    def fetch_and_tell(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]) -> Any:
+    def fetch_and_tell(
+        method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float] = None
+    ) -> Any:
         # Each fetch is one URL with its own attempts: the retry lines and the final
         # "gave up after N attempts" are about the URL that is being fetched.
         progress.url, progress.attempts = url, 1
         progress.announce("fetching %s" % redact_url(url))
-        return fetch(method, url, headers, body)
+        return fetch(method, url, headers, body, deadline)
 
     try:
         discoverer = Discoverer(fetch_and_tell, enforce_https=not plain_loopback)
