@@ -356,6 +356,15 @@ def _exists(module: Optional[str], klass: Optional[str], target: str) -> bool:
     """True when ``target`` names something importable from where the reference stands."""
     import importlib
 
+    parts = target.split(".")
+    if parts[0] == "oauth_gateway":  # a full name: the longest importable module prefix
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            module, klass, target = ".".join(parts[:cut]), None, ".".join(parts[cut:])
+            break
     if not module or not module.startswith("oauth_gateway"):
         return False
     try:
