@@ -82,6 +82,8 @@ nitpick_ignore_regex = [
     ("py:exc", r"ImproperlyConfigured"),
     # Python 3.8 renders typing.ContextManager[...] as this name, which typing lacks.
     ("py:obj", r"typing\.AbstractContextManager"),
+    # ... and typing.IO[str] as typing.IO, which it does not document as an object.
+    ("py:obj", r"typing\.IO"),
 ]
 
 # --- HTML ---------------------------------------------------------------------------------
