@@ -612,7 +612,7 @@ class TokenClient:
                 if following is None:  # exhausted, or never retried
                     failure = _transport_error(exc, call, url)
                     break
-                retry, reason = following, _reason(error)  # a plain reason: "connection refused", "timed out"
+                retry, reason = following, _reason(exc)  # a plain reason: "connection refused", "timed out"
                 if retry.get_backoff_time() >= self._remaining(call):
                     failure = _transport_error(exc, call, url)  # the wait would end past the call's deadline
                     break
