@@ -354,7 +354,9 @@ class TokenClient:
         def fetch(
             method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float]
         ) -> Tuple[int, Mapping[str, str], bytes]:
-            call = self._new_call(endpoint, "discovery", _new_correlation_id(), "discovery", deadline)
+            call = self._new_call(
+                endpoint, redact_url(url), _new_correlation_id(), "discovery", deadline
+            )  # logs name the URL
             sent = dict(headers)
             sent["User-Agent"] = USER_AGENT
 
@@ -478,7 +480,7 @@ class TokenClient:
                 if following is None:  # exhausted, or never retried
                     failure = _transport_error(exc, call, url)
                     break
-                retry, reason = following, error.__class__.__name__
+                retry, reason = following, _reason(exc)  # a plain reason: "connection refused", "timed out"
                 if retry.get_backoff_time() >= self._remaining(call):
                     failure = _transport_error(exc, call, url)  # the wait would end past the call's deadline
                     break

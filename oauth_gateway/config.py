@@ -243,7 +243,8 @@ def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
         if not problem.malformed and values["version"] == "2.1" and key == "OAUTH_TOKEN_URL":
             message, hint = (
                 "OAuth 2.1 requires HTTPS for token_url",
-                'use an https:// URL or set OAUTH_VERSION to "2.0"',
+                'use an https:// URL; for a local test server over plain http set OAUTH_VERSION to "2.0" '
+                "and OAUTH_ENFORCE_HTTPS to false",
             )
         raise ConfigError(message, path_of(key), hint)
 

@@ -60,7 +60,18 @@ CORE = {
     "providers.static",
     "providers.legacy_json",
 }
-ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_cli_reporters", "_checkfile", "_demo", "contrib")
+ADAPTERS = (
+    "auth",
+    "injection",
+    "gateway",
+    "compat",
+    "cli",
+    "_cli_progress",
+    "_cli_reporters",
+    "_checkfile",
+    "_demo",
+    "contrib",
+)
 
 # Lazy imports from the core into an adapter, each inside a function and each for a reason.
 LAZY_CORE_TO_ADAPTER = {

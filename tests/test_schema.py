@@ -842,7 +842,7 @@ def test_done_when_file_gives_exactly_four_problems() -> None:
         (
             BLOCK + ".OAUTH_TOKEN_URL",
             "OAuth 2.1 requires HTTPS for token_url, got 'http://idp/token'",
-            'use an https:// URL, or set OAUTH_VERSION to "2.0" for local tests over http',
+            'use an https:// URL; for a local test server over plain http set OAUTH_VERSION to "2.0" and OAUTH_ENFORCE_HTTPS to false',
         ),
         (
             BLOCK + ".OAUTH_VALIDATE_SCOPES",

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from oauth_gateway.tokens import Token, refresh_buffer, parse_scope
+from oauth_gateway.tokens import Token, parse_scope, refresh_buffer
 
 SECRET_TOKEN = "tok-0123456789abcdefghijklmnop"
 
