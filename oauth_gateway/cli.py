@@ -4,7 +4,7 @@ Each subcommand is one ``_cmd_<name>(subparsers)`` function that adds its parser
 sets ``run``; listing it in :data:`_COMMANDS` is all it takes to add another. A run
 function takes ``(args, out, err)`` and returns the exit code: 0 success, 1 the input
 is invalid, 2 usage or an unreadable file. Checking, the result and reporting stay
-apart, as in check-jsonschema: :func:`check_file` builds a :class:`FileResult`,
+apart, as in check-jsonschema: :func:`check_file` builds a ``FileResult``,
 the reporters of :mod:`oauth_gateway._cli_reporters` print it.
 """
 

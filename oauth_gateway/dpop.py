@@ -9,9 +9,9 @@ do not send anything:
   the same rules as every other key file) and its RFC 7638 thumbprint ``jkt``.
 * :func:`make_proof`: one proof for one request attempt.
 * :class:`NonceStore`: the latest ``DPoP-Nonce`` of each server, by origin.
-* :func:`token_nonce_challenge` and :func:`resource_nonce_challenge`: recognise a
+* :func:`token_nonce_challenge` and ``resource_nonce_challenge``: recognise a
   server asking for a nonce (``use_dpop_nonce``) and return the nonce to retry with.
-* :func:`token_confirmation`, :func:`check_binding`, :func:`check_token_binding` and
+* ``token_confirmation``, ``check_binding``, :func:`check_token_binding` and
   :func:`check_dpop_token_type`: check, before a token is used, that it is bound to OUR
   key or certificate.
 * :class:`DPoPKeyring`: a manager's keys, one per config.
@@ -427,7 +427,7 @@ def _check_binding(
     checks nothing: use :func:`check_dpop_token_type` and introspection for those.
 
     Args:
-        cnf: From :func:`token_confirmation` or an introspection response.
+        cnf: From ``token_confirmation`` or an introspection response.
         dpop_jkt: :attr:`DPoPKey.jkt` when DPoP is on, else None.
         cert_x5t_s256: The ``x5t#S256`` of our client certificate when mTLS is on
             (:func:`~oauth_gateway.client_auth.certificate_thumbprints`), else None.

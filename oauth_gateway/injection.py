@@ -14,7 +14,7 @@ variables.
 
 ``curl`` is remote too, but expands no variables in ``-H``: it would send the literal
 text ``${AUTH_HEADER}`` and no credentials. :func:`inject_token` therefore refuses a
-curl server, and :func:`injected_entry`, a context manager, gives curl
+curl server, and ``injected_entry``, a context manager, gives curl
 ``-H @<file>``: the header in a 0600 file in a fresh 0700 directory, both removed when
 the block ends (keep the block open while curl runs).
 
@@ -74,7 +74,7 @@ _REMOTE_HEADER_VALUE = "Authorization:${%s}" % _ENV_AUTH_HEADER
 
 #: curl's options that add a header (``-H @file`` reads headers from a file).
 _CURL_HEADER_OPTIONS = ("-H", "--header")
-#: Name of the header file :func:`injected_entry` writes for curl.
+#: Name of the header file ``injected_entry`` writes for curl.
 _CURL_HEADER_FILE = "authorization.header"
 
 # Server names whose auto-detection has been logged; guarded by _LOGGED_LOCK.

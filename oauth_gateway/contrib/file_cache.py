@@ -115,7 +115,7 @@ class FileTokenCache(SharedTokenCache):
     they may already have planted files in it.
 
     Args:
-        path: the directory; :func:`default_cache_dir` when None. It is created with
+        path: the directory; ``default_cache_dir`` when None. It is created with
             mode 0700 (missing parents too) and must belong to this user.
         encryption_key: Fernet key(s) to encrypt the files (needs ``cryptography``).
         wait_timeout: seconds to wait for another process's fetch of the same key

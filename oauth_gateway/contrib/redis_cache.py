@@ -306,7 +306,7 @@ class RedisTokenCache(SharedTokenCache):
             a master found by Sentinel,
             ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``
             (``rediss+cluster://``, ``rediss+sentinel://`` for TLS, with ``?ssl_ca_certs=/path``
-            and the other ``ssl_*`` files if needed). :data:`DEFAULT_URL` when neither ``url``
+            and the other ``ssl_*`` files if needed). ``DEFAULT_URL`` when neither ``url``
             nor ``client`` is given. A cluster is connected on first use, so an unreachable
             one at start-up is a cache error, not a failed constructor.
         client: a ``redis.Redis``, a ``redis.cluster.RedisCluster`` or a Sentinel master client

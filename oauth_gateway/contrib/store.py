@@ -1,7 +1,7 @@
 """What the caches shared by processes have in common: :class:`SharedTokenCache` and its store machinery.
 
 :class:`SharedTokenCache` keeps a :class:`~oauth_gateway.cache.MemoryTokenCache` in
-front of a shared store (files, Redis), so a hit stays a dict read. :class:`EntryCodec`
+front of a shared store (files, Redis), so a hit stays a dict read. ``EntryCodec``
 turns a :class:`~oauth_gateway.cache.CacheEntry` into bytes with wall-clock times
 (each process has its own monotonic clock), encrypted when a Fernet key is given
 (:func:`make_fernet`). :func:`key_digest` names a key in a store and

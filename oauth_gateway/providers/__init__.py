@@ -11,7 +11,7 @@ miss or a refresh; a cache hit never reaches it.
 OAuth client-credentials grant); ``OAUTH_PROVIDER_OPTIONS`` holds its own settings,
 checked against the provider's JSON Schema fragment (:attr:`TokenProvider.options_schema`).
 A name is looked up, in this order, among the built-in providers
-(:data:`BUILTIN_PROVIDERS`), the entry points of the group ``oauth_gateway.providers``
+(``BUILTIN_PROVIDERS``), the entry points of the group ``oauth_gateway.providers``
 (installed distributions declare theirs in their metadata), and as ``module:attribute``.
 
 Writing one::
