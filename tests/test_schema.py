@@ -68,6 +68,12 @@ KEYS = {
     "OAUTH_CLIENT_ASSERTION_FILE": "",
     "OAUTH_DPOP": False,
     "OAUTH_DPOP_KEY_PATH": "",
+    "OAUTH_SUBJECT_TOKEN_FILE": "",
+    "OAUTH_SUBJECT_TOKEN_TYPE": "urn:ietf:params:oauth:token-type:access_token",
+    "OAUTH_ACTOR_TOKEN_FILE": "",
+    "OAUTH_ACTOR_TOKEN_TYPE": "urn:ietf:params:oauth:token-type:access_token",
+    "OAUTH_REQUESTED_TOKEN_TYPE": "",
+    "OAUTH_IDENTITY_ASSERTION": {},
 }
 
 BLOCK = "$.mcp_configs.abc.mcp_config[0].oauth_config"
