@@ -649,7 +649,7 @@ def script_run(ctx: Context) -> Table:
         cache_dir = os.path.join(workdir, "tokens")
         script = (
             "import oauth_gateway as og\n"
-            "from oauth_gateway.cache import cache_from_settings\n"
+            "from oauth_gateway.contrib.cache_settings import cache_from_settings\n"
             "config = og.load_gateway_config(%r).oauth_config('bench')\n"
             "manager = og.TokenManager(cache=cache_from_settings('file:%s'))\n"
             "assert manager.get_token('bench', config, 'cfg-1').access_token\n"

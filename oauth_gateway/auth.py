@@ -28,6 +28,7 @@ import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
+from ._access import ManagerAccess, access
 from ._authflow import (
     BEARER_SCHEMES,
     DPOP_SCHEMES,
@@ -43,7 +44,6 @@ from ._helpers import masked, redact_url
 from .dpop import DPOP_NONCE_HEADER, response_nonce
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache import CacheEntry
     from .config import OAuthConfig
     from .manager import TokenManager
     from .tokens import Token
@@ -67,7 +67,6 @@ NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
 _PLAIN_BODIES = (bytes, str)  # exact classes whose bodies are sent again as they are
-_NOTHING = object()  # no cache entry is ever this: the first call takes the slow path
 
 
 class TokenAuth(AuthBase):
@@ -119,10 +118,12 @@ class TokenAuth(AuthBase):
         allow_insecure: also send the token over plain http to any host (local tests only).
     """
 
-    _hit: Tuple[Callable[[Any], Any], Tuple[str, str], str, Callable[[], float], Callable[[], Token]]
-    _probe: Tuple[Callable[[Any], Any], Tuple[str, str], Callable[[], float]]
-    #: The cache entry last checked in full, its refresh time, hit counter and token (None before the first call).
-    _memo: Tuple[Any, float, Any, Any]
+    #: The manager's internal interface (its hit check, DPoP keys, resource nonces).
+    _internal: ManagerAccess
+    #: The hit check and its arguments: ``get_token(server_name, config, config_id)``.
+    _source: Tuple[Callable[[str, OAuthConfig, str], Token], str, OAuthConfig, str]
+    #: The token this auth last attached (None before the first call).
+    _last: Optional[Token]
     _response_hook: Callable[..., requests.Response]
     #: The ``WWW-Authenticate`` schemes whose ``error="invalid_token"`` means "get a new token".
     _challenge_schemes: Tuple[str, ...] = BEARER_SCHEMES
@@ -153,12 +154,11 @@ class TokenAuth(AuthBase):
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name in _TOKEN_SOURCE and all(hasattr(self, n) for n in _TOKEN_SOURCE):
-            # The key and the config's fingerprint, worked out once for the hot path.
-            # A plain tuple: unpacking one is cheaper than unpacking a NamedTuple.
-            hit = tuple(self.manager.hit_probe(self.server_name, self.config, self.config_id))
-            object.__setattr__(self, "_hit", hit)
-            object.__setattr__(self, "_probe", (hit[0], hit[1], hit[3]))
-            object.__setattr__(self, "_memo", (_NOTHING, 0.0, None, None))
+            # The manager's one hit check and its arguments, worked out once for the hot path.
+            internal = access(self.manager)
+            object.__setattr__(self, "_internal", internal)
+            object.__setattr__(self, "_source", (internal.get_token, self.server_name, self.config, self.config_id))
+            object.__setattr__(self, "_last", None)
             # One hook for every request (the request it answers is response.request): appending
             # it builds nothing. The auth refers to itself through it, a cycle the GC collects.
             object.__setattr__(self, "_response_hook", self._on_response)
@@ -169,40 +169,17 @@ class TokenAuth(AuthBase):
         # comparisons, cheaper than a startswith() call on Python 3.8.
         if url is None or not "https://" <= url < "https:/0":
             check_transport(url or "", self.server_name, self.config.enforce_https, self.allow_insecure)
-        # TokenManager.get_token's cache hit, read inline: no call, no lock, no I/O. The cache
-        # entry this auth last checked in full (fingerprint, then clock) is remembered with its
-        # token; while the cache still holds that very entry (entries are immutable), the hit
-        # is the clock check and the hit counter.
-        peek, key, clock = self._probe
-        cached, refresh_at, hits, token = self._memo
-        if peek(key) is cached and clock() < refresh_at:
-            next(hits)
-        else:
-            token = self._token()
+        # The manager's cache hit: no lock, no I/O.
+        get_token, server_name, config, config_id = self._source
+        token = get_token(server_name, config, config_id)
+        if token is not self._last:  # a read is cheaper than a write on every call
+            object.__setattr__(self, "_last", token)
         # authorization_headers(token) without building a dict: the bearer hot path sets one header.
         request.headers["Authorization"] = token.authorization
         # What register_hook() does for one callable, without its isinstance(hook, Callable) ABC check,
         # which costs as much as the rest of this method.
         request.hooks["response"].append(self._response_hook)
         return request
-
-    def _token(self) -> Token:
-        """The slow path of :meth:`__call__`: ``get_token``'s check in full, then remember the entry."""
-        peek, key, fingerprint, clock, fetch = self._hit
-        entry: Optional[CacheEntry] = peek(key)
-        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            token = entry.token
-        else:
-            token = fetch()
-            entry = peek(key)
-            if entry is not None and (entry.token is not token or entry.fingerprint != fingerprint):
-                entry = None
-        if entry is None:  # not cached (or already replaced): the next call takes this path too
-            object.__setattr__(self, "_memo", (_NOTHING, 0.0, None, token))
-        else:
-            object.__setattr__(self, "_memo", (entry, entry.refresh_at, entry.hits, token))
-        return token
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         """The response hook of every request this auth prepared (and of requests' redirect copies)."""
@@ -212,7 +189,7 @@ class TokenAuth(AuthBase):
         scheme = sent_scheme(failed.headers.get("Authorization"))
         if scheme is None:
             return response  # requests dropped the header on a redirect to another origin
-        if scheme != getattr(self._memo[3], "token_type", "").lower():
+        if scheme != getattr(self._last, "token_type", "").lower():
             return response  # not our token (such as .netrc credentials requests put after a redirect)
         return self._handle_response(response, failed.url, failed.body, _rewind_position(failed), kwargs)
 
@@ -335,13 +312,8 @@ class DPoPTokenAuth(TokenAuth):
         url = request.url or ""
         if not url.startswith("https://"):
             check_transport(url, self.server_name, self.config.enforce_https, self.allow_insecure)
-        peek, key, fingerprint, clock, fetch = self._hit
-        entry = peek(key)
-        if entry is not None and entry.fingerprint == fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            token = entry.token
-        else:
-            token = fetch()
+        get_token, server_name, config, config_id = self._source
+        token = get_token(server_name, config, config_id)
         request.headers.update(self._proof_headers(request.method or "GET", url, token))
         body = request.body
         position = None if body is None or body.__class__ in _PLAIN_BODIES else _body_position(body)
@@ -360,10 +332,10 @@ class DPoPTokenAuth(TokenAuth):
         return request
 
     def _proof_headers(self, method: str, url: str, token: Token, nonce: Optional[str] = None) -> Dict[str, str]:
-        dpop_key = self.manager.dpop_key(self.config)
+        dpop_key = self._internal.dpop_key(self.config)
         assert dpop_key is not None  # the config has OAUTH_DPOP on
         if nonce is None:
-            nonce = self.manager.resource_nonces.get(url)
+            nonce = self._internal.resource_nonces.get(url)
         return authorization_headers(token, dpop_key, method, url, nonce)
 
     def _headers_for(self, request: requests.PreparedRequest, token: Token) -> Dict[str, str]:
@@ -381,7 +353,7 @@ class DPoPTokenAuth(TokenAuth):
         failed = response.request
         on_origin = same_origin(failed.url, url)
         if on_origin and DPOP_NONCE_HEADER in response.headers:
-            self.manager.resource_nonces.update(failed.url or "", response.headers)  # servers rotate nonces
+            self._internal.resource_nonces.update(failed.url or "", response.headers)  # servers rotate nonces
         if response.status_code != 401 or not on_origin:
             return self._handle_response(response, url, body, position, send_kwargs)
         rejection = self._read_401(response)

@@ -10,8 +10,6 @@ Caches shared by processes (the file cache and Redis) build on this interface in
 :mod:`oauth_gateway.contrib.store`, and
 :func:`~oauth_gateway.contrib.cache_settings.cache_from_settings` picks a cache from
 the gateway file or the environment. Both are adapters: this module imports neither.
-The names that lived here before (``cache_from_settings``, ``SharedTokenCache`` and
-the ``CACHE_*`` constants) are still found here, imported on first use.
 """
 
 from __future__ import annotations
@@ -20,30 +18,11 @@ import contextlib
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, Optional, Tuple
 
 import cachetools
 
 from .tokens import Token
-
-if TYPE_CHECKING:  # the names that moved to the adapters, for type checkers and IDEs
-    from .contrib.cache_settings import (
-        CACHE_ENV as CACHE_ENV,
-    )
-    from .contrib.cache_settings import (
-        CACHE_SETTING as CACHE_SETTING,
-    )
-    from .contrib.cache_settings import (
-        ENCRYPTION_KEY_ENV as ENCRYPTION_KEY_ENV,
-    )
-    from .contrib.cache_settings import (
-        ENCRYPTION_KEY_SETTING as ENCRYPTION_KEY_SETTING,
-    )
-    from .contrib.cache_settings import (
-        cache_from_settings as cache_from_settings,
-    )
-    from .contrib.store import DEFAULT_WAIT_TIMEOUT as DEFAULT_WAIT_TIMEOUT
-    from .contrib.store import SharedTokenCache as SharedTokenCache
 
 __all__ = ("DEFAULT_MAXSIZE", "MAX_ENTRY_TTL", "CacheEntry", "Key", "MemoryTokenCache", "TokenCache")
 
@@ -66,7 +45,9 @@ class CacheEntry:
         fingerprint: fingerprint of the config the token was fetched with.
         token: the token.
         hits: the key's hit counter (``itertools.count``), kept across refreshes.
-        refresh_at: clock time from which the token should be refreshed.
+        refresh_at: clock time from which the token should be refreshed; never later than
+            the token's :attr:`~oauth_gateway.tokens.Token.usable_until`, so that the hit
+            check (``now < refresh_at``) never hands out a token in its last instant.
         issuer: the authorization server that issued the token ("" when not known):
             with the fingerprint, the token's identity, so a server that moved to
             another authorization server never gets the old one's token.
@@ -89,7 +70,7 @@ class CacheEntry:
         sets(self, "fingerprint", fingerprint)
         sets(self, "token", token)
         sets(self, "hits", hits)
-        sets(self, "refresh_at", refresh_at)
+        sets(self, "refresh_at", min(refresh_at, token.usable_until))
         sets(self, "issuer", issuer)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -178,6 +159,34 @@ class TokenCache:
         """The keys currently held."""
         raise NotImplementedError
 
+    # -- what the manager calls. A store that can fail never fails a caller: the shared
+    # caches (:class:`oauth_gateway.contrib.store.SharedTokenCache`) log the failure, call
+    # ``failed()`` (the manager counts ``cache_errors``) and go on without the store.
+    # These defaults are for stores that do not fail.
+
+    def try_load(self, key: Key, failed: Callable[[], None]) -> Optional[CacheEntry]:
+        """:meth:`load`, or None when the store fails."""
+        return self.load(key)
+
+    def try_store(self, key: Key, entry: CacheEntry, failed: Callable[[], None]) -> None:
+        """:meth:`store`; when the store fails, the entry is kept in local memory only."""
+        self.store(key, entry)
+
+    def try_evict(self, key: Key, failed: Callable[[], None]) -> None:
+        """:meth:`evict`; when the store fails, local memory is cleared anyway."""
+        self.evict(key)
+
+    @contextlib.contextmanager
+    def try_lock(self, key: Key, failed: Callable[[], None]) -> Iterator[bool]:
+        """Hold :meth:`lock`, or go on without it when that fails.
+
+        Yields:
+            True when another process's fetch may have finished meanwhile: the lock was
+            taken, or waiting for it timed out. False when the store failed.
+        """
+        with self.lock(key):
+            yield True
+
     def clear(self) -> None:
         """Forget every token."""
         for key in list(self.keys()):
@@ -246,26 +255,3 @@ class MemoryTokenCache(TokenCache):
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
-
-
-# The names that moved out of this module, still importable from here (PEP 562): the
-# settings factory and the shared-store base are adapters, so they are imported on
-# first use only and the core never loads them otherwise.
-_MOVED = {
-    "CACHE_ENV": "cache_settings",
-    "CACHE_SETTING": "cache_settings",
-    "ENCRYPTION_KEY_ENV": "cache_settings",
-    "ENCRYPTION_KEY_SETTING": "cache_settings",
-    "cache_from_settings": "cache_settings",
-    "DEFAULT_WAIT_TIMEOUT": "store",
-    "SharedTokenCache": "store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
-    import importlib
-
-    return getattr(importlib.import_module("oauth_gateway.contrib." + module), name)

@@ -18,6 +18,7 @@ credentials. It imports only the standard library and the package's exceptions a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -29,10 +30,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded, redact_url
 from ._http import parse_www_authenticate, resource_metadata_problem, transport_problem
+from ._singleflight import SingleFlight
+from .client_auth import CREDENTIALS, SIGNING_METHODS, held_credentials, preferred_auth_method
 from .exceptions import DiscoveryError, TransportError
 
 __all__ = (
-    "AUTH_METHODS",
     "AuthorizationServerMetadata",
     "DEFAULT_MAX_AGE",
     "DiscoveryError",
@@ -56,20 +58,11 @@ DEFAULT_MAX_AGE = 3600.0
 MAX_MAX_AGE = 86400.0
 #: Upper bound on cached documents (least recently used ones go first).
 DEFAULT_MAX_ENTRIES = 256
+#: Seconds a thread waits for another thread's lookup of the same document (each of the
+#: leader's requests has its own timeout, so the lookup ends well before this).
+DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
-
-#: Client authentication methods this library knows, in the order a choice prefers them.
-AUTH_METHODS = (
-    "private_key_jwt",
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-    "tls_client_auth",
-)
-_SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
-#: The client authentication methods that send a signed JWT assertion (RFC 7523).
-SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -347,9 +340,7 @@ def choose_auth_method(
 
     Among the methods the server lists in ``token_endpoint_auth_methods_supported`` (RFC
     8414 default: ``client_secret_basic``), pick the first that the credentials allow, in
-    this order: ``private_key_jwt`` (a private key), ``client_secret_basic``,
-    ``client_secret_post``, ``client_secret_jwt`` (a secret), ``tls_client_auth`` (a
-    client certificate).
+    the order of client_auth's method table (``private_key_jwt`` first).
 
     Args:
         metadata: the authorization server's metadata.
@@ -363,29 +354,17 @@ def choose_auth_method(
     Raises:
         DiscoveryError: the server supports none of the methods the credentials allow.
     """
-    supported = set(metadata.token_endpoint_auth_methods_supported)
-    allowed = {
-        "private_key_jwt": have_private_key,
-        "client_secret_basic": have_secret,
-        "client_secret_post": have_secret,
-        "client_secret_jwt": have_secret,
-        "tls_client_auth": have_cert,
-    }
-    for method in AUTH_METHODS:
-        if allowed[method] and method in supported:
-            return method
-    have = [
-        label
-        for label, present in (
-            ("a client secret", have_secret),
-            ("a private key", have_private_key),
-            ("a client certificate", have_cert),
-        )
-        if present
-    ]
+    supported = metadata.token_endpoint_auth_methods_supported
+    held = held_credentials(secret=have_secret, key=have_private_key, certificate=have_cert)
+    method = preferred_auth_method(supported, held)
+    if method is not None:
+        return method
     raise DiscoveryError(
         "the server supports %s, and none of them works with %s"
-        % (_show(sorted(supported)), " and ".join(have) or "no credentials"),
+        % (
+            _show(sorted(set(supported))),
+            " and ".join(CREDENTIALS[kind].label for kind in CREDENTIALS if kind in held) or "no credentials",
+        ),
         metadata.metadata_url or metadata.issuer,
         STEP_AUTH_METHOD,
         "configure credentials for one of those methods, or set OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
@@ -393,6 +372,13 @@ def choose_auth_method(
 
 
 # --------------------------------------------------------------------------- document checks
+
+
+def _waited_too_long(url: str, timeout: float) -> BaseException:
+    return TransportError(
+        "waited %.0f s for another thread's discovery of %s, which has not finished; "
+        "check the server and OAUTH_TIMEOUT" % (timeout, redact_url(url))
+    )
 
 
 def _show(value: Any, limit: int = 120) -> str:
@@ -544,15 +530,6 @@ def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> 
 # --------------------------------------------------------------------------- the discoverer
 
 
-class _Flight:
-    __slots__ = ("done", "value", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: Optional[BaseException] = None
-
-
 @dataclasses.dataclass(frozen=True)
 class _ResourceEntry:
     metadata: ProtectedResourceMetadata
@@ -576,6 +553,8 @@ class Discoverer:
         default_max_age: seconds to keep a document that has no ``max-age``.
         max_age_limit: longest time any document is kept.
         max_entries: bound on cached lookups.
+        wait_timeout: seconds a thread waits for another thread's lookup of the same
+            document before it gives up with a :class:`TransportError`.
     """
 
     def __init__(
@@ -587,6 +566,7 @@ class Discoverer:
         default_max_age: float = DEFAULT_MAX_AGE,
         max_age_limit: float = MAX_MAX_AGE,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if max_entries < 1:
             raise ValueError("Discoverer: max_entries must be >= 1, got %r" % (max_entries,))
@@ -599,7 +579,8 @@ class Discoverer:
         # Guards _entries and _flights; never held during a fetch.
         self._lock = threading.Lock()
         self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
-        self._flights: Dict[Tuple[str, str], _Flight] = {}
+        self._flights: SingleFlight[Tuple[str, str], Any] = SingleFlight(self._lock)
+        self._wait_timeout = float(wait_timeout)
 
     # -- public lookups
 
@@ -746,33 +727,20 @@ class Discoverer:
                     self._entries.move_to_end(key)
                     return hit[0]
                 del self._entries[key]
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
+            flight, leader = self._flights.join(key)
         if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        try:
-            value, max_age = load()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            flight.value = value
-            if max_age > 0:
-                with self._lock:
-                    self._entries[key] = (value, self._clock() + max_age)
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self._max_entries:
-                        self._entries.popitem(last=False)
-            return value
-        finally:
+            return flight.wait(self._wait_timeout, functools.partial(_waited_too_long, key[1]))
+        return self._flights.lead(key, flight, functools.partial(self._load_and_keep, key, load))
+
+    def _load_and_keep(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
+        value, max_age = load()
+        if max_age > 0:
             with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
+                self._entries[key] = (value, self._clock() + max_age)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+        return value
 
     # -- loaders (run by the leader, without the lock)
 

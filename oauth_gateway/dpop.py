@@ -11,8 +11,10 @@ do not send anything:
 * :class:`NonceStore`: the latest ``DPoP-Nonce`` of each server, by origin.
 * :func:`token_nonce_challenge` and :func:`resource_nonce_challenge`: recognise a
   server asking for a nonce (``use_dpop_nonce``) and return the nonce to retry with.
-* :func:`token_confirmation`, :func:`check_binding` and :func:`check_dpop_token_type`:
-  check, before a token is used, that it is bound to OUR key or certificate.
+* :func:`token_confirmation`, :func:`check_binding`, :func:`check_token_binding` and
+  :func:`check_dpop_token_type`: check, before a token is used, that it is bound to OUR
+  key or certificate.
+* :class:`DPoPKeyring`: a manager's keys, one per config.
 
 Signing needs PyJWT with its crypto extra (``pip install 'oauth-gateway[jwt]'``), imported
 only when a key is made or loaded. Reading a token's ``cnf`` needs only the standard
@@ -28,7 +30,7 @@ import collections
 import hashlib
 import secrets
 import threading
-from typing import Any, Dict, Mapping, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NoReturn, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded
@@ -36,12 +38,16 @@ from ._http import origin_of, parse_www_authenticate
 from ._jsonpath import join as _join_path
 from .client_auth import (
     PrivateKey,
+    certificate_thumbprints,
     jwk_thumbprint,
     load_private_key,
     require_jwt,
     sign_jwt,
 )
 from .exceptions import TokenBindingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import OAuthConfig
 
 #: The ``typ`` header of every DPoP proof (RFC 9449 section 4.2).
 DPOP_JWT_TYPE = "dpop+jwt"
@@ -58,6 +64,9 @@ DPOP_TOKEN_TYPE = "DPoP"
 DEFAULT_MAX_NONCES = 256
 #: A nonce longer than this is ignored (RFC 9449 gives no limit; real ones are < 100).
 MAX_NONCE_LENGTH = 1024
+#: DPoP keys a :class:`DPoPKeyring` keeps (one per config); past this the oldest is
+#: forgotten, and the tokens bound to it are replaced when a resource server refuses them.
+MAX_DPOP_KEYS = 1024
 #: The config key of a persistent DPoP key, for messages.
 DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
 
@@ -477,6 +486,91 @@ def check_binding(
                 cert_x5t_s256,
                 x5t if isinstance(x5t, str) else None,
             )
+
+
+def check_token_binding(
+    config: OAuthConfig, access_token: str, key: Optional[DPoPKey], cert_bound: bool = False
+) -> Optional[str]:
+    """Check, before use, that a JWT access token's ``cnf`` binds it to our key or certificate.
+
+    Args:
+        config: the resolved config the token was fetched with (its client certificate).
+        access_token: the token; an opaque one checks nothing (only the resource server,
+            or introspection, can tell).
+        key: our DPoP key when ``OAUTH_DPOP`` is on, else None.
+        cert_bound: the authorization server's metadata says
+            ``tls_client_certificate_bound_access_tokens``.
+
+    Returns:
+        A warning to log when the server said it binds tokens to the certificate and this
+        one is not bound; None otherwise.
+
+    Raises:
+        TokenBindingError: it is bound to another key or certificate.
+        ConfigError: the client certificate cannot be read.
+    """
+    claims = token_claims(access_token)
+    if claims is None:
+        return None
+    cnf = claims.get("cnf")
+    cnf = cnf if isinstance(cnf, dict) else None
+    cert_x5t = None
+    if config.use_mtls and config.client_cert_path:
+        # Read each time: a certificate renewed on disk is the one checked.
+        cert_x5t = certificate_thumbprints(config.client_cert_path, json_path="$.oauth_config")[1]
+    check_binding(cnf, dpop_jkt=key.jkt if key is not None else None, cert_x5t_s256=cert_x5t)
+    if (cnf is None or "x5t#S256" not in cnf) and cert_bound:
+        return (
+            "the token is not bound to the client certificate (no cnf x5t#S256), although the "
+            "authorization server's metadata says tls_client_certificate_bound_access_tokens; "
+            "check the client's registration at the server"
+        )
+    return None
+
+
+class DPoPKeyring:
+    """The DPoP keys of one manager: one per config, made or loaded on first use. Thread-safe.
+
+    Held in memory only: a key is never pickled or written to a cache (a DPoP-bound token
+    is useless without it, so such tokens stay in this process too).
+
+    Args:
+        max_keys: keys kept; past this the oldest is forgotten.
+    """
+
+    def __init__(self, max_keys: int = MAX_DPOP_KEYS) -> None:
+        self._lock = threading.Lock()
+        self._keys: Dict[str, DPoPKey] = {}
+        self._max_keys = max_keys
+
+    def key_for(self, config: OAuthConfig) -> Optional[DPoPKey]:
+        """Return the DPoP key of ``config``, or None when ``OAUTH_DPOP`` is off.
+
+        Loaded from ``OAUTH_DPOP_KEY_PATH``, else a new EC P-256 key made in memory.
+
+        Raises:
+            ConfigError: the key file cannot be loaded, or PyJWT is not installed.
+        """
+        if not config.dpop:
+            return None
+        found = self._keys.get(config.fingerprint)
+        if found is not None:
+            return found
+        with self._lock:  # held while making or loading the key: one key per config
+            found = self._keys.get(config.fingerprint)
+            if found is None:
+                if config.dpop_key_path:
+                    found = DPoPKey.from_file(config.dpop_key_path, json_path="$.oauth_config")
+                else:
+                    found = DPoPKey.generate(json_path="$.oauth_config")
+                while len(self._keys) >= self._max_keys:
+                    del self._keys[next(iter(self._keys))]
+                self._keys[config.fingerprint] = found
+            return found
+
+    def reset_after_fork(self) -> None:
+        """A lock held by another thread at fork time would never be released in the child."""
+        self._lock = threading.Lock()
 
 
 def check_dpop_token_type(token_type: Any) -> None:

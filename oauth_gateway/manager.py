@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple, TypeVar, Union
 
+from ._access import ManagerAccess
+from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
 from ._refresher import Refresher
+from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, safe_text
-from .client_auth import JWT_BEARER_GRANT_TYPE, certificate_thumbprints
+from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
+from .client_auth import JWT_BEARER_GRANT_TYPE
 from .config import OAuthConfig
 from .discovery import Discoverer, DiscoveryResult, choose_auth_method
-from .dpop import DPoPKey, NonceStore, check_binding, token_claims
+from .dpop import MAX_DPOP_KEYS, DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
     InvalidClient,
@@ -31,7 +32,7 @@ from .exceptions import (
     TransportError,
 )
 from .metrics import Metrics
-from .providers import ProviderContext, call_provider, get_provider
+from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,51 +40,38 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oauth_gateway")
 
-#: Seconds a key fails fast with its last error after an acquisition failed.
-DEFAULT_FAILURE_COOLDOWN = 5.0
-#: First wait before retrying a failed proactive refresh while the old token is served.
-STALE_RETRY_INITIAL = 1.0
-#: Longest wait between refresh attempts while the old token is served.
-STALE_RETRY_MAX = 60.0
 #: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
 #: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
 WAIT_MARGIN = 60.0
-#: DPoP keys a manager keeps (one per config); past this the oldest is forgotten, and
-#: the tokens bound to it are replaced when a resource server refuses them.
-MAX_DPOP_KEYS = 1024
+
+_Miss = TypeVar("_Miss")
 
 
-class HitProbe(NamedTuple):
-    """One key's cache hit, for reading inline (see :meth:`oauth_gateway.TokenManager.hit_probe`)."""
+def _hit_check(
+    peek: Callable[[Key], Optional[CacheEntry]],
+    clock: Callable[[], float],
+    miss: Callable[[str, OAuthConfig, str], _Miss],
+) -> Callable[[str, OAuthConfig, str], Union[Token, _Miss]]:
+    """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
 
-    peek: Callable[[Key], Optional[CacheEntry]]
-    key: Key
-    fingerprint: str
-    clock: Callable[[], float]
-    fetch: Callable[[], Token]
+    A hit is an entry of the same config whose ``refresh_at`` (never later than the
+    token's ``usable_until``) is still ahead: one dict read and the clock, no lock, no
+    I/O. Otherwise the result is ``miss(server_name, config, config_id)``. The values are
+    the function's cells: read faster than attributes, and the call binds no method.
+    """
+
+    def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Union[Token, _Miss]:
+        entry = peek((server_name, config_id))
+        if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
+            next(entry.hits)
+            return entry.token
+        return miss(server_name, config, config_id)
+
+    return get_token
 
 
-class _Flight:
-    """One in-progress fetch that other threads wait on."""
-
-    __slots__ = ("done", "token", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.token: Optional[Token] = None
-        self.error: Optional[BaseException] = None
-
-
-class _Failure:
-    """The last failed acquisition of a key, for fail-fast and growing refresh retries."""
-
-    __slots__ = ("fingerprint", "error", "until", "count")
-
-    def __init__(self, fingerprint: str, error: BaseException, until: float, count: int):
-        self.fingerprint = fingerprint
-        self.error = error
-        self.until = until
-        self.count = count
+def _no_token(server_name: str, config: OAuthConfig, config_id: str) -> None:
+    return None
 
 
 class TokenManager:
@@ -133,15 +121,14 @@ class TokenManager:
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
         self._peek = self._cache.peek
-        self._failure_cooldown = failure_cooldown
         self._default_lifetime = default_lifetime
         self._metrics = Metrics()
         self._retry_hook = on_retry
         self._client = TokenClient(sleep=sleep, on_retry=self._on_retry, clock=clock)
         # Guards _flights and _failures; held while checking and claiming, never during HTTP.
         self._lock = threading.Lock()
-        self._flights: Dict[Key, _Flight] = {}
-        self._failures: Dict[Key, _Failure] = {}
+        self._flights: SingleFlight[Key, Token] = SingleFlight(self._lock)
+        self._failures = Failures(failure_cooldown)
         if background_refresh is None:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
@@ -149,20 +136,21 @@ class TokenManager:
         # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
         # timeouts, retries, https rule), created on first use under self._lock.
         self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
-        # DPoP (OAUTH_DPOP): one key per config, made or loaded on first use and held here
-        # only (never pickled, never written to a cache); the nonces of token endpoints,
-        # and those of resource servers for TokenAuth.
-        self._dpop_lock = threading.Lock()
-        self._dpop_keys: Dict[str, DPoPKey] = {}
+        # DPoP (OAUTH_DPOP): one key per config; the nonces of token endpoints.
+        self._dpop_keys = DPoPKeyring()
         self._token_nonces = NonceStore()
-        self._resource_nonces = NonceStore()
         # Resolved configs whose discovered metadata says tokens are certificate-bound.
         self._cert_bound: Dict[str, bool] = {}
         _MANAGERS.add(self)
+        # The one cache-hit check; the same check, missing with None, re-checks under the lock.
+        # The manager keeps a strong reference to itself through it (its miss is a bound
+        # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
+        self._get = _hit_check(self._peek, clock, self._acquire)
+        self._hit_or_none = _hit_check(self._peek, clock, _no_token)
+        self._access = ManagerAccess(self._get, self._dpop_keys.key_for, NonceStore())
         if type(self).get_token is TokenManager.get_token:
-            # The cache hit as a plain function on the instance: its cells are read faster
-            # than attributes of self, and the call binds no method. Same behaviour.
-            self.__dict__["get_token"] = self._hit_path()
+            # The hit check as a plain function on the instance: the call binds no method.
+            self.__dict__["get_token"] = self._get
 
     # -- the hot path ---------------------------------------------------------
 
@@ -182,45 +170,7 @@ class TokenManager:
             TokenRequestError: the server refused and no valid token is cached.
             TransportError: the network failed and no valid token is cached.
         """
-        entry = self._peek((server_name, config_id))
-        if entry is not None and entry.fingerprint == config.fingerprint and self._clock() < entry.refresh_at:
-            next(entry.hits)
-            return entry.token
-        return self._acquire(server_name, config, config_id, force=False)
-
-    def hit_probe(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> HitProbe:
-        """Return what a caller needs to read this key's cache hit inline, without a call.
-
-        For :class:`~oauth_gateway.auth.TokenAuth`, whose hook runs on every request. A hit
-        is exactly :meth:`get_token`'s: with ``peek, key, fingerprint, clock, fetch`` the
-        probe's fields, ``entry = peek(key)`` is a hit when ``entry is not None and
-        entry.fingerprint == fingerprint and clock() < entry.refresh_at``; then count it
-        with ``next(entry.hits)`` and use ``entry.token``. Otherwise call ``fetch()``.
-        """
-        acquire = self._acquire
-
-        def fetch() -> Token:
-            return acquire(server_name, config, config_id, False)
-
-        return HitProbe(self._peek, (server_name, config_id), config.fingerprint, self._clock, fetch)
-
-    def _hit_path(self) -> Callable[..., Token]:
-        """Return :meth:`get_token` as a function whose cache hit reads only its own cells."""
-        peek = self._peek
-        clock = self._clock
-        # A strong reference: ``TokenManager().get_token(...)`` must keep its manager alive
-        # for the call. The manager keeps this function too; the collector frees the cycle.
-        acquire = self._acquire
-
-        def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
-            entry = peek((server_name, config_id))
-            if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
-                next(entry.hits)
-                return entry.token
-            return acquire(server_name, config, config_id, False)
-
-        get_token.__doc__ = TokenManager.get_token.__doc__
-        return get_token
+        return self._get(server_name, config, config_id)
 
     # -- the slow path --------------------------------------------------------
 
@@ -244,18 +194,20 @@ class TokenManager:
         return self._acquire(server_name, config, config_id, force=True, rejected=rejected)
 
     def invalidate(self, server_name: str, config_id: str = "default") -> None:
-        """Forget the cached token of a server and its failure cool-down."""
+        """Forget the cached token of a server and its failure cool-down.
+
+        A fetch of that key already in flight still answers its callers, but caches
+        nothing (nor puts the old token back): revocation and invalidation win.
+        """
         key = (server_name, config_id)
         with self._lock:
-            self._failures.pop(key, None)
-        try:
-            self._cache.evict(key)
-        except Exception as exc:  # a shared store that is down; local memory is cleared first
-            self._cache_error(server_name, "evict", exc)
+            self._failures.forget(key)
+            self._flights.supersede(key)  # the key's generation moves on
+        self._cache.try_evict(key, self._cache_failed(server_name))
         log.debug("Token invalidated for %s (config: %s)", server_name, config_id)
 
     def _acquire(
-        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
+        self, server_name: str, config: OAuthConfig, config_id: str, force: bool = False, rejected: Optional[str] = None
     ) -> Token:
         """Everything past the cache hit: the background refresh hand-off, else the single-flight slow path.
 
@@ -273,7 +225,7 @@ class TokenManager:
                 if (
                     entry is not None
                     and entry.fingerprint == config.fingerprint
-                    and not entry.token.is_expired(self._clock())
+                    and entry.token.is_usable(self._clock())
                 ):
                     # Stale but valid: hand it out now, and have a background thread fetch the
                     # replacement (no manager lock here: the job claims the key's flight itself,
@@ -297,6 +249,10 @@ class TokenManager:
         fingerprint = config.fingerprint
         rejected = masked(rejected)  # an Authorization value; frame locals may be printed
         with self._lock:
+            if not force:
+                token = self._hit_or_none(server_name, config, config_id)  # fetched meanwhile
+                if token is not None:
+                    return token
             now = self._clock()
             entry = self._peek(key)
             usable = entry if entry is not None and entry.fingerprint == fingerprint else None
@@ -304,61 +260,31 @@ class TokenManager:
                 rejected is not None
                 and usable is not None
                 and usable.token.authorization != rejected
-                and not usable.token.is_expired(now)
+                and usable.token.is_usable(now)
             ):
                 next(usable.hits)  # the rejected token was replaced already
                 return usable.token
-            if usable is not None and not force and now < usable.refresh_at:
+            if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
+                repeated = self._failures.repeat(key, fingerprint, now)
+                if repeated is not None:
+                    self._metrics.add(server_name, "token_fail_fast")
+                    raise repeated
+            flight, leader = self._flights.join(key)
+            if not leader and usable is not None and usable.token.is_usable(now) and not force:
+                # Someone is already refreshing ahead of expiry: the old token is still good.
                 next(usable.hits)
                 return usable.token
-            flight = self._flights.get(key)
-            if flight is None:
-                failure = self._failures.get(key)
-                if (
-                    not force
-                    and failure is not None
-                    and failure.fingerprint == fingerprint
-                    and now < failure.until
-                    and (usable is None or usable.token.is_expired(now))
-                ):
-                    self._metrics.add(server_name, "token_fail_fast")
-                    raise _fail_fast(failure.error, failure.until - now)
-                flight = self._flights[key] = _Flight()
-                leader = True
-            else:
-                leader = False
-                if usable is not None and not usable.token.is_expired(now) and not force:
-                    # Someone is already refreshing ahead of expiry: the old token is still good.
-                    next(usable.hits)
-                    return usable.token
             self._metrics.add(server_name, "token_cache_misses")
-        if not leader:
-            # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
-            budget = call_budget(config) + WAIT_MARGIN
-            if not flight.done.wait(budget):
-                raise TransportError(
-                    "waited %.0f s for another thread's token request for %s, which has not finished; "
-                    "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
-                    server_name=server_name,
-                )
-            if flight.error is not None:
-                raise _fresh(flight.error)
-            assert flight.token is not None
-            return flight.token
-        try:
-            token = self._lead(key, server_name, config, config_id, usable, force)
-            flight.token = token
-            return token
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
+        if leader:
+            return self._flights.lead(
+                key, flight, functools.partial(self._lead, flight, key, server_name, config, config_id, usable, force)
+            )
+        # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
+        return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
 
     def _lead(
         self,
+        flight: Flight[Token],
         key: Key,
         server_name: str,
         config: OAuthConfig,
@@ -371,49 +297,61 @@ class TokenManager:
             # Discovery happens here, on the slow path only (its documents are cached).
             resolved = self.resolve(config)
         except OAuthGatewayError as exc:
-            return self._after_failure(key, server_name, config, None if force else usable, exc)
+            return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
         if usable is not None and usable.issuer != resolved.issuer:
             usable = None  # another authorization server's token is never served again
-        if config.dpop:
-            # A DPoP-bound token is useless without our key: it never goes to, or comes
-            # from, a store shared with other processes (they hold other keys).
+        failed = self._cache_failed(server_name)
+        # A DPoP-bound token is useless without our key: it never goes to, or comes from, a
+        # store shared with other processes (they hold other keys).
+        shared_store = not config.dpop
+        if shared_store and not force:
+            # Another process sharing the store may have fetched already: no lock needed to see it.
+            shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+            if shared is not None:
+                return shared
+        with self._cache.try_lock(key, failed) if shared_store else contextlib.nullcontext(False) as waited:
+            if waited and not force:
+                # Another process may have fetched while we waited for the lock.
+                shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+                if shared is not None:
+                    return shared
             try:
-                token = self._fetch(server_name, resolved, self.dpop_key(config))
+                token = self._fetch(server_name, resolved, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
-                return self._after_failure(key, server_name, config, None if force else usable, exc)
-            entry = CacheEntry(
-                config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, resolved.issuer
-            )
-            self._cache.remember(key, entry)
-        else:
-            if not force:
-                # Another process sharing the store may have fetched already: no lock needed to see it.
-                shared = self._load_shared(key, server_name, config, resolved.issuer)
-                if shared is not None:
-                    return shared.token
-            with self._shared_lock(key, server_name) as waited:
-                if waited and not force:
-                    # Another process may have fetched while we waited for the lock.
-                    shared = self._load_shared(key, server_name, config, resolved.issuer)
-                    if shared is not None:
-                        return shared.token
-                try:
-                    token = self._fetch(server_name, resolved)
-                except OAuthGatewayError as exc:
-                    if isinstance(exc, (InvalidClient, InvalidTarget)):
-                        self.forget_discovery(config)  # the server may have moved: look again next time
-                    return self._after_failure(key, server_name, config, None if force else usable, exc)
-                hits = self._metrics.hit_counter(key)
-                entry = CacheEntry(config.fingerprint, token, hits, token.refresh_at, resolved.issuer)
-                self._store(key, server_name, entry)
+                return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
+            self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
         with self._lock:
-            self._failures.pop(key, None)
+            self._failures.forget(key)
         if usable is not None:
             self._metrics.add(server_name, "token_refreshes")
-        log.debug("Token cached for %s (config: %s)", server_name, config_id)
+        log.debug("Token fetched for %s (config: %s)", server_name, config_id)
         return token
+
+    def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
+        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, issuer)
+
+    def _keep(
+        self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
+    ) -> None:
+        """Cache ``entry`` unless ``key`` was revoked or invalidated since ``flight`` started.
+
+        Checked before and after the write, which takes no manager lock: an invalidation
+        that comes while it is written is followed by this eviction, or by its own.
+        """
+        if flight.is_superseded():
+            return
+        if local:
+            self._cache.remember(key, entry)  # DPoP tokens, and entries read from the store
+        else:
+            self._cache.try_store(key, entry, failed)
+        if flight.is_superseded():
+            self._cache.try_evict(key, failed)
+
+    def _cache_failed(self, server_name: str) -> Callable[[], None]:
+        """What a shared cache calls when it failed: the ``cache_errors`` counter of ``server_name``."""
+        return functools.partial(self._metrics.add, server_name, "cache_errors")
 
     # -- background refresh ------------------------------------------------------
 
@@ -429,21 +367,16 @@ class TokenManager:
             now = self._clock()
             entry = self._peek(key)
             usable = entry if entry is not None and entry.fingerprint == config.fingerprint else None
-            if usable is None or now < usable.refresh_at or key in self._flights:
+            if usable is None or now < usable.refresh_at or self._flights.busy(key):
                 return  # refreshed, evicted or edited meanwhile, or another caller is fetching it
-            flight = self._flights[key] = _Flight()
+            flight, _ = self._flights.join(key)
         token: Optional[Token] = None
         try:
-            token = self._lead(key, server_name, config, config_id, usable, False)
-            flight.token = token
+            lead = functools.partial(self._lead, flight, key, server_name, config, config_id, usable, False)
+            token = self._flights.lead(key, flight, lead)
         except BaseException as exc:  # handed to the waiters, if any; _lead logged an OAuth failure
-            flight.error = exc
             if not isinstance(exc, OAuthGatewayError):
                 log.warning("Background token refresh for %s failed (%s)", server_name, type(exc).__name__)
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
         if token is None or token is usable.token:  # _after_failure kept the old token (and logged a WARNING)
             self._metrics.add(server_name, "background_refresh_failures")
         elif token.access_token != usable.token.access_token:
@@ -463,18 +396,14 @@ class TokenManager:
             return True
         return self._refresher.wait(timeout)
 
-    # -- the cache's shared store: failures there never fail a caller ---------
-
-    def _load_shared(self, key: Key, server_name: str, config: OAuthConfig, issuer: str = "") -> Optional[CacheEntry]:
-        """Return a fresh entry of the backing store for ``key`` (kept locally), or None.
+    def _load_shared(
+        self, flight: Flight[Token], key: Key, config: OAuthConfig, issuer: str, failed: Callable[[], None]
+    ) -> Optional[Token]:
+        """Return the token of a fresh entry of the backing store for ``key`` (kept locally), or None.
 
         The entry must come from the same config and the same authorization server.
         """
-        try:
-            shared = self._cache.load(key)
-        except Exception as exc:
-            self._cache_error(server_name, "read", exc)
-            return None
+        shared = self._cache.try_load(key, failed)
         if (
             shared is None
             or shared.fingerprint != config.fingerprint
@@ -484,57 +413,9 @@ class TokenManager:
             return None
         if shared is not self._peek(key):
             # Read from the shared store: keep it locally, with this manager's hit counter.
-            shared = shared._replace(hits=self._metrics.hit_counter(key))
-            self._cache.remember(key, shared)
-            log.debug("Token for %s (config: %s) read from the shared cache", server_name, key[1])
-        return shared
-
-    def _store(self, key: Key, server_name: str, entry: CacheEntry) -> None:
-        try:
-            self._cache.store(key, entry)
-        except Exception as exc:  # shared caches keep the entry locally before writing the store
-            self._cache_error(server_name, "write", exc)
-
-    @contextlib.contextmanager
-    def _shared_lock(self, key: Key, server_name: str) -> Iterator[bool]:
-        """Hold the cache's cross-process lock of ``key``, or go on without it when that fails.
-
-        Yields:
-            True when another process's fetch may have finished meanwhile: the lock
-            was taken, or waiting for it timed out. False when the store failed.
-        """
-        held = self._cache.lock(key)
-        try:
-            held.__enter__()
-        except Exception as exc:  # the store is down, or the holder took too long: fetch anyway
-            self._cache_error(server_name, "lock", exc)
-            yield isinstance(exc, TimeoutError)
-            return
-        try:
-            yield True
-        except BaseException:
-            try:
-                suppressed = held.__exit__(*sys.exc_info())
-            except Exception as exc:
-                self._cache_error(server_name, "unlock", exc)
-                suppressed = False
-            if not suppressed:
-                raise
-        else:
-            try:
-                held.__exit__(None, None, None)
-            except Exception as exc:
-                self._cache_error(server_name, "unlock", exc)
-
-    def _cache_error(self, server_name: str, operation: str, exc: BaseException) -> None:
-        self._metrics.add(server_name, "cache_errors")
-        log.warning(
-            "Token cache %s failed for %s (%s: %s); going on without the shared cache",
-            operation,
-            server_name,
-            type(exc).__name__,
-            exc,
-        )
+            self._keep(flight, key, shared._replace(hits=self._metrics.hit_counter(key)), failed, local=True)
+            log.debug("Token for %s (config: %s) read from the shared cache", key[0], key[1])
+        return shared.token
 
     # -- discovery (slow path only) -------------------------------------------
 
@@ -566,65 +447,6 @@ class TokenManager:
                 self._cert_bound.clear()
             self._cert_bound[resolved.fingerprint] = True
         return resolved
-
-    # -- sender-constrained tokens -----------------------------------------------
-
-    def dpop_key(self, config: OAuthConfig) -> Optional[DPoPKey]:
-        """Return the DPoP key of ``config``, or None when ``OAUTH_DPOP`` is off.
-
-        One key per manager and config: loaded from ``OAUTH_DPOP_KEY_PATH``, else a new
-        EC P-256 key made in memory on first use. The manager holds it; it is never
-        pickled or written to a cache.
-
-        Raises:
-            ConfigError: the key file cannot be loaded, or PyJWT is not installed.
-        """
-        if not config.dpop:
-            return None
-        found = self._dpop_keys.get(config.fingerprint)
-        if found is not None:
-            return found
-        with self._dpop_lock:  # held while making or loading the key: one key per config
-            found = self._dpop_keys.get(config.fingerprint)
-            if found is None:
-                if config.dpop_key_path:
-                    found = DPoPKey.from_file(config.dpop_key_path, json_path="$.oauth_config")
-                else:
-                    found = DPoPKey.generate(json_path="$.oauth_config")
-                while len(self._dpop_keys) >= MAX_DPOP_KEYS:
-                    del self._dpop_keys[next(iter(self._dpop_keys))]
-                self._dpop_keys[config.fingerprint] = found
-            return found
-
-    @property
-    def resource_nonces(self) -> NonceStore:
-        """The ``DPoP-Nonce`` of each resource server, shared by this manager's auth objects."""
-        return self._resource_nonces
-
-    def _check_binding(self, server_name: str, config: OAuthConfig, access_token: str, key: Optional[DPoPKey]) -> None:
-        """Check, before use, that a JWT access token's ``cnf`` binds it to our key or certificate.
-
-        Raises:
-            TokenBindingError: it is bound to another key or certificate.
-            ConfigError: the client certificate cannot be read.
-        """
-        claims = token_claims(access_token)
-        if claims is None:
-            return  # opaque: only the resource server (or introspection) can tell
-        cnf = claims.get("cnf")
-        cnf = cnf if isinstance(cnf, dict) else None
-        cert_x5t = None
-        if config.use_mtls and config.client_cert_path:
-            # Read each time: a certificate renewed on disk is the one checked.
-            cert_x5t = certificate_thumbprints(config.client_cert_path, json_path="$.oauth_config")[1]
-        check_binding(cnf, dpop_jkt=key.jkt if key is not None else None, cert_x5t_s256=cert_x5t)
-        if (cnf is None or "x5t#S256" not in cnf) and self._cert_bound.get(config.fingerprint):
-            log.warning(
-                "Token for %s is not bound to the client certificate (no cnf x5t#S256), although the "
-                "authorization server's metadata says tls_client_certificate_bound_access_tokens; "
-                "check the client's registration at the server",
-                server_name,
-            )
 
     def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
         """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
@@ -678,12 +500,22 @@ class TokenManager:
     def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
         started = time.perf_counter()
         try:
-            # Every token comes from a provider; the default one is the client-credentials grant.
-            context = ProviderContext(
-                config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+            if uses_client_credentials(config.provider):  # the default provider, without its two frames
+                client = self._client
+                form = client_credentials_form(config)
+                response = client.request_token(
+                    client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+            else:
+                context = ProviderContext(
+                    config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
+                )
+                response = call_provider(get_provider(config.provider), config, context)
+            warning = check_token_binding(
+                config, response.access_token, dpop_key, self._cert_bound.get(config.fingerprint, False)
             )
-            response = call_provider(get_provider(config.provider), config, context)
-            self._check_binding(server_name, config, response.access_token, dpop_key)
+            if warning is not None:
+                log.warning("Token for %s: %s", server_name, warning)
             granted = self._check_scopes(config, response)
         except OAuthGatewayError:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
@@ -725,6 +557,7 @@ class TokenManager:
 
     def _after_failure(
         self,
+        flight: Flight[Token],
         key: Key,
         server_name: str,
         config: OAuthConfig,
@@ -733,17 +566,12 @@ class TokenManager:
     ) -> Token:
         now = self._clock()
         with self._lock:
-            previous = self._failures.get(key)
-            count = previous.count + 1 if previous is not None and previous.fingerprint == config.fingerprint else 1
-            self._failures[key] = _Failure(config.fingerprint, exc, now + self._failure_cooldown, count)
-        if usable is not None and not usable.token.is_expired(now):
-            # Serve the old token; try again after a short, growing wait, never past its expiry.
-            wait = min(STALE_RETRY_INITIAL * (2 ** (count - 1)), STALE_RETRY_MAX)
-            retry_at = min(now + wait, usable.token.expires_at_monotonic)
-            if config.dpop:
-                self._cache.remember(key, usable._replace(refresh_at=retry_at))  # DPoP tokens stay local
-            else:
-                self._store(key, server_name, usable._replace(refresh_at=retry_at))
+            wait = self._failures.record(key, config.fingerprint, exc, now)
+        if usable is not None and usable.token.is_usable(now) and not flight.is_superseded():
+            # Serve the old token (never one revoked or invalidated meanwhile); try again after
+            # a short, growing wait, never past its last usable instant (the entry sees to that).
+            retry_at = now + wait
+            self._keep(flight, key, usable._replace(refresh_at=retry_at), self._cache_failed(server_name), config.dpop)
             self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
             log.warning(
                 "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
@@ -799,11 +627,8 @@ class TokenManager:
         key = (server_name, config_id)
         if token is None:
             entry = self._peek(key)
-            if entry is None:
-                try:  # a token fetched by another process sharing the store
-                    entry = self._cache.load(key)
-                except Exception as exc:
-                    self._cache_error(server_name, "read", exc)
+            if entry is None:  # a token fetched by another process sharing the store
+                entry = self._cache.try_load(key, self._cache_failed(server_name))
             token = entry.token.access_token if entry is not None else None
         token = masked(token)  # frame locals may be printed with a traceback
         self.invalidate(server_name, config_id)
@@ -811,7 +636,7 @@ class TokenManager:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
             return False
         try:
-            self._client.revoke_token(config, token, token_type_hint, server_name)
+            self._client.revoke_token(self._client.endpoint(config), token, token_type_hint, server_name)
         except OAuthGatewayError:
             self._metrics.add(server_name, "token_revocation_failures")
             raise
@@ -853,8 +678,8 @@ class TokenManager:
     def _after_fork(self) -> None:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
-        self._dpop_lock = threading.Lock()
-        self._flights = {}
+        self._flights = SingleFlight(self._lock)
+        self._dpop_keys.reset_after_fork()
         if self._refresher is not None:
             self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use
         self._discoverers = {}
@@ -896,31 +721,12 @@ def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
     return config.replace(**changes)
 
 
-def _fresh(error: BaseException) -> BaseException:
-    """A copy of a stored error to raise again.
-
-    Raising the same instance to every waiter and fail-fast caller would append each
-    caller's frames to its traceback (kept alive by whoever holds the error), and would
-    share one mutable traceback between threads.
-    """
-    try:
-        clone = copy.copy(error)
-    except Exception:  # an exception that cannot be copied: at least drop the old frames
-        return error.with_traceback(None)
-    clone.__cause__ = error.__cause__
-    clone.__suppress_context__ = True
-    return clone
-
-
-def _fail_fast(error: BaseException, wait: float) -> BaseException:
-    """A copy of a key's last error that says no request was made, and when the next one will be."""
-    clone = _fresh(error)
-    if clone.args and isinstance(clone.args[0], str):
-        clone.args = (
-            "%s; no request was made: this repeats the last failure during its cool-down, "
-            "and a call in %.1f s or later makes a new request" % (clone.args[0], max(0.0, wait)),
-        ) + tuple(clone.args[1:])
-    return clone
+def _waited_too_long(server_name: str, budget: float) -> BaseException:
+    return TransportError(
+        "waited %.0f s for another thread's token request for %s, which has not finished; "
+        "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
+        server_name=server_name,
+    )
 
 
 _MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()

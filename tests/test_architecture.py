@@ -42,8 +42,13 @@ CORE = {
     "_fastschema",
     "discovery",
     "client_auth",
+    "endpoint",
+    "_redact",
     "dpop",
     "_refresher",
+    "_singleflight",
+    "_access",
+    "_failures",
     "providers",
     "providers.static",
     "providers.legacy_json",
@@ -54,9 +59,6 @@ ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_checkfile", "_dem
 LAZY_CORE_TO_ADAPTER = {
     # TokenManager.auth() is the documented factory of the requests adapter.
     ("manager", "auth"),
-    # The names that moved out of cache.py stay importable from it (PEP 562 __getattr__).
-    ("cache", "contrib.cache_settings"),
-    ("cache", "contrib.store"),
 }
 
 

@@ -28,6 +28,7 @@ import oauth_gateway as og
 from dpop_servers import DPoPResourceServer
 from dpop_servers import jwk_thumbprint as server_thumbprint
 from metadata_servers import MetadataServer, Route
+from oauth_gateway._access import access
 from oauth_gateway.client_auth import certificate_thumbprints
 from oauth_gateway.contrib.file_cache import FileTokenCache
 from oauth_gateway.dpop import token_confirmation
@@ -163,7 +164,7 @@ def test_a_dpop_token_takes_one_token_request_without_required_nonces(
     assert again is token
     assert token.token_type == "DPoP"
     assert token.authorization == "DPoP " + token.access_token
-    key = manager.dpop_key(config)
+    key = access(manager).dpop_key(config)
     assert key is not None and token_confirmation(token.access_token) == {"jkt": key.jkt}
 
 
@@ -191,10 +192,10 @@ def test_the_dpop_key_is_one_per_manager_and_config_and_never_pickled(
 ) -> None:
     config = dpop_config(oidc_provider)
     with og.TokenManager() as one, og.TokenManager() as other:
-        key = one.dpop_key(config)
-        assert key is not None and one.dpop_key(config) is key
-        assert other.dpop_key(config) is not key
-        assert one.dpop_key(dpop_config(oidc_provider, scope="write")) is not key
+        key = access(one).dpop_key(config)
+        assert key is not None and access(one).dpop_key(config) is key
+        assert access(other).dpop_key(config) is not key
+        assert access(one).dpop_key(dpop_config(oidc_provider, scope="write")) is not key
         with pytest.raises(TypeError, match="not picklable"):
             pickle.dumps(key)
 
@@ -288,7 +289,7 @@ def test_manager_auth_sends_a_verified_proof_with_every_request(
     assert [answer.status_code for answer in answers] == [200, 200, 200, 200], [
         item.reason for item in resource_server.checked
     ]
-    key = manager.dpop_key(config)
+    key = access(manager).dpop_key(config)
     assert key is not None
     assert resource_server.count() == 4
     assert {item.jkt for item in resource_server.checked} == {key.jkt}

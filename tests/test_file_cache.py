@@ -18,8 +18,9 @@ import warnings
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.cache import CacheEntry, MemoryTokenCache, cache_from_settings
+from oauth_gateway.cache import CacheEntry, MemoryTokenCache
 from oauth_gateway.contrib import file_cache, store
+from oauth_gateway.contrib.cache_settings import cache_from_settings
 from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
 from servers import FakeClock, RecordingSleep
 

@@ -13,18 +13,20 @@ The backends, :mod:`oauth_gateway.contrib.file_cache` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import math
+import sys
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .._helpers import loads_bounded
 from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
-from ..tokens import Token
+from ..tokens import token_from_state
 
 __all__ = (
     "DEFAULT_WAIT_TIMEOUT",
@@ -255,7 +257,7 @@ class EntryCodec:
             "authorization": "%s %s" % (token_type, access_token),
             "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
-        token = _token_from_state(state)
+        token = token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
 
 
@@ -366,15 +368,60 @@ class SharedTokenCache(TokenCache):
     def reset_after_fork(self) -> None:
         self._local.reset_after_fork()
 
+    # -- the failure policy: the store failing never fails a caller. Each failure is
+    # logged, counted through ``failed()`` and followed by a direct fetch or a local-only
+    # store; the store is used again as soon as it answers.
 
-def _token_from_state(state: Dict[str, Any]) -> Token:
-    """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
+    def try_load(self, key: Key, failed: Callable[[], None]) -> Optional[CacheEntry]:
+        try:
+            return self.load(key)
+        except Exception as exc:
+            self._failed(key, "read", exc, failed)
+            return None
 
-    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
-    read back must keep the times it was written with, to the last bit, so the slots are
-    set directly, as unpickling a Token does.
-    """
-    token = Token.__new__(Token)
-    for name in Token.__slots__:
-        object.__setattr__(token, name, state[name])
-    return token
+    def try_store(self, key: Key, entry: CacheEntry, failed: Callable[[], None]) -> None:
+        try:
+            self.store(key, entry)
+        except Exception as exc:  # local memory was written before the store
+            self._failed(key, "write", exc, failed)
+
+    def try_evict(self, key: Key, failed: Callable[[], None]) -> None:
+        try:
+            self.evict(key)
+        except Exception as exc:  # local memory was cleared before the store
+            self._failed(key, "evict", exc, failed)
+
+    @contextlib.contextmanager
+    def try_lock(self, key: Key, failed: Callable[[], None]) -> Iterator[bool]:
+        held = self.lock(key)
+        try:
+            held.__enter__()
+        except Exception as exc:  # the store is down, or the holder took too long: fetch anyway
+            self._failed(key, "lock", exc, failed)
+            yield isinstance(exc, TimeoutError)
+            return
+        try:
+            yield True
+        except BaseException:
+            try:
+                suppressed = held.__exit__(*sys.exc_info())
+            except Exception as exc:
+                self._failed(key, "unlock", exc, failed)
+                suppressed = False
+            if not suppressed:
+                raise
+        else:
+            try:
+                held.__exit__(None, None, None)
+            except Exception as exc:
+                self._failed(key, "unlock", exc, failed)
+
+    def _failed(self, key: Key, operation: str, exc: BaseException, failed: Callable[[], None]) -> None:
+        failed()
+        log.warning(
+            "Token cache %s failed for %s (%s: %s); going on without the shared cache",
+            operation,
+            key[0],
+            type(exc).__name__,
+            exc,
+        )

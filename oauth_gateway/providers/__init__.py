@@ -267,8 +267,16 @@ class ClientCredentialsProvider(TokenProvider):
     }
 
     def fetch(self, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
-        return context.token_client.request_token(
-            config, context.server_name, context.correlation_id, dpop_key=context.dpop_key, nonces=context.nonces
+        from ..client import client_credentials_form
+
+        client = context.token_client
+        return client.request_token(
+            client.endpoint(config),
+            client_credentials_form(config),
+            context.server_name,
+            context.correlation_id,
+            dpop_key=context.dpop_key,
+            nonces=context.nonces,
         )
 
 

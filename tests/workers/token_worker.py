@@ -32,7 +32,7 @@ from typing import Any, Dict, List
 warnings.filterwarnings("ignore", message=".*no longer supported.*")  # cryptography on 3.8
 
 import oauth_gateway as og  # noqa: E402
-from oauth_gateway.cache import cache_from_settings  # noqa: E402
+from oauth_gateway.contrib.cache_settings import cache_from_settings  # noqa: E402
 
 #: Longest wait for the go file (seconds); a test that never says go must not leave workers behind.
 _GO_BUDGET = 60.0

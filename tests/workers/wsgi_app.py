@@ -20,7 +20,7 @@ import warnings
 warnings.filterwarnings("ignore", message=".*no longer supported.*")  # cryptography on 3.8
 
 import oauth_gateway as og  # noqa: E402
-from oauth_gateway.cache import cache_from_settings  # noqa: E402
+from oauth_gateway.contrib.cache_settings import cache_from_settings  # noqa: E402
 
 with open(os.environ["OAUTH_GATEWAY_TEST_BLOCK"], encoding="utf-8") as _handle:
     _CONFIG = og.OAuthConfig.from_dict(json.load(_handle))
