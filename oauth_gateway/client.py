@@ -43,6 +43,7 @@ from .endpoint import TokenEndpoint, TokenRetry
 from .endpoint import attempt_deadline as attempt_deadline
 from .endpoint import call_budget as call_budget
 from .exceptions import ConfigError, OAuthGatewayError, TokenRequestError, TransportError, error_class_for
+from .grants import NOT_APPLICABLE, check_exchange_answer
 
 log = logging.getLogger("oauth_gateway")
 
@@ -107,6 +108,8 @@ class TokenResponse(NamedTuple):
     expires_in: Optional[float]
     scope: Optional[str]
     sent_at: Optional[float] = None
+    #: A token exchange's ``issued_token_type`` (RFC 8693), else None.
+    issued_token_type: Optional[str] = None
 
     def __repr__(self) -> str:
         return "TokenResponse(access_token='***', token_type=%r, expires_in=%r, scope=%r, sent_at=%r)" % (
@@ -660,8 +663,12 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
+        exchange: Optional[str] = None,
     ) -> TokenResponse:
         """Ask the token endpoint for a token with ``form`` (the grant's fields).
+
+        With ``exchange`` (a token exchange: the requested token type, or ``""``) the answer
+        is checked as RFC 8693 says (:func:`~oauth_gateway.grants.check_exchange_answer`).
 
         The endpoint's client authentication is added to every attempt. With
         ``dpop_key`` every attempt carries a fresh DPoP proof (RFC 9449 section 5) with
@@ -719,6 +726,7 @@ class TokenClient:
             retry_after_refused=call.retry_after_refused,
             redact=endpoint.redact,
             dpop=dpop_key is not None,
+            exchange=exchange,
         )
         return parsed._replace(sent_at=call.sent_at)
 
@@ -910,6 +918,7 @@ def parse_token_response(
     retry_after_refused: Optional[float] = None,
     redact: Sequence[str] = (),
     dpop: bool = False,
+    exchange: Optional[str] = None,
 ) -> TokenResponse:
     """Check a token endpoint response (RFC 6749 section 5.1) and return its fields.
 
@@ -958,9 +967,18 @@ def parse_token_response(
         # Never repeated: CR/LF would reach a header or a child's environment.
         raise bad("access_token holds characters outside RFC 6750's b64token syntax ([A-Za-z0-9-._~+/]+=*)")
     token_type = data.get("token_type")
-    if dpop:
+    kind = DPOP_TOKEN_TYPE if dpop else "Bearer"
+    issued: Optional[str] = None
+    if exchange is not None:  # RFC 8693: issued_token_type checked, N_A for a token that is not an access token
+        answer, problem = check_exchange_answer(data, exchange)
+        if answer is None:
+            raise bad(problem)
+        issued = answer.issued_token_type
+        if not answer.is_access_token:
+            kind = NOT_APPLICABLE
+    if dpop and kind != NOT_APPLICABLE:
         check_dpop_token_type(token_type)
-    elif not isinstance(token_type, str) or token_type.lower() != "bearer":
+    elif kind == "Bearer" and (not isinstance(token_type, str) or token_type.lower() != "bearer"):
         shown = token_type if isinstance(token_type, str) and len(token_type) < 20 else type(token_type).__name__
         raise bad("token_type is %r, not Bearer; only bearer tokens are supported" % shown)
     expires_in = _parse_expires_in(data.get("expires_in"))
@@ -975,4 +993,4 @@ def parse_token_response(
             "at most %d characters)" % MAX_SCOPE_LENGTH
         )
     # A plain str for the caller.
-    return TokenResponse(str(access_token), DPOP_TOKEN_TYPE if dpop else "Bearer", expires_in, scope)
+    return TokenResponse(str(access_token), kind, expires_in, scope, issued_token_type=issued)

@@ -166,7 +166,9 @@ class ExchangeAnswer(NamedTuple):
     is_access_token: bool
 
 
-def check_exchange_answer(data: Mapping[str, Any], requested_token_type: str = "") -> Tuple[Optional[ExchangeAnswer], str]:
+def check_exchange_answer(
+    data: Mapping[str, Any], requested_token_type: str = ""
+) -> Tuple[Optional[ExchangeAnswer], str]:
     """Check the RFC 8693 fields of a token exchange's successful answer (section 2.2.1).
 
     ``issued_token_type`` is required; when a type was requested it must be that type

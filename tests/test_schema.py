@@ -616,7 +616,7 @@ BAD_BLOCKS = [
     (
         block(OAUTH_GRANT_TYPE="authorization_code"),
         "OAUTH_GRANT_TYPE",
-        "must be 'client_credentials' or 'urn:ietf:params:oauth:grant-type:jwt-bearer', got 'authorization_code'",
+        "must be 'client_credentials', 'urn:ietf:params:oauth:grant-type:jwt-bearer' or 'urn:ietf:params:oauth:grant-type:token-exchange', got 'authorization_code'",
         None,
     ),
     (
