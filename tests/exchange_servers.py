@@ -17,7 +17,7 @@ import secrets as _secrets
 import threading
 import time
 from collections import Counter
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set
 
 from servers import SECRETS, AuthServer, RecordedRequest, _error_reply, _json_reply, _Reply
 
