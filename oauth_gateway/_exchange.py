@@ -138,10 +138,11 @@ def fetch_for_subject(
     config: OAuthConfig,
     server_name: str,
     subject_token: Optional[str],
-    resolve: Callable[[OAuthConfig], OAuthConfig],
+    resolve: Callable[[OAuthConfig, Optional[float]], OAuthConfig],
     idp_configs: IdpConfigs,
     dpop_key: Optional[DPoPKey] = None,
     nonces: Optional[NonceStore] = None,
+    deadline: Optional[float] = None,
 ) -> TokenResponse:
     """Get a token for a subject: one token exchange, or the two legs of enterprise-managed authorization.
 
@@ -149,6 +150,7 @@ def fetch_for_subject(
         config: the resolved config of the MCP server's authorization server.
         subject_token: the subject given per call, or None to read the configured file.
         resolve: the manager's resolver (discovers the IdP's token endpoint from its issuer).
+        deadline: the manager's clock time by which the whole call ends (both legs).
 
     Raises:
         ConfigError: no subject token, or a token file that cannot be read.
@@ -159,7 +161,7 @@ def fetch_for_subject(
     subject_token = masked(subject_token)  # frame locals may be printed with a traceback
     assertion: Optional[IdentityAssertion] = config.identity_assertion
     if assertion is None:
-        return _token_exchange(client, config, server_name, subject_token, dpop_key, nonces)
+        return _token_exchange(client, config, server_name, subject_token, dpop_key, nonces, deadline)
     where = "$.oauth_config.OAUTH_IDENTITY_ASSERTION"
     subject = SecurityToken(
         _subject(subject_token, assertion.subject_token_file, _join(where, "subject_token_file")),
@@ -170,9 +172,11 @@ def fetch_for_subject(
         idp.token_url or idp.issuer
     )
     try:
-        idp = resolve(idp)
+        idp = resolve(idp, deadline)
         form = id_jag_form(subject, config.issuer, config.resources, config.scope)
-        id_jag = client.request_token(client.endpoint(idp), form, server_name, exchange=ID_JAG_TOKEN_TYPE)
+        id_jag = client.request_token(
+            client.endpoint(idp), form, server_name, exchange=ID_JAG_TOKEN_TYPE, deadline=deadline
+        )
     except OAuthGatewayError as exc:
         raise _named(exc, leg1) from None
     leg2 = "leg 2 of enterprise-managed authorization (jwt-bearer at the authorization server %s)" % redact_url(
@@ -182,7 +186,9 @@ def fetch_for_subject(
         # The ID-JAG is used once: it lives in this frame only, never in a cache.
         form = id_jag_redeem_form(masked(id_jag.access_token), config.scope)
         form.extend(("resource", resource) for resource in config.resources)
-        return client.request_token(client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=nonces)
+        return client.request_token(
+            client.endpoint(config), form, server_name, dpop_key=dpop_key, nonces=nonces, deadline=deadline
+        )
     except OAuthGatewayError as exc:
         raise _named(exc, leg2) from None
 
@@ -194,6 +200,7 @@ def _token_exchange(
     subject_token: Optional[str],
     dpop_key: Optional[DPoPKey],
     nonces: Optional[NonceStore],
+    deadline: Optional[float],
 ) -> TokenResponse:
     subject = SecurityToken(
         _subject(subject_token, config.subject_token_file, "$.oauth_config.OAUTH_SUBJECT_TOKEN_FILE"),
@@ -221,12 +228,13 @@ def _token_exchange(
         dpop_key=dpop_key,
         nonces=nonces,
         exchange=config.requested_token_type,
+        deadline=deadline,
     )
     if response.token_type == NOT_APPLICABLE and not config.requested_token_type:
         raise TokenRequestError(
-            "OAuth token request failed: the token endpoint answered 200 but issued a %s (token_type N_A), "
-            "not an access token; set OAUTH_REQUESTED_TOKEN_TYPE to that type to get it from get_token() "
-            "(it is never sent as Bearer)" % response.issued_token_type,
+            "OAuth token request failed: the token endpoint answered 200 with token_type N_A: a token that is "
+            "not an access token, which nobody asked for; set OAUTH_REQUESTED_TOKEN_TYPE to the type wanted "
+            "(such a token is handed out by get_token() and never sent as Bearer)",
             status_code=200,
             server_name=server_name,
             retryable=False,

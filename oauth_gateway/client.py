@@ -66,6 +66,9 @@ MAX_SCOPE_LENGTH = 4096
 MAX_URI = 200
 
 
+_BUDGET_FORMULA = "(OAUTH_MAX_RETRIES + 1) attempts of OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, and the waits"
+
+
 def default_ca_bundle() -> str:
     """The trust store used when ``OAUTH_CA_BUNDLE_PATH`` is empty: certifi's bundle.
 
@@ -108,8 +111,6 @@ class TokenResponse(NamedTuple):
     expires_in: Optional[float]
     scope: Optional[str]
     sent_at: Optional[float] = None
-    #: A token exchange's ``issued_token_type`` (RFC 8693), else None.
-    issued_token_type: Optional[str] = None
 
     def __repr__(self) -> str:
         return "TokenResponse(access_token='***', token_type=%r, expires_in=%r, scope=%r, sent_at=%r)" % (
@@ -144,6 +145,8 @@ class CallState:
         retry_after_refused: a ``Retry-After`` (seconds) above ``OAUTH_RETRY_AFTER_MAX``
             that ended the call, or None.
         on_retry: called as ``on_retry(attempt, reason)`` before each retry.
+        deadline: when (on the client's clock) the caller's whole fetch gives up, discovery
+            and token request together; None for no deadline beyond the attempts' own.
     """
 
     __slots__ = (
@@ -155,6 +158,7 @@ class CallState:
         "sent_at",
         "retry_after_refused",
         "on_retry",
+        "deadline",
     )
 
     server_name: str
@@ -165,6 +169,7 @@ class CallState:
     sent_at: Optional[float]
     retry_after_refused: Optional[float]
     on_retry: Optional[Callable[[int, str], None]]
+    deadline: Optional[float]
 
     def __init__(
         self,
@@ -173,8 +178,10 @@ class CallState:
         what: str,
         max_attempts: int,
         on_retry: Optional[Callable[[int, str], None]] = None,
+        deadline: Optional[float] = None,
     ) -> None:
         self.server_name = server_name
+        self.deadline = deadline
         self.correlation_id = correlation_id
         self.what = what
         self.max_attempts = max_attempts
@@ -464,7 +471,9 @@ class TokenClient:
 
     def discovery_fetch(
         self, config: OAuthConfig
-    ) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+    ) -> Callable[
+        [str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]
+    ]:
         """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
 
         It uses the pooled session of the config's TLS identity, the same timeouts and
@@ -474,9 +483,9 @@ class TokenClient:
         endpoint = self.endpoint(config, credentials=False)
 
         def fetch(
-            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
+            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float]
         ) -> Tuple[int, Mapping[str, str], bytes]:
-            call = self._new_call(endpoint, "discovery", _new_correlation_id(), "discovery")
+            call = self._new_call(endpoint, "discovery", _new_correlation_id(), "discovery", deadline)
             sent = dict(headers)
             sent["User-Agent"] = USER_AGENT
 
@@ -490,7 +499,14 @@ class TokenClient:
 
     # -- requests -------------------------------------------------------------
 
-    def _new_call(self, endpoint: TokenEndpoint, server_name: str, correlation_id: str, what: str) -> CallState:
+    def _new_call(
+        self,
+        endpoint: TokenEndpoint,
+        server_name: str,
+        correlation_id: str,
+        what: str,
+        deadline: Optional[float] = None,
+    ) -> CallState:
         total = endpoint.max_attempts
 
         def on_retry(attempt: int, reason: str) -> None:
@@ -506,7 +522,7 @@ class TokenClient:
             if self._on_retry is not None:
                 self._on_retry(server_name, attempt, total, reason)
 
-        return CallState(server_name, correlation_id, what, total, on_retry)
+        return CallState(server_name, correlation_id, what, total, on_retry, deadline)
 
     def _authenticated(
         self, endpoint: TokenEndpoint, form: List[Tuple[str, str]], call: CallState, url: str
@@ -563,6 +579,8 @@ class TokenClient:
         retry = endpoint.retry
         failure: Optional[OAuthGatewayError] = None
         for _ in range(endpoint.max_attempts):  # bounded; the policy normally ends it first
+            # Each attempt has its own deadline, never past the whole call's.
+            seconds = min(endpoint.deadline, self._left(call, url))
             call.attempts += 1
             # Masked: these locals hold the secret, and tracebacks may print frame locals.
             headers, form = (masked(part) for part in build_attempt())
@@ -579,11 +597,12 @@ class TokenClient:
                     cert=endpoint.cert,
                     # An explicit bundle, passed per call: requests lets REQUESTS_CA_BUNDLE replace verify=True.
                     verify=endpoint.verify,
-                    timeout=endpoint.timeout,  # type: ignore[arg-type]  # requests takes urllib3's Timeout as it is
+                    # requests takes urllib3's Timeout as it is
+                    timeout=endpoint.timeout_within(seconds),  # type: ignore[arg-type]
                     allow_redirects=False,
                     stream=True,
                 )
-                _read_body(response, url, started + endpoint.deadline, endpoint.deadline, call)
+                _read_body(response, url, started + seconds, seconds, call)
             except OSError as exc:  # requests' errors are OSErrors; so is an unreadable cert file
                 error = _retry_cause(exc) if isinstance(exc, requests.exceptions.RequestException) else None
                 following = None if error is None else _increment(retry, url, error=error, method=method)
@@ -591,6 +610,9 @@ class TokenClient:
                     failure = _transport_error(exc, call, url)
                     break
                 retry, reason = following, error.__class__.__name__
+                if retry.get_backoff_time() >= self._remaining(call):
+                    failure = _transport_error(exc, call, url)  # the wait would end past the call's deadline
+                    break
             else:
                 raw = response.raw
                 if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
@@ -603,6 +625,9 @@ class TokenClient:
                 following = _increment(retry, url, response=raw, method=method)
                 if following is None:
                     return response  # exhausted: the last answer is the result
+                wait = retry_after if retry_after is not None else following.get_backoff_time()
+                if wait >= self._remaining(call):
+                    return response  # the wait would end past the call's deadline: this answer is the result
                 retry = following
                 response.close()  # its body is read already: the connection goes back to the pool
                 self._announce(call, "HTTP %d" % response.status_code)
@@ -613,6 +638,27 @@ class TokenClient:
         if failure is not None:
             raise failure  # outside the except block: nothing of requests' in __context__
         return response
+
+    def _remaining(self, call: CallState) -> float:
+        """Seconds left before ``call``'s deadline: infinite without one, 0 or less once it passed."""
+        return math.inf if call.deadline is None else call.deadline - self._clock()
+
+    def _left(self, call: CallState, url: str) -> float:
+        """:meth:`_remaining`, for an attempt about to be sent.
+
+        Raises:
+            TransportError: the deadline has passed; no further attempt is sent.
+        """
+        left = self._remaining(call)
+        if left <= 0:
+            raise TransportError(
+                "%s to %s for %s stopped after %d attempts: the deadline of the whole fetch (discovery and "
+                "token request together, %s) passed; raise OAUTH_TIMEOUT or check the servers"
+                % (call.what.capitalize(), redact_url(url), call.server_name, call.attempts, _BUDGET_FORMULA),
+                correlation_id=call.correlation_id,
+                server_name=call.server_name,
+            )
+        return left
 
     @staticmethod
     def _announce(call: CallState, reason: str) -> None:
@@ -629,6 +675,7 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         headers: Optional[Dict[str, str]] = None,
         body: Union[bytes, str, None] = None,
+        deadline: Optional[float] = None,
     ) -> requests.Response:
         """Send one request with the token requests' transport, for a token provider.
 
@@ -644,7 +691,9 @@ class TokenClient:
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
         endpoint = self.endpoint(config, credentials=False)
-        call = self._new_call(endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+        call = self._new_call(
+            endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
 
         def build_attempt() -> Tuple[Dict[str, str], Union[bytes, str, None]]:
             sent = dict(endpoint.headers)
@@ -663,6 +712,7 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
+        deadline: Optional[float] = None,
         exchange: Optional[str] = None,
     ) -> TokenResponse:
         """Ask the token endpoint for a token with ``form`` (the grant's fields).
@@ -684,6 +734,8 @@ class TokenClient:
             dpop_key: the DPoP key when ``OAUTH_DPOP`` is on, else None.
             nonces: where the servers' ``DPoP-Nonce`` values are kept (a new store
                 by default, so nothing is remembered between calls).
+            deadline: when (on the client's clock) the whole fetch gives up; no attempt
+                is sent, and no retry waits, past it. None: the attempts' own deadlines only.
 
         Returns:
             The checked response, with ``sent_at`` set to when the attempt that succeeded
@@ -695,7 +747,9 @@ class TokenClient:
             TransportError: the network or TLS failed.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        call = self._new_call(endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+        call = self._new_call(
+            endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
         url = endpoint.url
         build_attempt = self._authenticated(endpoint, form, call, url)
         log.debug("Token request correlation_id=%s for %s", call.correlation_id, server_name)
@@ -968,12 +1022,10 @@ def parse_token_response(
         raise bad("access_token holds characters outside RFC 6750's b64token syntax ([A-Za-z0-9-._~+/]+=*)")
     token_type = data.get("token_type")
     kind = DPOP_TOKEN_TYPE if dpop else "Bearer"
-    issued: Optional[str] = None
     if exchange is not None:  # RFC 8693: issued_token_type checked, N_A for a token that is not an access token
         answer, problem = check_exchange_answer(data, exchange)
         if answer is None:
             raise bad(problem)
-        issued = answer.issued_token_type
         if not answer.is_access_token:
             kind = NOT_APPLICABLE
     if dpop and kind != NOT_APPLICABLE:
@@ -993,4 +1045,4 @@ def parse_token_response(
             "at most %d characters)" % MAX_SCOPE_LENGTH
         )
     # A plain str for the caller.
-    return TokenResponse(str(access_token), kind, expires_in, scope, issued_token_type=issued)
+    return TokenResponse(str(access_token), kind, expires_in, scope)

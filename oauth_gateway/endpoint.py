@@ -162,6 +162,7 @@ class TokenEndpoint:
         "verify",
         "timeout",
         "deadline",
+        "_timeouts",
         "retry",
         "headers",
         "client_auth",
@@ -178,6 +179,7 @@ class TokenEndpoint:
     verify: str
     timeout: Timeout
     deadline: float
+    _timeouts: Tuple[float, float]  # (connect, read), for an attempt cut short by the call's deadline
     retry: TokenRetry
     headers: Mapping[str, str]
     client_auth: Optional[ClientAuth]
@@ -224,6 +226,7 @@ class TokenEndpoint:
         deadline = attempt_deadline(config)
         sets(self, "deadline", deadline)
         sets(self, "timeout", Timeout(connect=config.connect_timeout, read=config.timeout, total=deadline))
+        sets(self, "_timeouts", (float(config.connect_timeout), float(config.timeout)))
         sets(self, "retry", TokenRetry.for_config(config, sleep))
         sets(self, "headers", masked(sent))  # custom headers may hold an API key
         sets(self, "client_auth", auth)
@@ -236,6 +239,13 @@ class TokenEndpoint:
             )
         sets(self, "mtls_files", files)
         sets(self, "redact", masked((config.client_secret,) if config.client_secret else ()))
+
+    def timeout_within(self, seconds: float) -> Timeout:
+        """The attempt's ``Timeout``, its total cut to ``seconds`` when less is left of the call."""
+        if seconds >= self.deadline:
+            return self.timeout
+        connect, read = self._timeouts
+        return Timeout(connect=min(connect, seconds), read=read, total=seconds)
 
     @property
     def max_attempts(self) -> int:

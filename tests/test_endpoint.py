@@ -17,7 +17,7 @@ from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET
 #: Library frames on the stack when a cache miss reaches ``session.request`` (issue 21: at most
 #: 6). The token client's share (below ``manager._fetch``) is :data:`CLIENT_FRAMES`; the rest are
 #: the manager's (get_token, the slow path, the single flight, _fetch).
-MAX_FRAMES = 7
+MAX_FRAMES = 6
 #: ``TokenClient.request_token`` and its one loop, ``_send``.
 CLIENT_FRAMES = 2
 
