@@ -143,6 +143,10 @@ class SubjectTokens:
 
         return self._flights.lead(key, flight, work)
 
+    def cached(self, server_name: str, config_id: str, fingerprint: str, subject_token: str) -> Optional[Token]:
+        """The subject's fresh cached token, or None (no lock, no I/O)."""
+        return self._hit((server_name, config_id), self.digest(subject_token), fingerprint)
+
     def _hit(self, server: _Server, digest: str, fingerprint: str) -> Optional[Token]:
         entries = self._servers.get(server)
         entry = entries.get(digest) if entries is not None else None

@@ -54,7 +54,7 @@ def _hit_check(
     peek: Callable[[Key], Optional[CacheEntry]],
     clock: Callable[[], float],
     miss: Callable[[str, OAuthConfig, str], _Miss],
-    for_subject: Optional[Callable[[str, OAuthConfig, str, str], Token]] = None,
+    for_subject: Optional[Callable[[str, OAuthConfig, str, str], Union[Token, _Miss]]] = None,
 ) -> Callable[..., Union[Token, _Miss]]:
     """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
 
@@ -171,7 +171,7 @@ class TokenManager:
         self._subjects = SubjectTokens(clock, max_subjects)
         self._idp_configs = IdpConfigs()
         self._get = _hit_check(self._peek, clock, self._acquire, self._for_subject)
-        self._hit_or_none = _hit_check(self._peek, clock, _no_token)
+        self._hit_or_none = _hit_check(self._peek, clock, _no_token, self._subject_hit)
         self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
@@ -227,6 +227,11 @@ class TokenManager:
         if subject_token is not None:
             return self._for_subject(server_name, config, config_id, subject_token, force=True)
         return self._acquire(server_name, config, config_id, force=True, rejected=rejected)
+
+    def _subject_hit(
+        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str
+    ) -> Optional[Token]:
+        return self._subjects.cached(server_name, config_id, config.fingerprint, subject_token)
 
     def _for_subject(
         self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str, force: bool = False
