@@ -461,3 +461,40 @@ def test_a_refused_second_leg_names_the_authorization_server(idp, id_jag_config)
         "leg 2 of enterprise-managed authorization (jwt-bearer at the authorization server"
     )
     assert idp.count() == 1 and authorization_server.count() == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_the_httpx_auth_sends_each_subjects_token(exchange_server, exchange_config, ca_bundle, asynchronous) -> None:
+    import ssl
+
+    httpx = pytest.importorskip("httpx")
+    from oauth_gateway.contrib.httpx import TokenAuth
+
+    manager = og.TokenManager()
+    verify = ssl.create_default_context(cafile=ca_bundle)
+    sent = {}
+    for subject in ("subject-alice-123456", "subject-bob-1234567"):
+        auth = TokenAuth(manager, "api", exchange_config, subject_token=subject)
+        assert subject not in repr(auth)
+        if asynchronous:
+
+            async def call(auth=auth):
+                async with httpx.AsyncClient(auth=auth, verify=verify, trust_env=False) as client:
+                    for _ in range(3):
+                        assert (await client.get(exchange_server.resource_url)).status_code == 200
+
+            asyncio_run(call())
+        else:
+            with httpx.Client(auth=auth, verify=verify, trust_env=False) as client:
+                for _ in range(3):
+                    assert client.get(exchange_server.resource_url).status_code == 200
+        sent[subject] = exchange_server.requests_to("/resource")[-1].headers["Authorization"]
+        assert sent[subject] == manager.get_token("api", exchange_config, subject_token=subject).authorization
+    assert sent["subject-alice-123456"] != sent["subject-bob-1234567"]
+    assert exchange_server.count() == 2
+
+
+def asyncio_run(coroutine) -> None:
+    import asyncio
+
+    asyncio.run(coroutine)
