@@ -52,6 +52,7 @@ CORE = {
     "grants",
     "_subjects",
     "_exchange",
+    "_workload",
     "providers",
     "providers.static",
     "providers.legacy_json",
