@@ -233,7 +233,7 @@ class TokenAuth(AuthBase):
             )
         elif rejection.resource_metadata is not None and self.config.is_discovered:
             # A challenge naming other resource metadata than the cached one: the server may have moved.
-            self.manager.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
+            self._internal.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
         sent = masked(sent if isinstance(sent, str) else sent.decode("latin-1"))  # frame locals may be printed
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)

@@ -5,7 +5,7 @@ sets ``run``; listing it in :data:`_COMMANDS` is all it takes to add another. A 
 function takes ``(args, out, err)`` and returns the exit code: 0 success, 1 the input
 is invalid, 2 usage or an unreadable file. Checking, the result and reporting stay
 apart, as in check-jsonschema: :func:`check_file` builds a :class:`FileResult`,
-the ``_report_*`` functions print it.
+the reporters of :mod:`oauth_gateway._cli_reporters` print it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import (
     Any,
     Callable,
     Dict,
-    List,
     NoReturn,
     Optional,
     Sequence,
@@ -32,7 +31,9 @@ from typing import (
 )
 
 from . import schema
-from ._checkfile import STDIN, FileResult, check_file
+from ._checkfile import STDIN, check_file
+from ._cli_reporters import PROG as _PROG
+from ._cli_reporters import report_github, report_json, report_text
 from ._helpers import parse_json_text, read_json_file, redact_url
 from ._printable import PrintableStream, printable
 from ._version import __version__
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from .gateway import GatewayConfig
     from .manager import TokenManager
 
-_PROG = "oauth-gateway"
 
 _Run = Callable[[argparse.Namespace, IO[str], IO[str]], int]
 
@@ -247,7 +247,7 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         err.write("%s: error: - (standard input) can be given once\n" % _PROG)
         return EXIT_USAGE
     results = [check_file(path, load_providers=args.load_providers) for path in args.files]
-    reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
+    reporter = {"text": report_text, "json": report_json, "github": report_github}[args.output]
     reporter(results, out, err, args.strict, verbosity(args) < 0)
     if any(result.failure for result in results):
         return EXIT_USAGE
@@ -255,76 +255,6 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if any(problem.severity in failing for result in results for problem in result.problems):
         return EXIT_INVALID
     return EXIT_OK
-
-
-def _report_failures(results: List[FileResult], err: IO[str]) -> None:
-    for result in results:
-        if result.failure:
-            err.write("%s: error: %s %s\n" % (_PROG, result.file, result.failure))
-
-
-def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    _report_failures(results, err)
-    for result in results:
-        if result.failure:
-            continue
-        for problem in result.problems:
-            label = "warning: " if problem.severity == "warning" else ""
-            text = "%s::%s: %s%s" % (result.file, problem.json_path, label, problem.message)
-            out.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
-        if not quiet and not any(p.severity == "error" or strict for p in result.problems):
-            out.write("%s: ok\n" % result.file)
-
-
-def _report_json(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    """One object per file, in the order given: ``file``, ``status``, ``problems``, ``error``."""
-    _report_failures(results, err)
-    rows = [
-        {
-            "file": result.file,
-            "status": "invalid" if result.status == "valid" and strict and result.problems else result.status,
-            "problems": [
-                {
-                    "json_path": problem.json_path,
-                    "message": problem.message,
-                    "hint": problem.hint,
-                    "severity": problem.severity,
-                }
-                for problem in result.problems
-            ],
-            "error": None if not result.failure else "%s %s" % (result.file, result.failure),
-        }
-        for result in results
-    ]
-    out.write(json.dumps(rows, indent=2) + "\n")
-
-
-def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    _report_failures(results, err)
-    for result in results:
-        if result.failure:
-            place = "file=%s" % _escape_property(result.file)
-            if result.line is not None:
-                place += ",line=%d,col=%d" % (result.line, result.column or 1)
-            out.write(
-                "::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure)))
-            )
-        for problem in result.problems:
-            level = "error" if problem.severity == "error" or strict else "warning"
-            out.write(
-                "::%s file=%s,title=%s::%s\n"
-                % (level, _escape_property(result.file), _PROG, _escape_data(str(problem)))
-            )
-
-
-def _escape_data(text: str) -> str:
-    """Escape a GitHub workflow command's message."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    """Escape a GitHub workflow command's property value (file name)."""
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 # --- schema ----------------------------------------------------------------------------

@@ -36,14 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._helpers import loads_bounded
 from ._http import origin_of, parse_www_authenticate
 from ._jsonpath import join as _join_path
-from .client_auth import (
-    PrivateKey,
-    certificate_thumbprints,
-    jwk_thumbprint,
-    load_private_key,
-    require_jwt,
-    sign_jwt,
-)
+from ._jwt import PrivateKey, certificate_thumbprints, jwk_thumbprint, load_private_key, require_jwt, sign_jwt
 from .exceptions import TokenBindingError
 
 if TYPE_CHECKING:  # pragma: no cover

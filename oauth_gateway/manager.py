@@ -9,19 +9,21 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional
 
 from ._access import ManagerAccess
 from ._exchange import IdpConfigs, acts_for_a_subject, fetch_for_subject
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
+from ._hitcheck import hit_check, no_token
 from ._refresher import DEFAULT_WORKERS, Refresher
+from ._resolver import Resolver
+from ._response import TokenResponse, safe_text
 from ._singleflight import Flight, SingleFlight
 from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectTokens
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
+from .client import TokenClient, call_budget, client_credentials_form
 from .config import OAuthConfig
-from .discovery import Resolver
 from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
@@ -46,42 +48,6 @@ log = logging.getLogger("oauth_gateway")
 #: the start of its slow path, discovery and token request together), for the shared-cache
 #: calls that deadline does not bound (each bounded by the cache's own timeouts).
 WAIT_MARGIN = 60.0
-
-_Miss = TypeVar("_Miss")
-
-
-def _hit_check(
-    peek: Callable[[Key], Optional[CacheEntry]],
-    clock: Callable[[], float],
-    miss: Callable[[str, OAuthConfig, str], _Miss],
-    for_subject: Optional[Callable[[str, OAuthConfig, str, str], Union[Token, _Miss]]] = None,
-) -> Callable[..., Union[Token, _Miss]]:
-    """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
-
-    A hit is an entry of the same config whose ``refresh_at`` (never later than the
-    token's ``usable_until``) is still ahead: one dict read and the clock, no lock, no
-    I/O. Otherwise the result is ``miss(server_name, config, config_id)``. The values are
-    the function's cells: read faster than attributes, and the call binds no method.
-    A call with a ``subject_token`` goes to ``for_subject`` (its own cache, per subject).
-    """
-
-    def get_token(
-        server_name: str, config: OAuthConfig, config_id: str = "default", subject_token: Optional[str] = None
-    ) -> Union[Token, _Miss]:
-        if subject_token is None:
-            entry = peek((server_name, config_id))
-            if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
-                next(entry.hits)
-                return entry.token
-            return miss(server_name, config, config_id)
-        assert for_subject is not None
-        return for_subject(server_name, config, config_id, subject_token)
-
-    return get_token
-
-
-def _no_token(server_name: str, config: OAuthConfig, config_id: str) -> None:
-    return None
 
 
 class TokenManager:
@@ -170,9 +136,16 @@ class TokenManager:
         # Tokens got for a subject (token exchange, ID-JAG): memory only, keyed by a keyed digest.
         self._subjects = SubjectTokens(clock, max_subjects)
         self._idp_configs = IdpConfigs()
-        self._get = _hit_check(self._peek, clock, self._acquire, self._for_subject)
-        self._hit_or_none = _hit_check(self._peek, clock, _no_token, self._subject_hit)
-        self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
+        self._get = hit_check(self._peek, clock, self._acquire, self._for_subject)
+        self._hit_or_none = hit_check(self._peek, clock, no_token, self._subject_hit)
+        self._access = ManagerAccess(
+            self._get,
+            self._hit_or_none,
+            self._dpop_keys.key_for,
+            NonceStore(),
+            self._resolver.resolve,
+            self._resolver.forget,
+        )
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
             self.__dict__["get_token"] = self._get
@@ -401,7 +374,7 @@ class TokenManager:
                 token = self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
-                    self.forget_discovery(config)  # the server may have moved: look again next time
+                    self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
             self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
         with self._lock:
@@ -510,16 +483,6 @@ class TokenManager:
             self._keep(flight, key, shared._replace(hits=self._metrics.hit_counter(key)), failed, local=True)
             log.debug("Token for %s (config: %s) read from the shared cache", key[0], key[1])
         return shared.token
-
-    # -- discovery (slow path only) -------------------------------------------
-
-    def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
-        return self._resolver.resolve(config)
-
-    def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
-        return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
 
@@ -698,7 +661,7 @@ class TokenManager:
             RevocationNotConfigured: the config has no ``OAUTH_REVOCATION_URL``.
             TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
         """
-        config = self.resolve(config)  # a discovered config: the revocation endpoint too
+        config = self._resolver.resolve(config)  # a discovered config: the revocation endpoint too
         if not config.revocation_url:
             raise RevocationNotConfigured(
                 "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "

@@ -41,6 +41,12 @@ CORE = {
     "_tokencheck",
     "_fastschema",
     "discovery",
+    "_resolver",
+    "_metadata",
+    "_jwt",
+    "_response",
+    "_config_files",
+    "_hitcheck",
     "client_auth",
     "endpoint",
     "_redact",
@@ -57,7 +63,7 @@ CORE = {
     "providers.static",
     "providers.legacy_json",
 }
-ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_checkfile", "_demo", "contrib")
+ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_cli_reporters", "_checkfile", "_demo", "contrib")
 
 # Lazy imports from the core into an adapter, each inside a function and each for a reason.
 LAZY_CORE_TO_ADAPTER = {

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dpop_servers import DPoPResourceServer, jwk_thumbprint
-from oauth_gateway.client_auth import basic_credentials, certificate_thumbprints
+from oauth_gateway._jwt import certificate_thumbprints
+from oauth_gateway.client_auth import basic_credentials
 from oauth_gateway.dpop import (
     DPoPKey,
     NonceStore,

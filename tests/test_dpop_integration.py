@@ -29,7 +29,7 @@ from dpop_servers import DPoPResourceServer
 from dpop_servers import jwk_thumbprint as server_thumbprint
 from metadata_servers import MetadataServer, Route
 from oauth_gateway._access import access
-from oauth_gateway.client_auth import certificate_thumbprints
+from oauth_gateway._jwt import certificate_thumbprints
 from oauth_gateway.contrib.file_cache import FileTokenCache
 from oauth_gateway.dpop import token_confirmation
 from oauth_gateway.injection import injected_entry

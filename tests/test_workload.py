@@ -22,6 +22,7 @@ import pytest
 
 import oauth_gateway as og
 from loopback import LoopbackServer, Reply
+from oauth_gateway._access import access
 from oauth_gateway._workload import KUBERNETES_TOKEN_PATH, assertion_source
 from servers import JWT_BEARER_GRANT
 
@@ -313,7 +314,7 @@ def test_a_discovered_server_that_takes_private_key_jwt_gets_the_source_as_clien
                 "OAUTH_CLIENT_ASSERTION_SOURCE": {"type": "kubernetes", "path": str(path)},
             }
         )
-        resolved = og.TokenManager().resolve(config)
+        resolved = access(og.TokenManager()).resolve(config)
     assert resolved.auth_method == "private_key_jwt"
 
 

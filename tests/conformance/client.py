@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 import requests
 
 import oauth_gateway as og
+from oauth_gateway._access import access
 
 #: The first stateless revision (SEP-2575); earlier ones use the initialize handshake.
 STATELESS_FROM = "2026-07-28"
@@ -175,7 +176,7 @@ def refuse_expired(server_url: str, scenario: str, context: Mapping[str, Any], k
 def run(server_url: str, config: og.OAuthConfig, version: str) -> int:
     """Speak MCP at wire ``version`` to ``server_url`` with tokens for ``config``."""
     manager = og.TokenManager()
-    resolved = manager.resolve(config)
+    resolved = access(manager).resolve(config)
     print("discovered token endpoint %s, auth method %s" % (resolved.token_url, resolved.auth_method))
     with requests.Session() as session:
         # The signed-in user's ID token, when the scenario has one (enterprise-managed authorization).
