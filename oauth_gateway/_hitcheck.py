@@ -23,21 +23,28 @@ def hit_check(
     peek: Callable[[Key], Optional[CacheEntry]],
     clock: Callable[[], float],
     miss: Callable[[str, OAuthConfig, str], _Miss],
-) -> Callable[[str, OAuthConfig, str], Union[Token, _Miss]]:
+    for_subject: Optional[Callable[[str, OAuthConfig, str, str], Union[Token, _Miss]]] = None,
+) -> Callable[..., Union[Token, _Miss]]:
     """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
 
     A hit is an entry of the same config whose ``refresh_at`` (never later than the
     token's ``usable_until``) is still ahead: one dict read and the clock, no lock, no
     I/O. Otherwise the result is ``miss(server_name, config, config_id)``. The values are
     the function's cells: read faster than attributes, and the call binds no method.
+    A call with a ``subject_token`` goes to ``for_subject`` (its own cache, per subject).
     """
 
-    def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Union[Token, _Miss]:
-        entry = peek((server_name, config_id))
-        if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            return entry.token
-        return miss(server_name, config, config_id)
+    def get_token(
+        server_name: str, config: OAuthConfig, config_id: str = "default", subject_token: Optional[str] = None
+    ) -> Union[Token, _Miss]:
+        if subject_token is None:
+            entry = peek((server_name, config_id))
+            if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
+                next(entry.hits)
+                return entry.token
+            return miss(server_name, config, config_id)
+        assert for_subject is not None
+        return for_subject(server_name, config, config_id, subject_token)
 
     return get_token
 

@@ -24,6 +24,7 @@ from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 from ._helpers import loads_bounded, masked, redact_url
 from .dpop import DPOP_TOKEN_TYPE, check_dpop_token_type
 from .exceptions import TokenRequestError, error_class_for
+from .grants import NOT_APPLICABLE, check_exchange_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CallState
@@ -214,6 +215,7 @@ def parse_token_response(
     retry_after_refused: Optional[float] = None,
     redact: Sequence[str] = (),
     dpop: bool = False,
+    exchange: Optional[str] = None,
 ) -> TokenResponse:
     """Check a token endpoint response (RFC 6749 section 5.1) and return its fields.
 
@@ -262,9 +264,16 @@ def parse_token_response(
         # Never repeated: CR/LF would reach a header or a child's environment.
         raise bad("access_token holds characters outside RFC 6750's b64token syntax ([A-Za-z0-9-._~+/]+=*)")
     token_type = data.get("token_type")
-    if dpop:
+    kind = DPOP_TOKEN_TYPE if dpop else "Bearer"
+    if exchange is not None:  # RFC 8693: issued_token_type checked, N_A for a token that is not an access token
+        answer, problem = check_exchange_answer(data, exchange)
+        if answer is None:
+            raise bad(problem)
+        if not answer.is_access_token:
+            kind = NOT_APPLICABLE
+    if dpop and kind != NOT_APPLICABLE:
         check_dpop_token_type(token_type)
-    elif not isinstance(token_type, str) or token_type.lower() != "bearer":
+    elif kind == "Bearer" and (not isinstance(token_type, str) or token_type.lower() != "bearer"):
         shown = token_type if isinstance(token_type, str) and len(token_type) < 20 else type(token_type).__name__
         raise bad("token_type is %r, not Bearer; only bearer tokens are supported" % shown)
     expires_in = _parse_expires_in(data.get("expires_in"))
@@ -279,7 +288,7 @@ def parse_token_response(
             "at most %d characters)" % MAX_SCOPE_LENGTH
         )
     # A plain str for the caller.
-    return TokenResponse(str(access_token), DPOP_TOKEN_TYPE if dpop else "Bearer", expires_in, scope)
+    return TokenResponse(str(access_token), kind, expires_in, scope)
 
 
 class AttemptTooSlow(requests.exceptions.Timeout):

@@ -21,6 +21,7 @@ requests put ``.netrc`` credentials for the new host.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
@@ -109,6 +110,8 @@ class TokenAuth(AuthBase):
         retry_on_any_401: recover from every 401, not only ``error="invalid_token"``
             (for servers that send no ``WWW-Authenticate`` error code).
         allow_insecure: also send the token over plain http to any host (local tests only).
+        subject_token: the user to act for (token exchange, ID-JAG): the token sent is that
+            user's (see :meth:`~oauth_gateway.TokenManager.get_token`).
     """
 
     #: The manager's internal interface (its hit check, DPoP keys, resource nonces).
@@ -136,7 +139,10 @@ class TokenAuth(AuthBase):
         config_id: str = "default",
         retry_on_any_401: bool = False,
         allow_insecure: bool = False,
+        subject_token: Optional[str] = None,
     ):
+        # Set before the token source is worked out (below), which reads it; never shown.
+        object.__setattr__(self, "_subject_token", masked(subject_token))
         self.manager = manager
         self.server_name = server_name
         self.config = config
@@ -150,7 +156,11 @@ class TokenAuth(AuthBase):
             # The manager's one hit check and its arguments, worked out once for the hot path.
             internal = access(self.manager)
             object.__setattr__(self, "_internal", internal)
-            object.__setattr__(self, "_source", (internal.get_token, self.server_name, self.config, self.config_id))
+            get_token: Callable[..., Token] = internal.get_token  # takes subject_token= too
+            subject = getattr(self, "_subject_token", None)
+            if subject is not None:  # one user's token (token exchange, ID-JAG)
+                get_token = functools.partial(get_token, subject_token=subject)
+            object.__setattr__(self, "_source", (get_token, self.server_name, self.config, self.config_id))
             object.__setattr__(self, "_last", None)
             # One hook for every request (the request it answers is response.request): appending
             # it builds nothing. The auth refers to itself through it, a cycle the GC collects.
@@ -254,7 +264,13 @@ class TokenAuth(AuthBase):
 
     def _replacement(self, failed_authorization: str) -> Token:
         """Return a token to replace the one that failed; concurrent 401s for it share one request."""
-        return self.manager.refresh(self.server_name, self.config, self.config_id, rejected=failed_authorization)
+        return self.manager.refresh(
+            self.server_name,
+            self.config,
+            self.config_id,
+            rejected=failed_authorization,
+            subject_token=getattr(self, "_subject_token", None),
+        )
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, TokenAuth):

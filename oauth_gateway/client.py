@@ -584,8 +584,12 @@ class TokenClient:
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
         deadline: Optional[float] = None,
+        exchange: Optional[str] = None,
     ) -> TokenResponse:
         """Ask the token endpoint for a token with ``form`` (the grant's fields).
+
+        With ``exchange`` (a token exchange: the requested token type, or ``""``) the answer
+        is checked as RFC 8693 says (:func:`~oauth_gateway.grants.check_exchange_answer`).
 
         The endpoint's client authentication is added to every attempt. With
         ``dpop_key`` every attempt carries a fresh DPoP proof (RFC 9449 section 5) with
@@ -647,6 +651,7 @@ class TokenClient:
             retry_after_refused=call.retry_after_refused,
             redact=endpoint.redact,
             dpop=dpop_key is not None,
+            exchange=exchange,
         )
         return parsed._replace(sent_at=call.sent_at)
 

@@ -30,6 +30,7 @@ from ._jsonpath import join as _join
 from ._jwt import check_key_file, require_jwt
 from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, default_auth_method, held_credentials
 from .exceptions import ConfigError
+from .grants import TOKEN_EXCHANGE_GRANT_TYPE, IdentityAssertion
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
 __all__ = ("FIELDS", "Field", "OAuthConfig")
@@ -123,8 +124,8 @@ def _mask_options(value: ProviderOptions) -> Dict[str, Any]:
 
 def _fingerprint_default(value: Any) -> Any:
     """How ``json.dumps`` writes a non-JSON value into the fingerprint material."""
-    if isinstance(value, ProviderOptions):
-        return value.fingerprint_material()  # secret options as their SHA-256
+    if isinstance(value, (ProviderOptions, IdentityAssertion)):
+        return value.fingerprint_material()  # secrets as their SHA-256
     return list(value)
 
 
@@ -209,8 +210,11 @@ def _held(values: _Values) -> FrozenSet[str]:
 
 def _auth_method(values: _Values) -> str:
     jwt_bearer = values["grant_type"] == JWT_BEARER_GRANT_TYPE
+    held = _held(values)
+    if not held and values["grant_type"] == TOKEN_EXCHANGE_GRANT_TYPE:
+        return values["token_endpoint_auth_method"] or "none"  # the subject token is the grant: a public client
     return values["token_endpoint_auth_method"] or default_auth_method(
-        _held(values), use_basic_auth=bool(values["use_basic_auth"]), jwt_bearer=jwt_bearer
+        held, use_basic_auth=bool(values["use_basic_auth"]), jwt_bearer=jwt_bearer
     )
 
 
@@ -370,6 +374,106 @@ def _check_mtls(values: _Values, path_of: _PathOf) -> None:
         )
 
 
+def _identity_assertion(value: Any, where: str) -> Optional[IdentityAssertion]:
+    if isinstance(value, IdentityAssertion):
+        return value
+    block = dict(value or {})
+    if not block:
+        return None
+    return IdentityAssertion(
+        token_url=_text(block.get("token_url"), where),
+        issuer=_text(block.get("issuer"), where),
+        client_id=_text(block.get("client_id"), where),
+        client_secret=_text(block.get("client_secret"), where),
+        client_secret_file=_path(block.get("client_secret_file"), where),
+        private_key_path=_path(block.get("private_key_path"), where),
+        subject_token_file=_path(block.get("subject_token_file"), where),
+        subject_token_type=_text(block.get("subject_token_type"), where),
+    )
+
+
+def _dump_identity_assertion(value: Optional[IdentityAssertion]) -> Any:
+    return _OMIT if value is None else value.to_dict(show_secret=True)
+
+
+def _mask_identity_assertion(value: Optional[IdentityAssertion]) -> Any:
+    return None if value is None else value.to_dict()
+
+
+def _check_grant(values: _Values, path_of: _PathOf) -> None:
+    """Token exchange and enterprise-managed authorization: what each needs from the other keys.
+
+    The subject token may come per call (``subject_token=``), so none is required here;
+    a token exchange whose endpoint is discovered must say which issuer may receive it.
+    """
+    if not _needs_client_credentials(values):
+        return
+    exchange = values["grant_type"] == TOKEN_EXCHANGE_GRANT_TYPE
+    if values["actor_token_file"] and not exchange:
+        raise ConfigError(
+            "is used only with the token-exchange grant",
+            path_of("OAUTH_ACTOR_TOKEN_FILE"),
+            'set OAUTH_GRANT_TYPE to "%s", or remove it' % TOKEN_EXCHANGE_GRANT_TYPE,
+        )
+    if values["subject_token_file"] and not exchange:
+        raise ConfigError(
+            "is used only with the token-exchange grant",
+            path_of("OAUTH_SUBJECT_TOKEN_FILE"),
+            'set OAUTH_GRANT_TYPE to "%s" (or, for enterprise-managed authorization, put '
+            "subject_token_file in OAUTH_IDENTITY_ASSERTION)" % TOKEN_EXCHANGE_GRANT_TYPE,
+        )
+    if exchange and not (values["token_url"] or values["issuer"] or values["trust_discovered_issuer"]):
+        then = _CREDENTIAL_RULE["then"]
+        raise ConfigError(
+            "is required with the token-exchange grant when OAUTH_TOKEN_URL is not set: the users' tokens "
+            "would go to whatever authorization server discovery finds",
+            path_of("OAUTH_ISSUER"),
+            then["x-hint"],
+        )
+    assertion: Optional[IdentityAssertion] = values["identity_assertion"]
+    if assertion is None:
+        return
+    where = path_of("OAUTH_IDENTITY_ASSERTION")
+    if values["grant_type"] != "client_credentials":
+        raise ConfigError(
+            "implies the jwt-bearer grant at the authorization server; OAUTH_GRANT_TYPE %r cannot be used with it"
+            % values["grant_type"],
+            path_of("OAUTH_GRANT_TYPE"),
+            "remove OAUTH_GRANT_TYPE",
+        )
+    if not assertion.token_url and not assertion.issuer:
+        raise ConfigError(
+            "needs the IdP's token_url or issuer",
+            where,
+            'set "token_url" to the IdP\'s token endpoint, or "issuer" to have it discovered',
+        )
+    if not values["issuer"] and not values["trust_discovered_issuer"]:
+        raise ConfigError(
+            "is required with OAUTH_IDENTITY_ASSERTION: the ID-JAG's audience is the authorization server's issuer",
+            path_of("OAUTH_ISSUER"),
+            "set OAUTH_ISSUER to the MCP server's authorization server (`oauth-gateway discover URL` prints it), "
+            "or set OAUTH_TRUST_DISCOVERED_ISSUER to true to use the one discovered from OAUTH_RESOURCE",
+        )
+    for key, url in (("token_url", assertion.token_url), ("issuer", assertion.issuer)):
+        if url:
+            problem = credential_problem(url) or transport_problem(
+                url, enforce_https=values["enforce_https"], any_http_host=True
+            )
+            if problem is not None:
+                raise ConfigError(problem.problem, _join(where, key), problem.hint)
+    if sum(bool(v) for v in (assertion.client_secret, assertion.client_secret_file, assertion.private_key_path)) > 1:
+        raise ConfigError(
+            "holds more than one of client_secret, client_secret_file and private_key_path",
+            where,
+            "keep the one the IdP expects",
+        )
+    if assertion.client_secret_file:
+        secret = read_secret_file(assertion.client_secret_file, _join(where, "client_secret_file"))
+        values["identity_assertion"] = assertion = assertion.replace(client_secret=secret)
+    if assertion.private_key_path:
+        check_key_file(assertion.private_key_path, "private_key_path", where, label="IdP client assertion key")
+
+
 #: Every ``oauth_config`` key, in the schema's order. A new key is one entry here plus its
 #: schema property (a test holds the two together) and its annotation on OAuthConfig.
 FIELDS: Tuple[Field, ...] = (
@@ -492,6 +596,22 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_MAX_RETRIES", "max_retries", int),
     Field("OAUTH_RETRY_BACKOFF", "retry_backoff", float, load=_float),
     Field("OAUTH_RETRY_AFTER_MAX", "retry_after_max", float, load=_float),
+    # Acting for a user (token exchange, enterprise-managed authorization): _check_grant.
+    Field("OAUTH_SUBJECT_TOKEN_FILE", "subject_token_file", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_SUBJECT_TOKEN_TYPE", "subject_token_type", str, IN_FINGERPRINT, load=_text),
+    Field("OAUTH_ACTOR_TOKEN_FILE", "actor_token_file", str, IN_FINGERPRINT, load=_path),
+    Field("OAUTH_ACTOR_TOKEN_TYPE", "actor_token_type", str, IN_FINGERPRINT, load=_text),
+    Field("OAUTH_REQUESTED_TOKEN_TYPE", "requested_token_type", str, IN_FINGERPRINT, load=_text),
+    Field(
+        "OAUTH_IDENTITY_ASSERTION",
+        "identity_assertion",
+        object,
+        IN_FINGERPRINT,
+        load=_identity_assertion,
+        dump=_dump_identity_assertion,
+        mask=_mask_identity_assertion,
+        check=_check_grant,
+    ),
 )
 
 _BY_NAME: Dict[str, Field] = {field.name: field for field in FIELDS}
@@ -583,6 +703,12 @@ class OAuthConfig:
     max_retries: int
     retry_backoff: float
     retry_after_max: float
+    subject_token_file: str
+    subject_token_type: str
+    actor_token_file: str
+    actor_token_type: str
+    requested_token_type: str
+    identity_assertion: Optional[IdentityAssertion]
     scopes: FrozenSet[str]
     fingerprint: str
 
@@ -657,6 +783,8 @@ class OAuthConfig:
             certificate=self.use_mtls,
         )
         jwt_bearer = self.grant_type == JWT_BEARER_GRANT_TYPE
+        if not held and self.grant_type == TOKEN_EXCHANGE_GRANT_TYPE:
+            return self.token_endpoint_auth_method or "none"  # a public client exchanging a subject token
         return self.token_endpoint_auth_method or default_auth_method(
             held, use_basic_auth=self.use_basic_auth, jwt_bearer=jwt_bearer
         )

@@ -12,6 +12,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional
 
 from ._access import ManagerAccess
+from ._exchange import IdpConfigs, acts_for_a_subject, fetch_for_subject
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
@@ -19,6 +20,7 @@ from ._refresher import DEFAULT_WORKERS, Refresher
 from ._resolver import Resolver
 from ._response import TokenResponse, safe_text
 from ._singleflight import Flight, SingleFlight
+from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectTokens
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, call_budget, client_credentials_form
 from .config import OAuthConfig
@@ -32,6 +34,7 @@ from .exceptions import (
     RevocationNotConfigured,
     TransportError,
 )
+from .grants import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from .metrics import Metrics
 from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
@@ -85,6 +88,10 @@ class TokenManager:
             for a free thread run earliest expiry first, and each token's refresh starts at
             a small random delay into its window, so tokens fetched together refresh apart.
 
+        max_subjects: subjects whose tokens are kept per server and config id
+            (``get_token(..., subject_token=...)``); past this the least recently used is
+            forgotten.
+
     Raises:
         ValueError: ``refresh_workers`` is not an integer of at least 1.
     """
@@ -100,6 +107,7 @@ class TokenManager:
         background_refresh: Optional[bool] = None,
         on_retry: Optional[Callable[[str, int, int, str], None]] = None,
         refresh_workers: int = DEFAULT_WORKERS,
+        max_subjects: int = DEFAULT_MAX_SUBJECTS,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -127,8 +135,11 @@ class TokenManager:
         # The one cache-hit check; the same check, missing with None, re-checks under the lock.
         # The manager keeps a strong reference to itself through it (its miss is a bound
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
-        self._get = hit_check(self._peek, clock, self._acquire)
-        self._hit_or_none = hit_check(self._peek, clock, no_token)
+        # Tokens got for a subject (token exchange, ID-JAG): memory only, keyed by a keyed digest.
+        self._subjects = SubjectTokens(clock, max_subjects)
+        self._idp_configs = IdpConfigs()
+        self._get = hit_check(self._peek, clock, self._acquire, self._for_subject)
+        self._hit_or_none = hit_check(self._peek, clock, no_token, self._subject_hit)
         self._access = ManagerAccess(
             self._get,
             self._hit_or_none,
@@ -143,13 +154,19 @@ class TokenManager:
 
     # -- the hot path ---------------------------------------------------------
 
-    def get_token(self, server_name: str, config: OAuthConfig, config_id: str = "default") -> Token:
+    def get_token(
+        self, server_name: str, config: OAuthConfig, config_id: str = "default", subject_token: Optional[str] = None
+    ) -> Token:
         """Return a valid token for a server, from the cache when it is fresh.
 
         Args:
             server_name: the MCP server the token is for (part of the cache key).
             config: its OAuth settings; an edited config never gets the old config's token.
             config_id: the gateway config the server belongs to (part of the cache key).
+            subject_token: the token of the user to act for (token exchange, or the
+                identity assertion of ``OAUTH_IDENTITY_ASSERTION``). Tokens are cached per
+                subject, in memory only, under a keyed digest of it, until the subject
+                token expires at the latest; at most ``max_subjects`` per server.
 
         Returns:
             A token that is not expired.
@@ -159,7 +176,7 @@ class TokenManager:
             TokenRequestError: the server refused and no valid token is cached.
             TransportError: the network failed and no valid token is cached.
         """
-        return self._get(server_name, config, config_id)
+        return self._get(server_name, config, config_id, subject_token)
 
     # -- the slow path --------------------------------------------------------
 
@@ -169,6 +186,7 @@ class TokenManager:
         config: OAuthConfig,
         config_id: str = "default",
         rejected: Optional[str] = None,
+        subject_token: Optional[str] = None,
     ) -> Token:
         """Fetch a new token now, whatever is cached (single-flight too).
 
@@ -176,11 +194,60 @@ class TokenManager:
             rejected: the ``Authorization`` value a resource server refused. The token is
                 replaced only while that is still the cached one, so many callers that saw
                 the same rejection make one request; a later caller gets the replacement.
+            subject_token: the subject whose token is replaced (see :meth:`get_token`).
 
         Raises:
             TokenRequestError, TransportError: the fetch failed; the cached token is kept.
         """
+        if subject_token is not None:
+            return self._for_subject(server_name, config, config_id, subject_token, force=True)
         return self._acquire(server_name, config, config_id, force=True, rejected=rejected)
+
+    def _subject_hit(
+        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str
+    ) -> Optional[Token]:
+        return self._subjects.cached(server_name, config_id, config.fingerprint, subject_token)
+
+    def _for_subject(
+        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str, force: bool = False
+    ) -> Token:
+        """A token for ``subject_token``: from the subjects' cache, else one fetch per subject."""
+        subject_token = masked(subject_token)  # frame locals may be printed with a traceback
+        if not config.enabled:
+            raise ConfigError(
+                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
+            )
+        if not acts_for_a_subject(config):
+            raise ConfigError(
+                "a subject_token was given for server %r, whose config does not act for a user" % server_name,
+                "$.oauth_config.OAUTH_GRANT_TYPE",
+                'set OAUTH_GRANT_TYPE to "urn:ietf:params:oauth:grant-type:token-exchange", or add '
+                "OAUTH_IDENTITY_ASSERTION; or call without subject_token",
+            )
+
+        def fetch() -> Token:
+            self._metrics.add(server_name, "token_cache_misses")
+            try:
+                # One deadline per leg: the ID-JAG flow makes two calls.
+                deadline = self._clock() + 2 * call_budget(config)
+                resolved = self._resolver.resolve(config, deadline)
+                return self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config), subject_token)
+            except OAuthGatewayError as exc:
+                log.error("Token acquisition for %s (a subject's) failed: %s", server_name, exc)
+                raise
+
+        # Two legs with ID-JAG, each within its own budget.
+        budget = 2 * call_budget(config) + WAIT_MARGIN
+        return self._subjects.get(
+            server_name,
+            config_id,
+            config.fingerprint,
+            subject_token,
+            fetch,
+            budget,
+            functools.partial(_waited_too_long, server_name),
+            force=force,
+        )
 
     def invalidate(self, server_name: str, config_id: str = "default") -> None:
         """Forget the cached token of a server and its failure cool-down.
@@ -189,6 +256,7 @@ class TokenManager:
         nothing (nor puts the old token back): revocation and invalidation win.
         """
         key = (server_name, config_id)
+        self._subjects.forget(server_name, config_id)
         with self._lock:
             self._failures.forget(key)
             self._flights.supersede(key)  # the key's generation moves on
@@ -426,10 +494,23 @@ class TokenManager:
         config: OAuthConfig,
         deadline: Optional[float] = None,
         dpop_key: Optional[DPoPKey] = None,
+        subject_token: Optional[str] = None,
     ) -> Token:
         started = time.perf_counter()
         try:
-            if uses_client_credentials(config.provider):  # the default provider, without its two frames
+            if acts_for_a_subject(config) and uses_client_credentials(config.provider):
+                response = fetch_for_subject(
+                    self._client,
+                    config,
+                    server_name,
+                    subject_token,
+                    self._resolver.resolve,
+                    self._idp_configs,
+                    dpop_key=dpop_key,
+                    nonces=self._token_nonces,
+                    deadline=deadline,
+                )
+            elif uses_client_credentials(config.provider):  # the default provider, without its two frames
                 client = self._client
                 form = client_credentials_form(config)
                 response = client.request_token(
@@ -527,10 +608,36 @@ class TokenManager:
         if self._retry_hook is not None:
             self._retry_hook(server_name, attempt, total, reason)
 
-    def auth(self, server_name: str, config: OAuthConfig, config_id: str = "default", **options: Any) -> TokenAuth:
-        """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`)."""
+    def auth(
+        self,
+        server_name: str,
+        config: OAuthConfig,
+        config_id: str = "default",
+        subject_token: Optional[str] = None,
+        **options: Any,
+    ) -> TokenAuth:
+        """Return a ``requests`` auth object that sends this server's token (see :mod:`oauth_gateway.auth`).
+
+        Args:
+            subject_token: the user to act for (see :meth:`get_token`): the auth sends that
+                user's token, and its 401 recovery replaces that user's token only.
+
+        Raises:
+            ConfigError: ``OAUTH_REQUESTED_TOKEN_TYPE`` asks for a token that is not an
+                access token (an ID-JAG, an ID token...): such a token is never sent as Bearer.
+        """
         from .auth import TokenAuth
 
+        if config.requested_token_type and config.requested_token_type not in _SENDABLE_TOKEN_TYPES:
+            raise ConfigError(
+                "asks for %s, which is not an access token; it is never sent in an Authorization header"
+                % config.requested_token_type,
+                "$.oauth_config.OAUTH_REQUESTED_TOKEN_TYPE",
+                "use manager.get_token() for such a token, or ask for an access token "
+                "(urn:ietf:params:oauth:token-type:access_token)",
+            )
+        if subject_token is not None:
+            options["subject_token"] = subject_token
         return TokenAuth(self, server_name, config, config_id, **options)
 
     # -- revocation and metrics ----------------------------------------------
@@ -616,6 +723,7 @@ class TokenManager:
     def _after_fork(self) -> None:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
+        self._subjects.reset_after_fork()
         self._flights = SingleFlight(self._lock)
         self._dpop_keys.reset_after_fork()
         if self._refresher is not None:
@@ -636,6 +744,9 @@ def _waited_too_long(server_name: str, budget: float) -> BaseException:
         server_name=server_name,
     )
 
+
+#: Requested token types a resource server may receive as an access token.
+_SENDABLE_TOKEN_TYPES = frozenset([ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE])
 
 _MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 

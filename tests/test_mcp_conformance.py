@@ -94,10 +94,8 @@ SCENARIOS = [
     ),
     Scenario(
         "auth/enterprise-managed-authorization",
-        {"token-request": 2},
+        {"complete-flow-token-exchange": 1, "complete-flow-jwt-bearer": 1, "token-request": 1, "valid-bearer-token": 2},
         extension=True,
-        pending="the ID-JAG flow lands with the token-exchange helper (branch tokenx); "
-        "client.py then needs its context keys mapped to OAUTH_IDENTITY_ASSERTION",
     ),
 ]
 #: Token requests a valid wif-jwt-bearer run makes: one; the expired assertion is never sent.

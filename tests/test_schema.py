@@ -69,6 +69,12 @@ KEYS = {
     "OAUTH_CLIENT_ASSERTION_SOURCE": {},
     "OAUTH_DPOP": False,
     "OAUTH_DPOP_KEY_PATH": "",
+    "OAUTH_SUBJECT_TOKEN_FILE": "",
+    "OAUTH_SUBJECT_TOKEN_TYPE": "urn:ietf:params:oauth:token-type:access_token",
+    "OAUTH_ACTOR_TOKEN_FILE": "",
+    "OAUTH_ACTOR_TOKEN_TYPE": "urn:ietf:params:oauth:token-type:access_token",
+    "OAUTH_REQUESTED_TOKEN_TYPE": "",
+    "OAUTH_IDENTITY_ASSERTION": {},
 }
 
 BLOCK = "$.mcp_configs.abc.mcp_config[0].oauth_config"
@@ -611,7 +617,7 @@ BAD_BLOCKS = [
     (
         block(OAUTH_GRANT_TYPE="authorization_code"),
         "OAUTH_GRANT_TYPE",
-        "must be 'client_credentials' or 'urn:ietf:params:oauth:grant-type:jwt-bearer', got 'authorization_code'",
+        "must be 'client_credentials', 'urn:ietf:params:oauth:grant-type:jwt-bearer' or 'urn:ietf:params:oauth:grant-type:token-exchange', got 'authorization_code'",
         None,
     ),
     (

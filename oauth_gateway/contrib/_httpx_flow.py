@@ -71,12 +71,7 @@ class TokenFlow:
         retry_on_any_401: bool = False,
         allow_insecure: bool = False,
     ) -> None:
-        if subject_token is not None:
-            # The manager of this release has no per-call subject token (token exchange) yet.
-            raise TypeError(
-                "subject_token: this TokenManager does not take a per-call subject token yet; "
-                "set OAUTH_SUBJECT_TOKEN_FILE in the config instead"
-            )
+        subject_token = masked(subject_token)  # a user's token: never shown
         self.manager = manager
         self.server_name = server_name
         self.config = config
@@ -89,7 +84,10 @@ class TokenFlow:
         # The manager's internal interface: its one hit check (inline, or None on a miss), its
         # slow path, DPoP keys and resource nonces.
         self._internal = access(manager)
-        self._source = (self._internal.cached, server_name, config, config_id)
+        cached: Callable[..., Optional[Token]] = self._internal.cached
+        if subject_token is not None:  # one user's token (token exchange, ID-JAG)
+            cached = functools.partial(cached, subject_token=subject_token)
+        self._source = (cached, server_name, config, config_id)
         # The fetches in progress, per (event loop, what): the coroutines of a loop share one thread.
         self._pending: Dict[Tuple[Any, Optional[str]], Any] = {}
 
@@ -156,14 +154,17 @@ class TokenFlow:
 
     def _fetch(self) -> Token:
         """The slow path: the manager's single-flight acquisition (may block on HTTP)."""
-        token = self._internal.get_token(self.server_name, self.config, self.config_id)
+        get_token: Callable[..., Token] = self._internal.get_token
+        token = get_token(self.server_name, self.config, self.config_id, subject_token=self.subject_token)
         if self._dpop:
             self._internal.dpop_key(self.config)  # made or loaded here, off the event loop; read inline later
         return token
 
     def _replacement(self, rejected: str) -> Token:
         """A token to replace the rejected one; concurrent rejections of it share one request."""
-        return self.manager.refresh(self.server_name, self.config, self.config_id, rejected=rejected)
+        return self.manager.refresh(
+            self.server_name, self.config, self.config_id, rejected=rejected, subject_token=self.subject_token
+        )
 
     async def _in_worker(self, what: Optional[str], call: Callable[[], Token]) -> Token:
         """Run ``call`` in a worker thread; coroutines of this loop asking for the same ``what`` share it."""

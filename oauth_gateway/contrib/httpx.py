@@ -50,8 +50,8 @@ class TokenAuth(TokenFlow, httpx.Auth):
         server_name: the server the tokens are for (part of the cache key).
         config: its OAuth settings.
         config_id: the gateway config the server belongs to (part of the cache key).
-        subject_token: a per-call subject token for token exchange (not supported by
-            this release's manager yet: passing one raises ``TypeError``).
+        subject_token: the user to act for (token exchange, ID-JAG): the token sent is that
+            user's (see :meth:`~oauth_gateway.TokenManager.get_token`).
         retry_on_any_401: recover from every 401, not only ``error="invalid_token"``.
         allow_insecure: also send the token over plain http to any host (local tests only).
     """

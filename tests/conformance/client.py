@@ -41,6 +41,7 @@ CLIENT_INFO = {"name": "oauth-gateway-conformance", "version": og.__version__}
 #: servers publish only the ``none`` method and authenticate no client.
 PUBLIC_CLIENT_ID = "oauth-gateway-conformance"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+SUBJECT_TOKEN: Optional[str] = None
 
 
 def sse_messages(text: str) -> Iterator[Dict[str, Any]]:
@@ -109,6 +110,13 @@ def config_block(
         # be pinned in advance: trust the first one discovered.
         "OAUTH_TRUST_DISCOVERED_ISSUER": True,
     }
+    if context.get("idp_id_token"):
+        # Enterprise-managed authorization: leg 1 at the IdP (its token endpoint, a public
+        # client there), leg 2 at the discovered authorization server with the client secret.
+        block["OAUTH_IDENTITY_ASSERTION"] = {
+            "token_url": context["idp_token_endpoint"],
+            "client_id": context["idp_client_id"],
+        }
     if context.get("client_secret"):
         block["OAUTH_CLIENT_SECRET"] = context["client_secret"]
     elif context.get("private_key_pem"):
@@ -137,6 +145,8 @@ def main(argv: Optional[list] = None) -> int:
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
     version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or DEFAULT_PROTOCOL_VERSION
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    global SUBJECT_TOKEN
+    SUBJECT_TOKEN = context.get("idp_id_token")
     with tempfile.TemporaryDirectory() as key_dir:
         if context.get("expired_jwt"):
             refuse_expired(server_url, scenario, context, key_dir)
@@ -169,7 +179,8 @@ def run(server_url: str, config: og.OAuthConfig, version: str) -> int:
     resolved = access(manager).resolve(config)
     print("discovered token endpoint %s, auth method %s" % (resolved.token_url, resolved.auth_method))
     with requests.Session() as session:
-        session.auth = manager.auth("conformance", config)
+        # The signed-in user's ID token, when the scenario has one (enterprise-managed authorization).
+        session.auth = manager.auth("conformance", config, subject_token=SUBJECT_TOKEN)
         headers = dict(MCP_HEADERS)
 
         def post(message: Dict[str, Any]) -> requests.Response:
