@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Dict, Hashable, Optional
+import logging
+import threading
+from typing import Callable, Dict, Hashable, Optional
 
-from ._singleflight import fresh_copy
+from ._singleflight import Flight, fresh_copy
+from .cache import CacheEntry
+from .exceptions import OAuthGatewayError
+from .metrics import Metrics
+from .tokens import Token
+
+log = logging.getLogger("oauth_gateway")
 
 #: Seconds a key fails fast with its last error after an acquisition failed.
 DEFAULT_FAILURE_COOLDOWN = 5.0
@@ -67,3 +75,37 @@ class Failures:
     def forget(self, key: Hashable) -> None:
         """Forget ``key``'s failure (it succeeded, or was invalidated)."""
         self._failures.pop(key, None)
+
+
+def serve_stale_or_raise(
+    failures: Failures,
+    lock: threading.Lock,
+    now: float,
+    flight: Flight[Token],
+    key: Hashable,
+    server_name: str,
+    fingerprint: str,
+    usable: Optional[CacheEntry],
+    exc: OAuthGatewayError,
+    keep: Callable[[CacheEntry], None],
+    metrics: Metrics,
+) -> Token:
+    """Record ``exc`` for ``key``; then serve ``usable``'s still valid token (kept by ``keep``), or raise ``exc``."""
+    with lock:
+        wait = failures.record(key, fingerprint, exc, now)
+    if usable is not None and usable.token.is_usable(now) and not flight.is_superseded():
+        # Serve the old token (never one revoked or invalidated meanwhile); try again after
+        # a short, growing wait, never past its last usable instant (the entry sees to that).
+        retry_at = now + wait
+        keep(usable._replace(refresh_at=retry_at))
+        metrics.add(server_name, "token_refresh_failures_served_from_cache")
+        log.warning(
+            "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
+            server_name,
+            exc,
+            usable.token.expires_at_monotonic - now,
+            retry_at - now,
+        )
+        return usable.token
+    log.error("Token acquisition for %s failed: %s", server_name, exc)
+    raise exc

@@ -15,7 +15,7 @@ import math
 import re
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence
 from urllib.parse import quote_plus
 
 import requests
@@ -23,11 +23,13 @@ from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
 from ._helpers import loads_bounded, masked, redact_url
 from .dpop import DPOP_TOKEN_TYPE, check_dpop_token_type
-from .exceptions import TokenRequestError, error_class_for
+from .exceptions import InvalidScope, TokenRequestError, error_class_for
 from .grants import NOT_APPLICABLE, check_exchange_answer
+from .tokens import parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CallState
+    from .config import OAuthConfig
 
 __all__ = (
     "MAX_DESCRIPTION",
@@ -43,6 +45,7 @@ __all__ = (
     "json_object",
     "parse_token_response",
     "safe_text",
+    "granted_scopes",
 )
 
 #: Longest lifetime believed from ``expires_in``; longer tokens are refreshed daily anyway.
@@ -394,3 +397,22 @@ def _refusal(call: CallState, status: int, problem: str) -> TokenRequestError:
         server_name=call.server_name,
         retryable=False,
     )
+
+
+def granted_scopes(config: OAuthConfig, response: TokenResponse) -> FrozenSet[str]:
+    """The scopes ``response`` grants; checked against the requested ones when ``config`` says so.
+
+    Raises:
+        InvalidScope: ``OAUTH_VALIDATE_SCOPES`` is on and a requested scope was not granted.
+    """
+    if response.scope is None:
+        return config.scopes  # RFC 6749 section 5.1: omitted means granted as requested
+    granted = parse_scope(response.scope)
+    if config.validate_scopes and config.scopes and not config.scopes <= granted:
+        raise InvalidScope(
+            "Token scopes validation failed. Requested: %s, Received: %s"
+            % (" ".join(sorted(config.scopes)), safe_text(" ".join(sorted(granted))) or "(none)"),
+            error="invalid_scope",
+            retryable=False,
+        )
+    return granted

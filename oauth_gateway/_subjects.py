@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
 import threading
@@ -23,8 +25,17 @@ import time
 from collections import OrderedDict
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
+from ._exchange import acts_for_a_subject
+from ._helpers import masked
 from ._singleflight import SingleFlight
+from .config import OAuthConfig
+from .dpop import DPoPKey
+from .endpoint import call_budget
+from .exceptions import ConfigError, OAuthGatewayError
+from .metrics import Metrics
 from .tokens import Token
+
+log = logging.getLogger("oauth_gateway")
 
 #: Subjects kept per ``(server_name, config_id)``: past this the least recently used is forgotten.
 DEFAULT_MAX_SUBJECTS = 1000
@@ -188,3 +199,83 @@ class SubjectTokens:
 
     def __repr__(self) -> str:
         return "SubjectTokens(servers=%d, max_subjects=%d)" % (len(self._servers), self._max)
+
+
+class SubjectFlow:
+    """A manager's way to a subject's token: the config checks, the subjects' cache, one fetch per subject. Thread-safe.
+
+    Args:
+        tokens: the subjects' cache.
+        clock: the manager's monotonic clock.
+        resolve: the manager's resolver (discovery), as ``resolve(config, deadline)``.
+        key_for: the DPoP key of a config, or None.
+        fetch: the manager's fetch, as ``fetch(server_name, config, deadline, dpop_key, subject_token)``.
+        metrics: the manager's counters.
+        timed_out: builds a waiter's error as ``timed_out(server_name, waited)``.
+        wait_margin: seconds a waiter allows beyond the leader's budget.
+    """
+
+    def __init__(
+        self,
+        tokens: SubjectTokens,
+        clock: Callable[[], float],
+        resolve: Callable[[OAuthConfig, Optional[float]], OAuthConfig],
+        key_for: Callable[[OAuthConfig], Optional[DPoPKey]],
+        fetch: Callable[[str, OAuthConfig, Optional[float], Optional[DPoPKey], Optional[str]], Token],
+        metrics: Metrics,
+        timed_out: Callable[[str, float], BaseException],
+        wait_margin: float,
+    ) -> None:
+        self._tokens = tokens
+        self._clock = clock
+        self._resolve = resolve
+        self._key_for = key_for
+        self._fetch = fetch
+        self._metrics = metrics
+        self._timed_out = timed_out
+        self._wait_margin = wait_margin
+
+    def cached(self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str) -> Optional[Token]:
+        """The subject's fresh cached token, or None (the hit check's subject branch)."""
+        return self._tokens.cached(server_name, config_id, config.fingerprint, subject_token)
+
+    def get(
+        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str, force: bool = False
+    ) -> Token:
+        """A token for ``subject_token``: from the subjects' cache, else one fetch per subject."""
+        subject_token = masked(subject_token)  # frame locals may be printed with a traceback
+        if not config.enabled:
+            raise ConfigError(
+                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
+            )
+        if not acts_for_a_subject(config):
+            raise ConfigError(
+                "a subject_token was given for server %r, whose config does not act for a user" % server_name,
+                "$.oauth_config.OAUTH_GRANT_TYPE",
+                'set OAUTH_GRANT_TYPE to "urn:ietf:params:oauth:grant-type:token-exchange", or add '
+                "OAUTH_IDENTITY_ASSERTION; or call without subject_token",
+            )
+
+        def fetch() -> Token:
+            self._metrics.add(server_name, "token_cache_misses")
+            try:
+                # One deadline per leg: the ID-JAG flow makes two calls.
+                deadline = self._clock() + 2 * call_budget(config)
+                resolved = self._resolve(config, deadline)
+                return self._fetch(server_name, resolved, deadline, self._key_for(config), subject_token)
+            except OAuthGatewayError as exc:
+                log.error("Token acquisition for %s (a subject's) failed: %s", server_name, exc)
+                raise
+
+        # Two legs with ID-JAG, each within its own budget.
+        budget = 2 * call_budget(config) + self._wait_margin
+        return self._tokens.get(
+            server_name,
+            config_id,
+            config.fingerprint,
+            subject_token,
+            fetch,
+            budget,
+            functools.partial(self._timed_out, server_name),
+            force=force,
+        )

@@ -9,18 +9,19 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ._access import ManagerAccess
 from ._exchange import IdpConfigs, acts_for_a_subject, fetch_for_subject
-from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
+from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures, serve_stale_or_raise
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
 from ._refresher import DEFAULT_WORKERS, Refresher
 from ._resolver import Resolver
-from ._response import TokenResponse, safe_text
+from ._response import granted_scopes
+from ._revocation import revoke as _revoke
 from ._singleflight import Flight, SingleFlight
-from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectTokens
+from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectFlow, SubjectTokens
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, call_budget, client_credentials_form
 from .config import OAuthConfig
@@ -28,16 +29,14 @@ from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
     InvalidClient,
-    InvalidScope,
     InvalidTarget,
     OAuthGatewayError,
-    RevocationNotConfigured,
     TransportError,
 )
 from .grants import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from .metrics import Metrics
 from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
-from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
+from .tokens import DEFAULT_TOKEN_LIFETIME, Token
 
 if TYPE_CHECKING:  # pragma: no cover
     from .auth import TokenAuth
@@ -138,8 +137,18 @@ class TokenManager:
         # Tokens got for a subject (token exchange, ID-JAG): memory only, keyed by a keyed digest.
         self._subjects = SubjectTokens(clock, max_subjects)
         self._idp_configs = IdpConfigs()
-        self._get = hit_check(self._peek, clock, self._acquire, self._for_subject)
-        self._hit_or_none = hit_check(self._peek, clock, no_token, self._subject_hit)
+        self._for_subject = SubjectFlow(
+            self._subjects,
+            clock,
+            self._resolver.resolve,
+            self._dpop_keys.key_for,
+            self._fetch,
+            self._metrics,
+            _waited_too_long,
+            WAIT_MARGIN,
+        )
+        self._get = hit_check(self._peek, clock, self._acquire, self._for_subject.get)
+        self._hit_or_none = hit_check(self._peek, clock, no_token, self._for_subject.cached)
         self._access = ManagerAccess(
             self._get,
             self._hit_or_none,
@@ -200,54 +209,8 @@ class TokenManager:
             TokenRequestError, TransportError: the fetch failed; the cached token is kept.
         """
         if subject_token is not None:
-            return self._for_subject(server_name, config, config_id, subject_token, force=True)
+            return self._for_subject.get(server_name, config, config_id, subject_token, force=True)
         return self._acquire(server_name, config, config_id, force=True, rejected=rejected)
-
-    def _subject_hit(
-        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str
-    ) -> Optional[Token]:
-        return self._subjects.cached(server_name, config_id, config.fingerprint, subject_token)
-
-    def _for_subject(
-        self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str, force: bool = False
-    ) -> Token:
-        """A token for ``subject_token``: from the subjects' cache, else one fetch per subject."""
-        subject_token = masked(subject_token)  # frame locals may be printed with a traceback
-        if not config.enabled:
-            raise ConfigError(
-                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
-            )
-        if not acts_for_a_subject(config):
-            raise ConfigError(
-                "a subject_token was given for server %r, whose config does not act for a user" % server_name,
-                "$.oauth_config.OAUTH_GRANT_TYPE",
-                'set OAUTH_GRANT_TYPE to "urn:ietf:params:oauth:grant-type:token-exchange", or add '
-                "OAUTH_IDENTITY_ASSERTION; or call without subject_token",
-            )
-
-        def fetch() -> Token:
-            self._metrics.add(server_name, "token_cache_misses")
-            try:
-                # One deadline per leg: the ID-JAG flow makes two calls.
-                deadline = self._clock() + 2 * call_budget(config)
-                resolved = self._resolver.resolve(config, deadline)
-                return self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config), subject_token)
-            except OAuthGatewayError as exc:
-                log.error("Token acquisition for %s (a subject's) failed: %s", server_name, exc)
-                raise
-
-        # Two legs with ID-JAG, each within its own budget.
-        budget = 2 * call_budget(config) + WAIT_MARGIN
-        return self._subjects.get(
-            server_name,
-            config_id,
-            config.fingerprint,
-            subject_token,
-            fetch,
-            budget,
-            functools.partial(_waited_too_long, server_name),
-            force=force,
-        )
 
     def invalidate(self, server_name: str, config_id: str = "default") -> None:
         """Forget the cached token of a server and its failure cool-down.
@@ -535,7 +498,7 @@ class TokenManager:
             warning = check_token_binding(config, response.access_token, dpop_key, self._resolver.is_cert_bound(config))
             if warning is not None:
                 log.warning("Token for %s: %s", server_name, warning)
-            granted = self._check_scopes(config, response)
+            granted = granted_scopes(config, response)
         except OAuthGatewayError:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
             raise
@@ -560,20 +523,6 @@ class TokenManager:
             log.debug("Successfully obtained token for %s, expires in %ds", server_name, response.expires_in)
         return token
 
-    @staticmethod
-    def _check_scopes(config: OAuthConfig, response: TokenResponse) -> FrozenSet[str]:
-        if response.scope is None:
-            return config.scopes  # RFC 6749 section 5.1: omitted means granted as requested
-        granted = parse_scope(response.scope)
-        if config.validate_scopes and config.scopes and not config.scopes <= granted:
-            raise InvalidScope(
-                "Token scopes validation failed. Requested: %s, Received: %s"
-                % (" ".join(sorted(config.scopes)), safe_text(" ".join(sorted(granted))) or "(none)"),
-                error="invalid_scope",
-                retryable=False,
-            )
-        return granted
-
     def _after_failure(
         self,
         flight: Flight[Token],
@@ -583,25 +532,20 @@ class TokenManager:
         usable: Optional[CacheEntry],
         exc: OAuthGatewayError,
     ) -> Token:
-        now = self._clock()
-        with self._lock:
-            wait = self._failures.record(key, config.fingerprint, exc, now)
-        if usable is not None and usable.token.is_usable(now) and not flight.is_superseded():
-            # Serve the old token (never one revoked or invalidated meanwhile); try again after
-            # a short, growing wait, never past its last usable instant (the entry sees to that).
-            retry_at = now + wait
-            self._keep(flight, key, usable._replace(refresh_at=retry_at), self._cache_failed(server_name), config.dpop)
-            self._metrics.add(server_name, "token_refresh_failures_served_from_cache")
-            log.warning(
-                "Token refresh for %s failed (%s); serving the cached token, valid for %ds more, next attempt in %.0fs",
-                server_name,
-                exc,
-                usable.token.expires_at_monotonic - now,
-                retry_at - now,
-            )
-            return usable.token
-        log.error("Token acquisition for %s failed: %s", server_name, exc)
-        raise exc
+        keep = functools.partial(self._keep, flight, key, failed=self._cache_failed(server_name), local=config.dpop)
+        return serve_stale_or_raise(
+            self._failures,
+            self._lock,
+            self._clock(),
+            flight,
+            key,
+            server_name,
+            config.fingerprint,
+            usable,
+            exc,
+            keep,
+            self._metrics,
+        )
 
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
         self._metrics.add(server_name, "token_retries")
@@ -664,30 +608,23 @@ class TokenManager:
             TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
         """
         config = self._resolver.resolve(config)  # a discovered config: the revocation endpoint too
-        if not config.revocation_url:
-            raise RevocationNotConfigured(
-                "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "
-                "add the server's RFC 7009 revocation endpoint to its oauth_config" % server_name
-            )
-        key = (server_name, config_id)
-        if token is None:
-            entry = self._peek(key)
-            if entry is None:  # a token fetched by another process sharing the store
-                entry = self._cache.try_load(key, self._cache_failed(server_name))
-            token = entry.token.access_token if entry is not None else None
-        token = masked(token)  # frame locals may be printed with a traceback
-        self.invalidate(server_name, config_id)
-        if token is None:
-            log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
-            return False
-        try:
-            self._client.revoke_token(self._client.endpoint(config), token, token_type_hint, server_name)
-        except OAuthGatewayError:
-            self._metrics.add(server_name, "token_revocation_failures")
-            raise
-        self._metrics.add(server_name, "token_revocations")
-        log.info("Token revoked for %s (config: %s)", server_name, config_id)
-        return True
+        return _revoke(
+            self._client,
+            self._metrics,
+            self._lookup,
+            self.invalidate,
+            server_name,
+            config,
+            config_id,
+            token,
+            token_type_hint,
+        )
+
+    def _lookup(self, key: Key) -> Optional[CacheEntry]:
+        entry = self._peek(key)
+        if entry is None:  # a token fetched by another process sharing the store
+            entry = self._cache.try_load(key, self._cache_failed(key[0]))
+        return entry
 
     def get_metrics(self) -> Dict[str, Any]:
         """Return the counters: the seed gateway's names, extras, and a ``servers`` breakdown.

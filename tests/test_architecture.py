@@ -55,6 +55,7 @@ CORE = {
     "_singleflight",
     "_access",
     "_failures",
+    "_revocation",
     "grants",
     "_subjects",
     "_exchange",
