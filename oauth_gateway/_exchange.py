@@ -19,7 +19,9 @@ from .config import OAuthConfig
 from .dpop import DPoPKey, NonceStore
 from .exceptions import ConfigError, OAuthGatewayError, TokenRequestError
 from .grants import (
+    ACCESS_TOKEN_TYPE,
     ID_JAG_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
     NOT_APPLICABLE,
     TOKEN_EXCHANGE_GRANT_TYPE,
     IdentityAssertion,
@@ -33,6 +35,25 @@ from .grants import (
 MAX_IDP_CONFIGS = 256
 
 _E = TypeVar("_E", bound=BaseException)
+
+#: Requested token types a resource server may receive as an access token.
+SENDABLE_TOKEN_TYPES = frozenset([ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE])
+
+
+def check_sendable(config: OAuthConfig) -> None:
+    """Raise when ``config`` asks for a token that is not an access token (an ID-JAG, an ID token...).
+
+    Raises:
+        ConfigError: ``OAUTH_REQUESTED_TOKEN_TYPE`` names such a token: it is never sent as Bearer.
+    """
+    if config.requested_token_type and config.requested_token_type not in SENDABLE_TOKEN_TYPES:
+        raise ConfigError(
+            "asks for %s, which is not an access token; it is never sent in an Authorization header"
+            % config.requested_token_type,
+            "$.oauth_config.OAUTH_REQUESTED_TOKEN_TYPE",
+            "use manager.get_token() for such a token, or ask for an access token "
+            "(urn:ietf:params:oauth:token-type:access_token)",
+        )
 
 
 def acts_for_a_subject(config: OAuthConfig) -> bool:

@@ -11,11 +11,12 @@ and size. :mod:`oauth_gateway.client` sends the requests.
 from __future__ import annotations
 
 import http.client
+import logging
 import math
 import re
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence
 from urllib.parse import quote_plus
 
 import requests
@@ -25,11 +26,13 @@ from ._helpers import loads_bounded, masked, redact_url
 from .dpop import DPOP_TOKEN_TYPE, check_dpop_token_type
 from .exceptions import InvalidScope, TokenRequestError, error_class_for
 from .grants import NOT_APPLICABLE, check_exchange_answer
-from .tokens import parse_scope
+from .tokens import Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CallState
     from .config import OAuthConfig
+
+log = logging.getLogger("oauth_gateway")
 
 __all__ = (
     "MAX_DESCRIPTION",
@@ -46,6 +49,7 @@ __all__ = (
     "parse_token_response",
     "safe_text",
     "granted_scopes",
+    "build_token",
 )
 
 #: Longest lifetime believed from ``expires_in``; longer tokens are refreshed daily anyway.
@@ -416,3 +420,31 @@ def granted_scopes(config: OAuthConfig, response: TokenResponse) -> FrozenSet[st
             retryable=False,
         )
     return granted
+
+
+def build_token(
+    response: TokenResponse,
+    granted: FrozenSet[str],
+    config: OAuthConfig,
+    clock: Callable[[], float],
+    default_lifetime: float,
+    server_name: str,
+) -> Token:
+    """The :class:`~oauth_gateway.tokens.Token` of an accepted ``response``, on the manager's ``clock``."""
+    # From when the attempt that succeeded was sent, not when its answer was parsed.
+    issued_at = response.sent_at if response.sent_at is not None else clock()
+    token = Token(
+        response.access_token,
+        response.token_type,
+        expires_in=response.expires_in,
+        issued_at=issued_at,
+        scopes=granted,
+        expiry_buffer=config.expiry_buffer,
+        default_lifetime=default_lifetime,
+        issued_at_epoch=time.time() - (clock() - issued_at),
+    )
+    if response.expires_in is None:
+        log.debug("Successfully obtained token for %s, no expires_in: assuming %ds", server_name, default_lifetime)
+    else:
+        log.debug("Successfully obtained token for %s, expires in %ds", server_name, response.expires_in)
+    return token

@@ -12,13 +12,13 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ._access import ManagerAccess
-from ._exchange import IdpConfigs, acts_for_a_subject, fetch_for_subject
+from ._exchange import IdpConfigs, acts_for_a_subject, check_sendable, fetch_for_subject
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures, serve_stale_or_raise
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
 from ._refresher import DEFAULT_WORKERS, Refresher
 from ._resolver import Resolver
-from ._response import granted_scopes
+from ._response import build_token, granted_scopes
 from ._revocation import revoke as _revoke
 from ._singleflight import Flight, SingleFlight
 from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectFlow, SubjectTokens
@@ -33,7 +33,6 @@ from .exceptions import (
     OAuthGatewayError,
     TransportError,
 )
-from .grants import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from .metrics import Metrics
 from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token
@@ -503,25 +502,7 @@ class TokenManager:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
             raise
         self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0, config.provider)
-        # From when the attempt that succeeded was sent, not when its answer was parsed.
-        issued_at = response.sent_at if response.sent_at is not None else self._clock()
-        token = Token(
-            response.access_token,
-            response.token_type,
-            expires_in=response.expires_in,
-            issued_at=issued_at,
-            scopes=granted,
-            expiry_buffer=config.expiry_buffer,
-            default_lifetime=self._default_lifetime,
-            issued_at_epoch=time.time() - (self._clock() - issued_at),
-        )
-        if response.expires_in is None:
-            log.debug(
-                "Successfully obtained token for %s, no expires_in: assuming %ds", server_name, self._default_lifetime
-            )
-        else:
-            log.debug("Successfully obtained token for %s, expires in %ds", server_name, response.expires_in)
-        return token
+        return build_token(response, granted, config, self._clock, self._default_lifetime, server_name)
 
     def _after_failure(
         self,
@@ -572,14 +553,7 @@ class TokenManager:
         """
         from .auth import TokenAuth
 
-        if config.requested_token_type and config.requested_token_type not in _SENDABLE_TOKEN_TYPES:
-            raise ConfigError(
-                "asks for %s, which is not an access token; it is never sent in an Authorization header"
-                % config.requested_token_type,
-                "$.oauth_config.OAUTH_REQUESTED_TOKEN_TYPE",
-                "use manager.get_token() for such a token, or ask for an access token "
-                "(urn:ietf:params:oauth:token-type:access_token)",
-            )
+        check_sendable(config)
         if subject_token is not None:
             options["subject_token"] = subject_token
         return TokenAuth(self, server_name, config, config_id, **options)
@@ -681,9 +655,6 @@ def _waited_too_long(server_name: str, budget: float) -> BaseException:
         server_name=server_name,
     )
 
-
-#: Requested token types a resource server may receive as an access token.
-_SENDABLE_TOKEN_TYPES = frozenset([ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE])
 
 _MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
