@@ -34,7 +34,13 @@ import os
 import random
 import threading
 import time
-from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Hashable, List, Optional, Set, Tuple
+
+from .exceptions import OAuthGatewayError
+from .tokens import Token
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metrics import Metrics
 
 log = logging.getLogger("oauth_gateway")
 
@@ -259,3 +265,36 @@ class Refresher:
 
 def _new_random() -> Callable[[], float]:
     return random.Random().random
+
+
+def refresh_start(refresher: Optional[Refresher], token: Token) -> float:
+    """When the hit check first sends ``token``'s key to the refresh path (a cache entry's ``refresh_at``).
+
+    With background refresh, the token's refresh time plus a small random part of its
+    window (:meth:`Refresher.refresh_start`), so keys fetched together refresh apart;
+    without it (``refresher`` None), the token's refresh time.
+    """
+    if refresher is None:
+        return token.refresh_at
+    return refresher.refresh_start(token.refresh_at, token.usable_until)
+
+
+def run_refresh(lead: Callable[[], Token], stale: Token, metrics: Metrics, key: Tuple[str, str]) -> None:
+    """The body of a background refresh of ``key``, whose flight is claimed: ``lead`` fetches; counted and logged.
+
+    Args:
+        lead: fetches as the key's leader (the manager's slow path; it logs an OAuth failure).
+        stale: the token being replaced.
+    """
+    server_name, config_id = key
+    token: Optional[Token] = None
+    try:
+        token = lead()
+    except BaseException as exc:  # handed to the waiters, if any; the slow path logged an OAuth failure
+        if not isinstance(exc, OAuthGatewayError):
+            log.warning("Background token refresh for %s failed (%s)", server_name, type(exc).__name__)
+    if token is None or token is stale:  # the failure policy kept the old token (and logged a WARNING)
+        metrics.add(server_name, "background_refresh_failures")
+    elif token.access_token != stale.access_token:
+        metrics.add(server_name, "background_refreshes")
+        log.debug("Token for %s (config: %s) refreshed in the background", server_name, config_id)

@@ -16,7 +16,7 @@ from ._exchange import IdpConfigs, acts_for_a_subject, check_sendable, fetch_for
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures, serve_stale_or_raise
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
-from ._refresher import DEFAULT_WORKERS, Refresher
+from ._refresher import DEFAULT_WORKERS, Refresher, refresh_start, run_refresh
 from ._resolver import Resolver
 from ._response import build_token, granted_scopes
 from ._revocation import revoke as _revoke
@@ -349,7 +349,9 @@ class TokenManager:
         return token
 
     def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
-        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), self._refresh_start(token), issuer)
+        return CacheEntry(
+            config.fingerprint, token, self._metrics.hit_counter(key), refresh_start(self._refresher, token), issuer
+        )
 
     def _keep(
         self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
@@ -374,18 +376,6 @@ class TokenManager:
 
     # -- background refresh ------------------------------------------------------
 
-    def _refresh_start(self, token: Token) -> float:
-        """When the hit check first sends ``token``'s key to the refresh path (a cache entry's ``refresh_at``).
-
-        With background refresh, the token's refresh time plus a small random part of its
-        window (:meth:`Refresher.refresh_start`), so keys fetched together refresh apart;
-        without it, the token's refresh time.
-        """
-        refresher = self._refresher
-        if refresher is None:
-            return token.refresh_at
-        return refresher.refresh_start(token.refresh_at, token.usable_until)
-
     def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
         """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
 
@@ -401,18 +391,8 @@ class TokenManager:
             if usable is None or now < usable.refresh_at or self._flights.busy(key):
                 return  # refreshed, evicted or edited meanwhile, or another caller is fetching it
             flight, _ = self._flights.join(key)
-        token: Optional[Token] = None
-        try:
-            lead = functools.partial(self._lead, flight, key, server_name, config, config_id, usable, False)
-            token = self._flights.lead(key, flight, lead)
-        except BaseException as exc:  # handed to the waiters, if any; _lead logged an OAuth failure
-            if not isinstance(exc, OAuthGatewayError):
-                log.warning("Background token refresh for %s failed (%s)", server_name, type(exc).__name__)
-        if token is None or token is usable.token:  # _after_failure kept the old token (and logged a WARNING)
-            self._metrics.add(server_name, "background_refresh_failures")
-        elif token.access_token != usable.token.access_token:
-            self._metrics.add(server_name, "background_refreshes")
-            log.debug("Token for %s (config: %s) refreshed in the background", server_name, config_id)
+        lead = functools.partial(self._lead, flight, key, server_name, config, config_id, usable, False)
+        run_refresh(functools.partial(self._flights.lead, key, flight, lead), usable.token, self._metrics, key)
 
     def wait_for_refresh(self, timeout: Optional[float] = None) -> bool:
         """Wait until no background refresh is queued or running (for tests, benchmarks and shutdown).
