@@ -6,7 +6,7 @@ import logging
 from typing import Callable, Optional
 
 from ._helpers import masked
-from .cache import CacheEntry, Key
+from .cache import TokenCache
 from .client import TokenClient
 from .config import OAuthConfig
 from .exceptions import OAuthGatewayError, RevocationNotConfigured
@@ -18,7 +18,8 @@ log = logging.getLogger("oauth_gateway")
 def revoke(
     client: TokenClient,
     metrics: Metrics,
-    lookup: Callable[[Key], Optional[CacheEntry]],
+    cache: TokenCache,
+    cache_failed: Callable[[str], Callable[[], None]],
     invalidate: Callable[[str, str], None],
     server_name: str,
     config: OAuthConfig,
@@ -29,7 +30,7 @@ def revoke(
     """What ``TokenManager.revoke`` does, for a ``config`` resolved already (discovery done).
 
     Args:
-        lookup: the cached entry of a key, locally or in a shared store, or None.
+        cache_failed: what the shared cache calls when it failed, for a server name.
         invalidate: ``TokenManager.invalidate``: the key is forgotten before the request.
     """
     if not config.revocation_url:
@@ -38,7 +39,10 @@ def revoke(
             "add the server's RFC 7009 revocation endpoint to its oauth_config" % server_name
         )
     if token is None:
-        entry = lookup((server_name, config_id))
+        key = (server_name, config_id)
+        entry = cache.peek(key)
+        if entry is None:  # a token fetched by another process sharing the store
+            entry = cache.try_load(key, cache_failed(server_name))
         token = entry.token.access_token if entry is not None else None
     token = masked(token)  # frame locals may be printed with a traceback
     invalidate(server_name, config_id)

@@ -17,6 +17,8 @@ import copy
 import threading
 from typing import Callable, Dict, Generic, Hashable, Iterator, List, Optional, Tuple, TypeVar
 
+from .exceptions import TransportError
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -158,3 +160,18 @@ class SingleFlight(Generic[K, V]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             flight._done.notify_all()
+
+
+#: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from
+#: the start of its slow path, discovery and token request together), for the shared-cache
+#: calls that deadline does not bound (each bounded by the cache's own timeouts).
+WAIT_MARGIN = 60.0
+
+
+def waited_too_long(server_name: str, budget: float) -> BaseException:
+    """The error of a thread that waited ``budget`` seconds for the token request of ``server_name``."""
+    return TransportError(
+        "waited %.0f s for another thread's token request for %s, which has not finished; "
+        "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
+        server_name=server_name,
+    )

@@ -27,7 +27,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 from ._exchange import acts_for_a_subject
 from ._helpers import masked
-from ._singleflight import SingleFlight
+from ._singleflight import WAIT_MARGIN, SingleFlight, waited_too_long
 from .config import OAuthConfig
 from .dpop import DPoPKey
 from .endpoint import call_budget
@@ -211,8 +211,6 @@ class SubjectFlow:
         key_for: the DPoP key of a config, or None.
         fetch: the manager's fetch, as ``fetch(server_name, config, deadline, dpop_key, subject_token)``.
         metrics: the manager's counters.
-        timed_out: builds a waiter's error as ``timed_out(server_name, waited)``.
-        wait_margin: seconds a waiter allows beyond the leader's budget.
     """
 
     def __init__(
@@ -223,8 +221,6 @@ class SubjectFlow:
         key_for: Callable[[OAuthConfig], Optional[DPoPKey]],
         fetch: Callable[[str, OAuthConfig, Optional[float], Optional[DPoPKey], Optional[str]], Token],
         metrics: Metrics,
-        timed_out: Callable[[str, float], BaseException],
-        wait_margin: float,
     ) -> None:
         self._tokens = tokens
         self._clock = clock
@@ -232,8 +228,6 @@ class SubjectFlow:
         self._key_for = key_for
         self._fetch = fetch
         self._metrics = metrics
-        self._timed_out = timed_out
-        self._wait_margin = wait_margin
 
     def cached(self, server_name: str, config: OAuthConfig, config_id: str, subject_token: str) -> Optional[Token]:
         """The subject's fresh cached token, or None (the hit check's subject branch)."""
@@ -268,7 +262,7 @@ class SubjectFlow:
                 raise
 
         # Two legs with ID-JAG, each within its own budget.
-        budget = 2 * call_budget(config) + self._wait_margin
+        budget = 2 * call_budget(config) + WAIT_MARGIN
         return self._tokens.get(
             server_name,
             config_id,
@@ -276,6 +270,6 @@ class SubjectFlow:
             subject_token,
             fetch,
             budget,
-            functools.partial(self._timed_out, server_name),
+            functools.partial(waited_too_long, server_name),
             force=force,
         )

@@ -20,7 +20,8 @@ from ._refresher import DEFAULT_WORKERS, Refresher, refresh_start, run_refresh
 from ._resolver import Resolver
 from ._response import build_token, granted_scopes
 from ._revocation import revoke as _revoke
-from ._singleflight import Flight, SingleFlight
+from ._shared import keep, load_shared
+from ._singleflight import WAIT_MARGIN, Flight, SingleFlight, waited_too_long
 from ._subjects import DEFAULT_MAX_SUBJECTS, SubjectFlow, SubjectTokens
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
 from .client import TokenClient, call_budget, client_credentials_form
@@ -31,7 +32,6 @@ from .exceptions import (
     InvalidClient,
     InvalidTarget,
     OAuthGatewayError,
-    TransportError,
 )
 from .metrics import Metrics
 from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
@@ -43,11 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ("TokenManager",)
 
 log = logging.getLogger("oauth_gateway")
-
-#: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from
-#: the start of its slow path, discovery and token request together), for the shared-cache
-#: calls that deadline does not bound (each bounded by the cache's own timeouts).
-WAIT_MARGIN = 60.0
 
 
 class TokenManager:
@@ -143,8 +138,6 @@ class TokenManager:
             self._dpop_keys.key_for,
             self._fetch,
             self._metrics,
-            _waited_too_long,
-            WAIT_MARGIN,
         )
         self._get = hit_check(self._peek, clock, self._acquire, self._for_subject.get)
         self._hit_or_none = hit_check(self._peek, clock, no_token, self._for_subject.cached)
@@ -277,7 +270,7 @@ class TokenManager:
                 with self._flights.leading(key, flight) as done:  # in this frame: one fewer on the miss path
                     return done(self._lead(flight, key, server_name, config, config_id, usable, force))
             # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
-            return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
+            return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(waited_too_long, server_name))
         finally:
             if not force:
                 self._metrics.waited(server_name, time.perf_counter() - started)
@@ -325,13 +318,15 @@ class TokenManager:
         shared_store = not config.dpop
         if shared_store and not force:
             # Another process sharing the store may have fetched already: no lock needed to see it.
-            shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+            shared = load_shared(self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, failed)
             if shared is not None:
                 return shared
         with self._cache.try_lock(key, failed) if shared_store else contextlib.nullcontext(False) as waited:
             if waited and not force:
                 # Another process may have fetched while we waited for the lock.
-                shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+                shared = load_shared(
+                    self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, failed
+                )
                 if shared is not None:
                     return shared
             try:
@@ -340,7 +335,7 @@ class TokenManager:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-            self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
+            keep(self._cache, flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
         with self._lock:
             self._failures.forget(key)
         if usable is not None:
@@ -352,23 +347,6 @@ class TokenManager:
         return CacheEntry(
             config.fingerprint, token, self._metrics.hit_counter(key), refresh_start(self._refresher, token), issuer
         )
-
-    def _keep(
-        self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
-    ) -> None:
-        """Cache ``entry`` unless ``key`` was revoked or invalidated since ``flight`` started.
-
-        Checked before and after the write, which takes no manager lock: an invalidation
-        that comes while it is written is followed by this eviction, or by its own.
-        """
-        if flight.is_superseded():
-            return
-        if local:
-            self._cache.remember(key, entry)  # DPoP tokens, and entries read from the store
-        else:
-            self._cache.try_store(key, entry, failed)
-        if flight.is_superseded():
-            self._cache.try_evict(key, failed)
 
     def _cache_failed(self, server_name: str) -> Callable[[], None]:
         """What a shared cache calls when it failed: the ``cache_errors`` counter of ``server_name``."""
@@ -406,27 +384,6 @@ class TokenManager:
         if self._refresher is None:
             return True
         return self._refresher.wait(timeout)
-
-    def _load_shared(
-        self, flight: Flight[Token], key: Key, config: OAuthConfig, issuer: str, failed: Callable[[], None]
-    ) -> Optional[Token]:
-        """Return the token of a fresh entry of the backing store for ``key`` (kept locally), or None.
-
-        The entry must come from the same config and the same authorization server.
-        """
-        shared = self._cache.try_load(key, failed)
-        if (
-            shared is None
-            or shared.fingerprint != config.fingerprint
-            or shared.issuer != issuer
-            or not self._clock() < shared.refresh_at
-        ):
-            return None
-        if shared is not self._peek(key):
-            # Read from the shared store: keep it locally, with this manager's hit counter.
-            self._keep(flight, key, shared._replace(hits=self._metrics.hit_counter(key)), failed, local=True)
-            log.debug("Token for %s (config: %s) read from the shared cache", key[0], key[1])
-        return shared.token
 
     # -- fetching --------------------------------------------------------------
 
@@ -493,7 +450,9 @@ class TokenManager:
         usable: Optional[CacheEntry],
         exc: OAuthGatewayError,
     ) -> Token:
-        keep = functools.partial(self._keep, flight, key, failed=self._cache_failed(server_name), local=config.dpop)
+        keep_usable = functools.partial(
+            keep, self._cache, flight, key, failed=self._cache_failed(server_name), local=config.dpop
+        )
         return serve_stale_or_raise(
             self._failures,
             self._lock,
@@ -504,7 +463,7 @@ class TokenManager:
             config.fingerprint,
             usable,
             exc,
-            keep,
+            keep_usable,
             self._metrics,
         )
 
@@ -565,7 +524,8 @@ class TokenManager:
         return _revoke(
             self._client,
             self._metrics,
-            self._lookup,
+            self._cache,
+            self._cache_failed,
             self.invalidate,
             server_name,
             config,
@@ -573,12 +533,6 @@ class TokenManager:
             token,
             token_type_hint,
         )
-
-    def _lookup(self, key: Key) -> Optional[CacheEntry]:
-        entry = self._peek(key)
-        if entry is None:  # a token fetched by another process sharing the store
-            entry = self._cache.try_load(key, self._cache_failed(key[0]))
-        return entry
 
     def get_metrics(self) -> Dict[str, Any]:
         """Return the counters: the seed gateway's names, extras, and a ``servers`` breakdown.
@@ -626,14 +580,6 @@ class TokenManager:
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
-
-
-def _waited_too_long(server_name: str, budget: float) -> BaseException:
-    return TransportError(
-        "waited %.0f s for another thread's token request for %s, which has not finished; "
-        "check the token endpoint and OAUTH_TIMEOUT" % (budget, server_name),
-        server_name=server_name,
-    )
 
 
 _MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()

@@ -56,6 +56,7 @@ CORE = {
     "_access",
     "_failures",
     "_revocation",
+    "_shared",
     "grants",
     "_subjects",
     "_exchange",
