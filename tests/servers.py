@@ -23,6 +23,7 @@ import json as _json
 import logging
 import os
 import secrets as _secrets
+import select
 import shutil
 import socket
 import socketserver
@@ -37,7 +38,21 @@ import urllib.parse
 import warnings
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 with warnings.catch_warnings():
     # cryptography warns once at import on Python 3.8; the suite still supports 3.8.
@@ -429,6 +444,9 @@ class Fault:
         endless: send a chunked body that never ends: ``endless`` bytes per chunk, one
             chunk every millisecond, until the client hangs up or the server stops
             (at most 60 s).
+        hold: before answering, hold the request until this event is set, the client hangs
+            up (counted in ``AuthServer.hangups``; no answer then) or the server stops (at
+            most 60 s). ``AuthServer.held`` counts the requests held at the moment.
 
     Raises:
         ValueError: if both ``json`` and ``body`` are given.
@@ -446,6 +464,7 @@ class Fault:
         content_type: Optional[str] = "application/json",
         drip: float = 0.0,
         endless: int = 0,
+        hold: Optional[threading.Event] = None,
     ) -> None:
         if json is not None and body is not None:
             raise ValueError("Fault: give json or body, not both")
@@ -464,6 +483,7 @@ class Fault:
         self.content_type = content_type
         self.drip = float(drip)
         self.endless = int(endless)
+        self.hold = hold
 
     @property
     def is_passthrough(self) -> bool:
@@ -494,6 +514,8 @@ class Fault:
             parts.append("redirect_to=%r" % self.redirect_to)
         if self.delay:
             parts.append("delay=%r" % self.delay)
+        if self.hold is not None:
+            parts.append("hold=%s" % ("set" if self.hold.is_set() else "unset"))
         return "Fault(%s)" % ", ".join(parts)
 
 
@@ -575,6 +597,8 @@ class _Handler(BaseHTTPRequestHandler):
         extra: List[Tuple[str, str]] = []
         if fault is not None:
             owner._wait(fault.delay)
+            if fault.hold is not None and not self._hold(owner, fault.hold):
+                return
             if fault.reset:
                 self._reset()
                 return
@@ -634,7 +658,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 owner._wait(fault.drip)
         except OSError:  # the client hung up: what these faults expect
+            owner._hung_up()
             return
+
+    def _hold(self, owner: AuthServer, release: threading.Event) -> bool:
+        """Wait for ``release``, watching the connection; False if the client hung up first."""
+        deadline = time.monotonic() + 60.0  # bounded, whatever the test does
+        owner._count_held(+1)
+        try:
+            while not release.is_set() and not owner._stopping.is_set() and time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.01)
+                if readable and self._peer_closed():
+                    owner._hung_up()
+                    return False
+            return True
+        finally:
+            owner._count_held(-1)
+
+    def _peer_closed(self) -> bool:
+        try:
+            return self.connection.recv(1) == b""
+        except (OSError, ValueError):  # reset, or a TLS alert: gone either way
+            return True
 
     def _reset(self) -> None:
         # Partial headers through TLS, then SO_LINGER 0 so closing sends RST, not FIN.
@@ -748,6 +793,9 @@ class AuthServer:
         issued: access tokens that are active. ``issued_history`` lists all, in order.
         revoked: tokens revoked through ``/revoke``.
         connections: TCP connections accepted so far.
+        held: requests held by a ``Fault(hold=...)`` right now.
+        hangups: requests whose client hung up before their answer was complete (held, or
+            a ``drip``/``endless`` body).
         handshake_failures: TLS handshakes that failed.
         errors: unexpected exceptions raised while serving (should stay empty).
     """
@@ -793,6 +841,9 @@ class AuthServer:
         self.connections = 0
         self.handshake_failures = 0
         self.errors: List[BaseException] = []
+        self.held = 0
+        self.hangups = 0
+        self._changed = threading.Condition(self._lock)
 
     # -- addresses
 
@@ -1008,6 +1059,28 @@ class AuthServer:
     def _untrack_socket(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.discard(sock)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` holds, re-checked whenever ``held`` or ``hangups`` changes.
+
+        ``predicate`` reads attributes (``lambda: server.held == 16``) and must not call
+        methods that take the server's lock.
+
+        Returns:
+            Whether it holds, after at most ``timeout`` seconds.
+        """
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+    def _count_held(self, change: int) -> None:
+        with self._changed:
+            self.held += change
+            self._changed.notify_all()
+
+    def _hung_up(self) -> None:
+        with self._changed:
+            self.hangups += 1
+            self._changed.notify_all()
 
     def _wait(self, seconds: float) -> None:
         if seconds and seconds > 0:

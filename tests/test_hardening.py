@@ -2,7 +2,8 @@
 
 Every test runs against the real loopback HTTPS token server (``servers.AuthServer``),
 extended with bodies that drip a byte at a time, chunked bodies that never end and gzip
-bombs. Timing tests use small timeouts and assert real elapsed time with a wide margin.
+bombs. Deadline tests use small timeouts and check that the client hung up on the server
+before the slow body was complete, not how long that took.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import socket
 import threading
-import time
 import traceback
 import tracemalloc
 import urllib.parse
@@ -197,22 +197,19 @@ def test_the_deadline_is_connect_plus_twice_read(auth_server, make_block):
 def test_a_body_sent_a_byte_at_a_time_fails_within_the_deadline(manager, auth_server, make_block):
     # Each byte comes well within the 0.5 s read timeout: only a deadline stops this.
     auth_server.set_faults([Fault(json=_token_document(), drip=0.3)])
-    started = time.monotonic()
     with pytest.raises(og.TransportError) as info:
         manager.get_token("oauth-api", _fast(auth_server, make_block))
-    elapsed = time.monotonic() - started
-    assert elapsed < 4.0
     assert "did not finish within its deadline of 1.5 s" in str(info.value)
     assert info.value.retryable is True
+    assert auth_server.wait_until(lambda: auth_server.hangups == 1)  # before the body's end, ~30 s away
 
 
 def test_a_chunked_body_that_never_ends_fails_within_the_deadline(manager, auth_server, make_block):
     auth_server.set_faults([Fault(body=b"", endless=64)])
-    started = time.monotonic()
     with pytest.raises(og.OAuthGatewayError) as info:
         manager.get_token("oauth-api", _fast(auth_server, make_block))
-    assert time.monotonic() - started < 4.0
     assert "deadline" in str(info.value) or "larger than" in str(info.value)
+    assert auth_server.wait_until(lambda: auth_server.hangups == 1)  # the client stopped reading, and hung up
 
 
 def test_threads_waiting_for_a_slow_leader_fail_within_the_deadline(manager, auth_server, make_block):
@@ -228,15 +225,15 @@ def test_threads_waiting_for_a_slow_leader_fail_within_the_deadline(manager, aut
         except og.OAuthGatewayError as exc:
             errors.append(exc)
 
-    started = time.monotonic()
     threads = [threading.Thread(target=call) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
-    assert time.monotonic() - started < 4.0
+        thread.join(30)  # the dripped body would take ~30 s: a waiter left waiting for it is still alive
+    assert not any(thread.is_alive() for thread in threads)
     assert len(errors) == 4 and all(isinstance(error, og.TransportError) for error in errors)
     assert auth_server.count() == 1
+    assert auth_server.wait_until(lambda: auth_server.hangups == 1)  # the leader hung up at its deadline
 
 
 def test_a_shared_lock_wait_ends_even_when_the_clock_stands_still():
