@@ -1340,3 +1340,29 @@ def run_threads(count: int, target: Any) -> Tuple[List[Any], List[Any]]:
         thread.join(30)
     assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
     return results, errors
+
+
+def waiting_threads(threads: Iterable[threading.Thread]) -> int:
+    """How many of ``threads`` are blocked in a ``threading`` wait (a Condition, Event or Barrier).
+
+    Shows that threads reached a wait without sleeping for them to get there: poll it,
+    bounded, with :func:`wait_for_waiters`.
+    """
+    frames = sys._current_frames()
+    count = 0
+    for thread in threads:
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        if frame is not None and frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
+            count += 1
+    return count
+
+
+def wait_for_waiters(threads: Sequence[threading.Thread], count: int, timeout: float = 10.0) -> None:
+    """Poll, bounded, until ``count`` of ``threads`` are blocked in a ``threading`` wait."""
+    deadline = time.monotonic() + timeout
+    while waiting_threads(threads) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                "%d of %d threads waiting, expected %d" % (waiting_threads(threads), len(threads), count)
+            )
+        time.sleep(0.005)

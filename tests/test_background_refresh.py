@@ -299,15 +299,27 @@ def test_the_interpreter_exits_at_once_while_a_background_fetch_hangs(tmp_path, 
         started = time.monotonic()
         assert manager.get_token("oauth-api", config) is first
         print("handed out in %.3fs" % (time.monotonic() - started), flush=True)
-        time.sleep(0.5)  # the refresh request is at the server now; exit without close()
+        sys.stdin.readline()  # the test says when the refresh request is at the server; exit without close()
         """
     )
-    # A process that waited for the hung fetch would outlive the timeout (the hold lasts 60 s).
-    completed = subprocess.run(
-        [sys.executable, "-c", script, block_path], capture_output=True, timeout=25, cwd=str(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, block_path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(tmp_path),
     )
-    assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")[-2000:]
-    assert completed.stdout.startswith(b"handed out in")
+    try:
+        reached = server.wait_until(lambda: server.held == 1, timeout=20)
+        # A process that waited for the hung fetch would outlive the timeout (the hold lasts 60 s).
+        out, err = process.communicate(b"\n", timeout=25)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err.decode("utf-8", "replace")[-2000:]
+    assert reached, "the background request never reached the server"
+    assert out.startswith(b"handed out in")
     assert server.count() == 2  # the background request was made, and hung
     assert server.wait_until(lambda: server.hangups == 1)  # the exit dropped it unanswered
 
