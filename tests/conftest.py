@@ -154,6 +154,29 @@ def make_block(ca_bundle) -> Callable[..., Dict[str, Any]]:
     return functools.partial(servers.oauth_block, ca_bundle=ca_bundle)
 
 
+@pytest.fixture
+def make_config(ca_bundle) -> Callable[..., Any]:
+    """``make_config(server, omit=(), **overrides)`` -> an ``OAuthConfig`` for ``server``.
+
+    ``server`` is an :class:`servers.AuthServer`: the block is :func:`make_block`'s (its
+    first client, token and revocation URLs, ``ca_bundle``). For a server of another kind,
+    pass ``None`` and the keys: the block is ``enabled``, ``OAUTH_CA_BUNDLE_PATH`` and them.
+    """
+    from oauth_gateway import OAuthConfig
+
+    def make(server: Any, omit: Any = (), **overrides: Any) -> Any:
+        if server is None:
+            block: Dict[str, Any] = {"enabled": True, "OAUTH_CA_BUNDLE_PATH": ca_bundle}
+            block.update(overrides)
+            for key in omit:
+                block.pop(key, None)
+        else:
+            block = servers.oauth_block(server, ca_bundle=ca_bundle, omit=omit, **overrides)
+        return OAuthConfig.from_dict(block)
+
+    return make
+
+
 # --------------------------------------------------------------------------- time
 
 
