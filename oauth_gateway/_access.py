@@ -22,25 +22,30 @@ class ManagerAccess:
     Attributes:
         get_token: ``get_token(server_name, config, config_id)``: the manager's one cache-hit
             check (lock-free, no I/O), falling back to its single-flight slow path.
+        cached: ``cached(server_name, config, config_id)``: the same hit check, None on a miss
+            (for the async adapters, which fetch in a worker thread, off the event loop).
         dpop_key: ``dpop_key(config)``: the config's DPoP key, None when ``OAUTH_DPOP`` is off.
         resource_nonces: the ``DPoP-Nonce`` of each resource server, shared by the manager's
             auth objects.
     """
 
-    __slots__ = ("get_token", "dpop_key", "resource_nonces")
+    __slots__ = ("get_token", "cached", "dpop_key", "resource_nonces")
 
     get_token: Callable[[str, OAuthConfig, str], Token]
+    cached: Callable[[str, OAuthConfig, str], Optional[Token]]
     dpop_key: Callable[[OAuthConfig], Optional[DPoPKey]]
     resource_nonces: NonceStore
 
     def __init__(
         self,
         get_token: Callable[[str, OAuthConfig, str], Token],
+        cached: Callable[[str, OAuthConfig, str], Optional[Token]],
         dpop_key: Callable[[OAuthConfig], Optional[DPoPKey]],
         resource_nonces: NonceStore,
     ) -> None:
         sets = object.__setattr__
         sets(self, "get_token", get_token)
+        sets(self, "cached", cached)
         sets(self, "dpop_key", dpop_key)
         sets(self, "resource_nonces", resource_nonces)
 

@@ -3,7 +3,8 @@ file's path, reading a JSON file (with a nesting limit), reading a small secret 
 file (regular files only, capped), the atomic file write and the literal-secret warning.
 
 Private to the package; the adapters and the core both import from here, and this
-module imports nothing of the package but exceptions and JSON paths.
+module imports nothing of the package but exceptions, JSON paths and :mod:`._redact`
+(which exceptions imports too: the URL redactor sits below both).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import re
 import stat
 import tempfile
 from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
 
 from ._jsonpath import join as _join_path
+from ._redact import redact_url as redact_url
 from .exceptions import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -37,30 +38,6 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 # unterminated one running to the end) or a bracket. Every part is deterministic and
 # the final alternative cannot fail, so the scan is linear in the text's length.
 _JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)|[\[\]{}]')
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` fit for a message or a log line.
-
-    User info becomes ``***@``, every query value becomes ``***`` (a query may carry a
-    ``code``, a ``key`` or a signature under any name) and the fragment is dropped. The
-    work is linear in the length of ``url``; text that is not a URL comes back unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if not parts.scheme or not parts.netloc:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        query = "&".join(
-            (name + "=***") if sep else name for name, sep, _ in (field.partition("=") for field in query.split("&"))
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def resolve_env(value: Any, json_path: str, environ: Mapping[str, str]) -> Any:

@@ -1,11 +1,22 @@
-"""Background refresh: a few daemon threads that run one job per key at a time.
+"""Background refresh: a small pool of daemon threads, earliest deadline first, with jitter.
 
 :class:`Refresher` is the worker behind ``TokenManager(background_refresh=True)``. The
-manager submits "refresh this key" jobs; the refresher runs each on a daemon thread,
-started on first use, and never runs two jobs of one key at once or queues one twice.
+manager submits "refresh this key" jobs, each with its deadline (when the key's token
+expires); the refresher keeps them in one heap ordered by deadline and runs them on at
+most ``workers`` daemon threads, started on first use. Whichever thread is free takes
+the job with the earliest deadline, so under load the token closest to its end is
+refreshed first, and no key ever has a thread of its own: a thousand keys share the
+same few threads (google-auth's single ``_refresh_worker``, widened to a pool). A key
+is never queued twice nor run twice at once.
+
 Single flight proper (one fetch per key, foreground and background alike) stays in the
-manager: a job claims the manager's flight slot when it starts, so a caller that needs
-a token while the job fetches waits for that fetch.
+manager: a job claims the key's flight when it starts, so a caller that needs a token
+while the job fetches waits for that fetch, and a caller whose token ran out before its
+job started fetches in the foreground, after which the job finds the key fresh and ends.
+
+Tokens fetched together would enter their refresh windows together; :meth:`Refresher.refresh_start`
+moves each token's start a random fraction (at most :data:`JITTER`) into its window, so
+their refreshes spread out instead of queueing at one instant.
 
 Threads are daemons, so they never keep the interpreter alive; an idle thread ends by
 itself after :data:`IDLE_TIMEOUT` seconds. :meth:`Refresher.close` drops queued jobs
@@ -16,19 +27,22 @@ again on the first job.
 
 from __future__ import annotations
 
-import collections
+import heapq
+import itertools
 import logging
 import os
+import random
 import threading
 import time
-from typing import Callable, Deque, Dict, Hashable, Optional, Set
+from typing import Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 log = logging.getLogger("oauth_gateway")
 
-#: Most background refreshes that run at once (different keys). One thread keeps the thread
-#: count flat; while it is busy with one key, another key's refresh runs in its caller, as
-#: without background refresh, rather than queue behind a slow fetch.
-DEFAULT_MAX_THREADS = 1
+#: Most background refreshes that run at once (different keys): ``TokenManager(refresh_workers=...)``.
+DEFAULT_WORKERS = 4
+#: Largest fraction of a token's refresh window (refresh time to last use) by which its refresh
+#: start is moved later, at random: keys fetched together then refresh a little apart.
+JITTER = 0.1
 #: Seconds an idle background thread waits for work before it ends.
 IDLE_TIMEOUT = 30.0
 #: Seconds :meth:`Refresher.close` waits for a refresh that is running.
@@ -36,22 +50,37 @@ CLOSE_TIMEOUT = 2.0
 
 
 class Refresher:
-    """Runs refresh jobs on lazily started daemon threads, one job per key at a time. Thread-safe.
+    """Runs refresh jobs on a few lazily started daemon threads, earliest deadline first. Thread-safe.
 
     Args:
+        workers: most jobs running at once (at least 1).
         name: prefix of the threads' names.
-        max_threads: most jobs running at once.
+        jitter: largest fraction of a refresh window by which :meth:`refresh_start` delays.
+        random: returns a float in [0, 1) for the jitter (``random.Random(seed).random``
+            makes it repeatable); a private ``random.Random`` by default.
         idle_timeout: seconds an idle thread lives.
+
+    Raises:
+        ValueError: ``workers`` is below 1 or ``jitter`` outside [0, 1].
     """
 
     def __init__(
         self,
+        workers: int = DEFAULT_WORKERS,
         name: str = "oauth-gateway-refresh",
-        max_threads: int = DEFAULT_MAX_THREADS,
+        jitter: float = JITTER,
+        random: Optional[Callable[[], float]] = None,
         idle_timeout: float = IDLE_TIMEOUT,
     ):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError("refresh_workers: must be an integer of at least 1, got %r; use 1 or more" % (workers,))
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError("jitter: must be between 0 and 1, got %r" % (jitter,))
+        self._workers = workers
         self._name = name
-        self._max_threads = max(1, int(max_threads))
+        self._jitter = float(jitter)
+        self._own_random = random is None  # reseeded after fork, so children do not repeat the parent
+        self._random = random if random is not None else _new_random()
         self._idle_timeout = idle_timeout
         self._reset()
 
@@ -59,7 +88,9 @@ class Refresher:
         # Guards everything below; never held while a job runs.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._queue: Deque[Hashable] = collections.deque()
+        # Queued keys by (deadline, arrival): the heap is the schedule. Each key is in it at most once.
+        self._heap: List[Tuple[float, int, Hashable]] = []
+        self._arrivals = itertools.count()
         self._jobs: Dict[Hashable, Callable[[], None]] = {}
         self._running: Set[Hashable] = set()
         # Each thread with the generation it serves.
@@ -70,35 +101,53 @@ class Refresher:
         self._generation = 0
         self._pid = os.getpid()
 
-    def submit(self, key: Hashable, job: Callable[[], None]) -> bool:
-        """Run ``job`` soon on a background thread, unless a job of ``key`` is queued or running.
+    def refresh_start(self, refresh_at: float, window_end: float) -> float:
+        """Return when a token's background refresh should start: ``refresh_at``, plus jitter.
+
+        The start is drawn uniformly from the first :data:`JITTER` fraction of the window
+        ``[refresh_at, window_end)`` (``window_end``: when the token stops being handed
+        out), so it is never earlier than the token's refresh time and leaves at least
+        nine tenths of the window for the refresh itself.
+        """
+        span = max(0.0, window_end - refresh_at) * self._jitter
+        return refresh_at + span * self._random()
+
+    def submit(self, key: Hashable, job: Callable[[], None], deadline: float) -> bool:
+        """Queue ``job`` to run on a background thread, unless a job of ``key`` is queued or running.
+
+        Args:
+            key: the job's key; one job per key at a time.
+            job: what to run; it handles its own errors.
+            deadline: when the job must be done at the latest (when the token stops being
+                handed out); the earliest deadline runs first.
 
         Returns:
-            True when a job of ``key`` is queued or running now; False when every thread
-            is busy with other keys or none could be started (interpreter shutdown):
-            run it yourself.
+            True when a job of ``key`` is queued or running now; False when no thread
+            could be started (interpreter shutdown): run it yourself.
         """
         if self._pid != os.getpid():  # forked without the at-fork hook (a C-level fork)
             self.reset_after_fork()
+        if key in self._jobs or key in self._running:
+            # Read without the lock (one dict or set lookup): every caller that finds a stale
+            # token asks again until its refresh lands, and must not queue on the lock for it.
+            return True
         with self._lock:
             if key in self._jobs or key in self._running:
                 return True
-            idle = self._idle.get(self._generation, 0)
-            serving = sum(1 for generation in self._threads.values() if generation == self._generation)
-            if idle <= len(self._queue) and serving >= self._max_threads:
-                # Every thread is busy with another key: no queue behind a slow fetch (the token
-                # could expire there); the caller refreshes, as without background refresh.
-                return False
             self._jobs[key] = job
-            self._queue.append(key)
-            if idle >= len(self._queue):
-                self._changed.notify_all()  # an idle thread takes it
+            heapq.heappush(self._heap, (deadline, next(self._arrivals), key))
+            generation = self._generation
+            serving = sum(1 for served in self._threads.values() if served == generation)
+            if self._idle.get(generation, 0) >= len(self._heap) or serving >= self._workers:
+                # An idle thread takes it, or every thread is busy and the first one free
+                # takes the earliest deadline: the heap waits, no thread of its own.
+                self._changed.notify_all()  # wait() shares the condition: wake every thread
                 return True
             thread = threading.Thread(
-                target=self._work, args=(self._generation,), name="%s-%d" % (self._name, len(self._threads) + 1)
+                target=self._work, args=(generation,), name="%s-%d" % (self._name, len(self._threads) + 1)
             )
             thread.daemon = True  # never keeps the interpreter alive
-            self._threads[thread] = self._generation  # counted now, so that no other caller starts one too
+            self._threads[thread] = generation  # counted now, so that no other caller starts one too
         try:
             # Outside the lock: start() waits for the new thread to run, and callers that
             # submit meanwhile must not wait for that.
@@ -106,8 +155,11 @@ class Refresher:
         except RuntimeError as exc:  # "can't create new thread at interpreter shutdown", or no more threads
             with self._lock:
                 self._threads.pop(thread, None)
+                if self._threads:
+                    return True  # another thread will take it
                 if self._jobs.pop(key, None) is not None:
-                    self._queue.remove(key)
+                    self._heap = [item for item in self._heap if item[2] != key]
+                    heapq.heapify(self._heap)
             log.debug("No background refresh thread (%s); refreshing in the caller", exc)
             return False
         return True
@@ -117,19 +169,19 @@ class Refresher:
         with self._lock:
             try:
                 while True:
-                    if not self._queue:
+                    if not self._heap:
                         self._idle[generation] = self._idle.get(generation, 0) + 1
                         try:
                             self._changed.wait_for(
-                                lambda: self._queue or generation != self._generation, self._idle_timeout
+                                lambda: self._heap or generation != self._generation, self._idle_timeout
                             )
                         finally:
                             self._idle[generation] -= 1
                             if not self._idle[generation] and generation != self._generation:
                                 del self._idle[generation]
-                    if generation != self._generation or not self._queue:
+                    if generation != self._generation or not self._heap:
                         return  # closed, or idle for idle_timeout
-                    key = self._queue.popleft()
+                    _, _, key = heapq.heappop(self._heap)  # the earliest deadline
                     job = self._jobs.pop(key)
                     self._running.add(key)
                     self._lock.release()  # never held while a job runs
@@ -153,7 +205,7 @@ class Refresher:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._queue or self._running:
+            while self._heap or self._running:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -163,7 +215,7 @@ class Refresher:
     def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
         """Drop queued jobs, let running ones finish, and end every thread.
 
-        Waits at most ``timeout`` seconds for running jobs; one still running then
+        Waits at most ``timeout`` seconds in all for running jobs; one still running then
         finishes on its daemon thread, which ends after it. A later :meth:`submit`
         starts threads again.
 
@@ -172,9 +224,8 @@ class Refresher:
         """
         with self._lock:
             self._generation += 1
-            for key in self._queue:
-                self._jobs.pop(key, None)
-            self._queue.clear()
+            self._jobs.clear()
+            self._heap.clear()
             self._changed.notify_all()
             threads = [thread for thread in self._threads if thread is not threading.current_thread()]
         deadline = time.monotonic() + timeout
@@ -193,11 +244,18 @@ class Refresher:
 
     def reset_after_fork(self) -> None:
         """Forget the parent's threads, jobs and lock: the child starts threads on its first job."""
+        if self._own_random:
+            self._random = _new_random()
         self._reset()
 
     def __repr__(self) -> str:
-        return "Refresher(threads=%d, queued=%d, running=%d)" % (
+        return "Refresher(workers=%d, threads=%d, queued=%d, running=%d)" % (
+            self._workers,
             len(self._threads),
-            len(self._queue),
+            len(self._heap),
             len(self._running),
         )
+
+
+def _new_random() -> Callable[[], float]:
+    return random.Random().random

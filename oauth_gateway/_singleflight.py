@@ -12,9 +12,10 @@ calls :meth:`SingleFlight.join`; simpler callers use :meth:`SingleFlight.run`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
-from typing import Callable, Dict, Generic, Hashable, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Generic, Hashable, Iterator, List, Optional, Tuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -105,13 +106,35 @@ class SingleFlight(Generic[K, V]):
         Raises:
             BaseException: what ``work`` raised (the waiters get copies).
         """
+        with self.leading(key, flight) as done:
+            return done(work())
+
+    @contextlib.contextmanager
+    def leading(self, key: K, flight: Flight[V]) -> Iterator[Callable[[V], V]]:
+        """Lead ``flight`` in the caller's own frame: ``with group.leading(key, flight) as done: return done(work())``.
+
+        :meth:`lead` without its stack frame, for the token cache's miss path. ``done(value)``
+        hands the value to the waiters and returns it; an exception leaving the block hands
+        them copies of it. A block that ends without calling ``done`` is a bug: the waiters
+        get a ``RuntimeError`` rather than waiting out their deadline.
+        """
+        finished: List[bool] = []
+
+        def done(value: V) -> V:
+            self._finish(key, flight, value, None)
+            finished.append(True)
+            return value
+
         try:
-            value = work()
+            yield done
         except BaseException as exc:
-            self._finish(key, flight, None, exc)
+            if not finished:
+                self._finish(key, flight, None, exc)
             raise
-        self._finish(key, flight, value, None)
-        return value
+        if not finished:
+            error = RuntimeError("the leader of a flight returned no value")
+            self._finish(key, flight, None, error)
+            raise error
 
     def run(self, key: K, work: Callable[[], V], timeout: float, timed_out: Callable[[float], BaseException]) -> V:
         """Lead ``key``'s work, or wait at most ``timeout`` seconds for the leader's outcome."""

@@ -159,6 +159,20 @@ class TokenCache:
         """The keys currently held."""
         raise NotImplementedError
 
+    def load_record(self, name: str) -> Optional[str]:
+        """Return a small value other processes sharing the store wrote under ``name``, or None.
+
+        For what the manager must agree on beyond tokens (an issuer trusted on first use).
+        Caches local to one process keep none (the manager remembers them itself).
+
+        Raises:
+            Exception: whatever the backing store raises when it is unreachable.
+        """
+        return None
+
+    def store_record(self, name: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``name`` for other processes, for about ``ttl`` seconds (see :meth:`load_record`)."""
+
     # -- what the manager calls. A store that can fail never fails a caller: the shared
     # caches (:class:`oauth_gateway.contrib.store.SharedTokenCache`) log the failure, call
     # ``failed()`` (the manager counts ``cache_errors``) and go on without the store.

@@ -1,15 +1,19 @@
 """Token and revocation requests: the only module that calls requests.
 
-Sessions are pooled per TLS identity, so connections are reused. The session's adapter
-never retries (``max_retries=0``): the loop that sends again is ours, in
-:meth:`TokenClient._send`, driven by a per-call :class:`urllib3.util.Retry` (our delay
-schedule, a cap on ``Retry-After``, ``POST`` in ``allowed_methods``, the manager's
-injectable ``sleep``) through its public ``increment``, ``is_retry``, ``get_retry_after``
-and ``sleep``. Each attempt's headers and form come from a ``build_attempt(attempt)``
-callable, so an attempt can carry a fresh body (a JWT assertion with a new ``jti``, a
-DPoP proof). Per-call state travels in a :class:`CallState` passed explicitly, never
-in a thread-local. Redirects are never followed on credential requests. requests and
-urllib3 exceptions become ours here.
+A :class:`~oauth_gateway.endpoint.TokenEndpoint` describes where a resolved config's
+requests go and how (URL, pooled session and TLS identity, timeouts, retry template,
+headers, client authentication); :class:`TokenClient` builds one per config, once, and
+sends what it describes. Sessions are pooled per TLS identity, so connections are
+reused. The session's adapter never retries (``max_retries=0``): the loop that sends
+again is ours, in :meth:`TokenClient._send`, driven by the endpoint's
+:class:`~oauth_gateway.endpoint.TokenRetry` through its public ``increment``,
+``is_retry``, ``get_retry_after`` and ``sleep``. Each attempt's headers and form come
+from a ``build_attempt()`` callable, so an attempt can carry a fresh body (a JWT
+assertion with a new ``jti``, a DPoP proof). Per-call state travels in a
+:class:`CallState` passed explicitly, never in a thread-local. Redirects are never
+followed on credential requests. requests and urllib3 exceptions become ours here, and
+ours are raised outside the ``except`` block that caught theirs, so no error of ours
+keeps, as ``__context__``, a traceback whose frames hold the form or the headers.
 """
 
 from __future__ import annotations
@@ -30,29 +34,27 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTimeoutError, SSLError
-from urllib3.util import Timeout
-from urllib3.util.retry import Retry
 
 from ._helpers import loads_bounded, masked, redact_url
 from ._version import __version__
-from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
 from .config import OAuthConfig
 from .dpop import DPOP_HEADER, DPOP_TOKEN_TYPE, DPoPKey, NonceStore, check_dpop_token_type, token_nonce_challenge
-from .exceptions import ConfigError, TokenRequestError, TransportError, error_class_for
+from .endpoint import TokenEndpoint, TokenRetry
+from .endpoint import attempt_deadline as attempt_deadline
+from .endpoint import call_budget as call_budget
+from .exceptions import ConfigError, OAuthGatewayError, TokenRequestError, TransportError, error_class_for
 
 log = logging.getLogger("oauth_gateway")
 
 USER_AGENT = "oauth-gateway/%s python-requests/%s" % (__version__, getattr(requests, "__version__", "?"))
-#: Statuses retried with backoff (RFC 6585 429 and transient 5xx).
-RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
 #: Longest lifetime believed from ``expires_in``; longer tokens are refreshed daily anyway.
 MAX_TOKEN_LIFETIME = 86400.0
 #: Longest ``error_description`` carried into an exception message.
 MAX_DESCRIPTION = 200
 #: Connections kept per pool; above this, extra parallel fetches open short-lived ones.
 POOL_MAXSIZE = 32
-#: Client authentication objects kept (one per config; a private key is loaded once).
-MAX_CLIENT_AUTHS = 256
+#: Token endpoints kept (one per config; a private key is loaded once).
+MAX_ENDPOINTS = 256
 #: Largest token or revocation response body read, after gzip or deflate is undone (bytes).
 MAX_RESPONSE_BYTES = 256 * 1024
 #: Bytes asked of the socket per read while a body streams in.
@@ -63,27 +65,7 @@ MAX_SCOPE_LENGTH = 4096
 MAX_URI = 200
 
 
-def attempt_deadline(config: OAuthConfig) -> float:
-    """Seconds one attempt may take in all: ``OAUTH_CONNECT_TIMEOUT + 2 * OAUTH_TIMEOUT``.
-
-    The ``(connect, read)`` timeouts bound each socket operation; this bounds the
-    attempt, so a server that sends its body a byte at a time, or a chunked body that
-    never ends, cannot hold a caller (and every thread waiting for that key) longer.
-    The defaults (5 s, 10 s) give 25 s. The deadline is real time (``time.monotonic``),
-    whatever clock the manager was given.
-    """
-    return float(config.connect_timeout) + 2.0 * float(config.timeout)
-
-
-def call_budget(config: OAuthConfig) -> float:
-    """Longest a whole token call may take: every attempt's deadline and every wait between them.
-
-    Threads waiting for another thread's fetch of the same key wait at most this long
-    (plus the manager's margin for a shared cache).
-    """
-    retries = int(config.max_retries)
-    waits = sum(max(config.retry_backoff * (2**i), config.retry_after_max) for i in range(retries))
-    return float((retries + 1) * attempt_deadline(config) + waits)
+_BUDGET_FORMULA = "(OAUTH_MAX_RETRIES + 1) attempts of OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, and the waits"
 
 
 def default_ca_bundle() -> str:
@@ -96,8 +78,24 @@ def default_ca_bundle() -> str:
     return str(DEFAULT_CA_BUNDLE_PATH)
 
 
-def _verify(config: OAuthConfig) -> str:
-    return config.ca_bundle_path or default_ca_bundle()
+def client_credentials_form(config: OAuthConfig) -> List[Tuple[str, str]]:
+    """The form of a client-credentials request (RFC 6749 section 4.4.2) for ``config``.
+
+    ``grant_type``, then ``scope``, ``audience``, ``organization``, every ``resource``
+    (RFC 8707) and ``OAUTH_ADDITIONAL_PARAMS``; the client authentication adds its own
+    fields per attempt (and the jwt-bearer grant replaces ``grant_type``).
+    """
+    form: List[Tuple[str, str]] = masked([("grant_type", config.grant_type)])
+    if config.scope:
+        form.append(("scope", config.scope))
+    if config.audience:
+        form.append(("audience", config.audience))
+    if config.organization:
+        form.append(("organization", config.organization))
+    for resource in config.resources:
+        form.append(("resource", resource))
+    form.extend(config.additional_params)
+    return form
 
 
 class TokenResponse(NamedTuple):
@@ -122,10 +120,10 @@ class TokenResponse(NamedTuple):
         )
 
 
-#: ``build_attempt(attempt) -> (headers, form)``: the headers and form of one attempt
-#: (1 for the first), built anew for each so an attempt may carry a fresh proof. The
-#: form may also be a raw body (bytes or text), for :meth:`TokenClient.send`.
-BuildAttempt = Callable[[int], Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]]
+#: ``build_attempt() -> (headers, form)``: the headers and form of one attempt, built
+#: anew for each so an attempt may carry a fresh proof. The form may also be a raw body
+#: (bytes or text), for :meth:`TokenClient.send`.
+BuildAttempt = Callable[[], Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]]
 #: ``on_retry(server_name, attempt, total, reason)``, called before each retry.
 OnRetry = Callable[[str, int, int, str], None]
 
@@ -146,6 +144,8 @@ class CallState:
         retry_after_refused: a ``Retry-After`` (seconds) above ``OAUTH_RETRY_AFTER_MAX``
             that ended the call, or None.
         on_retry: called as ``on_retry(attempt, reason)`` before each retry.
+        deadline: when (on the client's clock) the caller's whole fetch gives up, discovery
+            and token request together; None for no deadline beyond the attempts' own.
     """
 
     __slots__ = (
@@ -157,6 +157,7 @@ class CallState:
         "sent_at",
         "retry_after_refused",
         "on_retry",
+        "deadline",
     )
 
     server_name: str
@@ -167,6 +168,7 @@ class CallState:
     sent_at: Optional[float]
     retry_after_refused: Optional[float]
     on_retry: Optional[Callable[[int, str], None]]
+    deadline: Optional[float]
 
     def __init__(
         self,
@@ -175,8 +177,10 @@ class CallState:
         what: str,
         max_attempts: int,
         on_retry: Optional[Callable[[int, str], None]] = None,
+        deadline: Optional[float] = None,
     ) -> None:
         self.server_name = server_name
+        self.deadline = deadline
         self.correlation_id = correlation_id
         self.what = what
         self.max_attempts = max_attempts
@@ -193,64 +197,6 @@ def _new_correlation_id() -> str:
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Stops requests from adding ``~/.netrc`` credentials to a credential request."""
     return request
-
-
-class TokenRetry(Retry):
-    """urllib3's Retry with our backoff schedule, a Retry-After cap and an injected sleep.
-
-    Immutable like its base: ``increment()`` returns the next state and ``new()`` carries
-    the extra attributes. Only public hooks (``new``, ``get_backoff_time``, ``sleep``) are
-    overridden, so it works on urllib3 1.26 and 2.x.
-
-    Args:
-        sleep_fn: called with the seconds to wait.
-        backoff_base: the first retry's wait; each later one doubles it.
-        retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        sleep_fn: Callable[[float], None] = time.sleep,
-        backoff_base: float = 2.0,
-        retry_after_cap: float = 60.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.sleep_fn = sleep_fn
-        self.backoff_base = backoff_base
-        self.retry_after_cap = retry_after_cap
-
-    def new(self, **kw: Any) -> TokenRetry:
-        kw.setdefault("sleep_fn", self.sleep_fn)
-        kw.setdefault("backoff_base", self.backoff_base)
-        kw.setdefault("retry_after_cap", self.retry_after_cap)
-        new: TokenRetry = super().new(**kw)
-        return new
-
-    def get_backoff_time(self) -> float:
-        # 2 s, 4 s, 8 s: the first retry already waits (urllib3's own schedule starts at 0).
-        attempts = len(self.history)
-        if attempts == 0:
-            return 0.0
-        return float(self.backoff_base * (2 ** (attempts - 1)))
-
-    def retry_after(self, response: Any) -> Optional[float]:
-        """The response's ``Retry-After`` in seconds, or None when absent or unparsable."""
-        try:
-            value = self.get_retry_after(response)
-        except Exception:  # an unparsable Retry-After falls back to our own schedule
-            return None
-        return None if value is None else float(value)
-
-    def sleep(self, response: Any = None) -> None:
-        delay = None
-        if response is not None and self.respect_retry_after_header:
-            delay = self.retry_after(response)
-        if delay is None:
-            delay = self.get_backoff_time()
-        if delay > 0:
-            self.sleep_fn(delay)
 
 
 class _AttemptTooSlow(requests.exceptions.Timeout):
@@ -324,14 +270,17 @@ def _read_body(response: requests.Response, url: str, deadline: float, seconds: 
     except requests.exceptions.RequestException:  # ours, above (requests' errors are OSErrors)
         raise
     except zlib.error:
-        response.close()
-        raise _refusal(call, response.status_code, "its %s body is corrupt" % encoding) from None
+        failure: Optional[Exception] = _refusal(call, response.status_code, "its %s body is corrupt" % encoding)
     except (HTTPError, OSError, http.client.HTTPException) as exc:
-        response.close()
+        failure = requests.exceptions.ConnectionError(ProtocolError("Connection broken", exc.__class__.__name__))
         if isinstance(exc, (ReadTimeoutError, TimeoutError)) or "timed out" in str(exc):
-            timed_out = ReadTimeoutError(None, url, "Read timed out.")  # type: ignore[arg-type]  # no pool
-            raise requests.exceptions.ReadTimeout(timed_out) from None
-        raise requests.exceptions.ConnectionError(ProtocolError("Connection broken", exc.__class__.__name__)) from None
+            failure = requests.exceptions.ReadTimeout(ReadTimeoutError(None, url, "Read timed out."))  # type: ignore[arg-type]  # no pool
+    else:
+        failure = None
+    if failure is not None:
+        # Raised here, outside the except block: the error it replaces stays out of its __context__.
+        response.close()
+        raise failure
     if decoder is not None:
         try:
             parts.append(decoder.flush())
@@ -382,6 +331,54 @@ def _increment(
         return None
 
 
+def _transport_error(exc: BaseException, call: CallState, url: str) -> OAuthGatewayError:
+    """Our error for a failed attempt (built, not raised: the caller raises it outside its except block).
+
+    The message carries the cause's reason, never the cause: the requests and urllib3
+    frames under it hold the form and the headers as locals.
+    """
+    safe = redact_url(url)
+    what, server_name, correlation_id = call.what.capitalize(), call.server_name, call.correlation_id
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(
+            "TLS with %s failed for %s (%s); check OAUTH_CA_BUNDLE_PATH and, with mTLS, the client certificate"
+            % (safe, server_name, _reason(exc)),
+            correlation_id=correlation_id,
+            server_name=server_name,
+            retryable=False,
+        )
+    if isinstance(exc, _AttemptTooSlow):
+        return TransportError(
+            "%s to %s did not finish within its deadline of %.1f s for %s after %d attempts "
+            "(the body was still arriving); the deadline is OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, "
+            "check the server" % (what, safe, exc.deadline, server_name, call.attempts),
+            correlation_id=correlation_id,
+            server_name=server_name,
+        )
+    if isinstance(exc, requests.exceptions.RequestException):
+        reason = _reason(exc)
+        # A read timeout may come back as ConnectionError, not Timeout.
+        if isinstance(exc, requests.exceptions.Timeout) or reason == "timed out":
+            return TransportError(
+                "%s to %s timed out for %s after %d attempts (%s); raise OAUTH_TIMEOUT or check the server"
+                % (what, safe, server_name, call.attempts, reason),
+                correlation_id=correlation_id,
+                server_name=server_name,
+            )
+        return TransportError(
+            "%s to %s failed for %s after %d attempts (%s)" % (what, safe, server_name, call.attempts, reason),
+            correlation_id=correlation_id,
+            server_name=server_name,
+        )
+    # requests raises a bare OSError for unreadable cert files
+    return TransportError(
+        "%s for %s could not start: %s" % (what, server_name, exc.__class__.__name__),
+        correlation_id=correlation_id,
+        server_name=server_name,
+        retryable=False,
+    )
+
+
 class TokenClient:
     """Sends token and revocation requests over pooled sessions. Thread-safe.
 
@@ -405,17 +402,40 @@ class TokenClient:
         self._on_retry = on_retry
         self._lock = threading.Lock()
         self._sessions: Dict[Tuple[Any, ...], requests.Session] = {}
-        self._auths: Dict[str, Tuple[ClientAuth, Optional[JwtBearerGrant]]] = {}
+        self._endpoints: Dict[Tuple[OAuthConfig, bool], TokenEndpoint] = {}
 
-    # -- sessions and the retry policy ----------------------------------------
+    # -- endpoints and sessions -----------------------------------------------
+
+    def endpoint(self, config: OAuthConfig, credentials: bool = True) -> TokenEndpoint:
+        """The :class:`~oauth_gateway.endpoint.TokenEndpoint` of a resolved ``config``, built once and kept.
+
+        Args:
+            config: the resolved config (its token endpoint known).
+            credentials: False for an endpoint without client authentication (a
+                token provider's own requests, discovery).
+
+        Raises:
+            ConfigError: the client authentication cannot be built (a bad key, PyJWT missing...).
+        """
+        key = (config, credentials)
+        found = self._endpoints.get(key)
+        if found is not None:
+            return found
+        verify = config.ca_bundle_path or default_ca_bundle()
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        made = TokenEndpoint(
+            config, self._session(config.tls_identity[0], verify), verify, self._sleep, headers, credentials
+        )
+        with self._lock:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self._endpoints.clear()
+            return self._endpoints.setdefault(key, made)
 
     def session_for(self, config: OAuthConfig) -> requests.Session:
         """The pooled session for ``config``'s TLS identity (its adapter never retries itself)."""
-        return self._session(config)
+        return self.endpoint(config, credentials=False).session
 
-    def _session(self, config: OAuthConfig) -> requests.Session:
-        cert, _ = config.tls_identity
-        verify = _verify(config)
+    def _session(self, cert: Optional[Tuple[str, str]], verify: str) -> requests.Session:
         key = (cert, verify)
         session = self._sessions.get(key)
         if session is not None:
@@ -433,29 +453,10 @@ class TokenClient:
                 self._sessions[key] = session
             return session
 
-    def retry_policy(self, config: OAuthConfig) -> TokenRetry:
-        """Return a fresh retry state for one call under ``config``'s settings."""
-        retries = config.max_retries
-        return TokenRetry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            redirect=0,
-            raise_on_redirect=False,
-            raise_on_status=False,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset(["POST", "PUT", "GET"]),
-            respect_retry_after_header=True,
-            sleep_fn=self._sleep,
-            backoff_base=config.retry_backoff,
-            retry_after_cap=config.retry_after_max,
-        )
-
     def close(self) -> None:
         """Close every pooled connection."""
         with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
+            sessions, self._sessions, self._endpoints = list(self._sessions.values()), {}, {}
         for session in sessions:
             session.close()
 
@@ -463,75 +464,49 @@ class TokenClient:
         """Forget the parent's sockets and lock in a forked child (the manager calls this)."""
         self._lock = threading.Lock()
         self._sessions = {}
-        self._auths = {}
+        self._endpoints = {}
 
     # -- discovery ------------------------------------------------------------
 
     def discovery_fetch(
         self, config: OAuthConfig
-    ) -> Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]:
+    ) -> Callable[
+        [str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]
+    ]:
         """Return a discovery transport (:data:`oauth_gateway.discovery.Fetch`) for ``config``.
 
         It uses the pooled session of the config's TLS identity, the same timeouts and
         retry policy as token requests, never follows redirects and never sends
         credentials (no ``Authorization``, no netrc, no custom headers).
         """
+        endpoint = self.endpoint(config, credentials=False)
 
         def fetch(
-            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]
+            method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float]
         ) -> Tuple[int, Mapping[str, str], bytes]:
-            call = self._new_call(config, "discovery", _new_correlation_id(), "discovery")
+            call = self._new_call(endpoint, "discovery", _new_correlation_id(), "discovery", deadline)
             sent = dict(headers)
             sent["User-Agent"] = USER_AGENT
 
-            def build_attempt(attempt: int) -> Tuple[Dict[str, str], Any]:
+            def build_attempt() -> Tuple[Dict[str, str], Any]:
                 return dict(sent), body
 
-            response = self._send(config, url, build_attempt, call, method=method)
+            response = self._send(endpoint, url, build_attempt, call, method=method)
             return response.status_code, response.headers, response.content
 
         return fetch
 
-    # -- client authentication ------------------------------------------------
-
-    def client_auth(self, config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGrant]]:
-        """Return the :class:`~oauth_gateway.client_auth.ClientAuth` of ``config`` and its jwt-bearer grant (or None).
-
-        Built once per config (a private key is loaded once) and kept.
-
-        Raises:
-            ConfigError: the method cannot be built (a bad key, PyJWT missing...).
-        """
-        found = self._auths.get(config.fingerprint)
-        if found is not None:
-            return found
-        jwt_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE
-        method = config.auth_method
-        auth = build_client_auth(
-            method,
-            config.client_id,
-            client_secret=config.client_secret or None,
-            private_key_path=config.client_private_key_path or None,
-            private_key_password=config.client_private_key_password or None,
-            alg=config.client_assertion_alg or None,
-            kid=config.client_key_id or None,
-            audience=config.client_assertion_audience or None,
-            # The certificate of the signing key (Entra ID's x5t) is the mTLS one only for tls_client_auth.
-            cert_path=(config.client_cert_path or None) if (config.use_mtls or method == "private_key_jwt") else None,
-            key_path=(config.client_key_path or None) if config.use_mtls else None,
-            assertion_file=None if jwt_bearer else (config.client_assertion_file or None),
-        )
-        grant = JwtBearerGrant(AssertionFile(config.client_assertion_file, config.client_id)) if jwt_bearer else None
-        with self._lock:
-            if len(self._auths) >= MAX_CLIENT_AUTHS:
-                self._auths.clear()
-            self._auths[config.fingerprint] = (auth, grant)
-        return auth, grant
-
     # -- requests -------------------------------------------------------------
 
-    def _new_call(self, config: OAuthConfig, server_name: str, correlation_id: str, what: str) -> CallState:
-        total = config.max_retries + 1
+    def _new_call(
+        self,
+        endpoint: TokenEndpoint,
+        server_name: str,
+        correlation_id: str,
+        what: str,
+        deadline: Optional[float] = None,
+    ) -> CallState:
+        total = endpoint.max_attempts
 
         def on_retry(attempt: int, reason: str) -> None:
             log.warning(
@@ -546,35 +521,32 @@ class TokenClient:
             if self._on_retry is not None:
                 self._on_retry(server_name, attempt, total, reason)
 
-        return CallState(server_name, correlation_id, what, total, on_retry)
+        return CallState(server_name, correlation_id, what, total, on_retry, deadline)
 
-    def client_auth_attempt(self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState) -> BuildAttempt:
-        """Return the ``build_attempt`` that adds client authentication to ``form``.
+    def _authenticated(
+        self, endpoint: TokenEndpoint, form: List[Tuple[str, str]], call: CallState, url: str
+    ) -> BuildAttempt:
+        """Return the ``build_attempt`` that adds the endpoint's client authentication to ``form``.
 
         The headers and form are built anew for every attempt, so a JWT assertion carries
         a fresh ``jti`` and ``iat`` and an assertion file is read again. The assertion's
-        audience comes from ``config.issuer`` (configured or discovered), else the token endpoint.
+        audience comes from the endpoint's issuer (configured or discovered), else its URL.
 
         Raises:
             ConfigError: from ``build_attempt``: the credential cannot be used (an expired
                 assertion file...); the call ends without a retry.
         """
-        auth, grant = self.client_auth(config)
-        endpoint = config.token_url
-        issuer = config.issuer or None
+        auth, grant, token_url, issuer = endpoint.client_auth, endpoint.grant, endpoint.url, endpoint.issuer
 
-        def build_attempt(attempt: int) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
-            headers = {
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-                "X-Correlation-ID": call.correlation_id,
-            }
-            headers.update(config.custom_headers)
+        def build_attempt() -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+            headers = dict(endpoint.headers)
+            headers["X-Correlation-ID"] = call.correlation_id
             now = self._wall_clock()
             added: Dict[str, str] = {}
             if grant is not None and any(name == "grant_type" for name, _ in form):
-                grant.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
-            auth.apply(added, headers, token_endpoint=endpoint, issuer=issuer, now=now)
+                grant.apply(added, headers, token_endpoint=token_url, issuer=issuer, now=now)
+            if auth is not None:
+                auth.apply(added, headers, token_endpoint=token_url, issuer=issuer, now=now)
             fields = [
                 (name, added.pop(name)) if name == "grant_type" and name in added else (name, value)
                 for name, value in form
@@ -585,143 +557,112 @@ class TokenClient:
         return build_attempt
 
     def _send(
-        self, config: OAuthConfig, url: str, build_attempt: BuildAttempt, call: CallState, method: str = "POST"
+        self, endpoint: TokenEndpoint, url: str, build_attempt: BuildAttempt, call: CallState, method: str = "POST"
     ) -> requests.Response:
         """Send attempts until one is final; return its response.
 
-        Our loop, driven by a per-call :class:`TokenRetry`: ``is_retry`` says whether an
-        answer is retried, ``increment`` counts (and ends the call when exhausted) and
-        ``sleep`` waits (``Retry-After`` first, capped). The last answer is returned as it
-        is; the last connection error or timeout is raised.
+        Our loop, driven by a call state made from the endpoint's :class:`TokenRetry`:
+        ``is_retry`` says whether an answer is retried, ``increment`` counts (and ends the
+        call when exhausted) and ``sleep`` waits (``Retry-After`` first, capped). The last
+        answer is returned as it is.
 
         Raises:
-            requests.exceptions.RequestException: the last attempt failed in transport.
+            TransportError: the last attempt failed in transport (raised outside the
+                ``except`` block, so its ``__context__`` is None).
+            ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        retry = self.retry_policy(config)
-        session = self._session(config)
-        cert, _ = config.tls_identity
-        # An explicit bundle, passed per call: requests lets REQUESTS_CA_BUNDLE replace verify=True.
-        verify = _verify(config)
-        deadline = attempt_deadline(config)
-        timeout = Timeout(connect=config.connect_timeout, read=config.timeout, total=deadline)
-        for _ in range(config.max_retries + 1):  # bounded; the policy normally ends it first
+        for path, label, key in endpoint.mtls_files:
+            if not os.path.isfile(path):
+                # Fail closed: never fall back to a request without the client certificate.
+                raise ConfigError("%s not found: %s" % (label, path), "$.oauth_config." + key, "check the path")
+        retry = endpoint.retry
+        failure: Optional[OAuthGatewayError] = None
+        for _ in range(endpoint.max_attempts):  # bounded; the policy normally ends it first
+            # Each attempt has its own deadline, never past the whole call's.
+            seconds = min(endpoint.deadline, self._left(call, url))
             call.attempts += 1
             # Masked: these locals hold the secret, and tracebacks may print frame locals.
-            headers, form = (masked(part) for part in build_attempt(call.attempts))
+            headers, form = (masked(part) for part in build_attempt())
             headers.setdefault("Accept-Encoding", "gzip, deflate")
             call.sent_at = self._clock()
             started = time.monotonic()  # real time: the deadline bounds real I/O
             try:
-                response = session.request(
+                response = endpoint.session.request(
                     method,
                     url,
                     data=form,
                     headers=headers,
                     auth=_no_auth,
-                    cert=cert,
-                    verify=verify,
-                    timeout=timeout,  # type: ignore[arg-type]  # requests takes urllib3's Timeout as it is
+                    cert=endpoint.cert,
+                    # An explicit bundle, passed per call: requests lets REQUESTS_CA_BUNDLE replace verify=True.
+                    verify=endpoint.verify,
+                    # requests takes urllib3's Timeout as it is
+                    timeout=endpoint.timeout_within(seconds),  # type: ignore[arg-type]
                     allow_redirects=False,
                     stream=True,
                 )
-                _read_body(response, url, started + deadline, deadline, call)
-            except requests.exceptions.RequestException as exc:
-                error = _retry_cause(exc)
-                if error is None:
-                    raise
-                following = _increment(retry, url, error=error, method=method)
+                _read_body(response, url, started + seconds, seconds, call)
+            except OSError as exc:  # requests' errors are OSErrors; so is an unreadable cert file
+                error = _retry_cause(exc) if isinstance(exc, requests.exceptions.RequestException) else None
+                following = None if error is None else _increment(retry, url, error=error, method=method)
+                if following is None:  # exhausted, or never retried
+                    failure = _transport_error(exc, call, url)
+                    break
+                retry, reason = following, error.__class__.__name__
+                if retry.get_backoff_time() >= self._remaining(call):
+                    failure = _transport_error(exc, call, url)  # the wait would end past the call's deadline
+                    break
+            else:
+                raw = response.raw
+                if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
+                    return response
+                retry_after = retry.retry_after(raw)
+                if retry_after is not None and retry_after > retry.retry_after_cap:
+                    # Give the answer back at once: waiting longer than the cap helps nobody.
+                    call.retry_after_refused = retry_after
+                    return response
+                following = _increment(retry, url, response=raw, method=method)
                 if following is None:
-                    raise  # exhausted: the last transport error is the result
+                    return response  # exhausted: the last answer is the result
+                wait = retry_after if retry_after is not None else following.get_backoff_time()
+                if wait >= self._remaining(call):
+                    return response  # the wait would end past the call's deadline: this answer is the result
                 retry = following
-                self._announce(call, error.__class__.__name__)
-                retry.sleep()
+                response.close()  # its body is read already: the connection goes back to the pool
+                self._announce(call, "HTTP %d" % response.status_code)
+                retry.sleep(raw)
                 continue
-            raw = response.raw
-            if not retry.is_retry(method, response.status_code, "Retry-After" in response.headers):
-                return response
-            retry_after = retry.retry_after(raw)
-            if retry_after is not None and retry_after > retry.retry_after_cap:
-                # Give the answer back at once: waiting longer than the cap helps nobody.
-                call.retry_after_refused = retry_after
-                return response
-            following = _increment(retry, url, response=raw, method=method)
-            if following is None:
-                return response  # exhausted: the last answer is the result
-            retry = following
-            response.close()  # its body is read already: the connection goes back to the pool
-            self._announce(call, "HTTP %d" % response.status_code)
-            retry.sleep(raw)
+            self._announce(call, reason)
+            retry.sleep()
+        if failure is not None:
+            raise failure  # outside the except block: nothing of requests' in __context__
         return response
+
+    def _remaining(self, call: CallState) -> float:
+        """Seconds left before ``call``'s deadline: infinite without one, 0 or less once it passed."""
+        return math.inf if call.deadline is None else call.deadline - self._clock()
+
+    def _left(self, call: CallState, url: str) -> float:
+        """:meth:`_remaining`, for an attempt about to be sent.
+
+        Raises:
+            TransportError: the deadline has passed; no further attempt is sent.
+        """
+        left = self._remaining(call)
+        if left <= 0:
+            raise TransportError(
+                "%s to %s for %s stopped after %d attempts: the deadline of the whole fetch (discovery and "
+                "token request together, %s) passed; raise OAUTH_TIMEOUT or check the servers"
+                % (call.what.capitalize(), redact_url(url), call.server_name, call.attempts, _BUDGET_FORMULA),
+                correlation_id=call.correlation_id,
+                server_name=call.server_name,
+            )
+        return left
 
     @staticmethod
     def _announce(call: CallState, reason: str) -> None:
         if call.on_retry is not None:
             call.on_retry(call.attempts + 1, reason)
-
-    def _post(
-        self,
-        config: OAuthConfig,
-        url: str,
-        form: List[Tuple[str, str]],
-        call: CallState,
-        build_attempt: Optional[BuildAttempt] = None,
-        method: str = "POST",
-    ) -> requests.Response:
-        if config.use_mtls:
-            # Fail closed: never fall back to a request without the client certificate.
-            for path, label, key in (
-                (config.client_cert_path, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
-                (config.client_key_path, "Client key", "OAUTH_CLIENT_KEY_PATH"),
-            ):
-                if not os.path.isfile(path):
-                    raise ConfigError("%s not found: %s" % (label, path), "$.oauth_config." + key, "check the path")
-        if build_attempt is None:
-            build_attempt = self.client_auth_attempt(config, form, call)
-        safe = redact_url(url)
-        what, server_name, correlation_id = call.what, call.server_name, call.correlation_id
-        try:
-            return self._send(config, url, build_attempt, call, method)
-        # Each error is raised "from None" with the cause's reason in its message: the
-        # requests and urllib3 frames under a cause hold the form and headers as locals.
-        except requests.exceptions.SSLError as exc:
-            raise TransportError(
-                "TLS with %s failed for %s (%s); check OAUTH_CA_BUNDLE_PATH and, with mTLS, the client certificate"
-                % (safe, server_name, _reason(exc)),
-                correlation_id=correlation_id,
-                server_name=server_name,
-                retryable=False,
-            ) from None
-        except _AttemptTooSlow as exc:
-            raise TransportError(
-                "%s to %s did not finish within its deadline of %.1f s for %s after %d attempts "
-                "(the body was still arriving); the deadline is OAUTH_CONNECT_TIMEOUT + 2 x OAUTH_TIMEOUT, "
-                "check the server" % (what.capitalize(), safe, exc.deadline, server_name, call.attempts),
-                correlation_id=correlation_id,
-                server_name=server_name,
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            reason = _reason(exc)
-            # A read timeout may come back as ConnectionError, not Timeout.
-            if isinstance(exc, requests.exceptions.Timeout) or reason == "timed out":
-                raise TransportError(
-                    "%s to %s timed out for %s after %d attempts (%s); raise OAUTH_TIMEOUT or check the server"
-                    % (what.capitalize(), safe, server_name, call.attempts, reason),
-                    correlation_id=correlation_id,
-                    server_name=server_name,
-                ) from None
-            raise TransportError(
-                "%s to %s failed for %s after %d attempts (%s)"
-                % (what.capitalize(), safe, server_name, call.attempts, reason),
-                correlation_id=correlation_id,
-                server_name=server_name,
-            ) from None
-        except OSError as exc:  # requests raises a bare OSError for unreadable cert files
-            raise TransportError(
-                "%s for %s could not start: %s" % (what.capitalize(), server_name, exc.__class__.__name__),
-                correlation_id=correlation_id,
-                server_name=server_name,
-                retryable=False,
-            ) from None
 
     def send(
         self,
@@ -733,12 +674,13 @@ class TokenClient:
         correlation_id: Optional[str] = None,
         headers: Optional[Dict[str, str]] = None,
         body: Union[bytes, str, None] = None,
+        deadline: Optional[float] = None,
     ) -> requests.Response:
         """Send one request with the token requests' transport, for a token provider.
 
         The same session (TLS identity), timeouts, retry policy and no-redirect rule as
         :meth:`request_token`; ``OAUTH_CUSTOM_HEADERS``, ``User-Agent`` and
-        ``X-Correlation-ID`` are sent, then ``headers``.
+        ``X-Correlation-ID`` are sent, then ``headers``. No client authentication.
 
         Returns:
             The final response, whatever its status; a redirect is returned, never followed.
@@ -747,39 +689,48 @@ class TokenClient:
             TransportError: the network or TLS failed after the retries.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
+        endpoint = self.endpoint(config, credentials=False)
+        call = self._new_call(
+            endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
 
-        def build_attempt(attempt: int) -> Tuple[Dict[str, str], Union[bytes, str, None]]:
-            sent = {"Accept": "application/json", "User-Agent": USER_AGENT, "X-Correlation-ID": call.correlation_id}
-            sent.update(config.custom_headers)
+        def build_attempt() -> Tuple[Dict[str, str], Union[bytes, str, None]]:
+            sent = dict(endpoint.headers)
+            sent["X-Correlation-ID"] = call.correlation_id
             sent.update(headers or {})
             return sent, body
 
         log.debug("Provider request correlation_id=%s for %s", call.correlation_id, server_name)
-        return self._post(config, url, [], call, build_attempt, method=method.upper())
+        return self._send(endpoint, url, build_attempt, call, method=method.upper())
 
     def request_token(
         self,
-        config: OAuthConfig,
+        endpoint: TokenEndpoint,
+        form: List[Tuple[str, str]],
         server_name: str,
         correlation_id: Optional[str] = None,
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
+        deadline: Optional[float] = None,
     ) -> TokenResponse:
-        """Ask the token endpoint for a client-credentials token.
+        """Ask the token endpoint for a token with ``form`` (the grant's fields).
 
-        With ``dpop_key`` every attempt carries a fresh DPoP proof (RFC 9449 section 5)
-        with the server's latest nonce from ``nonces``; a ``use_dpop_nonce`` answer is
-        sent once more with the nonce it carried (outside ``OAUTH_MAX_RETRIES``), and
-        the response must say ``token_type`` ``DPoP``.
+        The endpoint's client authentication is added to every attempt. With
+        ``dpop_key`` every attempt carries a fresh DPoP proof (RFC 9449 section 5) with
+        the server's latest nonce from ``nonces``; a ``use_dpop_nonce`` answer is sent
+        once more with the nonce it carried (outside ``OAUTH_MAX_RETRIES``), and the
+        response must say ``token_type`` ``DPoP``.
 
         Args:
-            config: the server's OAuth settings.
+            endpoint: from :meth:`endpoint`.
+            form: the grant's fields, like :func:`client_credentials_form`'s.
             server_name: named in logs and errors.
             correlation_id: sent as ``X-Correlation-ID``; a new one by default.
             dpop_key: the DPoP key when ``OAUTH_DPOP`` is on, else None.
             nonces: where the servers' ``DPoP-Nonce`` values are kept (a new store
                 by default, so nothing is remembered between calls).
+            deadline: when (on the client's clock) the whole fetch gives up; no attempt
+                is sent, and no retry waits, past it. None: the attempts' own deadlines only.
 
         Returns:
             The checked response, with ``sent_at`` set to when the attempt that succeeded
@@ -791,22 +742,30 @@ class TokenClient:
             TransportError: the network or TLS failed.
             ConfigError: the mTLS files disappeared since the config was loaded.
         """
-        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token acquisition")
-        form: List[Tuple[str, str]] = masked([("grant_type", config.grant_type)])
-        if config.scope:
-            form.append(("scope", config.scope))
-        if config.audience:
-            form.append(("audience", config.audience))
-        if config.organization:
-            form.append(("organization", config.organization))
-        for resource in config.resources:
-            form.append(("resource", resource))
-        form.extend(config.additional_params)
+        call = self._new_call(
+            endpoint, server_name, correlation_id or _new_correlation_id(), "token acquisition", deadline
+        )
+        url = endpoint.url
+        build_attempt = self._authenticated(endpoint, form, call, url)
         log.debug("Token request correlation_id=%s for %s", call.correlation_id, server_name)
-        if dpop_key is None:
-            response = self._post(config, config.token_url, form, call)
-        else:
-            response = self._post_with_dpop(config, form, call, dpop_key, NonceStore() if nonces is None else nonces)
+        if dpop_key is not None:
+            key, store = dpop_key, NonceStore() if nonces is None else nonces
+            authenticated = build_attempt
+
+            def build_attempt() -> Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]:
+                headers, fields = authenticated()
+                headers[DPOP_HEADER] = key.proof("POST", url, now=self._wall_clock(), nonce=store.get(url))
+                return headers, fields
+
+        response = self._send(endpoint, url, build_attempt, call)
+        if dpop_key is not None:
+            store.update(url, response.headers)
+            if token_nonce_challenge(response.status_code, response.headers, _json_object(response.content)):
+                # RFC 9449 section 8: once more with the server's nonce, outside the retry count.
+                log.debug("Token endpoint of %s asked for a DPoP nonce; sending once more", server_name)
+                response.close()
+                response = self._send(endpoint, url, build_attempt, call)
+                store.update(url, response.headers)
         parsed = parse_token_response(
             response.status_code,
             response.content,
@@ -814,55 +773,33 @@ class TokenClient:
             correlation_id=call.correlation_id,
             location=response.headers.get("Location"),
             retry_after_refused=call.retry_after_refused,
-            redact=masked((config.client_secret,) if config.client_secret else ()),
+            redact=endpoint.redact,
             dpop=dpop_key is not None,
         )
         return parsed._replace(sent_at=call.sent_at)
 
-    def _post_with_dpop(
-        self, config: OAuthConfig, form: List[Tuple[str, str]], call: CallState, key: DPoPKey, nonces: NonceStore
-    ) -> requests.Response:
-        """POST to the token endpoint with a fresh proof per attempt; answer one nonce challenge."""
-        url = config.token_url
-        base = self.client_auth_attempt(config, form, call)
-
-        def build_attempt(attempt: int) -> Tuple[Dict[str, str], Union[List[Tuple[str, str]], bytes, str, None]]:
-            headers, fields = base(attempt)
-            headers[DPOP_HEADER] = key.proof("POST", url, now=self._wall_clock(), nonce=nonces.get(url))
-            return headers, fields
-
-        response = self._post(config, url, form, call, build_attempt)
-        nonces.update(url, response.headers)
-        if token_nonce_challenge(response.status_code, response.headers, _json_object(response.content)) is None:
-            return response
-        # RFC 9449 section 8: once more with the server's nonce, outside the retry count.
-        log.debug("Token endpoint of %s asked for a DPoP nonce; sending once more", call.server_name)
-        response.close()
-        response = self._post(config, url, form, call, build_attempt)
-        nonces.update(url, response.headers)
-        return response
-
     def revoke_token(
         self,
-        config: OAuthConfig,
+        endpoint: TokenEndpoint,
         token: str,
         token_type_hint: Optional[str],
         server_name: str,
         correlation_id: Optional[str] = None,
     ) -> None:
-        """Revoke a token at ``OAUTH_REVOCATION_URL`` (RFC 7009).
+        """Revoke a token at the endpoint's ``OAUTH_REVOCATION_URL`` (RFC 7009).
 
         Raises:
             TokenRequestError: the server answered with an error.
             TransportError: the network or TLS failed.
         """
         token = masked(token)  # frame locals may be printed with a traceback
-        call = self._new_call(config, server_name, correlation_id or _new_correlation_id(), "token revocation")
+        call = self._new_call(endpoint, server_name, correlation_id or _new_correlation_id(), "token revocation")
         form = masked([("token", token)])
         if token_type_hint:
             form.append(("token_type_hint", token_type_hint))
         log.debug("Revocation request correlation_id=%s for %s", call.correlation_id, server_name)
-        response = self._post(config, config.revocation_url, form, call)
+        url = endpoint.revocation_url
+        response = self._send(endpoint, url, self._authenticated(endpoint, form, call, url), call)
         if response.status_code == 200:
             return
         raise _error_from_response(
@@ -873,7 +810,7 @@ class TokenClient:
             call.correlation_id,
             response.headers.get("Location"),
             call.retry_after_refused,
-            redact=masked(tuple(secret for secret in (config.client_secret, token) if secret)),
+            redact=masked(tuple(endpoint.redact) + (token,)),
         )
 
 
@@ -993,18 +930,30 @@ def _error_from_response(
     )
 
 
+#: What :func:`_parse_expires_in` returns for a value that is not a positive number.
+_UNUSABLE = -1.0
+
+
 def _parse_expires_in(value: Any) -> Optional[float]:
+    """Seconds from ``expires_in`` (a number or a numeric string), None when absent, ``_UNUSABLE`` otherwise.
+
+    Pure, and it raises nothing: the caller's error is raised outside any ``except`` block.
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError("a boolean")
     if isinstance(value, str):
-        value = float(value.strip())
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return _UNUSABLE
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError("not a number")
-    seconds = float(value)
+        return _UNUSABLE
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return _UNUSABLE
     if math.isnan(seconds) or seconds <= 0:
-        raise ValueError("not a positive number")
+        return _UNUSABLE
     return min(seconds, MAX_TOKEN_LIFETIME)
 
 
@@ -1070,10 +1019,9 @@ def parse_token_response(
     elif not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = token_type if isinstance(token_type, str) and len(token_type) < 20 else type(token_type).__name__
         raise bad("token_type is %r, not Bearer; only bearer tokens are supported" % shown)
-    try:
-        expires_in = _parse_expires_in(data.get("expires_in"))
-    except (ValueError, OverflowError):
-        raise bad("expires_in is not a positive number of seconds") from None
+    expires_in = _parse_expires_in(data.get("expires_in"))
+    if expires_in == _UNUSABLE:
+        raise bad("expires_in is not a positive number of seconds")
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise bad("scope is not a space-separated string")

@@ -32,10 +32,10 @@ import secrets
 import ssl
 import stat
 import threading
-from typing import Any, Dict, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
-from ._helpers import MAX_SECRET_FILE_BYTES, parse_json_text, read_regular_file, redact_url
+from ._helpers import MAX_SECRET_FILE_BYTES, masked, parse_json_text, read_regular_file, redact_url
 from ._jsonpath import join as _join_path
 from .exceptions import ConfigError
 
@@ -52,15 +52,6 @@ ASSERTION_LIFETIME = 60
 ASSERTION_FILE_MIN_REMAINING = 5
 #: Signing algorithms for private_key_jwt (``OAUTH_CLIENT_ASSERTION_ALG``).
 SIGNING_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384")
-#: The client authentication methods (``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``).
-AUTH_METHODS = (
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-    "private_key_jwt",
-    "tls_client_auth",
-    "none",
-)
 #: The fix named by every "PyJWT is missing" error.
 JWT_EXTRA = "pip install 'oauth-gateway[jwt]'"
 #: RSA keys shorter than this are refused (RFC 7518 section 3.3).
@@ -704,16 +695,12 @@ class ClientSecretJwt(_JwtClientAuth):
     ) -> None:
         """Check that PyJWT is installed; a secret under 32 bytes is a WARNING (RFC 7518 3.2).
 
+        The table (:func:`auth_problem`) refuses an empty secret before this is built.
+
         Raises:
-            ConfigError: PyJWT is not installed, or the secret is empty.
+            ConfigError: PyJWT is not installed.
         """
         _import_jwt(_join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"))
-        if not client_secret:
-            raise ConfigError(
-                "client_secret_jwt needs a client secret",
-                _join_path(json_path, "OAUTH_CLIENT_SECRET"),
-                "set OAUTH_CLIENT_SECRET, or choose another OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
-            )
         super().__init__(client_id, audience, lifetime)
         self._secret = client_secret.encode("utf-8")
         if len(self._secret) < 32:
@@ -744,6 +731,18 @@ def _jwt_part(segment: str) -> Any:
     if problem is not None:  # not JSON, or nested deeply enough to exhaust the stack
         raise ValueError(problem.problem)
     return document
+
+
+def _jwt_claims(text: str) -> Optional[Dict[str, Any]]:
+    """The claims of a JWT's text (its header must be a JSON object too), or None when it is not one."""
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
+    except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
+        return None
+    return claims if isinstance(header, dict) and isinstance(claims, dict) else None
 
 
 def _utc(seconds: float) -> str:
@@ -795,22 +794,16 @@ class AssertionFile(ClientAuth):
                 "%s; check that the platform mounts it and that this user may read it" % problem.hint,
             )
         assert read is not None
-        try:
-            text = read.data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes") from None
-        parts = text.split(".")
-        try:
-            if len(parts) != 3 or not all(parts):
-                raise ValueError
-            header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
-            if not isinstance(header, dict) or not isinstance(claims, dict):
-                raise ValueError
-        except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
+        text: str = masked(read.data.decode("utf-8", "replace").strip())
+        claims = _jwt_claims(text) if "\ufffd" not in text else None
+        # Raised here, not in an except block: the file's content stays out of __context__.
+        if "\ufffd" in text:
+            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes")
+        if claims is None:
             raise self._error(
                 "does not hold a JWT (three base64url parts)",
                 "point it at the token file the platform writes (e.g. a projected service-account token)",
-            ) from None
+            )
         exp = claims.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, (int, float)):
             raise self._error(
@@ -868,6 +861,190 @@ class JwtBearerGrant:
 # --------------------------------------------------------------------------------------
 
 
+class Credential(NamedTuple):
+    """One kind of credential a client authentication method may need.
+
+    Attributes:
+        label: How messages name it (``"a client secret"``).
+        keys: The config keys that provide it, as a hint names them.
+    """
+
+    label: str
+    keys: str
+
+
+#: The credentials methods need, by kind: the one home of the words messages use for them.
+CREDENTIALS: Mapping[str, Credential] = {
+    "secret": Credential("a client secret", "OAUTH_CLIENT_SECRET (or OAUTH_CLIENT_SECRET_FILE)"),
+    "key": Credential("a private key", "OAUTH_CLIENT_PRIVATE_KEY_PATH"),
+    "assertion": Credential("an assertion file", "OAUTH_CLIENT_ASSERTION_FILE"),
+    "certificate": Credential(
+        "a client certificate", "OAUTH_USE_MTLS to true with OAUTH_CLIENT_CERT_PATH and OAUTH_CLIENT_KEY_PATH"
+    ),
+}
+
+
+class AuthSettings(NamedTuple):
+    """What a method's builder may use, named after the config keys (empty when unset).
+
+    Attributes:
+        client_id: ``OAUTH_CLIENT_ID``.
+        client_secret: ``OAUTH_CLIENT_SECRET``.
+        private_key_path: ``OAUTH_CLIENT_PRIVATE_KEY_PATH``.
+        private_key_password: ``OAUTH_CLIENT_PRIVATE_KEY_PASSWORD``.
+        alg: ``OAUTH_CLIENT_ASSERTION_ALG``.
+        kid: ``OAUTH_CLIENT_KEY_ID``.
+        audience: ``OAUTH_CLIENT_ASSERTION_AUDIENCE``.
+        cert_path: ``OAUTH_CLIENT_CERT_PATH``.
+        key_path: ``OAUTH_CLIENT_KEY_PATH`` (the mTLS key).
+        assertion_file: ``OAUTH_CLIENT_ASSERTION_FILE``.
+        json_path: The JSON path of the ``oauth_config`` object, for messages.
+    """
+
+    client_id: str = ""
+    client_secret: str = ""
+    private_key_path: str = ""
+    private_key_password: str = ""
+    alg: str = ""
+    kid: str = ""
+    audience: str = ""
+    cert_path: str = ""
+    key_path: str = ""
+    assertion_file: str = ""
+    json_path: str = "$"
+
+
+def _private_key_jwt(settings: AuthSettings) -> ClientAuth:
+    if settings.private_key_path and settings.assertion_file:
+        raise ConfigError(
+            "private_key_jwt takes a private key or an assertion file, not both",
+            _join_path(settings.json_path, "OAUTH_CLIENT_ASSERTION_FILE"),
+            "remove OAUTH_CLIENT_ASSERTION_FILE or OAUTH_CLIENT_PRIVATE_KEY_PATH",
+        )
+    if settings.assertion_file:
+        return AssertionFile(settings.assertion_file, settings.client_id, json_path=settings.json_path)
+    key = load_private_key(
+        settings.private_key_path, settings.private_key_password or None, json_path=settings.json_path
+    )
+    return PrivateKeyJwt(
+        settings.client_id,
+        key,
+        settings.alg or None,
+        settings.kid or None,
+        settings.audience or None,
+        settings.cert_path or None,
+        json_path=settings.json_path,
+    )
+
+
+class AuthMethod(NamedTuple):
+    """One row of :data:`AUTH_METHOD_TABLE`: a method, what it needs and how it is built.
+
+    Attributes:
+        name: The RFC 8414 ``token_endpoint_auth_method`` name.
+        needs: Kinds of :data:`CREDENTIALS`, any one of which is enough; empty for none.
+        signs: It sends a signed JWT (RFC 7523), so it needs PyJWT.
+        build: Makes the :class:`ClientAuth` once its needs are met.
+    """
+
+    name: str
+    needs: Tuple[str, ...]
+    signs: bool
+    build: Callable[[AuthSettings], ClientAuth]
+
+
+#: Every client authentication method, in the order discovery prefers them. A new method
+#: is one row here and its class.
+AUTH_METHOD_TABLE: Tuple[AuthMethod, ...] = (
+    AuthMethod("private_key_jwt", ("key", "assertion"), True, _private_key_jwt),
+    AuthMethod("client_secret_basic", ("secret",), False, lambda s: ClientSecretBasic(s.client_id, s.client_secret)),
+    AuthMethod("client_secret_post", ("secret",), False, lambda s: ClientSecretPost(s.client_id, s.client_secret)),
+    AuthMethod(
+        "client_secret_jwt",
+        ("secret",),
+        True,
+        lambda s: ClientSecretJwt(s.client_id, s.client_secret, s.audience or None, json_path=s.json_path),
+    ),
+    AuthMethod(
+        "tls_client_auth", ("certificate",), False, lambda s: TlsClientAuth(s.client_id, s.cert_path, s.key_path)
+    ),
+    AuthMethod("none", (), False, lambda s: NoClientAuth(s.client_id or None)),
+)
+_BY_NAME: Mapping[str, AuthMethod] = {row.name: row for row in AUTH_METHOD_TABLE}
+#: The client authentication methods (``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``).
+AUTH_METHODS = tuple(row.name for row in AUTH_METHOD_TABLE)
+#: The methods that send a signed JWT assertion (RFC 7523).
+SIGNING_METHODS = tuple(row.name for row in AUTH_METHOD_TABLE if row.signs)
+
+
+class AuthProblem(NamedTuple):
+    """Why a method cannot be used: the message, the config key to point at and the fix."""
+
+    message: str
+    key: str
+    hint: str
+
+
+def held_credentials(
+    *, secret: bool = False, key: bool = False, assertion: bool = False, certificate: bool = False
+) -> FrozenSet[str]:
+    """The kinds of :data:`CREDENTIALS` a client holds, from what is configured."""
+    held = (("secret", secret), ("key", key), ("assertion", assertion), ("certificate", certificate))
+    return frozenset(kind for kind, present in held if present)
+
+
+def auth_problem(method: str, held: FrozenSet[str]) -> Optional[AuthProblem]:
+    """What stops ``method`` with the credentials ``held``, or None. Pure: no I/O.
+
+    Every "method X needs Y" message of the library comes from here: a missing secret
+    points at ``OAUTH_CLIENT_SECRET``, anything else at ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``.
+    """
+    row = _BY_NAME.get(method)
+    if row is None:
+        return AuthProblem(
+            "unknown client authentication method %r" % method,
+            "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
+            "use one of %s" % ", ".join(AUTH_METHODS),
+        )
+    if not row.needs or held.intersection(row.needs):
+        return None
+    hint = "set %s, or choose another OAUTH_TOKEN_ENDPOINT_AUTH_METHOD" % " or ".join(
+        CREDENTIALS[kind].keys for kind in row.needs
+    )
+    key = "OAUTH_CLIENT_SECRET" if row.needs == ("secret",) else "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"
+    labels = " or ".join(CREDENTIALS[kind].label for kind in row.needs)
+    return AuthProblem("%s needs %s" % (method, labels), key, hint)
+
+
+def default_auth_method(held: FrozenSet[str], *, use_basic_auth: bool = True, jwt_bearer: bool = False) -> str:
+    """The method used when ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is not set. Pure.
+
+    private_key_jwt with a private key or an assertion file (with the jwt-bearer grant
+    the file is the grant's, not the client's), tls_client_auth with a certificate and
+    no secret, none for the jwt-bearer grant without a secret, else client_secret_basic
+    or client_secret_post (``OAUTH_USE_BASIC_AUTH``).
+    """
+    if "key" in held or ("assertion" in held and not jwt_bearer):
+        return "private_key_jwt"
+    if "secret" not in held and "certificate" in held:
+        return "tls_client_auth"
+    if "secret" not in held and jwt_bearer:
+        return "none"
+    return "client_secret_basic" if use_basic_auth else "client_secret_post"
+
+
+def preferred_auth_method(supported: Iterable[str], held: FrozenSet[str]) -> Optional[str]:
+    """The first method of the table that the server supports and ``held`` allows, or None.
+
+    ``none`` is never chosen this way: a client with credentials uses them.
+    """
+    offered = set(supported)
+    for row in AUTH_METHOD_TABLE:
+        if row.needs and row.name in offered and held.intersection(row.needs):
+            return row.name
+    return None
+
+
 def build_client_auth(
     method: str,
     client_id: str,
@@ -883,56 +1060,38 @@ def build_client_auth(
     assertion_file: Optional[str] = None,
     json_path: str = "$",
 ) -> ClientAuth:
-    """Build the :class:`ClientAuth` for ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD``.
+    """Build the :class:`ClientAuth` for ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` from its table row.
 
-    Args mirror the config keys: ``client_secret`` (OAUTH_CLIENT_SECRET),
-    ``private_key_path`` (OAUTH_CLIENT_PRIVATE_KEY_PATH), ``alg``
-    (OAUTH_CLIENT_ASSERTION_ALG), ``kid`` (OAUTH_CLIENT_KEY_ID), ``audience``
-    (OAUTH_CLIENT_ASSERTION_AUDIENCE), ``cert_path``/``key_path`` (OAUTH_CLIENT_CERT_PATH,
-    OAUTH_CLIENT_KEY_PATH), ``assertion_file`` (OAUTH_CLIENT_ASSERTION_FILE). For
-    private_key_jwt exactly one of ``private_key_path`` and ``assertion_file`` is given.
+    Args mirror the config keys (see :class:`AuthSettings`). For private_key_jwt exactly
+    one of ``private_key_path`` and ``assertion_file`` is given.
 
     Raises:
         ConfigError: an unknown method, a missing or conflicting key, a bad key file,
             or PyJWT missing for a signing method.
     """
-    where = _join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD")
-    if method == "client_secret_basic":
-        return ClientSecretBasic(client_id, client_secret or "")
-    if method == "client_secret_post":
-        return ClientSecretPost(client_id, client_secret or "")
-    if method == "client_secret_jwt":
-        return ClientSecretJwt(client_id, client_secret or "", audience, json_path=json_path)
-    if method == "tls_client_auth":
-        if not (cert_path and key_path):
-            raise ConfigError(
-                "tls_client_auth needs a client certificate and key",
-                where,
-                "set OAUTH_CLIENT_CERT_PATH and OAUTH_CLIENT_KEY_PATH",
-            )
-        return TlsClientAuth(client_id, cert_path, key_path)
-    if method == "none":
-        return NoClientAuth(client_id)
-    if method != "private_key_jwt":
-        raise ConfigError(
-            "unknown client authentication method %r" % method, where, "use one of %s" % ", ".join(AUTH_METHODS)
-        )
-    if private_key_path and assertion_file:
-        raise ConfigError(
-            "private_key_jwt takes a private key or an assertion file, not both",
-            _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE"),
-            "remove OAUTH_CLIENT_ASSERTION_FILE or OAUTH_CLIENT_PRIVATE_KEY_PATH",
-        )
-    if assertion_file:
-        return AssertionFile(assertion_file, client_id, json_path=json_path)
-    if not private_key_path:
-        raise ConfigError(
-            "private_key_jwt needs a private key or an assertion file",
-            where,
-            "set OAUTH_CLIENT_PRIVATE_KEY_PATH (or OAUTH_CLIENT_ASSERTION_FILE)",
-        )
-    key = load_private_key(private_key_path, private_key_password, json_path=json_path)
-    return PrivateKeyJwt(client_id, key, alg, kid, audience, cert_path, json_path=json_path)
+    settings = AuthSettings(
+        client_id,
+        client_secret or "",
+        private_key_path or "",
+        private_key_password or "",
+        alg or "",
+        kid or "",
+        audience or "",
+        cert_path or "",
+        key_path or "",
+        assertion_file or "",
+        json_path,
+    )
+    held = held_credentials(
+        secret=bool(settings.client_secret),
+        key=bool(settings.private_key_path),
+        assertion=bool(settings.assertion_file),
+        certificate=bool(settings.cert_path and settings.key_path),
+    )
+    problem = auth_problem(method, held)
+    if problem is not None:
+        raise ConfigError(problem.message, _join_path(settings.json_path, problem.key), problem.hint)
+    return _BY_NAME[method].build(settings)
 
 
 __all__ = (
@@ -951,6 +1110,7 @@ __all__ = (
     "PrivateKey",
     "PrivateKeyJwt",
     "SIGNING_ALGORITHMS",
+    "SIGNING_METHODS",
     "TlsClientAuth",
     "assertion_audience",
     "basic_credentials",

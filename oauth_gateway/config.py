@@ -31,7 +31,15 @@ from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, reso
 from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
-from .client_auth import JWT_BEARER_GRANT_TYPE, check_key_file, require_jwt
+from .client_auth import (
+    CREDENTIALS,
+    JWT_BEARER_GRANT_TYPE,
+    auth_problem,
+    check_key_file,
+    default_auth_method,
+    held_credentials,
+    require_jwt,
+)
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
@@ -334,26 +342,35 @@ def _check_required(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
     return check
 
 
-#: Client authentication methods that need no client secret.
-_SECRETLESS_METHODS = frozenset(["private_key_jwt", "tls_client_auth", "none"])
+def _held(values: _Values) -> FrozenSet[str]:
+    """The kinds of credentials the block holds (client_auth's table names them)."""
+    return held_credentials(
+        secret=bool(values["client_secret"]),
+        key=bool(values["client_private_key_path"]),
+        assertion=bool(values["client_assertion_file"]),
+        certificate=bool(values["use_mtls"]),
+    )
 
 
-def _needs_secret(values: _Values) -> bool:
-    method = values["token_endpoint_auth_method"]
-    if method:
-        return method not in _SECRETLESS_METHODS
-    return not (values["use_mtls"] or values["client_private_key_path"] or values["client_assertion_file"])
+def _auth_method(values: _Values) -> str:
+    jwt_bearer = values["grant_type"] == JWT_BEARER_GRANT_TYPE
+    return values["token_endpoint_auth_method"] or default_auth_method(
+        _held(values), use_basic_auth=bool(values["use_basic_auth"]), jwt_bearer=jwt_bearer
+    )
 
 
 def _check_secret(values: _Values, path_of: _PathOf) -> None:
     if values["client_secret_file"]:
         values["client_secret"] = _read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
-    if _needs_client_credentials(values) and not values["client_secret"] and _needs_secret(values):
+    if not _needs_client_credentials(values) or values["client_secret"]:
+        return
+    problem = auth_problem(_auth_method(values), _held(values))
+    if problem is not None and problem.key == "OAUTH_CLIENT_SECRET":
+        others = " or ".join(CREDENTIALS[kind].keys for kind in CREDENTIALS if kind != "secret")
         raise ConfigError(
             "is empty after resolving ${...} references",
             path_of("OAUTH_CLIENT_SECRET"),
-            "set the secret, or use OAUTH_CLIENT_SECRET_FILE, OAUTH_USE_MTLS, OAUTH_CLIENT_PRIVATE_KEY_PATH "
-            "or OAUTH_CLIENT_ASSERTION_FILE",
+            "set the secret (or OAUTH_CLIENT_SECRET_FILE), or authenticate with %s instead" % others,
         )
 
 
@@ -450,21 +467,10 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
     """The chosen method has what it needs; the key file exists (fail closed)."""
     if not _needs_client_credentials(values):
         return
-    method = values["token_endpoint_auth_method"]
     key_path, assertion_file = values["client_private_key_path"], values["client_assertion_file"]
-    where = path_of("OAUTH_TOKEN_ENDPOINT_AUTH_METHOD")
-    if method == "private_key_jwt" and not key_path and not assertion_file:
-        raise ConfigError(
-            "private_key_jwt needs a private key or an assertion file",
-            where,
-            "set OAUTH_CLIENT_PRIVATE_KEY_PATH (or OAUTH_CLIENT_ASSERTION_FILE)",
-        )
-    if method == "tls_client_auth" and not values["use_mtls"]:
-        raise ConfigError(
-            "tls_client_auth needs the mTLS client certificate",
-            where,
-            "set OAUTH_USE_MTLS to true with OAUTH_CLIENT_CERT_PATH and OAUTH_CLIENT_KEY_PATH",
-        )
+    problem = auth_problem(_auth_method(values), _held(values))
+    if problem is not None and problem.key != "OAUTH_CLIENT_SECRET":  # a missing secret is _check_secret's
+        raise ConfigError(problem.message, path_of(problem.key), problem.hint)
     if values["grant_type"] == JWT_BEARER_GRANT_TYPE and not assertion_file:
         raise ConfigError(
             "is required with the jwt-bearer grant",
@@ -777,16 +783,16 @@ class OAuthConfig:
         a secret, else client_secret_basic or client_secret_post (``OAUTH_USE_BASIC_AUTH``).
         A discovered config without the key takes the first of these the server supports.
         """
-        if self.token_endpoint_auth_method:
-            return self.token_endpoint_auth_method
+        held = held_credentials(
+            secret=bool(self.client_secret),
+            key=bool(self.client_private_key_path),
+            assertion=bool(self.client_assertion_file),
+            certificate=self.use_mtls,
+        )
         jwt_bearer = self.grant_type == JWT_BEARER_GRANT_TYPE
-        if self.client_private_key_path or (self.client_assertion_file and not jwt_bearer):
-            return "private_key_jwt"
-        if self.use_mtls and not self.client_secret:
-            return "tls_client_auth"
-        if jwt_bearer and not self.client_secret:
-            return "none"
-        return "client_secret_basic" if self.use_basic_auth else "client_secret_post"
+        return self.token_endpoint_auth_method or default_auth_method(
+            held, use_basic_auth=self.use_basic_auth, jwt_bearer=jwt_bearer
+        )
 
     @property
     def is_discovered(self) -> bool:

@@ -12,29 +12,38 @@ A check that fails raises :class:`DiscoveryError` before anything more is sent.
 The HTTP calls go through a transport callable, ``fetch(method, url, headers, body) ->
 (status, headers, body_bytes)``, so the token client can hand over its own session (same
 TLS settings, timeouts, retry policy and redirect refusal). Discovery never sends
-credentials. It imports only the standard library and the package's exceptions and helpers.
+credentials.
+
+:class:`Resolver` turns a config without ``OAUTH_TOKEN_URL`` into one with its endpoints,
+and holds the rules of where credentials may go: a pinned ``OAUTH_ISSUER`` or the issuer
+trusted on first use (``OAUTH_TRUST_DISCOVERED_ISSUER``), endpoints on the issuer's origin,
+and a client assertion's audience.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import threading
 import time
 import types
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers import loads_bounded, redact_url
-from ._http import parse_www_authenticate, resource_metadata_problem, transport_problem
+from ._http import origin_of, parse_www_authenticate, resource_metadata_problem, transport_problem
 from ._singleflight import SingleFlight
+from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, SIGNING_METHODS, held_credentials, preferred_auth_method
 from .exceptions import DiscoveryError, TransportError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import OAuthConfig
+
 __all__ = (
-    "AUTH_METHODS",
     "AuthorizationServerMetadata",
     "DEFAULT_MAX_AGE",
     "DiscoveryError",
@@ -42,6 +51,7 @@ __all__ = (
     "Discoverer",
     "Fetch",
     "ProtectedResourceMetadata",
+    "Resolver",
     "SIGNING_METHODS",
     "authorization_server_metadata_urls",
     "canonical_resource_uri",
@@ -63,18 +73,6 @@ DEFAULT_MAX_ENTRIES = 256
 DEFAULT_WAIT_TIMEOUT = 300.0
 #: Largest metadata document accepted, in bytes.
 MAX_DOCUMENT_BYTES = 1024 * 1024
-
-#: Client authentication methods this library knows, in the order a choice prefers them.
-AUTH_METHODS = (
-    "private_key_jwt",
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-    "tls_client_auth",
-)
-_SECRET_METHODS = frozenset(["client_secret_basic", "client_secret_post", "client_secret_jwt"])
-#: The client authentication methods that send a signed JWT assertion (RFC 7523).
-SIGNING_METHODS = ("private_key_jwt", "client_secret_jwt")
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -103,10 +101,11 @@ STEP_RESOURCE_METADATA = "protected resource metadata"
 STEP_SERVER_METADATA = "authorization server metadata"
 STEP_AUTH_METHOD = "client authentication method"
 
-#: ``fetch(method, url, headers, body) -> (status, headers, body_bytes)``. It must not
-#: follow redirects, must time out, and raises ``OSError`` (requests' exceptions are
+#: ``fetch(method, url, headers, body, deadline) -> (status, headers, body_bytes)``. It must
+#: not follow redirects, must time out, must give up once ``deadline`` (the caller's clock,
+#: or None for no deadline) has passed, and raises ``OSError`` (requests' exceptions are
 #: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
-Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes]], Tuple[int, Mapping[str, str], bytes]]
+Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]]
 
 
 # --------------------------------------------------------------------------- metadata types
@@ -352,9 +351,7 @@ def choose_auth_method(
 
     Among the methods the server lists in ``token_endpoint_auth_methods_supported`` (RFC
     8414 default: ``client_secret_basic``), pick the first that the credentials allow, in
-    this order: ``private_key_jwt`` (a private key), ``client_secret_basic``,
-    ``client_secret_post``, ``client_secret_jwt`` (a secret), ``tls_client_auth`` (a
-    client certificate).
+    the order of client_auth's method table (``private_key_jwt`` first).
 
     Args:
         metadata: the authorization server's metadata.
@@ -368,29 +365,17 @@ def choose_auth_method(
     Raises:
         DiscoveryError: the server supports none of the methods the credentials allow.
     """
-    supported = set(metadata.token_endpoint_auth_methods_supported)
-    allowed = {
-        "private_key_jwt": have_private_key,
-        "client_secret_basic": have_secret,
-        "client_secret_post": have_secret,
-        "client_secret_jwt": have_secret,
-        "tls_client_auth": have_cert,
-    }
-    for method in AUTH_METHODS:
-        if allowed[method] and method in supported:
-            return method
-    have = [
-        label
-        for label, present in (
-            ("a client secret", have_secret),
-            ("a private key", have_private_key),
-            ("a client certificate", have_cert),
-        )
-        if present
-    ]
+    supported = metadata.token_endpoint_auth_methods_supported
+    held = held_credentials(secret=have_secret, key=have_private_key, certificate=have_cert)
+    method = preferred_auth_method(supported, held)
+    if method is not None:
+        return method
     raise DiscoveryError(
         "the server supports %s, and none of them works with %s"
-        % (_show(sorted(supported)), " and ".join(have) or "no credentials"),
+        % (
+            _show(sorted(set(supported))),
+            " and ".join(CREDENTIALS[kind].label for kind in CREDENTIALS if kind in held) or "no credentials",
+        ),
         metadata.metadata_url or metadata.issuer,
         STEP_AUTH_METHOD,
         "configure credentials for one of those methods, or set OAUTH_TOKEN_ENDPOINT_AUTH_METHOD",
@@ -568,9 +553,9 @@ class Discoverer:
 
     Thread-safe: one lock guards the cache and the in-flight table, and is never held
     during HTTP. Each lookup (an issuer, a server URL) is fetched by one thread at a time;
-    the others wait for that thread's answer or error. Answers are cached for their
-    ``Cache-Control: max-age`` (default :data:`DEFAULT_MAX_AGE`, at most ``max_age_limit``),
-    errors are not cached.
+    the others wait, until their deadline, for that thread's answer or a copy of its error.
+    Answers are cached for their ``Cache-Control: max-age`` (default :data:`DEFAULT_MAX_AGE`,
+    at most ``max_age_limit``), errors are not cached.
 
     Args:
         fetch: the transport, see :data:`Fetch`.
@@ -602,7 +587,8 @@ class Discoverer:
         self._default_max_age = float(default_max_age)
         self._max_age_limit = float(max_age_limit)
         self._max_entries = int(max_entries)
-        # Guards _entries and _flights; never held during a fetch.
+        # Guards _entries and the flights (one lock: the cache check and the claim are one
+        # step); never held during a fetch.
         self._lock = threading.Lock()
         self._entries: OrderedDict[Tuple[str, str], Tuple[Any, float]] = OrderedDict()
         self._flights: SingleFlight[Tuple[str, str], Any] = SingleFlight(self._lock)
@@ -610,22 +596,33 @@ class Discoverer:
 
     # -- public lookups
 
-    def authorization_server(self, issuer: str) -> AuthorizationServerMetadata:
+    def authorization_server(self, issuer: str, deadline: Optional[float] = None) -> AuthorizationServerMetadata:
         """Return the metadata of the authorization server ``issuer`` (cached).
 
         Tries RFC 8414, then OpenID discovery (path-insert, then path-append). The first
         document found must carry ``issuer`` exactly; otherwise nothing more is sent.
+
+        Args:
+            issuer: the issuer identifier.
+            deadline: when (on this discoverer's clock) the caller gives up; None for never.
 
         Raises:
             DiscoveryError: no document, a document that is not a JSON object, an issuer
                 mismatch, no token endpoint, or an URL that is not https.
             TransportError: the network failed.
         """
-        metadata: AuthorizationServerMetadata = self._cached(("as", issuer), lambda: self._load_server(issuer))
+        metadata: AuthorizationServerMetadata = self._cached(
+            ("as", issuer), lambda: self._load_server(issuer, deadline), deadline
+        )
         return metadata
 
     def protected_resource(
-        self, resource_url: str, pinned_issuer: Optional[str] = None, resource_metadata_url: str = ""
+        self,
+        resource_url: str,
+        pinned_issuer: Optional[str] = None,
+        resource_metadata_url: str = "",
+        deadline: Optional[float] = None,
+        remembered_issuer: Optional[str] = None,
     ) -> DiscoveryResult:
         """Discover everything needed to get a token for the MCP server at ``resource_url``.
 
@@ -637,9 +634,12 @@ class Discoverer:
 
         Args:
             resource_url: the MCP server's URL.
-            pinned_issuer: the only authorization server the caller trusts, or None.
+            pinned_issuer: the only authorization server the caller trusts (``OAUTH_ISSUER``), or None.
             resource_metadata_url: ``OAUTH_RESOURCE_METADATA_URL``: the metadata URL to use
                 when the challenge names none, and the one allowed off the server's origin.
+            deadline: when (on this discoverer's clock) the caller gives up; None for never.
+            remembered_issuer: the authorization server trusted on first use for this
+                server (``OAUTH_TRUST_DISCOVERED_ISSUER``): it must still be listed.
 
         Raises:
             DiscoveryError: a step failed its check (see :class:`DiscoveryError`).
@@ -651,7 +651,9 @@ class Discoverer:
         except ValueError as exc:
             raise DiscoveryError(str(exc), resource_url, STEP_PROBE, "write it like https://mcp.example.com/mcp")
         entry: _ResourceEntry = self._cached(
-            ("prm", resource), lambda: self._load_resource(resource_url, resource, resource_metadata_url)
+            ("prm", resource),
+            lambda: self._load_resource(resource_url, resource, resource_metadata_url, deadline),
+            deadline,
         )
         servers = entry.metadata.authorization_servers
         if pinned_issuer is not None:
@@ -664,10 +666,22 @@ class Discoverer:
                     "OAUTH_ISSUER pins where the secret may go; fix OAUTH_ISSUER or ask the server's operator",
                 )
             issuer = pinned_issuer
+        elif remembered_issuer is not None:
+            if remembered_issuer not in servers:
+                raise DiscoveryError(
+                    "the server names the authorization servers %s, not %s, which it named when it was first "
+                    "trusted (OAUTH_TRUST_DISCOVERED_ISSUER); nothing was sent to them"
+                    % (_show(list(servers)), _show(remembered_issuer)),
+                    entry.metadata_url,
+                    STEP_RESOURCE_METADATA,
+                    "credentials go only to the authorization server trusted on first use; if the server "
+                    "really moved, check the new issuer with `oauth-gateway discover URL` and set OAUTH_ISSUER to it",
+                )
+            issuer = remembered_issuer
         else:
             issuer = servers[0]
         _require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
-        server = self.authorization_server(issuer)
+        server = self.authorization_server(issuer, deadline)
         if entry.challenge_scope:
             scopes = tuple(entry.challenge_scope.split())
         else:
@@ -682,9 +696,16 @@ class Discoverer:
         )
 
     def discover(
-        self, resource_url: Optional[str] = None, issuer: Optional[str] = None, resource_metadata_url: str = ""
+        self,
+        resource_url: Optional[str] = None,
+        issuer: Optional[str] = None,
+        resource_metadata_url: str = "",
+        deadline: Optional[float] = None,
+        remembered_issuer: Optional[str] = None,
     ) -> DiscoveryResult:
         """Discover from a server URL (pinned to ``issuer`` when given), else from ``issuer`` alone.
+
+        ``deadline`` and ``remembered_issuer`` are as in :meth:`protected_resource`.
 
         Raises:
             ValueError: neither is given.
@@ -692,9 +713,11 @@ class Discoverer:
                 :meth:`authorization_server`.
         """
         if resource_url:
-            return self.protected_resource(resource_url, issuer, resource_metadata_url)
+            return self.protected_resource(
+                resource_url, issuer, resource_metadata_url, deadline=deadline, remembered_issuer=remembered_issuer
+            )
         if issuer:
-            return DiscoveryResult(resource=None, authorization_server=self.authorization_server(issuer))
+            return DiscoveryResult(resource=None, authorization_server=self.authorization_server(issuer, deadline))
         raise ValueError("Discoverer.discover: give resource_url or issuer")
 
     def forget(self, url: str, metadata_url: Optional[str] = None) -> bool:
@@ -745,8 +768,8 @@ class Discoverer:
 
     # -- cache and single flight
 
-    def _cached(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
-        with self._lock:
+    def _cached(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]], deadline: Optional[float]) -> Any:
+        with self._lock:  # the cache check and the claim in one step
             hit = self._entries.get(key)
             if hit is not None:
                 if self._clock() < hit[1]:
@@ -755,7 +778,9 @@ class Discoverer:
                 del self._entries[key]
             flight, leader = self._flights.join(key)
         if not leader:
-            return flight.wait(self._wait_timeout, functools.partial(_waited_too_long, key[1]))
+            # At most wait_timeout, and never past the caller's deadline.
+            wait = self._wait_timeout if deadline is None else min(self._wait_timeout, deadline - self._clock())
+            return flight.wait(max(0.0, wait), functools.partial(_waited_too_long, key[1]))
         return self._flights.lead(key, flight, functools.partial(self._load_and_keep, key, load))
 
     def _load_and_keep(self, key: Tuple[str, str], load: Callable[[], Tuple[Any, float]]) -> Any:
@@ -771,11 +796,17 @@ class Discoverer:
     # -- loaders (run by the leader, without the lock)
 
     def _call(
-        self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], step: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Optional[bytes],
+        step: str,
+        deadline: Optional[float],
     ) -> Tuple[int, Dict[str, str], bytes]:
         log.debug("discovery: %s %s (%s)", method, redact_url(url), step)
         try:
-            status, answer_headers, content = self._fetch(method, url, dict(headers), body)
+            status, answer_headers, content = self._fetch(method, url, dict(headers), body, deadline)
         except TransportError:
             raise
         except OSError as exc:
@@ -789,7 +820,7 @@ class Discoverer:
     def _max_age(self, headers: Mapping[str, str]) -> float:
         return parse_cache_max_age(headers.get("cache-control"), self._default_max_age, self._max_age_limit)
 
-    def _load_server(self, issuer: str) -> Tuple[AuthorizationServerMetadata, float]:
+    def _load_server(self, issuer: str, deadline: Optional[float]) -> Tuple[AuthorizationServerMetadata, float]:
         step = STEP_SERVER_METADATA
         _require_https(issuer, self.enforce_https, step, what="the issuer")
         parts = urlsplit(issuer)
@@ -801,7 +832,7 @@ class Discoverer:
                 "write it like https://auth.example.com/tenant",
             )
         urls = authorization_server_metadata_urls(issuer)
-        found = self._first_document(urls, step)
+        found = self._first_document(urls, step, deadline)
         if found is not None:
             document, url, headers = found
             return _server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
@@ -812,14 +843,16 @@ class Discoverer:
             "check the issuer URL, or set OAUTH_TOKEN_URL",
         )
 
-    def _first_document(self, urls: List[str], step: str) -> Optional[Tuple[Dict[str, Any], str, Dict[str, str]]]:
+    def _first_document(
+        self, urls: List[str], step: str, deadline: Optional[float]
+    ) -> Optional[Tuple[Dict[str, Any], str, Dict[str, str]]]:
         """GET the well-known ``urls`` in order; return the first JSON object found, its URL and headers.
 
         A 4xx answer moves on to the next URL; any other answer that is not 200 stops the
         search (a 5xx is retryable). None when every URL answered 4xx.
         """
         for url in urls:
-            status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step)
+            status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step, deadline)
             if status == 200:
                 return _parse_document(body, url, step), url, headers
             if not 400 <= status < 500:
@@ -832,8 +865,10 @@ class Discoverer:
                 )
         return None
 
-    def _load_resource(self, resource_url: str, resource: str, configured: str) -> Tuple[_ResourceEntry, float]:
-        status, headers, _ = self._call("POST", resource_url, _PROBE_HEADERS, _PROBE_BODY, STEP_PROBE)
+    def _load_resource(
+        self, resource_url: str, resource: str, configured: str, deadline: Optional[float]
+    ) -> Tuple[_ResourceEntry, float]:
+        status, headers, _ = self._call("POST", resource_url, _PROBE_HEADERS, _PROBE_BODY, STEP_PROBE, deadline)
         metadata_url: Optional[str] = None
         challenge_scope: Optional[str] = None
         if status == 401:
@@ -849,7 +884,7 @@ class Discoverer:
             refused = resource_metadata_problem(resource_url, metadata_url, configured)
             if refused is not None:
                 raise DiscoveryError(refused.problem, resource_url, step, refused.hint)
-            status, headers, body = self._call("GET", metadata_url, _JSON_HEADERS, None, step)
+            status, headers, body = self._call("GET", metadata_url, _JSON_HEADERS, None, step, deadline)
             if status != 200:
                 raise DiscoveryError(
                     "the challenge's resource_metadata URL answered HTTP %d" % status,
@@ -862,7 +897,7 @@ class Discoverer:
             metadata = _resource_metadata(document, resource, metadata_url)
             return _ResourceEntry(metadata, metadata_url, challenge_scope), self._max_age(headers)
         urls = protected_resource_metadata_urls(resource_url)
-        found = self._first_document(urls, step)
+        found = self._first_document(urls, step, deadline)
         if found is not None:
             document, url, headers = found
             metadata = _resource_metadata(document, resource, url)
@@ -874,3 +909,299 @@ class Discoverer:
             STEP_PROBE,
             "check the server URL, or set OAUTH_ISSUER or OAUTH_TOKEN_URL",
         )
+
+
+# --------------------------------------------------------------------------- the resolver
+
+STEP_TRUST = "trust"
+#: Seconds a trusted-on-first-use issuer is kept in a shared cache (stores may cap it; it
+#: is written again every :data:`TRUST_RECORD_REFRESH` seconds while in use).
+TRUST_RECORD_TTL = 30 * 86400.0
+#: Seconds after which a resolver writes a trusted issuer to the shared cache again.
+TRUST_RECORD_REFRESH = 3600.0
+#: Configs whose certificate-bound discovery a resolver remembers; past this it starts over.
+MAX_CERT_BOUND = 1024
+
+
+class TrustRecords(Protocol):
+    """Where a resolver keeps trusted issuers beyond its own life: a token cache shared by processes."""
+
+    def load_record(self, name: str) -> Optional[str]:
+        """Return the value stored under ``name``, or None."""
+
+    def store_record(self, name: str, value: str, ttl: float) -> None:
+        """Store ``value`` under ``name`` for about ``ttl`` seconds."""
+
+
+def trust_record_name(config: OAuthConfig) -> str:
+    """The name of ``config``'s trusted issuer: a digest of its server URL and client id.
+
+    Not the config's fingerprint: a change of timeout or scope must not open trust on
+    first use again for the same credentials at the same server.
+    """
+    resource = config.discovery_resource or ""
+    try:
+        resource = canonical_resource_uri(resource)
+    except ValueError:
+        pass
+    blob = json.dumps(["trusted-issuer", resource, config.client_id], separators=(",", ":")).encode("utf-8")
+    return "trusted-issuer:" + hashlib.sha256(blob).hexdigest()
+
+
+class Resolver:
+    """Turns a config without ``OAUTH_TOKEN_URL`` into one with its endpoints, under the trust rules. Thread-safe.
+
+    It holds one :class:`Discoverer` per transport (TLS identity, timeouts, retries, https
+    rule), the issuers trusted on first use, and which configs get certificate-bound
+    tokens. Before a resolved config is handed back, where its credentials may go is
+    checked (:meth:`resolve`); nothing is sent to a token endpoint that fails a check.
+
+    Args:
+        fetch_for: returns the discovery transport (:data:`Fetch`) for a config.
+        clock: monotonic seconds; deadlines are on this clock.
+        records: where issuers trusted on first use are kept for other processes (a
+            shared token cache); None keeps them for this resolver's life only.
+    """
+
+    def __init__(
+        self,
+        fetch_for: Callable[[OAuthConfig], Fetch],
+        clock: Callable[[], float] = time.monotonic,
+        records: Optional[TrustRecords] = None,
+    ) -> None:
+        self._fetch_for = fetch_for
+        self._clock = clock
+        self._records = records
+        # Guards the three dicts; never held during a fetch or a shared-cache call.
+        self._lock = threading.Lock()
+        self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
+        # Trust on first use: record name -> (issuer, clock time it was last written to records).
+        self._trusted: Dict[str, Tuple[str, float]] = {}
+        self._cert_bound: Dict[str, bool] = {}
+
+    def resolve(self, config: OAuthConfig, deadline: Optional[float] = None) -> OAuthConfig:
+        """Return ``config`` with what discovery decides filled in; ``config`` itself when nothing is discovered.
+
+        A config without ``OAUTH_TOKEN_URL`` is discovered from its resource URL
+        (``OAUTH_RESOURCE``, pinned to ``OAUTH_ISSUER`` when set) or from ``OAUTH_ISSUER``.
+        The result sets the token endpoint (its RFC 8705 mTLS alias with mTLS), the
+        revocation endpoint (unless configured), the resource (the server's canonical
+        URI unless ``OAUTH_RESOURCE`` says otherwise), the scope (the challenge's, else
+        ``scopes_supported``, unless ``OAUTH_SCOPE`` is set), the client authentication
+        method (unless ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is set) and the issuer (the
+        default audience of client assertions).
+
+        Where the credentials may go: with ``OAUTH_ISSUER``, only to that issuer; with
+        ``OAUTH_TRUST_DISCOVERED_ISSUER``, only to the first issuer found for the server
+        (remembered here and in ``records``; logged once at WARNING); the token and
+        revocation endpoints must be on the issuer's origin; with
+        ``OAUTH_CLIENT_ASSERTION_AUDIENCE``, the token endpoint (or the issuer) must be it.
+
+        Args:
+            config: the server's settings.
+            deadline: when (on the clock) the caller's whole fetch gives up; None for never.
+
+        Raises:
+            DiscoveryError: a discovery step or a trust rule failed; nothing was sent.
+            TransportError: the network failed during discovery, or the deadline passed.
+        """
+        if not config.is_discovered:
+            return config
+        trust = config.trust_discovered_issuer and not config.issuer and config.discovery_resource is not None
+        name = trust_record_name(config) if trust else ""
+        remembered = self._remembered(name) if trust else None
+        result = self._discoverer(config).discover(
+            resource_url=config.discovery_resource,
+            issuer=config.issuer or None,
+            resource_metadata_url=config.resource_metadata_url,
+            deadline=deadline,
+            remembered_issuer=remembered,
+        )
+        resolved = _completed(config, result)
+        _check_destinations(config, resolved, result.authorization_server)
+        if trust:
+            self._trust(name, resolved.issuer, config)
+        if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
+            with self._lock:
+                if len(self._cert_bound) >= MAX_CERT_BOUND:
+                    self._cert_bound.clear()
+                self._cert_bound[resolved.fingerprint] = True
+        return resolved
+
+    def is_cert_bound(self, resolved: OAuthConfig) -> bool:
+        """True when the metadata of ``resolved``'s server says its tokens are certificate-bound (RFC 8705)."""
+        return self._cert_bound.get(resolved.fingerprint, False)
+
+    def forget(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
+        """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
+
+        Called after a resource server's 401 and after a refresh the authorization server
+        refused as ``invalid_client`` or ``invalid_target``: the server may have moved.
+        An issuer trusted on first use is kept: a move to another one stays refused.
+
+        Args:
+            resource_metadata: the ``resource_metadata`` URL of the resource server's 401
+                challenge; the server's metadata is dropped only when it came from another
+                URL. Without it, the server's metadata and its authorization server's go.
+
+        Returns:
+            True when something was dropped (False for a config with a token URL).
+        """
+        if not config.is_discovered:
+            return False
+        discoverer = self._discoverer(config)
+        dropped = False
+        if config.discovery_resource:
+            dropped = discoverer.forget(config.discovery_resource, metadata_url=resource_metadata)
+        if config.issuer and resource_metadata is None:
+            dropped = discoverer.forget(config.issuer) or dropped
+        return dropped
+
+    def reset_after_fork(self) -> None:
+        """Start with a fresh lock and no discoverers (their sessions are the parent's) in a forked child."""
+        self._lock = threading.Lock()
+        self._discoverers = {}
+
+    def _discoverer(self, config: OAuthConfig) -> Discoverer:
+        cert, verify = config.tls_identity
+        transport = (
+            cert,
+            verify,
+            config.enforce_https,
+            config.connect_timeout,
+            config.timeout,
+            config.max_retries,
+            config.retry_backoff,
+            config.retry_after_max,
+        )
+        discoverer = self._discoverers.get(transport)
+        if discoverer is None:
+            with self._lock:
+                discoverer = self._discoverers.get(transport)
+                if discoverer is None:
+                    discoverer = Discoverer(
+                        self._fetch_for(config), enforce_https=config.enforce_https, clock=self._clock
+                    )
+                    self._discoverers[transport] = discoverer
+        return discoverer
+
+    # -- trust on first use
+
+    def _remembered(self, name: str) -> Optional[str]:
+        """The issuer trusted for ``name``: this resolver's, else the shared cache's (kept here then)."""
+        known = self._trusted.get(name)
+        if known is not None:
+            return known[0]
+        if self._records is None:
+            return None
+        try:
+            issuer = self._records.load_record(name)
+        except Exception as exc:  # a shared store that is down: this process's first use decides
+            log.warning("Reading the trusted issuer from the shared cache failed (%s); going on without it", exc)
+            return None
+        if issuer:
+            with self._lock:
+                self._trusted.setdefault(name, (issuer, self._clock()))
+            log.info("Using the authorization server %s trusted on first use (read from the shared cache)", issuer)
+        return issuer or None
+
+    def _trust(self, name: str, issuer: str, config: OAuthConfig) -> None:
+        """Remember ``issuer`` for ``name``, or refuse it when another one was trusted meanwhile."""
+        now = self._clock()
+        with self._lock:
+            known = self._trusted.get(name)
+            if known is None:
+                self._trusted[name] = (issuer, now)
+            elif known[0] != issuer:  # another thread trusted another issuer since we looked
+                raise DiscoveryError(
+                    "discovery found the authorization server %s, not %s, which was trusted on first use "
+                    "(OAUTH_TRUST_DISCOVERED_ISSUER); nothing was sent to it" % (_show(issuer), _show(known[0])),
+                    config.discovery_resource or "",
+                    STEP_TRUST,
+                    "if the server really moved, check the new issuer with `oauth-gateway discover URL` and "
+                    "set OAUTH_ISSUER to it",
+                )
+            elif now - known[1] < TRUST_RECORD_REFRESH:
+                return
+            else:
+                self._trusted[name] = (issuer, now)
+        if known is None:
+            log.warning(
+                "Trusting the authorization server %s on first use for %s (OAUTH_TRUST_DISCOVERED_ISSUER): "
+                "the credentials go to it, and a later change of authorization server is refused; "
+                "pin it with OAUTH_ISSUER",
+                issuer,
+                redact_url(config.discovery_resource or ""),
+            )
+        if self._records is not None:
+            try:
+                self._records.store_record(name, issuer, TRUST_RECORD_TTL)
+            except Exception as exc:  # the shared store is down: this process still remembers
+                log.warning("Writing the trusted issuer to the shared cache failed (%s); kept in memory", exc)
+
+
+def _check_destinations(config: OAuthConfig, resolved: OAuthConfig, server: AuthorizationServerMetadata) -> None:
+    """Refuse a resolved config whose credentials would go somewhere the rules do not allow.
+
+    The discovered token and revocation endpoints must be on the issuer's origin (a
+    configured ``OAUTH_REVOCATION_URL`` is the operator's choice); with
+    ``OAUTH_CLIENT_ASSERTION_AUDIENCE`` the token endpoint, or the issuer, must be that
+    audience, so an assertion made for one server is never handed to another. Pure.
+
+    Raises:
+        DiscoveryError: a rule is broken; nothing has been sent.
+    """
+    where = server.metadata_url or server.issuer
+    issuer_origin = origin_of(server.issuer)
+    endpoints = [("token_endpoint", resolved.token_url)]
+    if not config.revocation_url and resolved.revocation_url:
+        endpoints.append(("revocation_endpoint", resolved.revocation_url))
+    for what, url in endpoints:
+        if origin_of(url) != issuer_origin:
+            raise DiscoveryError(
+                "the %s %s is not on the issuer's origin %s; credentials would leave the authorization server"
+                % (what, _show(url), _show(issuer_origin)),
+                where,
+                STEP_SERVER_METADATA,
+                "if that endpoint is right, set %s to it"
+                % ("OAUTH_TOKEN_URL" if what == "token_endpoint" else "OAUTH_REVOCATION_URL"),
+            )
+    audience = config.client_assertion_audience
+    if audience and audience not in (resolved.token_url, server.token_endpoint, server.issuer):
+        raise DiscoveryError(
+            "the token endpoint %s is not OAUTH_CLIENT_ASSERTION_AUDIENCE %s; the assertion is made for that "
+            "server only" % (_show(resolved.token_url), _show(audience)),
+            where,
+            STEP_TRUST,
+            "set OAUTH_TOKEN_URL (and OAUTH_ISSUER) to the server the audience names, or fix the audience",
+        )
+
+
+def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
+    """``config`` completed with a discovery result (see :meth:`Resolver.resolve`)."""
+    server = result.authorization_server
+    changes: Dict[str, Any] = {
+        "token_url": server.endpoint("token_endpoint", mtls=config.use_mtls) or server.token_endpoint,
+        "issuer": server.issuer,
+    }
+    if not config.revocation_url:
+        changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
+    if result.resource and config.discovery_resource:
+        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
+    if not config.scope and result.scope:
+        changes["scope"] = result.scope
+    if not config.token_endpoint_auth_method:
+        secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
+            config.client_secret or config.client_private_key_path or config.use_mtls
+        )
+        changes["token_endpoint_auth_method"] = (
+            "none"
+            if secretless_bearer
+            else choose_auth_method(
+                server,
+                have_secret=bool(config.client_secret),
+                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+                have_cert=config.use_mtls,
+            )
+        )
+    return config.replace(**changes)

@@ -3,12 +3,14 @@
 The branches follow what the caller does next: fix the file (:class:`ConfigError`),
 accept the server's answer (:class:`TokenRequestError` and its RFC 6749 subclasses),
 or try again later (:class:`TransportError`). Every error pickles and none carries
-a secret or a token in its message or attributes.
+a secret or a token in its message or attributes. Imports only :mod:`._redact`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple, Type
+
+from ._redact import redact_url
 
 
 class OAuthGatewayError(Exception):
@@ -166,8 +168,6 @@ class DiscoveryError(OAuthGatewayError):
         hint: Optional[str] = None,
         retryable: bool = False,
     ):
-        from ._helpers import redact_url  # _helpers imports this module
-
         shown = redact_url(url) if url else ""
         text = problem
         if shown:

@@ -9,19 +9,18 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, TypeVar, Union
 
 from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
-from ._refresher import Refresher
+from ._refresher import DEFAULT_WORKERS, Refresher
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, safe_text
-from .client_auth import JWT_BEARER_GRANT_TYPE
+from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
 from .config import OAuthConfig
-from .discovery import Discoverer, DiscoveryResult, choose_auth_method
-from .dpop import MAX_DPOP_KEYS, DPoPKey, DPoPKeyring, NonceStore, check_token_binding
+from .discovery import Resolver
+from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
     InvalidClient,
@@ -32,7 +31,7 @@ from .exceptions import (
     TransportError,
 )
 from .metrics import Metrics
-from .providers import ProviderContext, call_provider, get_provider
+from .providers import ProviderContext, call_provider, get_provider, uses_client_credentials
 from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,8 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oauth_gateway")
 
-#: Seconds a waiting thread allows, beyond the leader's whole call (``client.call_budget``),
-#: for the leader's shared-cache reads and lock (whose own wait is bounded by the cache).
+#: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from
+#: the start of its slow path, discovery and token request together), for the shared-cache
+#: calls that deadline does not bound (each bounded by the cache's own timeouts).
 WAIT_MARGIN = 60.0
 
 _Miss = TypeVar("_Miss")
@@ -105,6 +105,13 @@ class TokenManager:
             retried request (``attempt`` is the one about to be sent, ``reason`` like
             ``"HTTP 503"``); the wait follows through ``sleep``. The command line prints
             its progress line from here.
+        refresh_workers: most background refreshes running at once (default 4), on that
+            many shared daemon threads: no key has a thread of its own. Refreshes that wait
+            for a free thread run earliest expiry first, and each token's refresh starts at
+            a small random delay into its window, so tokens fetched together refresh apart.
+
+    Raises:
+        ValueError: ``refresh_workers`` is not an integer of at least 1.
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class TokenManager:
         default_lifetime: float = DEFAULT_TOKEN_LIFETIME,
         background_refresh: Optional[bool] = None,
         on_retry: Optional[Callable[[str, int, int, str], None]] = None,
+        refresh_workers: int = DEFAULT_WORKERS,
     ):
         self._clock = clock
         self._cache = cache if cache is not None else MemoryTokenCache(maxsize=maxsize, clock=clock)
@@ -132,22 +140,21 @@ class TokenManager:
         if background_refresh is None:
             background_refresh = clock is time.monotonic
         # Started on the first refresh it is given; None means refreshes run in the caller.
-        self._refresher: Optional[Refresher] = Refresher() if background_refresh else None
-        # Discovery, used only on the slow path: one Discoverer per transport (TLS identity,
-        # timeouts, retries, https rule), created on first use under self._lock.
-        self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
+        refresher = Refresher(workers=refresh_workers)  # checks refresh_workers even when unused
+        self._refresher: Optional[Refresher] = refresher if background_refresh else None
+        # Discovery and its trust rules, on the slow path only; issuers trusted on first use
+        # are kept in the cache too, so processes sharing it trust the same one.
+        self._resolver = Resolver(self._client.discovery_fetch, clock=clock, records=self._cache)
         # DPoP (OAUTH_DPOP): one key per config; the nonces of token endpoints.
         self._dpop_keys = DPoPKeyring()
         self._token_nonces = NonceStore()
-        # Resolved configs whose discovered metadata says tokens are certificate-bound.
-        self._cert_bound: Dict[str, bool] = {}
         _MANAGERS.add(self)
         # The one cache-hit check; the same check, missing with None, re-checks under the lock.
         # The manager keeps a strong reference to itself through it (its miss is a bound
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
         self._get = _hit_check(self._peek, clock, self._acquire)
         self._hit_or_none = _hit_check(self._peek, clock, _no_token)
-        self._access = ManagerAccess(self._get, self._dpop_keys.key_for, NonceStore())
+        self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
             self.__dict__["get_token"] = self._get
@@ -214,73 +221,71 @@ class TokenManager:
         A ``get_token`` that gets here is timed for the ``max_wait_seconds`` gauge: only
         here, so the hit path pays nothing for it.
         """
-        if force:
-            return self._acquire_slow(server_name, config, config_id, force, rejected)
         started = time.perf_counter()
         try:
-            refresher = self._refresher
-            if refresher is not None and config.enabled:
-                key = (server_name, config_id)
-                entry = self._peek(key)
-                if (
-                    entry is not None
-                    and entry.fingerprint == config.fingerprint
-                    and entry.token.is_usable(self._clock())
-                ):
-                    # Stale but valid: hand it out now, and have a background thread fetch the
-                    # replacement (no manager lock here: the job claims the key's flight itself,
-                    # and submit() runs one job per key at a time).
-                    job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
-                    if refresher.submit(key, job):
-                        next(entry.hits)
-                        return entry.token
-            return self._acquire_slow(server_name, config, config_id, force, rejected)
-        finally:
-            self._metrics.waited(server_name, time.perf_counter() - started)
-
-    def _acquire_slow(
-        self, server_name: str, config: OAuthConfig, config_id: str, force: bool, rejected: Optional[str] = None
-    ) -> Token:
-        if not config.enabled:
-            raise ConfigError(
-                "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
-            )
-        key = (server_name, config_id)
-        fingerprint = config.fingerprint
-        rejected = masked(rejected)  # an Authorization value; frame locals may be printed
-        with self._lock:
             if not force:
-                token = self._hit_or_none(server_name, config, config_id)  # fetched meanwhile
-                if token is not None:
-                    return token
-            now = self._clock()
-            entry = self._peek(key)
-            usable = entry if entry is not None and entry.fingerprint == fingerprint else None
-            if (
-                rejected is not None
-                and usable is not None
-                and usable.token.authorization != rejected
-                and usable.token.is_usable(now)
-            ):
-                next(usable.hits)  # the rejected token was replaced already
-                return usable.token
-            if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
-                repeated = self._failures.repeat(key, fingerprint, now)
-                if repeated is not None:
-                    self._metrics.add(server_name, "token_fail_fast")
-                    raise repeated
-            flight, leader = self._flights.join(key)
-            if not leader and usable is not None and usable.token.is_usable(now) and not force:
-                # Someone is already refreshing ahead of expiry: the old token is still good.
-                next(usable.hits)
-                return usable.token
-            self._metrics.add(server_name, "token_cache_misses")
-        if leader:
-            return self._flights.lead(
-                key, flight, functools.partial(self._lead, flight, key, server_name, config, config_id, usable, force)
-            )
-        # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
-        return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
+                handed = self._hand_off(server_name, config, config_id)
+                if handed is not None:
+                    return handed
+            if not config.enabled:
+                raise ConfigError(
+                    "OAuth is disabled for server %r" % server_name, "$.oauth_config.enabled", "set enabled to true"
+                )
+            key = (server_name, config_id)
+            fingerprint = config.fingerprint
+            rejected = masked(rejected)  # an Authorization value; frame locals may be printed
+            with self._lock:
+                if not force:
+                    token = self._hit_or_none(server_name, config, config_id)  # fetched meanwhile
+                    if token is not None:
+                        return token
+                now = self._clock()
+                entry = self._peek(key)
+                usable = entry if entry is not None and entry.fingerprint == fingerprint else None
+                if (
+                    rejected is not None
+                    and usable is not None
+                    and usable.token.authorization != rejected
+                    and usable.token.is_usable(now)
+                ):
+                    next(usable.hits)  # the rejected token was replaced already
+                    return usable.token
+                if not force and not self._flights.busy(key) and (usable is None or not usable.token.is_usable(now)):
+                    repeated = self._failures.repeat(key, fingerprint, now)
+                    if repeated is not None:
+                        self._metrics.add(server_name, "token_fail_fast")
+                        raise repeated
+                flight, leader = self._flights.join(key)
+                if not leader and usable is not None and usable.token.is_usable(now) and not force:
+                    # Someone is already refreshing ahead of expiry: the old token is still good.
+                    next(usable.hits)
+                    return usable.token
+                self._metrics.add(server_name, "token_cache_misses")
+            if leader:
+                with self._flights.leading(key, flight) as done:  # in this frame: one fewer on the miss path
+                    return done(self._lead(flight, key, server_name, config, config_id, usable, force))
+            # Bounded: the leader's call has a deadline per attempt, so it ends within its budget.
+            return flight.wait(call_budget(config) + WAIT_MARGIN, functools.partial(_waited_too_long, server_name))
+        finally:
+            if not force:
+                self._metrics.waited(server_name, time.perf_counter() - started)
+
+    def _hand_off(self, server_name: str, config: OAuthConfig, config_id: str) -> Optional[Token]:
+        """A stale but valid token, handed out while a background thread fetches its replacement; else None."""
+        refresher = self._refresher
+        if refresher is None or not config.enabled:
+            return None
+        key = (server_name, config_id)
+        entry = self._peek(key)
+        if entry is None or entry.fingerprint != config.fingerprint or not entry.token.is_usable(self._clock()):
+            return None
+        # Earliest deadline first. No manager lock here: the job claims the key's flight itself,
+        # and submit() queues one job per key at a time.
+        job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
+        if not refresher.submit(key, job, entry.token.usable_until):
+            return None
+        next(entry.hits)
+        return entry.token
 
     def _lead(
         self,
@@ -293,9 +298,11 @@ class TokenManager:
         force: bool,
     ) -> Token:
         """Fetch as the one thread responsible for ``key``; no manager lock is held here."""
+        # One deadline for discovery and the token request together; waiters allow as much.
+        deadline = self._clock() + call_budget(config)
         try:
             # Discovery happens here, on the slow path only (its documents are cached).
-            resolved = self.resolve(config)
+            resolved = self._resolver.resolve(config, deadline)
         except OAuthGatewayError as exc:
             return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
         if usable is not None and usable.issuer != resolved.issuer:
@@ -316,7 +323,7 @@ class TokenManager:
                 if shared is not None:
                     return shared
             try:
-                token = self._fetch(server_name, resolved, self._dpop_keys.key_for(config))
+                token = self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
@@ -330,7 +337,7 @@ class TokenManager:
         return token
 
     def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
-        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), token.refresh_at, issuer)
+        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), self._refresh_start(token), issuer)
 
     def _keep(
         self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
@@ -354,6 +361,18 @@ class TokenManager:
         return functools.partial(self._metrics.add, server_name, "cache_errors")
 
     # -- background refresh ------------------------------------------------------
+
+    def _refresh_start(self, token: Token) -> float:
+        """When the hit check first sends ``token``'s key to the refresh path (a cache entry's ``refresh_at``).
+
+        With background refresh, the token's refresh time plus a small random part of its
+        window (:meth:`Refresher.refresh_start`), so keys fetched together refresh apart;
+        without it, the token's refresh time.
+        """
+        refresher = self._refresher
+        if refresher is None:
+            return token.refresh_at
+        return refresher.refresh_start(token.refresh_at, token.usable_until)
 
     def _refresh_in_background(self, key: Key, server_name: str, config: OAuthConfig, config_id: str) -> None:
         """A background thread's job: fetch the replacement of ``key``'s stale token, single-flight.
@@ -420,94 +439,47 @@ class TokenManager:
     # -- discovery (slow path only) -------------------------------------------
 
     def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in; ``config`` itself when nothing is discovered.
-
-        A config without ``OAUTH_TOKEN_URL`` is discovered from its resource URL
-        (``OAUTH_RESOURCE``, pinned to ``OAUTH_ISSUER`` when set) or from ``OAUTH_ISSUER``.
-        The result sets the token endpoint (its RFC 8705 mTLS alias with mTLS), the
-        revocation endpoint (unless configured), the resource (the server's canonical
-        URI unless ``OAUTH_RESOURCE`` says otherwise), the scope (the challenge's, else
-        ``scopes_supported``, unless ``OAUTH_SCOPE`` is set), the client authentication
-        method (unless ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is set) and the issuer (the
-        default audience of client assertions). Metadata is cached by the manager's
-        discoverer; :meth:`get_token`'s cache hit never calls this.
-
-        Raises:
-            DiscoveryError: a discovery step failed its check; no token request is made.
-            TransportError: the network failed during discovery.
-        """
-        if not config.is_discovered:
-            return config
-        result = self._discoverer(config).discover(
-            config.discovery_resource, config.issuer or None, config.resource_metadata_url
-        )
-        resolved = _resolved(config, result)
-        if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
-            if len(self._cert_bound) >= MAX_DPOP_KEYS:
-                self._cert_bound.clear()
-            self._cert_bound[resolved.fingerprint] = True
-        return resolved
+        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
+        return self._resolver.resolve(config)
 
     def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
-
-        Called after a resource server's 401 and after a refresh the authorization server
-        refused as ``invalid_client`` or ``invalid_target``: the server may have moved.
-
-        Args:
-            resource_metadata: the ``resource_metadata`` URL of the resource server's 401
-                challenge; the server's metadata is dropped only when it came from another
-                URL. Without it, the server's metadata and its authorization server's go.
-
-        Returns:
-            True when something was dropped (False for a config with a token URL).
-        """
-        if not config.is_discovered:
-            return False
-        discoverer = self._discoverer(config)
-        dropped = False
-        if config.discovery_resource:
-            dropped = discoverer.forget(config.discovery_resource, metadata_url=resource_metadata)
-        if config.issuer and resource_metadata is None:
-            dropped = discoverer.forget(config.issuer) or dropped
-        return dropped
-
-    def _discoverer(self, config: OAuthConfig) -> Discoverer:
-        cert, verify = config.tls_identity
-        transport = (
-            cert,
-            verify,
-            config.enforce_https,
-            config.connect_timeout,
-            config.timeout,
-            config.max_retries,
-            config.retry_backoff,
-            config.retry_after_max,
-        )
-        discoverer = self._discoverers.get(transport)
-        if discoverer is None:
-            with self._lock:
-                discoverer = self._discoverers.get(transport)
-                if discoverer is None:
-                    discoverer = Discoverer(
-                        self._client.discovery_fetch(config), enforce_https=config.enforce_https, clock=self._clock
-                    )
-                    self._discoverers[transport] = discoverer
-        return discoverer
+        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
+        return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
 
-    def _fetch(self, server_name: str, config: OAuthConfig, dpop_key: Optional[DPoPKey] = None) -> Token:
+    def _fetch(
+        self,
+        server_name: str,
+        config: OAuthConfig,
+        deadline: Optional[float] = None,
+        dpop_key: Optional[DPoPKey] = None,
+    ) -> Token:
         started = time.perf_counter()
         try:
-            # Every token comes from a provider; the default one is the client-credentials grant.
-            context = ProviderContext(
-                config, server_name, self._client, self._clock, dpop_key=dpop_key, nonces=self._token_nonces
-            )
-            response = call_provider(get_provider(config.provider), config, context)
-            warning = check_token_binding(
-                config, response.access_token, dpop_key, self._cert_bound.get(config.fingerprint, False)
-            )
+            if uses_client_credentials(config.provider):  # the default provider, without its two frames
+                client = self._client
+                form = client_credentials_form(config)
+                response = client.request_token(
+                    client.endpoint(config),
+                    form,
+                    server_name,
+                    dpop_key=dpop_key,
+                    nonces=self._token_nonces,
+                    deadline=deadline,
+                )
+            else:
+                context = ProviderContext(
+                    config,
+                    server_name,
+                    self._client,
+                    self._clock,
+                    dpop_key=dpop_key,
+                    nonces=self._token_nonces,
+                    deadline=deadline,
+                )
+                response = call_provider(get_provider(config.provider), config, context)
+            warning = check_token_binding(config, response.access_token, dpop_key, self._resolver.is_cert_bound(config))
             if warning is not None:
                 log.warning("Token for %s: %s", server_name, warning)
             granted = self._check_scopes(config, response)
@@ -630,7 +602,7 @@ class TokenManager:
             log.debug("No cached token to revoke for %s (config: %s)", server_name, config_id)
             return False
         try:
-            self._client.revoke_token(config, token, token_type_hint, server_name)
+            self._client.revoke_token(self._client.endpoint(config), token, token_type_hint, server_name)
         except OAuthGatewayError:
             self._metrics.add(server_name, "token_revocation_failures")
             raise
@@ -676,43 +648,13 @@ class TokenManager:
         self._dpop_keys.reset_after_fork()
         if self._refresher is not None:
             self._refresher.reset_after_fork()  # the parent's threads are not here; start anew on use
-        self._discoverers = {}
+        self._resolver.reset_after_fork()
         self._client.reset_after_fork()
         self._metrics.reset_after_fork()
         self._cache.reset_after_fork()
 
     def __repr__(self) -> str:
         return "TokenManager(cache=%s, tokens=%d)" % (type(self._cache).__name__, len(list(self._cache.keys())))
-
-
-def _resolved(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
-    """``config`` completed with a discovery result (see :meth:`TokenManager.resolve`)."""
-    server = result.authorization_server
-    changes: Dict[str, Any] = {
-        "token_url": server.endpoint("token_endpoint", mtls=config.use_mtls) or server.token_endpoint,
-        "issuer": server.issuer,
-    }
-    if not config.revocation_url:
-        changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
-    if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
-    if not config.scope and result.scope:
-        changes["scope"] = result.scope
-    if not config.token_endpoint_auth_method:
-        secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
-            config.client_secret or config.client_private_key_path or config.use_mtls
-        )
-        changes["token_endpoint_auth_method"] = (
-            "none"
-            if secretless_bearer
-            else choose_auth_method(
-                server,
-                have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
-                have_cert=config.use_mtls,
-            )
-        )
-    return config.replace(**changes)
 
 
 def _waited_too_long(server_name: str, budget: float) -> BaseException:

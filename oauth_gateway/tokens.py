@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import time
-from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
@@ -110,43 +110,6 @@ class Token:
         sets(self, "scopes", frozenset(scopes))
         sets(self, "authorization", "%s %s" % (self.token_type, access_token))
         sets(self, "expires_at", (time.time() if issued_at_epoch is None else issued_at_epoch) + lifetime)
-
-    @classmethod
-    def restore(
-        cls,
-        access_token: str,
-        token_type: str,
-        expires_in: Optional[float],
-        issued_at: float,
-        expires_at_monotonic: float,
-        refresh_at: float,
-        scopes: Iterable[str],
-        expires_at: Optional[float] = None,
-    ) -> Token:
-        """Rebuild a token from stored times, as a shared cache read it back.
-
-        Unlike the constructor, the times are taken as given (the monotonic ones already
-        moved onto this process's clock), not computed from ``expires_in``.
-
-        Args:
-            expires_at: the expiry in epoch seconds; derived from ``expires_at_monotonic``
-                and the current offset between the wall and monotonic clocks by default.
-        """
-        if expires_at is None:
-            expires_at = time.time() + (expires_at_monotonic - time.monotonic())
-        return _restore(
-            (
-                access_token,
-                token_type,
-                expires_in,
-                issued_at,
-                expires_at_monotonic,
-                refresh_at,
-                frozenset(scopes),
-                "%s %s" % (token_type, access_token),
-                expires_at,
-            )
-        )
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Token is immutable")
@@ -266,14 +229,29 @@ class Token:
     __str__ = __repr__
 
 
+def token_from_state(state: Mapping[str, Any]) -> Token:
+    """Rebuild a :class:`Token` with exactly the given attribute values, one per slot.
+
+    The one way back from stored state (a shared cache's entry, a pickle): the
+    constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime,
+    whereas a token read back keeps the times it was written with (already moved onto
+    this process's clock), to the last bit.
+
+    Raises:
+        KeyError: a slot is missing from ``state``.
+    """
+    token = Token.__new__(Token)
+    for name in Token.__slots__:
+        object.__setattr__(token, name, state[name])
+    return token
+
+
 def _restore(state: Tuple[Any, ...]) -> Token:
     """Unpickle a token (pickles name this function, so it keeps its name)."""
-    token = Token.__new__(Token)
-    for name, value in zip(Token.__slots__, state):
-        object.__setattr__(token, name, value)
+    values = dict(zip(Token.__slots__, state))
     if len(state) < len(Token.__slots__):  # pickled before expires_at was in epoch seconds
-        object.__setattr__(token, "expires_at", time.time() + (token.expires_at_monotonic - time.monotonic()))
-    return token
+        values["expires_at"] = time.time() + (values["expires_at_monotonic"] - time.monotonic())
+    return token_from_state(values)
 
 
 def describe(token: Token, server_name: str, config_id: str, show_token: bool = False) -> Dict[str, Any]:

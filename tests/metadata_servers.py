@@ -230,7 +230,7 @@ class MetadataServer(LoopbackServer):
 def requests_fetch(session: requests.Session, timeout: float = 10.0):
     """A discovery transport on ``session``: no redirects, a timeout, no credentials."""
 
-    def fetch(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
+    def fetch(method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline=None):
         response = session.request(
             method,
             url,
@@ -253,7 +253,7 @@ class CountingFetch:
         self._lock = threading.Lock()
         self.calls: List[Tuple[str, str]] = []
 
-    def __call__(self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes]):
+    def __call__(self, method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline=None):
         with self._lock:
             self.calls.append((method, url))
-        return self._fetch(method, url, headers, body)
+        return self._fetch(method, url, headers, body, deadline)

@@ -85,6 +85,8 @@ TEST_CLIENT_ID = "test client:1"
 TEST_CLIENT_SECRET = "a:b/c+d%e&f="
 
 ALL_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "tls_client_auth")
+#: A public client's method (a ``client_id`` in the form, no credential): only when registered with it.
+PUBLIC_AUTH_METHOD = "none"
 
 #: Shortest registered string the leak check looks for (shorter ones match by accident).
 MIN_SECRET_LENGTH = 8
@@ -844,6 +846,8 @@ class AuthServer:
         self.held = 0
         self.hangups = 0
         self._changed = threading.Condition(self._lock)
+        #: Served at ``/.well-known/oauth-authorization-server`` when set (see :meth:`publish_metadata`).
+        self.metadata: Optional[Dict[str, Any]] = None
 
     # -- addresses
 
@@ -898,7 +902,7 @@ class AuthServer:
         Raises:
             ValueError: for an unknown authentication method.
         """
-        unknown = set(auth_methods) - set(ALL_AUTH_METHODS)
+        unknown = set(auth_methods) - set(ALL_AUTH_METHODS) - {PUBLIC_AUTH_METHOD}
         if unknown:
             raise ValueError(
                 "register_client: unknown auth_methods %s; use some of %s" % (sorted(unknown), ALL_AUTH_METHODS)
@@ -929,6 +933,20 @@ class AuthServer:
             SECRETS.add(assertion)
         with self._lock:
             self._assertions = set(assertions)
+
+    def publish_metadata(self, **fields: Any) -> str:
+        """Serve RFC 8414 metadata for the issuer :attr:`url` (its token endpoint); return the issuer.
+
+        ``fields`` are added to, or (None) removed from, the document.
+        """
+        document: Dict[str, Any] = {
+            "issuer": self.url,
+            "token_endpoint": self.token_url,
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }
+        document.update(fields)
+        self.metadata = {k: v for k, v in document.items() if v is not None}
+        return self.url
 
     def push_fault(self, fault: Fault, path: str = "/token") -> None:
         """Queue ``fault`` as the answer to a later request to ``path`` (FIFO)."""
@@ -1141,6 +1159,8 @@ class AuthServer:
             "/introspect": self._introspect,
             "/resource": self._resource,
         }.get(record.path)
+        if record.path == "/.well-known/oauth-authorization-server" and self.metadata is not None:
+            return _json_reply(200, self.metadata)
         if route is None:
             return _error_reply(404, "not_found", "no such endpoint: %s" % record.path)
         return route(record)
@@ -1165,18 +1185,25 @@ class AuthServer:
             client_id, secret, method = body_id, body_secret, "client_secret_post"
         elif body_id is not None and record.client_cert is not None:
             client_id, method = body_id, "tls_client_auth"
+        elif body_id is not None and self._is_public(body_id):
+            client_id, method = body_id, PUBLIC_AUTH_METHOD
         else:
             return None, self._invalid_client("no client authentication")
         with self._lock:
             client = self._clients.get(client_id)
         if client is None or method not in client.auth_methods:
             return None, self._invalid_client("unknown client or method not allowed")
-        if method != "tls_client_auth":
+        if method not in ("tls_client_auth", PUBLIC_AUTH_METHOD):
             if client.secret is None or not hmac.compare_digest(
                 client.secret.encode("utf-8"), (secret or "").encode("utf-8")
             ):
                 return None, self._invalid_client("wrong client credentials")
         return client_id, None
+
+    def _is_public(self, client_id: str) -> bool:
+        with self._lock:
+            client = self._clients.get(client_id)
+        return client is not None and PUBLIC_AUTH_METHOD in client.auth_methods
 
     @staticmethod
     def _invalid_client(description: str) -> _Reply:

@@ -42,6 +42,8 @@ CORE = {
     "_fastschema",
     "discovery",
     "client_auth",
+    "endpoint",
+    "_redact",
     "dpop",
     "_refresher",
     "_singleflight",

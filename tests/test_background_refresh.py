@@ -28,6 +28,9 @@ from servers import FakeClock, Fault, RecordingSleep, run_threads
 SERVER = "oauth-api"
 #: Thread names of the refresh workers (oauth_gateway._refresher.Refresher's default).
 THREAD_PREFIX = "oauth-gateway-refresh"
+#: Seconds from a 3600 s token's issue to inside its refresh window (300 s buffer) and past the
+#: jitter of its refresh start (at most a tenth of the window, which ends 10 s before expiry: 29 s).
+INTO_WINDOW = 3331
 
 
 def _refresh_threads() -> List[threading.Thread]:
@@ -61,7 +64,7 @@ def test_the_caller_that_notices_the_refresh_window_gets_the_old_token_and_a_thr
 ):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 0.5
-    clock.advance(3301)  # inside the 300 s window, valid for 299 s more
+    clock.advance(INTO_WINDOW)  # inside the 300 s window, valid for 269 s more
     assert manager.get_token(SERVER, config) is first
     assert manager.wait_for_refresh(0) is False  # the fetch is still on its way
     assert manager.wait_for_refresh(10) is True
@@ -79,7 +82,7 @@ def test_the_caller_that_notices_the_refresh_window_gets_the_old_token_and_a_thr
 def test_32_threads_in_the_refresh_window_get_the_old_token_and_make_one_request(manager, auth_server, config, clock):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 1.0  # every thread is served long before the fetch can end
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     results, errors = run_threads(32, lambda i: manager.get_token(SERVER, config))
     assert errors == [None] * 32
     assert all(token is first for token in results)  # nobody waited for the new token
@@ -94,7 +97,7 @@ def test_a_foreground_miss_during_a_background_fetch_waits_for_it_without_a_requ
 ):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 0.5
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     assert manager.get_token(SERVER, config) is first
     _wait_until(lambda: auth_server.count() == 2, 10, "the background request")
     clock.advance(300)  # now expired: no valid token, the caller must wait
@@ -108,7 +111,7 @@ def test_a_foreground_miss_during_a_background_fetch_waits_for_it_without_a_requ
 def test_a_refresh_call_during_a_background_fetch_shares_it(manager, auth_server, config, clock):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 0.5
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     manager.get_token(SERVER, config)
     _wait_until(lambda: auth_server.count() == 2, 10, "the background request")
     forced = manager.refresh(SERVER, config)
@@ -121,7 +124,7 @@ def test_a_refresh_call_during_a_background_fetch_shares_it(manager, auth_server
 
 def test_a_failed_background_refresh_serves_the_old_token_and_backs_off(manager, auth_server, config, clock, caplog):
     first = manager.get_token(SERVER, config)
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     auth_server.set_faults([Fault(status=500), Fault(status=503)])
     with caplog.at_level(logging.WARNING, logger="oauth_gateway"):
         assert manager.get_token(SERVER, config) is first
@@ -150,11 +153,11 @@ def test_a_failed_background_refresh_serves_the_old_token_and_backs_off(manager,
 
 def test_a_caller_waits_on_the_endpoint_only_once_no_valid_token_is_left(manager, auth_server, config, clock):
     first = manager.get_token(SERVER, config)
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     auth_server.set_faults([Fault(status=503, json={"error": "temporarily_unavailable"})] * 50)
     assert manager.get_token(SERVER, config) is first  # fails in the background
     assert manager.wait_for_refresh(10)
-    clock.advance(299)  # expired now, the server still failing
+    clock.advance(269)  # expired now, the server still failing
     with pytest.raises(og.TokenRequestError):
         manager.get_token(SERVER, config)  # a foreground fetch, as without background refresh
     assert manager.wait_for_refresh(10)
@@ -194,7 +197,7 @@ def test_two_processes_sharing_a_cache_make_one_background_request(kind, request
         assert two.get_token(SERVER, config).access_token == first.access_token  # read from the store
         assert auth_server.count() == 1
         auth_server.latency = 0.5  # both background fetches want the lock while the first one is running
-        clock.advance(3301)
+        clock.advance(INTO_WINDOW)
         assert one.get_token(SERVER, config) is first
         assert two.get_token(SERVER, config).access_token == first.access_token
         assert one.wait_for_refresh(15) and two.wait_for_refresh(15)
@@ -219,7 +222,7 @@ def test_a_forked_child_starts_its_own_refresh_thread_even_if_the_parent_was_fet
 ):
     first = manager.get_token(SERVER, config)
     auth_server.latency = 1.0
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     assert manager.get_token(SERVER, config) is first
     _wait_until(lambda: auth_server.count() == 2, 10, "the parent's background request")
     pid = os.fork()  # the parent's refresh thread is in the middle of its fetch, holding the key's flight
@@ -248,7 +251,7 @@ def test_close_stops_the_refresh_thread_and_the_manager_stays_usable(auth_server
     first = manager.get_token(SERVER, config)
     assert _refresh_threads() == []  # started lazily: no refresh yet, no thread
     auth_server.latency = 0.3
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     assert manager.get_token(SERVER, config) is first
     assert len(_refresh_threads()) == 1
     _wait_until(lambda: auth_server.count() == 2, 10, "the background request")
@@ -256,7 +259,7 @@ def test_close_stops_the_refresh_thread_and_the_manager_stays_usable(auth_server
     assert _refresh_threads() == []
     assert manager.get_token(SERVER, config).access_token == auth_server.issued_history[-1]
     assert auth_server.count() == 2
-    clock.advance(3301)  # usable after close: a new thread on demand, ended by the context manager
+    clock.advance(INTO_WINDOW)  # usable after close: a new thread on demand, ended by the context manager
     with manager:
         manager.get_token(SERVER, config)
         assert len(_refresh_threads()) == 1
@@ -270,7 +273,7 @@ def test_close_does_not_hang_on_a_fetch_that_hangs(auth_server, config, clock, s
     first = manager.get_token(SERVER, config)
     release = threading.Event()
     auth_server.push_fault(Fault(hold=release))  # the fetch hangs until the test lets it answer
-    clock.advance(3301)
+    clock.advance(INTO_WINDOW)
     assert manager.get_token(SERVER, config) is first
     assert auth_server.wait_until(lambda: auth_server.held == 1), "the background request"
     manager.close()  # bounded by the close timeout (2 s), not by the fetch

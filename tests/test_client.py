@@ -11,13 +11,18 @@ from urllib.parse import unquote_plus
 import pytest
 
 import oauth_gateway as og
-from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, parse_token_response
+from oauth_gateway.client import MAX_TOKEN_LIFETIME, TokenClient, client_credentials_form, parse_token_response
 from oauth_gateway.client_auth import basic_credentials
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
 
 def _client(sleeps):
     return TokenClient(sleep=sleeps)
+
+
+def _token(client, config, *args, **kwargs):
+    """A client-credentials request for ``config`` through its endpoint."""
+    return client.request_token(client.endpoint(config), client_credentials_form(config), *args, **kwargs)
 
 
 def test_basic_credentials_are_form_encoded_before_base64():
@@ -30,7 +35,7 @@ def test_basic_credentials_are_form_encoded_before_base64():
 
 def test_client_secret_basic_sends_rfc6749_credentials(auth_server, make_config, sleeps):
     config = make_config(auth_server, OAUTH_SCOPE="read write")
-    response = _client(sleeps).request_token(config, "oauth-api")
+    response = _token(_client(sleeps), config, "oauth-api")
     assert response.access_token in auth_server.issued
     request = auth_server.requests[-1]
     assert request.basic_auth == (TEST_CLIENT_ID, TEST_CLIENT_SECRET)
@@ -44,7 +49,7 @@ def test_client_secret_basic_sends_rfc6749_credentials(auth_server, make_config,
 
 def test_client_secret_post_puts_credentials_in_the_body(auth_server, make_config, sleeps):
     config = make_config(auth_server, OAUTH_USE_BASIC_AUTH=False)
-    _client(sleeps).request_token(config, "oauth-api")
+    _token(_client(sleeps), config, "oauth-api")
     request = auth_server.requests[-1]
     assert request.basic_auth is None
     assert "Authorization" not in request.headers
@@ -62,7 +67,7 @@ def test_every_parameter_and_header_is_sent(auth_server, make_config, sleeps):
         OAUTH_ADDITIONAL_PARAMS={"realm": "myrealm", "max_age": 5, "flag": True},
         OAUTH_CUSTOM_HEADERS={"X-Tenant": "blue"},
     )
-    _client(sleeps).request_token(config, "oauth-api", correlation_id="abcd1234")
+    _token(_client(sleeps), config, "oauth-api", correlation_id="abcd1234")
     request = auth_server.requests[-1]
     assert request.form["audience"] == ["https://api.example.com"]
     assert request.form["organization"] == ["org-123"]
@@ -85,7 +90,7 @@ def test_tls_client_auth_sends_the_certificate_and_no_secret(mtls_server, make_c
         OAUTH_CLIENT_KEY_PATH=key,
     )
     assert config.auth_method == "tls_client_auth"
-    response = _client(sleeps).request_token(config, "oauth-api")
+    response = _token(_client(sleeps), config, "oauth-api")
     assert response.access_token in mtls_server.issued
     request = mtls_server.requests[-1]
     assert request.client_cert is not None
@@ -105,13 +110,13 @@ def test_mtls_fails_closed_when_the_certificate_disappears(mtls_server, make_con
 
     os.remove(moved)
     with pytest.raises(og.ConfigError, match="Client certificate not found"):
-        _client(sleeps).request_token(config, "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert mtls_server.count() == 0
 
 
 def test_transient_statuses_are_retried_with_backoff(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=503), Fault(status=502), Fault(status=500)])
-    response = _client(sleeps).request_token(make_config(auth_server), "oauth-api")
+    response = _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert response.access_token in auth_server.issued
     assert auth_server.count() == 4
     assert sleeps.calls == [2.0, 4.0, 8.0]
@@ -120,26 +125,26 @@ def test_transient_statuses_are_retried_with_backoff(auth_server, make_config, s
 def test_the_adapter_never_retries_so_every_attempt_is_built_by_our_loop(auth_server, make_config, sleeps):
     client = _client(sleeps)
     config = make_config(auth_server)
-    adapter = client._session(config).get_adapter(config.token_url)
+    adapter = client.endpoint(config).session.get_adapter(config.token_url)
     assert adapter.max_retries.total == 0
-    policy = client.retry_policy(config)
+    policy = client.endpoint(config).retry
     assert (policy.total, policy.backoff_base, policy.retry_after_cap) == (3, 2.0, 60.0)
     assert "POST" in policy.allowed_methods
 
 
 def test_each_attempt_is_built_anew_with_its_number(auth_server, make_config, sleeps):
     class NumberedAttempts(TokenClient):
-        def client_auth_attempt(self, config, form, call):
-            build = super().client_auth_attempt(config, form, call)
+        def _authenticated(self, endpoint, form, call, url):
+            build = super()._authenticated(endpoint, form, call, url)
 
-            def build_attempt(attempt):
-                headers, fields = build(attempt)
-                return headers, fields + [("attempt", str(attempt))]
+            def build_attempt():
+                headers, fields = build()
+                return headers, fields + [("attempt", str(call.attempts))]
 
             return build_attempt
 
     auth_server.set_faults([Fault(status=503), Fault(status=502)])
-    NumberedAttempts(sleep=sleeps).request_token(make_config(auth_server), "oauth-api")
+    _token(NumberedAttempts(sleep=sleeps), make_config(auth_server), "oauth-api")
     assert [request.form["attempt"] for request in auth_server.requests] == [["1"], ["2"], ["3"]]
     assert sleeps.calls == [2.0, 4.0]
 
@@ -162,7 +167,7 @@ def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_
 
         def fetch(name):
             try:
-                client.request_token(configs[name], name)
+                _token(client, configs[name], name)
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -181,7 +186,7 @@ def test_retries_stop_after_max_retries(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=504, json={"error": "temporarily_unavailable"})] * 3)
     config = make_config(auth_server, OAUTH_MAX_RETRIES=2, OAUTH_RETRY_BACKOFF=0.5)
     with pytest.raises(og.TokenRequestError) as info:
-        _client(sleeps).request_token(config, "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert info.value.status_code == 504
     assert info.value.retryable is True
     assert auth_server.count() == 3
@@ -190,7 +195,7 @@ def test_retries_stop_after_max_retries(auth_server, make_config, sleeps):
 
 def test_retry_after_is_honoured(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=429, headers={"Retry-After": "1"})])
-    _client(sleeps).request_token(make_config(auth_server), "oauth-api")
+    _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert auth_server.count() == 2
     assert sleeps.calls == [1.0]
 
@@ -198,7 +203,7 @@ def test_retry_after_is_honoured(auth_server, make_config, sleeps):
 def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=429, headers={"Retry-After": "3600"}, json={"error": "slow_down"})])
     with pytest.raises(og.TokenRequestError) as info:
-        _client(sleeps).request_token(make_config(auth_server), "oauth-api")
+        _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert info.value.status_code == 429
     assert info.value.error == "slow_down"
     assert "OAUTH_RETRY_AFTER_MAX" in str(info.value)
@@ -219,7 +224,7 @@ def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_config, sle
 def test_client_errors_are_not_retried(auth_server, make_config, sleeps, status, code, exc):
     auth_server.set_faults([Fault(status=status, json={"error": code, "error_description": "nope"})])
     with pytest.raises(exc) as info:
-        _client(sleeps).request_token(make_config(auth_server), "oauth-api", correlation_id="c0ffee00")
+        _token(_client(sleeps), make_config(auth_server), "oauth-api", correlation_id="c0ffee00")
     error = info.value
     assert str(error).startswith("OAuth token request failed: %s (nope)" % code)
     assert (error.error, error.error_description, error.status_code) == (code, "nope", status)
@@ -233,7 +238,7 @@ def test_redirects_are_never_followed(ca, ca_bundle, auth_server, make_config, s
     with AuthServer(ca) as elsewhere:
         auth_server.set_faults([Fault(status=307, redirect_to=elsewhere.token_url)])
         with pytest.raises(og.TokenRequestError, match="redirect") as info:
-            _client(sleeps).request_token(make_config(auth_server), "oauth-api")
+            _token(_client(sleeps), make_config(auth_server), "oauth-api")
         assert info.value.status_code == 307
         assert auth_server.count() == 1
         assert len(elsewhere.requests) == 0
@@ -245,14 +250,14 @@ def test_connection_refused_is_retried_then_a_transport_error(make_config, auth_
         port = sock.getsockname()[1]
     config = make_config(auth_server, OAUTH_TOKEN_URL="https://127.0.0.1:%d/token" % port)
     with pytest.raises(og.TransportError, match="connection refused") as info:
-        _client(sleeps).request_token(config, "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert info.value.retryable is True
     assert sleeps.calls == [2.0, 4.0, 8.0]
 
 
 def test_connection_reset_is_retried(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(reset=True)])
-    response = _client(sleeps).request_token(make_config(auth_server), "oauth-api")
+    response = _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert response.access_token in auth_server.issued
     assert auth_server.count() == 2
     assert sleeps.calls == [2.0]
@@ -261,7 +266,7 @@ def test_connection_reset_is_retried(auth_server, make_config, sleeps):
 def test_untrusted_server_certificate_fails_without_retry(auth_server, make_config, sleeps):
     config = make_config(auth_server, omit=["OAUTH_CA_BUNDLE_PATH"])
     with pytest.raises(og.TransportError, match="certificate verify failed") as info:
-        _client(sleeps).request_token(config, "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert info.value.retryable is False
     assert auth_server.count() == 0
 
@@ -270,7 +275,7 @@ def test_connections_are_reused(auth_server, make_config, sleeps):
     client = _client(sleeps)
     config = make_config(auth_server)
     for _ in range(5):
-        client.request_token(config, "oauth-api")
+        _token(client, config, "oauth-api")
     assert auth_server.count() == 5
     assert auth_server.connections == 1
 
@@ -278,8 +283,8 @@ def test_connections_are_reused(auth_server, make_config, sleeps):
 def test_revocation_posts_rfc7009_form(auth_server, make_config, sleeps):
     client = _client(sleeps)
     config = make_config(auth_server)
-    token = client.request_token(config, "oauth-api").access_token
-    client.revoke_token(config, token, "access_token", "oauth-api")
+    token = _token(client, config, "oauth-api").access_token
+    client.revoke_token(client.endpoint(config), token, "access_token", "oauth-api")
     request = auth_server.requests[-1]
     assert request.path == "/revoke"
     assert request.form["token"] == [token]

@@ -1,10 +1,14 @@
 """A server that moves to another authorization server never gets the old server's token.
 
 The MCP server (a :class:`~metadata_servers.MetadataServer`) publishes Protected Resource
-Metadata naming AS-1, then AS-2. Both authorization servers' metadata live on that same
-origin (issuers ``<origin>/as1`` and ``<origin>/as2``); their token endpoints are two
-separate :class:`~servers.AuthServer` instances, so each token request is counted at the
-server that got it. Time moves on a :class:`~servers.FakeClock`.
+Metadata naming AS-1, then AS-2: two separate :class:`~servers.AuthServer` instances, each
+serving its own metadata (its token endpoint on its issuer's origin), so each token
+request is counted at the server that got it. Time moves on a :class:`~servers.FakeClock`.
+
+The client is a public one (``client_id`` only, method ``none``): a config that holds no
+credential may follow a server to another authorization server. One that holds a
+credential may not (tests/test_trust_discovery.py): it is pinned by ``OAUTH_ISSUER``, or
+trusts the first issuer found and refuses any other.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import requests
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from servers import Fault
+from servers import PUBLIC_AUTH_METHOD, Fault
 
 PRM = "/.well-known/oauth-protected-resource/mcp"
 #: Seconds the MCP server lets clients keep its resource metadata.
@@ -32,11 +36,7 @@ class Moving:
     def __init__(self, meta: MetadataServer, as1: Any, as2: Any) -> None:
         self.meta, self.as1, self.as2 = meta, as1, as2
         self.mcp = meta.url + "/mcp"
-        self.issuers = {as1: meta.url + "/as1", as2: meta.url + "/as2"}
-        for server, issuer in self.issuers.items():
-            path = issuer[len(meta.url) :]
-            document = meta.as_document(path, token_endpoint=server.token_url, revocation_endpoint=None)
-            meta.json("/.well-known/oauth-authorization-server" + path, document)
+        self.issuers = {as1: as1.publish_metadata(), as2: as2.publish_metadata()}
         meta.challenge("/mcp", resource_metadata=meta.url + PRM)
         self.publish(as1)
 
@@ -48,21 +48,24 @@ class Moving:
         self.publish(self.as2)
 
 
+PUBLIC_CLIENT = "public-client"
+
+
 @pytest.fixture
 def moving(ca, make_server) -> Iterator[Moving]:
     as1, as2 = make_server(), make_server()
+    for server in (as1, as2):
+        server.register_client(PUBLIC_CLIENT, None, auth_methods=(PUBLIC_AUTH_METHOD,))
     with MetadataServer(ca) as meta:
         yield Moving(meta, as1, as2)
 
 
 def _keys(moving: Moving) -> Dict[str, Any]:
     """The block's keys for ``make_config(None, ...)``: discovery from the moving resource."""
-    client_id, secret = next(iter(moving.as1.clients.items()))
     return {
-        "OAUTH_CLIENT_ID": client_id,
-        "OAUTH_CLIENT_SECRET": secret,
+        "OAUTH_CLIENT_ID": PUBLIC_CLIENT,
+        "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD": "none",  # no credential: nothing to keep from another server
         "OAUTH_RESOURCE": moving.mcp,
-        "OAUTH_TRUST_DISCOVERED_ISSUER": True,  # the test moves or forges the issuer: nothing to pin
         "OAUTH_TOKEN_EXPIRY_BUFFER": BUFFER,
     }
 

@@ -584,7 +584,9 @@ def test_an_unknown_value_names_the_setting_and_the_choices():
         cache_from_settings("memcached://cache:11211", environ={})
     assert str(caught.value) == (
         "$.common_mcp_gateway_config.oauth_token_cache: unknown token cache 'memcached://cache:11211'; "
-        "use memory, file, file:/path/to/dir or redis://host:6379/0 (rediss://, unix:// too)"
+        "use memory, file, file:/path/to/dir, redis://host:6379/0 (rediss://, unix:// too), "
+        "redis+cluster://host:6379,host:6379 or redis+sentinel://host:26379,host:26379/service_name/0 "
+        "(rediss+cluster://, rediss+sentinel:// for TLS)"
     )
     with pytest.raises(og.ConfigError) as caught:
         cache_from_settings(environ={"OAUTH_GATEWAY_TOKEN_CACHE": "disk"})

@@ -146,7 +146,8 @@ def test_transport_errors_carry_their_reason_but_no_chain(manager, auth_server, 
     with pytest.raises(og.TransportError) as info:
         _scenario_connection_refused(manager, auth_server, make_config)
     assert "connection refused" in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__ is True
+    # Raised outside the except block: no chain at all, not just a hidden one (issue 22 item 9).
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 # --------------------------------------------------------------------------- 5. the trust store

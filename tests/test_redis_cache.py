@@ -58,11 +58,11 @@ def config(auth_server, make_block):
 
 
 def _token_key(prefix="oauth-gateway:"):
-    return ("%stoken:%s" % (prefix, key_digest(KEY))).encode()
+    return ("%stoken:{%s}" % (prefix, key_digest(KEY))).encode()
 
 
 def _lock_key(prefix="oauth-gateway:"):
-    return ("%slock:%s" % (prefix, key_digest(KEY))).encode()
+    return ("%slock:{%s}" % (prefix, key_digest(KEY))).encode()
 
 
 # --------------------------------------------------------------------------- sharing
@@ -149,7 +149,7 @@ def test_another_key_or_plaintext_is_ignored_and_replaced(make_cache, config, au
 
 
 def _epoch_key(prefix="oauth-gateway:"):
-    return ("%sepoch:%s" % (prefix, key_digest(KEY))).encode()
+    return ("%sepoch:{%s}" % (prefix, key_digest(KEY))).encode()
 
 
 def _rewrite_plain_entry(raw, **changes):

@@ -118,15 +118,14 @@ def test_trust_a_401_of_100_lines_of_64_kib_is_read_capped_and_recovered_once(
 
 
 class _Scene:
-    """An MCP server and its authorization server on one origin, a token server, an internal server."""
+    """An MCP server, its authorization server (serving its own metadata: the token endpoint is on
+    the issuer's origin), and an internal server."""
 
     def __init__(self, meta: MetadataServer, token_server: Any, internal: MetadataServer) -> None:
         self.meta, self.token_server, self.internal = meta, token_server, internal
         self.mcp = meta.url + "/mcp"
-        self.issuer = meta.url
+        self.issuer = token_server.publish_metadata()
         self.prm = "/.well-known/oauth-protected-resource/mcp"
-        document = meta.as_document(token_endpoint=token_server.token_url, revocation_endpoint=None)
-        meta.json("/.well-known/oauth-authorization-server", document)
         meta.json(self.prm, {"resource": self.mcp, "authorization_servers": [self.issuer]})
         meta.challenge("/mcp", resource_metadata=meta.url + self.prm)
         #: An internal URL (another port of 127.0.0.1, like a cloud metadata service).

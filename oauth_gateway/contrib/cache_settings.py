@@ -39,7 +39,11 @@ CACHE_SETTING = "oauth_token_cache"
 ENCRYPTION_KEY_SETTING = "oauth_token_cache_encryption_key"
 
 _SETTINGS_PATH = "$.common_mcp_gateway_config."
-_CHOICES = "memory, file, file:/path/to/dir or redis://host:6379/0 (rediss://, unix:// too)"
+_CHOICES = (
+    "memory, file, file:/path/to/dir, redis://host:6379/0 (rediss://, unix:// too), "
+    "redis+cluster://host:6379,host:6379 or redis+sentinel://host:26379,host:26379/service_name/0 "
+    "(rediss+cluster://, rediss+sentinel:// for TLS)"
+)
 
 
 def cache_from_settings(
@@ -56,8 +60,11 @@ def cache_from_settings(
     (``oauth_token_cache_encryption_key``). Both may hold ``${ENV}`` references.
 
     Values: ``memory`` (the default, also for None or ""), ``file`` (a per-user
-    directory), ``file:/some/dir``, or a Redis URL (``redis://``, ``rediss://``,
-    ``unix://``). The contrib modules are imported only when chosen.
+    directory), ``file:/some/dir``, or a Redis URL: one Redis (``redis://``, ``rediss://``,
+    ``unix://``), a Redis Cluster (``redis+cluster://host:port[,host:port...]``) or a
+    master found by Sentinel (``redis+sentinel://host:port[,host:port...]/service_name[/db]``),
+    ``rediss+cluster://`` and ``rediss+sentinel://`` with TLS. The contrib modules are
+    imported only when chosen.
 
     Args:
         setting: the configured value, or None.
@@ -69,9 +76,9 @@ def cache_from_settings(
         A new cache, ready to pass as ``TokenManager(cache=...)``.
 
     Raises:
-        ConfigError: an unknown value, a missing ``redis`` or ``cryptography`` package
-            (naming the extra to install), a malformed encryption key, or a file cache
-            on a platform without ``fcntl``.
+        ConfigError: an unknown value or a malformed Redis URL (naming the setting it came
+            from), a missing ``redis`` or ``cryptography`` package (naming the extra to
+            install), a malformed encryption key, or a file cache on a platform without ``fcntl``.
     """
     env = os.environ if environ is None else environ
     where = _SETTINGS_PATH + CACHE_SETTING
@@ -105,7 +112,8 @@ def cache_from_settings(
 
         return FileTokenCache(path=os.path.expanduser(path) if path else None, encryption_key=fernet)
     scheme = urlsplit(value).scheme.lower()
-    if scheme in ("redis", "rediss", "unix"):
+    # redis+cluster, rediss+sentinel, ...: redis_cache checks which (its URL_SCHEMES).
+    if scheme in ("redis", "rediss", "unix") or scheme.startswith(("redis+", "rediss+")):
         try:
             from .redis_cache import RedisTokenCache
         except ImportError as exc:
@@ -114,5 +122,8 @@ def cache_from_settings(
                 where,
                 "pip install 'oauth-gateway[redis]' (or 'oauth-gateway[redis-encrypted]' to encrypt tokens at rest)",
             ) from None
-        return RedisTokenCache(url=value, encryption_key=fernet)
+        try:
+            return RedisTokenCache(url=value, encryption_key=fernet)
+        except ConfigError as exc:  # the URL is malformed: name the setting it came from
+            raise ConfigError(exc.problem, where, exc.hint) from None
     raise ConfigError("unknown token cache %r" % redact_url(value), where, "use " + _CHOICES)

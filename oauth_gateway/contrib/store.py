@@ -21,12 +21,12 @@ import logging
 import math
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .._helpers import loads_bounded
 from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
-from ..tokens import Token
+from ..tokens import token_from_state
 
 __all__ = (
     "DEFAULT_WAIT_TIMEOUT",
@@ -257,8 +257,43 @@ class EntryCodec:
             "authorization": "%s %s" % (token_type, access_token),
             "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
-        token = _token_from_state(state)
+        token = token_from_state(state)
         return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
+
+    def encode_record(self, name: str, value: str, ttl: float) -> bytes:
+        """Return the bytes of a small record (see :meth:`SharedTokenCache.store_record`), encrypted with a key."""
+        document = {"v": FORMAT_VERSION, "record": name, "value": value, "expires_at": self._wall_clock() + ttl}
+        data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return self._fernet.encrypt(data) if self._fernet is not None else data
+
+    def decode_record(self, name: str, data: bytes) -> Optional[str]:
+        """Return a record's value, or None when it has expired.
+
+        Raises:
+            ValueError: the bytes are not a record of ours named ``name``.
+        """
+        if len(data) > MAX_ENTRY_BYTES:
+            raise ValueError("it is larger than %d bytes" % MAX_ENTRY_BYTES)
+        if self._fernet is not None:
+            try:
+                data = self._fernet.decrypt(bytes(data))
+            except Exception:
+                raise ValueError("it cannot be decrypted with the configured encryption key") from None
+        try:
+            document = loads_bounded(bytes(data).decode("utf-8"))
+        except ValueError:
+            raise ValueError("it is not a JSON record") from None
+        if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION or document.get("record") != name:
+            raise ValueError("it is not a record of format %d for this name" % FORMAT_VERSION)
+        value, expires_at = document.get("value"), document.get("expires_at")
+        if not isinstance(value, str) or not _is_number(expires_at):
+            raise ValueError("a field is missing or has the wrong type")
+        return value if self._wall_clock() < float(expires_at) else None  # type: ignore[arg-type]  # a number, checked above
+
+
+def _record_key(name: str) -> Key:
+    """Where a record lives in a store: a key no server's token can have (a NUL in its config id)."""
+    return (name, "\0record")
 
 
 def _is_number(value: Any) -> bool:
@@ -359,6 +394,19 @@ class SharedTokenCache(TokenCache):
         self._local.evict(key)
         self._delete(key)
 
+    def load_record(self, name: str) -> Optional[str]:
+        data = self._read(_record_key(name))
+        if data is None:
+            return None
+        try:
+            return self._codec.decode_record(name, data)
+        except ValueError as exc:
+            log.warning("Ignoring the %s record %s: %s", self.store_name, name.partition(":")[0], exc)
+            return None
+
+    def store_record(self, name: str, value: str, ttl: float) -> None:
+        self._write(_record_key(name), self._codec.encode_record(name, value, ttl), ttl)
+
     def keys(self) -> Iterator[Key]:
         return self._local.keys()
 
@@ -425,16 +473,3 @@ class SharedTokenCache(TokenCache):
             type(exc).__name__,
             exc,
         )
-
-
-def _token_from_state(state: Dict[str, Any]) -> Token:
-    """Build a :class:`Token` with exactly the given attribute values (times already on this clock).
-
-    The constructor derives ``expires_at_monotonic`` and ``refresh_at`` from the lifetime; an entry
-    read back must keep the times it was written with, to the last bit, so the slots are
-    set directly, as unpickling a Token does.
-    """
-    token = Token.__new__(Token)
-    for name in Token.__slots__:
-        object.__setattr__(token, name, state[name])
-    return token

@@ -150,9 +150,21 @@ class ProviderContext:
         dpop_key: with ``OAUTH_DPOP``, the key the token must be bound to (RFC 9449); a
             provider that cannot send DPoP proofs should refuse such a config.
         nonces: the server nonces for DPoP proofs, remembered per origin.
+        deadline: when (on ``clock``) the whole fetch gives up, discovery included; None for never.
+            :meth:`send` and the built-in provider pass it on; a provider's own calls should too.
     """
 
-    __slots__ = ("config", "server_name", "correlation_id", "clock", "token_client", "sent_at", "dpop_key", "nonces")
+    __slots__ = (
+        "config",
+        "server_name",
+        "correlation_id",
+        "clock",
+        "token_client",
+        "sent_at",
+        "dpop_key",
+        "nonces",
+        "deadline",
+    )
 
     #: Redirects are never followed (a credential request must not be replayed elsewhere).
     allow_redirects = False
@@ -166,8 +178,10 @@ class ProviderContext:
         correlation_id: Optional[str] = None,
         dpop_key: Optional[DPoPKey] = None,
         nonces: Optional[NonceStore] = None,
+        deadline: Optional[float] = None,
     ) -> None:
         self.config = config
+        self.deadline = deadline
         self.server_name = server_name
         self.dpop_key = dpop_key
         self.nonces = nonces
@@ -239,6 +253,7 @@ class ProviderContext:
             correlation_id=self.correlation_id,
             headers=sent,
             body=body,
+            deadline=self.deadline,
         )
 
     def __repr__(self) -> str:
@@ -267,8 +282,17 @@ class ClientCredentialsProvider(TokenProvider):
     }
 
     def fetch(self, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
-        return context.token_client.request_token(
-            config, context.server_name, context.correlation_id, dpop_key=context.dpop_key, nonces=context.nonces
+        from ..client import client_credentials_form
+
+        client = context.token_client
+        return client.request_token(
+            client.endpoint(config),
+            client_credentials_form(config),
+            context.server_name,
+            context.correlation_id,
+            dpop_key=context.dpop_key,
+            nonces=context.nonces,
+            deadline=context.deadline,
         )
 
 

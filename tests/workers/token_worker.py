@@ -5,6 +5,7 @@ the client secret, so it is kept out of the process list)::
 
     {"cache": {"kind": "file" | "redis" | "settings", ...options},
      "block": {...oauth_config...}, "server_name": "oauth-api", "threads": 8,
+     "server_names": ["a", "b"],  # optional: thread i asks for server_names[i % len] instead
      "ready_dir": "/tmp/x/ready", "go_file": "/tmp/x/go",
      "duration": 0, "interval": 0.05}
 
@@ -15,7 +16,8 @@ waits for ``go_file`` to exist (a barrier across processes), then every thread c
 ``get_token`` once (``duration`` 0) or repeatedly every ``interval`` seconds for
 ``duration`` seconds. It prints one JSON line: the fingerprints of the tokens it got
 (never a token), the number of calls, the errors, the manager's metrics, and how many
-of its own log records contained one of its tokens (must be 0).
+of its own log records contained one of its tokens (must be 0); with ``server_names``,
+also ``by_server``: the fingerprints each server name got.
 """
 
 from __future__ import annotations
@@ -78,18 +80,19 @@ def main() -> int:
 
     manager = og.TokenManager(cache=_make_cache(job["cache"]))
     config = og.OAuthConfig.from_dict(job["block"])
-    server_name = job.get("server_name", "oauth-api")
+    server_names = job.get("server_names") or [job.get("server_name", "oauth-api")]
     count = int(job.get("threads", 8))
     duration = float(job.get("duration", 0))
     interval = float(job.get("interval", 0.05))
 
     seen: Dict[str, str] = {}  # fingerprint -> token, in order of first sight
+    by_server: Dict[str, List[str]] = {name: [] for name in server_names}
     calls = [0]
     errors: List[str] = []
     guard = threading.Lock()
     barrier = threading.Barrier(count)
 
-    def run() -> None:
+    def run(server_name: str) -> None:
         barrier.wait()
         deadline = time.monotonic() + duration
         while True:
@@ -102,6 +105,8 @@ def main() -> int:
                 with guard:
                     calls[0] += 1
                     seen.setdefault(token.fingerprint, token.access_token)
+                    if token.fingerprint not in by_server[server_name]:
+                        by_server[server_name].append(token.fingerprint)
             if time.monotonic() >= deadline:
                 return
             time.sleep(interval)
@@ -114,7 +119,7 @@ def main() -> int:
             raise SystemExit("token_worker: no go file after %ds" % _GO_BUDGET)
         time.sleep(0.005)
 
-    threads = [threading.Thread(target=run) for _ in range(count)]
+    threads = [threading.Thread(target=run, args=(server_names[i % len(server_names)],)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -129,6 +134,7 @@ def main() -> int:
             {
                 "pid": os.getpid(),
                 "fingerprints": list(seen),
+                "by_server": by_server,
                 "calls": calls[0],
                 "errors": errors,
                 "metrics": metrics,
