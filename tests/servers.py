@@ -6,10 +6,9 @@ RFC 7523 for the assertions a test registers), ``/revoke`` (RFC 7009),
 and can be scripted with :class:`Fault` answers. It is thread-safe: it serves each
 connection on its own daemon thread, with HTTP/1.1 keep-alive.
 
-:class:`FakeClock` and :class:`RecordingSleep` replace ``time.monotonic`` and ``time.sleep``
-in code under test. :data:`SECRETS` collects every client secret and access token the
-servers know, so the suite can fail when one of them reaches a log line
-(:class:`LogCapture`, :func:`find_leaks`). Only the standard library and trustme are used.
+Every client secret it registers and access token it issues goes into :data:`leaks.SECRETS`,
+so the suite can fail when one reaches a log line. The fakes of time are in ``fakes.py``.
+Only the standard library and trustme are used.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import collections
 import dataclasses
 import hmac
 import json as _json
-import logging
 import os
 import secrets as _secrets
 import select
@@ -43,7 +41,6 @@ from typing import (
     Callable,
     Deque,
     Dict,
-    FrozenSet,
     Iterable,
     Iterator,
     List,
@@ -54,6 +51,8 @@ from typing import (
     Union,
 )
 
+from leaks import SECRETS
+
 with warnings.catch_warnings():
     # cryptography warns once at import on Python 3.8; the suite still supports 3.8.
     warnings.filterwarnings("ignore", message=".*no longer supported.*")
@@ -63,17 +62,11 @@ __all__ = (
     "ALL_AUTH_METHODS",
     "AuthServer",
     "Fault",
-    "FakeClock",
     "JWT_BEARER_GRANT",
-    "LogCapture",
     "RecordedRequest",
-    "RecordingSleep",
-    "SECRETS",
-    "SecretRegistry",
     "TEST_CLIENT_ID",
     "TEST_CLIENT_SECRET",
     "basic_credentials",
-    "find_leaks",
     "oauth_block",
 )
 
@@ -88,9 +81,6 @@ ALL_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "tls_client_aut
 #: A public client's method (a ``client_id`` in the form, no credential): only when registered with it.
 PUBLIC_AUTH_METHOD = "none"
 
-#: Shortest registered string the leak check looks for (shorter ones match by accident).
-MIN_SECRET_LENGTH = 8
-
 #: Seconds an idle keep-alive connection or a silent TLS handshake may last server-side.
 _IO_TIMEOUT = 30.0
 #: Seconds stop() waits, in total, for connection threads to end.
@@ -99,44 +89,7 @@ _REALM = 'realm="oauth-gateway-test"'
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-class SecretRegistry:
-    """A set of secret strings. Thread-safe: every method takes one internal lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: Set[str] = set()
-
-    def add(self, value: Optional[str]) -> None:
-        """Register ``value`` (ignored when empty or None)."""
-        if value:
-            with self._lock:
-                self._items.add(value)
-
-    def snapshot(self) -> FrozenSet[str]:
-        """Return the registered strings as they are now."""
-        with self._lock:
-            return frozenset(self._items)
-
-    def __contains__(self, value: object) -> bool:
-        with self._lock:
-            return value in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def __repr__(self) -> str:
-        return "<SecretRegistry with %d secrets>" % len(self)
-
-
-#: Every client secret registered and every access token issued by any AuthServer.
-SECRETS = SecretRegistry()
+# --------------------------------------------------------------------------- credentials
 
 
 def basic_credentials(client_id: str, secret: str) -> str:
@@ -168,142 +121,6 @@ def _decode_basic(value: str) -> Optional[Tuple[str, str]]:
         return None
     client_id, _, secret = text.partition(":")
     return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
-
-
-# --------------------------------------------------------------------------- leak check
-
-
-class LogCapture(logging.Handler):
-    """Keep every formatted log record with its logger name and the running test.
-
-    Thread-safe: ``list.append`` is atomic, and ``current_test`` is a plain attribute.
-
-    Attributes:
-        entries: ``(logger_name, formatted_text, test_nodeid)`` tuples.
-        current_test: node id stored with the next records.
-    """
-
-    def __init__(self, level: int = logging.DEBUG) -> None:
-        super().__init__(level)
-        self.entries: List[Tuple[str, str, str]] = []
-        self.current_test = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.entries.append((record.name, self.format(record), self.current_test))
-        except Exception:  # a broken record must not break the code that logged it
-            self.handleError(record)
-
-
-def find_leaks(
-    entries: Iterable[Sequence[str]],
-    secrets: Iterable[str],
-    min_length: int = MIN_SECRET_LENGTH,
-) -> List[Tuple[str, str]]:
-    """Return where registered secrets occur in captured log text, never the secrets.
-
-    Runs in time linear in the text: secrets are indexed by their first ``min_length``
-    characters and each text is scanned once.
-
-    Args:
-        entries: ``(logger_name, text)`` or ``(logger_name, text, test_nodeid)`` items.
-        secrets: candidate secret strings; those shorter than ``min_length`` are ignored.
-        min_length: the shortest secret considered.
-
-    Returns:
-        Sorted unique ``(logger_name, test_nodeid)`` pairs, ``test_nodeid`` "" if unknown.
-    """
-    index: Dict[str, List[str]] = {}
-    for secret in secrets:
-        if isinstance(secret, str) and len(secret) >= min_length:
-            index.setdefault(secret[:min_length], []).append(secret)
-    found = set()
-    if not index:
-        return []
-    for entry in entries:
-        name, text = entry[0], entry[1]
-        where = entry[2] if len(entry) > 2 else ""
-        for i in range(len(text) - min_length + 1):
-            candidates = index.get(text[i : i + min_length])
-            if candidates and any(text.startswith(s, i) for s in candidates):
-                found.add((name, where))
-                break
-    return sorted(found)
-
-
-# --------------------------------------------------------------------------- fakes
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to. Thread-safe.
-
-    Calling it returns the current time in seconds, like ``time.monotonic()``.
-    """
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._lock = threading.Lock()
-        self._now = float(start)
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    @property
-    def now(self) -> float:
-        """The current time in seconds."""
-        return self()
-
-    def advance(self, seconds: float) -> float:
-        """Move the clock forward.
-
-        Args:
-            seconds: how far; must not be negative (the clock is monotonic).
-
-        Returns:
-            The new time.
-
-        Raises:
-            ValueError: if ``seconds`` is negative.
-        """
-        if seconds < 0:
-            raise ValueError("FakeClock.advance: seconds must be >= 0, got %r" % (seconds,))
-        with self._lock:
-            self._now += float(seconds)
-            return self._now
-
-    def __repr__(self) -> str:
-        return "FakeClock(%r)" % (self(),)
-
-
-class RecordingSleep:
-    """A ``sleep`` that records each delay and never waits. Thread-safe.
-
-    Attributes:
-        calls: the delays asked for, in order.
-        clock: the :class:`FakeClock` advanced by each delay, or None.
-    """
-
-    def __init__(self, clock: Optional[FakeClock] = None) -> None:
-        self._lock = threading.Lock()
-        self.calls: List[float] = []
-        self.clock = clock
-
-    def __call__(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("sleep length must be non-negative, got %r" % (seconds,))
-        with self._lock:
-            self.calls.append(seconds)
-            if self.clock is not None:
-                self.clock.advance(seconds)
-
-    @property
-    def total(self) -> float:
-        """The sum of all recorded delays."""
-        with self._lock:
-            return float(sum(self.calls))
-
-    def __repr__(self) -> str:
-        return "RecordingSleep(calls=%r)" % (self.calls,)
 
 
 # --------------------------------------------------------------------------- records

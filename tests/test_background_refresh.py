@@ -1,6 +1,6 @@
 """Background refresh: no caller waits on the token endpoint while a valid token exists.
 
-Managers run on a :class:`~servers.FakeClock` with ``background_refresh=True`` and step
+Managers run on a :class:`~fakes.FakeClock` with ``background_refresh=True`` and step
 time by hand; :meth:`TokenManager.wait_for_refresh` waits for the background thread
 instead of sleeping. The token endpoint is the real loopback HTTPS ``AuthServer``, slowed
 down with ``latency`` or a ``Fault(delay=...)`` so that a fetch is still running while
@@ -23,7 +23,8 @@ from typing import Callable, List
 import pytest
 
 import oauth_gateway as og
-from servers import FakeClock, Fault, RecordingSleep, run_threads
+from fakes import FakeClock, RecordingSleep
+from servers import Fault, run_threads
 
 SERVER = "oauth-api"
 #: Thread names of the refresh workers (oauth_gateway._refresher.Refresher's default).

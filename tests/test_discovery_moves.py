@@ -3,7 +3,7 @@
 The MCP server (a :class:`~metadata_servers.MetadataServer`) publishes Protected Resource
 Metadata naming AS-1, then AS-2: two separate :class:`~servers.AuthServer` instances, each
 serving its own metadata (its token endpoint on its issuer's origin), so each token
-request is counted at the server that got it. Time moves on a :class:`~servers.FakeClock`.
+request is counted at the server that got it. Time moves on a :class:`~fakes.FakeClock`.
 
 The client is a public one (``client_id`` only, method ``none``): a config that holds no
 credential may follow a server to another authorization server. One that holds a

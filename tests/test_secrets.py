@@ -8,7 +8,7 @@ logger at DEBUG (root, ``urllib3`` and ``oauth_gateway`` included). It collects 
 record (formatted, with its arguments and any traceback), every exception (``str``,
 ``repr`` and the whole formatted chain), the ``repr`` and ``str`` of every public object
 and all CLI output, then looks for every secret and token the test servers know
-(``servers.SECRETS``) and the ones made here. The suite-wide check in ``conftest.py``
+(``leaks.SECRETS``) and the ones made here. The suite-wide check in ``conftest.py``
 covers log records only; this one covers the rest.
 
 ``oauth-gateway token --show`` is the one place a token is printed, on purpose; it is
@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import pytest
 import requests
 
+import leaks
 import oauth_gateway as og
 import servers
 from oauth_gateway import cli
@@ -98,7 +99,7 @@ def _expect(error_type, action: Callable[[], Any], evidence: _Evidence, where: s
 def _fresh_secret(label: str) -> str:
     """A new secret, registered so that the suite-wide log check looks for it too."""
     value = "%s-%s" % (label, _random.token_urlsafe(18))
-    servers.SECRETS.add(value)
+    leaks.SECRETS.add(value)
     return value
 
 
@@ -389,7 +390,7 @@ def test_no_secret_or_token_is_shown_anywhere(
     ev.add("repr manager", repr(manager), json.dumps(manager.get_metrics()))
     manager.close()
 
-    known = servers.SECRETS.snapshot()
+    known = leaks.SECRETS.snapshot()
     issued = set(auth_server.issued_history) | set(mtls_server.issued_history)
     assert issued and issued <= known
     assert servers.TEST_CLIENT_SECRET in known
@@ -398,14 +399,14 @@ def test_no_secret_or_token_is_shown_anywhere(
     assert ev.records > 50
     assert "urllib3.connectionpool DEBUG" in text and "oauth_gateway DEBUG" in text
     assert TEST_CLIENT_ID in text or urllib.parse.quote_plus(TEST_CLIENT_ID) in text
-    leaks = servers.find_leaks([(where, body) for where, body in ev.entries], known)
-    assert leaks == [], "secrets or tokens shown in: %s" % sorted({where for where, _ in leaks})
+    found = leaks.find_leaks([(where, body) for where, body in ev.entries], known)
+    assert found == [], "secrets or tokens shown in: %s" % sorted({where for where, _ in found})
 
 
 def test_the_leak_scan_finds_a_planted_secret():
     planted = _fresh_secret("planted")
     entries = [("log a", "nothing here"), ("repr b", "Token(...%s...)" % planted), ("cli c", "ok")]
-    assert servers.find_leaks(entries, {planted}) == [("repr b", "")]
+    assert leaks.find_leaks(entries, {planted}) == [("repr b", "")]
 
 
 def test_token_never_prints_the_token_without_show(auth_server, make_block, tmp_path):
