@@ -47,9 +47,10 @@ def test_16_keys_fetch_in_parallel(manager, auth_server, make_config):
     caller.start()
     # Fetched one key after another, no second request would come while the first is held.
     all_in_flight = auth_server.wait_until(lambda: auth_server.held == 16, timeout=30)
+    in_flight = auth_server.held
     release.set()
     caller.join(30)
-    assert all_in_flight, "at most %d of the 16 keys' requests were in flight at once" % auth_server.held
+    assert all_in_flight, "only %d of the 16 keys' requests were in flight at once" % in_flight
     results, errors = outcome[0]
     assert errors == [None] * 64
     assert auth_server.count() == 16
