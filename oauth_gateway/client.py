@@ -423,8 +423,10 @@ class TokenClient:
             return found
         verify = config.ca_bundle_path or default_ca_bundle()
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        # Assertion sources that ask an HTTP endpoint go through the discovery transport.
+        fetch = self.discovery_fetch(config) if credentials and config.client_assertion_source else None
         made = TokenEndpoint(
-            config, self._session(config.tls_identity[0], verify), verify, self._sleep, headers, credentials
+            config, self._session(config.tls_identity[0], verify), verify, self._sleep, headers, credentials, fetch
         )
         with self._lock:
             if len(self._endpoints) >= MAX_ENDPOINTS:

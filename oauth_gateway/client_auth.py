@@ -23,7 +23,6 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
-import datetime
 import hashlib
 import json
 import logging
@@ -35,8 +34,9 @@ import threading
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
 from urllib.parse import quote_plus
 
-from ._helpers import MAX_SECRET_FILE_BYTES, masked, parse_json_text, read_regular_file, redact_url
+from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url
 from ._jsonpath import join as _join_path
+from ._workload import ASSERTION_MIN_REMAINING, AssertionSource, FileSource
 from .exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 60
 #: An assertion file whose ``exp`` is closer than this is treated as expired: it would
 #: expire in flight, and a healthy platform rotates its files long before.
-ASSERTION_FILE_MIN_REMAINING = 5
+ASSERTION_FILE_MIN_REMAINING = ASSERTION_MIN_REMAINING
 #: Signing algorithms for private_key_jwt (``OAUTH_CLIENT_ASSERTION_ALG``).
 SIGNING_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384")
 #: The fix named by every "PyJWT is missing" error.
@@ -725,96 +725,40 @@ class ClientSecretJwt(_JwtClientAuth):
 # --------------------------------------------------------------------------------------
 
 
-def _jwt_part(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    document, problem = parse_json_text(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-    if problem is not None:  # not JSON, or nested deeply enough to exhaust the stack
-        raise ValueError(problem.problem)
-    return document
+class ClientAssertion(ClientAuth):
+    """A JWT the platform issued to the workload, sent as ``client_assertion``.
 
-
-def _jwt_claims(text: str) -> Optional[Dict[str, Any]]:
-    """The claims of a JWT's text (its header must be a JSON object too), or None when it is not one."""
-    parts = text.split(".")
-    if len(parts) != 3 or not all(parts):
-        return None
-    try:
-        header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
-    except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
-        return None
-    return claims if isinstance(header, dict) and isinstance(claims, dict) else None
-
-
-def _utc(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-class AssertionFile(ClientAuth):
-    """A JWT the platform issued to the workload, re-read from its file on every attempt.
-
-    Kubernetes projected service-account tokens, GitHub Actions OIDC tokens written to a
-    file and SPIFFE JWT-SVIDs rotate, so nothing is cached. The ``exp`` claim is checked
-    (the signature is not: that is the server's job). Sent as ``client_assertion`` with
+    The JWT comes from an :class:`~oauth_gateway._workload.AssertionSource` (a file, the
+    Kubernetes token, GitHub Actions, a cloud metadata server) for every attempt; the
+    source checks its ``exp`` (never its signature: that is the server's job). Sent with
     the jwt-bearer assertion type. Thread-safe.
 
     Attributes:
-        path: The file.
+        source: Where the JWT comes from.
         client_id: Sent as ``client_id`` when set.
     """
 
     method = "private_key_jwt"
 
-    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
-        self.path = path
+    def __init__(self, source: AssertionSource, client_id: Optional[str] = None) -> None:
+        self.source = source
         self.client_id = client_id or None
-        self._where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")
 
     def __repr__(self) -> str:
-        return "AssertionFile(path=%r, client_id=%r)" % (self.path, self.client_id)
-
-    def _error(self, problem: str, fix: str) -> ConfigError:
-        return ConfigError("the client assertion file %s %s" % (self.path, problem), self._where, fix)
+        return "%s(source=%r, client_id=%r)" % (type(self).__name__, self.source, self.client_id)
 
     def read(self, now: float) -> str:
-        """Read the file and return its JWT after checking its shape and ``exp``.
+        """Return the source's JWT after its checks (see :meth:`AssertionSource.assertion`).
 
         Args:
             now: Wall-clock seconds since the epoch.
 
         Raises:
-            ConfigError: the file is unreadable, is not a JWT, has no numeric ``exp``,
-                or expires within :data:`ASSERTION_FILE_MIN_REMAINING` seconds. The
-                message names the file, never its content.
+            ConfigError: no usable JWT (unreadable, not a JWT, no numeric ``exp``, or
+                expiring within :data:`ASSERTION_FILE_MIN_REMAINING` seconds). The
+                message names the source, never the JWT.
         """
-        read, problem = read_regular_file(self.path, MAX_SECRET_FILE_BYTES)
-        if problem is not None:
-            raise self._error(
-                "cannot be read (it %s)" % problem.problem,
-                "%s; check that the platform mounts it and that this user may read it" % problem.hint,
-            )
-        assert read is not None
-        text: str = masked(read.data.decode("utf-8", "replace").strip())
-        claims = _jwt_claims(text) if "\ufffd" not in text else None
-        # Raised here, not in an except block: the file's content stays out of __context__.
-        if "\ufffd" in text:
-            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes")
-        if claims is None:
-            raise self._error(
-                "does not hold a JWT (three base64url parts)",
-                "point it at the token file the platform writes (e.g. a projected service-account token)",
-            )
-        exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-            raise self._error(
-                "holds a JWT without a numeric exp claim", "use a token the platform issues with an expiry"
-            )
-        if exp - now < ASSERTION_FILE_MIN_REMAINING:
-            raise self._error(
-                "holds a JWT that expired at %s (%d s ago)" % (_utc(exp), max(0, int(now - exp))),
-                "the platform should rotate this file; check that the token is still projected and refreshed",
-            )
-        return text
+        return self.source.assertion(now).text
 
     def apply(  # noqa: D102
         self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
@@ -824,6 +768,21 @@ class AssertionFile(ClientAuth):
             form["client_id"] = self.client_id
         form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
         form["client_assertion"] = assertion
+
+
+class AssertionFile(ClientAssertion):
+    """:class:`ClientAssertion` from a file (``OAUTH_CLIENT_ASSERTION_FILE``), read again for every attempt.
+
+    Attributes:
+        path: The file.
+    """
+
+    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
+        super().__init__(FileSource(path, _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")), client_id)
+        self.path = path
+
+    def __repr__(self) -> str:
+        return "AssertionFile(path=%r, client_id=%r)" % (self.path, self.client_id)
 
 
 class JwtBearerGrant:
@@ -836,11 +795,11 @@ class JwtBearerGrant:
 
     grant_type = JWT_BEARER_GRANT_TYPE
 
-    def __init__(self, source: AssertionFile) -> None:
+    def __init__(self, source: ClientAssertion) -> None:
         self.source = source
 
     def __repr__(self) -> str:
-        return "JwtBearerGrant(path=%r)" % (self.source.path,)
+        return "JwtBearerGrant(source=%r)" % (self.source.source,)
 
     def apply(
         self,
@@ -851,7 +810,7 @@ class JwtBearerGrant:
         issuer: Optional[str],
         now: float,
     ) -> None:
-        """Set ``grant_type`` and ``assertion`` (read from the file now) in ``form``."""
+        """Set ``grant_type`` and ``assertion`` (from the source, now) in ``form``."""
         form["grant_type"] = JWT_BEARER_GRANT_TYPE
         form["assertion"] = self.source.read(now)
 
@@ -899,6 +858,7 @@ class AuthSettings(NamedTuple):
         key_path: ``OAUTH_CLIENT_KEY_PATH`` (the mTLS key).
         assertion_file: ``OAUTH_CLIENT_ASSERTION_FILE``.
         json_path: The JSON path of the ``oauth_config`` object, for messages.
+        assertion_source: ``OAUTH_CLIENT_ASSERTION_SOURCE``, built, or None.
     """
 
     client_id: str = ""
@@ -912,6 +872,7 @@ class AuthSettings(NamedTuple):
     key_path: str = ""
     assertion_file: str = ""
     json_path: str = "$"
+    assertion_source: Optional[AssertionSource] = None
 
 
 def _private_key_jwt(settings: AuthSettings) -> ClientAuth:
@@ -921,6 +882,8 @@ def _private_key_jwt(settings: AuthSettings) -> ClientAuth:
             _join_path(settings.json_path, "OAUTH_CLIENT_ASSERTION_FILE"),
             "remove OAUTH_CLIENT_ASSERTION_FILE or OAUTH_CLIENT_PRIVATE_KEY_PATH",
         )
+    if settings.assertion_source is not None:
+        return ClientAssertion(settings.assertion_source, settings.client_id)
     if settings.assertion_file:
         return AssertionFile(settings.assertion_file, settings.client_id, json_path=settings.json_path)
     key = load_private_key(
@@ -1059,6 +1022,7 @@ def build_client_auth(
     key_path: Optional[str] = None,
     assertion_file: Optional[str] = None,
     json_path: str = "$",
+    assertion_source: Optional[AssertionSource] = None,
 ) -> ClientAuth:
     """Build the :class:`ClientAuth` for ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` from its table row.
 
@@ -1081,11 +1045,12 @@ def build_client_auth(
         key_path or "",
         assertion_file or "",
         json_path,
+        assertion_source,
     )
     held = held_credentials(
         secret=bool(settings.client_secret),
         key=bool(settings.private_key_path),
-        assertion=bool(settings.assertion_file),
+        assertion=bool(settings.assertion_file) or settings.assertion_source is not None,
         certificate=bool(settings.cert_path and settings.key_path),
     )
     problem = auth_problem(method, held)
@@ -1098,6 +1063,7 @@ __all__ = (
     "ASSERTION_LIFETIME",
     "AUTH_METHODS",
     "AssertionFile",
+    "ClientAssertion",
     "AudienceChoice",
     "ClientAuth",
     "ClientSecretBasic",

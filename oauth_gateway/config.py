@@ -347,7 +347,7 @@ def _held(values: _Values) -> FrozenSet[str]:
     return held_credentials(
         secret=bool(values["client_secret"]),
         key=bool(values["client_private_key_path"]),
-        assertion=bool(values["client_assertion_file"]),
+        assertion=bool(values["client_assertion_file"] or values["client_assertion_source"]),
         certificate=bool(values["use_mtls"]),
     )
 
@@ -468,6 +468,13 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
     if not _needs_client_credentials(values):
         return
     key_path, assertion_file = values["client_private_key_path"], values["client_assertion_file"]
+    if assertion_file and values["client_assertion_source"]:
+        raise ConfigError(
+            'OAUTH_CLIENT_ASSERTION_FILE is the short form of OAUTH_CLIENT_ASSERTION_SOURCE {"type": "file"}',
+            path_of("OAUTH_CLIENT_ASSERTION_SOURCE"),
+            "set one of them",
+        )
+    assertion_file = assertion_file or bool(values["client_assertion_source"])
     problem = auth_problem(_auth_method(values), _held(values))
     if problem is not None and problem.key != "OAUTH_CLIENT_SECRET":  # a missing secret is _check_secret's
         raise ConfigError(problem.message, path_of(problem.key), problem.hint)
@@ -475,7 +482,7 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
         raise ConfigError(
             "is required with the jwt-bearer grant",
             path_of("OAUTH_CLIENT_ASSERTION_FILE"),
-            "set it to the file holding the platform's JWT",
+            "set it to the file holding the platform's JWT, or set OAUTH_CLIENT_ASSERTION_SOURCE",
         )
     if key_path:
         check_key_file(key_path, "OAUTH_CLIENT_PRIVATE_KEY_PATH", _parent(path_of), label="Client assertion key")
@@ -601,6 +608,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, load=_path),
+    Field(
+        "OAUTH_CLIENT_ASSERTION_SOURCE", "client_assertion_source", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs
+    ),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
     Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=_check_dpop),
     Field(
@@ -706,6 +716,7 @@ class OAuthConfig:
     client_key_id: str
     client_assertion_audience: str
     client_assertion_file: str
+    client_assertion_source: Tuple[Tuple[str, str], ...]
     dpop: bool
     dpop_key_path: str
     revocation_url: str
@@ -786,7 +797,7 @@ class OAuthConfig:
         held = held_credentials(
             secret=bool(self.client_secret),
             key=bool(self.client_private_key_path),
-            assertion=bool(self.client_assertion_file),
+            assertion=bool(self.client_assertion_file or self.client_assertion_source),
             certificate=self.use_mtls,
         )
         jwt_bearer = self.grant_type == JWT_BEARER_GRANT_TYPE

@@ -167,7 +167,8 @@ class ProtectedResourceMetadata:
     """A protected resource's metadata (RFC 9728). Immutable.
 
     Attributes:
-        resource: the resource identifier, equal (canonically) to the server's URL.
+        resource: the resource identifier as published: the server's URL (canonically), or
+            its origin when the document came from the root well-known URL.
         authorization_servers: issuer identifiers, in the server's order.
         scopes_supported: as published, or empty.
         metadata_url: the URL the document came from.
@@ -188,8 +189,9 @@ class DiscoveryResult:
     """What discovery decided for one server. Immutable.
 
     Attributes:
-        resource: the server's canonical URI (RFC 8707 ``resource``), or None when
-            discovery started from an issuer alone.
+        resource: the RFC 8707 ``resource`` to send: the protected resource metadata's
+            ``resource`` exactly as published (it names this server, canonically), or
+            None when discovery started from an issuer alone.
         resource_metadata_url: where the protected resource metadata came from, or None.
         resource_metadata: that metadata, or None.
         authorization_server: the authorization server's metadata.
@@ -507,10 +509,18 @@ def _server_metadata(
 
 
 def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> ProtectedResourceMetadata:
+    """Check and wrap a protected resource metadata document fetched from ``url``.
+
+    RFC 9728 section 3.3: ``resource`` must be the identifier the metadata URL was built
+    from: the server's URL, or its origin when the document sits at the origin's root
+    well-known URL (the fallback that protected_resource_metadata_urls tries last).
+    """
     step = STEP_RESOURCE_METADATA
     published = document.get("resource")
+    origin = _origin_and_path(resource)[0]
+    allowed = {resource, origin} if url == origin + "/.well-known/oauth-protected-resource" else {resource}
     try:
-        matches = isinstance(published, str) and canonical_resource_uri(published) == resource
+        matches = isinstance(published, str) and canonical_resource_uri(published) in allowed
     except ValueError:
         matches = False
     if not matches:
@@ -687,7 +697,8 @@ class Discoverer:
         else:
             scopes = entry.metadata.scopes_supported
         return DiscoveryResult(
-            resource=resource,
+            # Exactly as published (MCP: the token request's resource is the metadata's).
+            resource=entry.metadata.resource,
             authorization_server=server,
             resource_metadata_url=entry.metadata_url,
             resource_metadata=entry.metadata,
@@ -1187,7 +1198,7 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
     if not config.revocation_url:
         changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
     if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
+        changes["resources"] = (result.resource,)  # exactly as the resource metadata publishes it
     if not config.scope and result.scope:
         changes["scope"] = result.scope
     if not config.token_endpoint_auth_method:
@@ -1200,7 +1211,9 @@ def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
             else choose_auth_method(
                 server,
                 have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
+                have_private_key=bool(
+                    config.client_private_key_path or config.client_assertion_file or config.client_assertion_source
+                ),
                 have_cert=config.use_mtls,
             )
         )

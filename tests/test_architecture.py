@@ -49,6 +49,7 @@ CORE = {
     "_singleflight",
     "_access",
     "_failures",
+    "_workload",
     "providers",
     "providers.static",
     "providers.legacy_json",
