@@ -40,6 +40,7 @@ from .client_auth import (
     held_credentials,
     require_jwt,
 )
+from ._principal import config_principal
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
@@ -840,6 +841,9 @@ class OAuthConfig:
             if field.fingerprint == HASHED_IN_FINGERPRINT:
                 value = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
             material[field.name] = value
+        principal = config_principal(self)  # what the named files and variables hold
+        if principal:
+            material["principal"] = principal
         blob = json.dumps(material, sort_keys=True, default=_fingerprint_default).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
