@@ -332,7 +332,9 @@ class TokenManager:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self.forget_discovery(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-            self._keep(flight, key, self._entry(key, config, token, resolved.issuer, principal), failed, local=config.dpop)
+            self._keep(
+                flight, key, self._entry(key, config, token, resolved.issuer, principal), failed, local=config.dpop
+            )
         with self._lock:
             self._failures.forget(key)
         if usable is not None:
