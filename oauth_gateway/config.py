@@ -31,6 +31,7 @@ from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, reso
 from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
+from ._principal import config_principal
 from .client_auth import (
     CREDENTIALS,
     JWT_BEARER_GRANT_TYPE,
@@ -40,7 +41,6 @@ from .client_auth import (
     held_credentials,
     require_jwt,
 )
-from ._principal import config_principal
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
 
