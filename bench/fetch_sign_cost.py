@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import oauth_gateway as og
-from oauth_gateway.client_auth import JWT_BEARER_ASSERTION_TYPE, PrivateKeyJwt, load_private_key
+from oauth_gateway._jwt import load_private_key
+from oauth_gateway.client_auth import JWT_BEARER_ASSERTION_TYPE, PrivateKeyJwt
 
 #: Forced refreshes per method (after a few warm-up ones), and cache hits per round.
 DEFAULT_COUNT = 200

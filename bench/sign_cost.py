@@ -20,7 +20,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from oauth_gateway.client_auth import ClientSecretJwt, PrivateKeyJwt, load_private_key
+from oauth_gateway._jwt import load_private_key
+from oauth_gateway.client_auth import ClientSecretJwt, PrivateKeyJwt
 
 ROUNDS = 5
 NUMBER = 200

@@ -1,10 +1,9 @@
 """List and call the tools of a token-protected MCP server with the MCP Python SDK.
 
-The SDK's streamable HTTP client talks through an ``AsyncClient`` whose auth is
+The SDK 2.x's streamable HTTP client talks through an ``httpx2.AsyncClient`` whose auth is
 oauth-gateway's ``TokenAuth``: every request carries a cached token (no lock, no I/O),
 a token fetch runs in a worker thread, off the event loop, and a token the server
-rejects is replaced once. mcp 2.x is built on httpx2, mcp 1.x on httpx; the script
-takes whichever the installed SDK needs.
+rejects is replaced once.
 
 Usage (the gateway file is $OAUTH_GATEWAY_CONFIG, else ~/.enkrypt/enkrypt_mcp_config.json)::
 
@@ -20,35 +19,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import os
 import ssl
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 import oauth_gateway as og
-
-MCP_MAJOR = int(importlib.metadata.version("mcp").split(".")[0])
-if MCP_MAJOR >= 2:  # mcp 2.x takes an httpx2.AsyncClient
-    import httpx2 as httpx
-
-    from oauth_gateway.contrib.httpx2 import TokenAuth
-else:  # mcp 1.x takes an httpx.AsyncClient
-    import httpx
-
-    from oauth_gateway.contrib.httpx import TokenAuth
+from oauth_gateway.contrib.httpx2 import TokenAuth
 
 
-async def call_tool(auth: Any, url: str, tool: str, arguments: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+async def call_tool(auth: TokenAuth, url: str, tool: str, arguments: Dict[str, Any]) -> Tuple[List[str], List[str]]:
     """Initialize a session, list the tools, call ``tool``; return (tool names, the result's texts)."""
     verify = ssl.create_default_context(cafile=os.environ.get("MCP_CA_BUNDLE"))
-    async with httpx.AsyncClient(auth=auth, verify=verify, timeout=30.0) as client:
-        async with streamable_http_client(url, http_client=client) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
+    async with httpx2.AsyncClient(auth=auth, verify=verify, timeout=30.0) as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = [tool.name for tool in (await session.list_tools()).tools]
                 result = await session.call_tool(tool, arguments)

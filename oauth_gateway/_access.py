@@ -27,14 +27,19 @@ class ManagerAccess:
         dpop_key: ``dpop_key(config)``: the config's DPoP key, None when ``OAUTH_DPOP`` is off.
         resource_nonces: the ``DPoP-Nonce`` of each resource server, shared by the manager's
             auth objects.
+        resolve: ``resolve(config)``: ``config`` with what discovery decides filled in.
+        forget_discovery: ``forget_discovery(config, resource_metadata=None)``: drop the
+            cached discovery of ``config``'s server (a 401 named other resource metadata).
     """
 
-    __slots__ = ("get_token", "cached", "dpop_key", "resource_nonces")
+    __slots__ = ("get_token", "cached", "dpop_key", "resource_nonces", "resolve", "forget_discovery")
 
     get_token: Callable[[str, OAuthConfig, str], Token]
     cached: Callable[[str, OAuthConfig, str], Optional[Token]]
     dpop_key: Callable[[OAuthConfig], Optional[DPoPKey]]
     resource_nonces: NonceStore
+    resolve: Callable[[OAuthConfig], OAuthConfig]
+    forget_discovery: Callable[..., bool]
 
     def __init__(
         self,
@@ -42,12 +47,16 @@ class ManagerAccess:
         cached: Callable[[str, OAuthConfig, str], Optional[Token]],
         dpop_key: Callable[[OAuthConfig], Optional[DPoPKey]],
         resource_nonces: NonceStore,
+        resolve: Callable[[OAuthConfig], OAuthConfig],
+        forget_discovery: Callable[..., bool],
     ) -> None:
         sets = object.__setattr__
         sets(self, "get_token", get_token)
         sets(self, "cached", cached)
         sets(self, "dpop_key", dpop_key)
         sets(self, "resource_nonces", resource_nonces)
+        sets(self, "resolve", resolve)
+        sets(self, "forget_discovery", forget_discovery)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("ManagerAccess is immutable")

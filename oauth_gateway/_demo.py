@@ -193,7 +193,7 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
         config_id = add_server(
             path,
             config_name="default_config",
-            server_name="demo-api",
+            server_name=SERVE_SERVER_NAME,
             command="npx",
             args=["-y", "mcp-remote", "https://mcp.example.com/mcp"],
             description="OAuth-protected remote server",
@@ -211,12 +211,12 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
         check(not errors and not result.failure, "the demo file does not validate")
 
         gateway = load_gateway_config(path)
-        config = gateway.oauth_config("demo-api", config_id=config_id, environ=environ)
+        config = gateway.oauth_config(SERVE_SERVER_NAME, config_id=config_id, environ=environ)
         manager = TokenManager()
 
         step(3, "First token: one request to the token endpoint")
         started = time.perf_counter()
-        token = manager.get_token("demo-api", config, config_id)
+        token = manager.get_token(SERVE_SERVER_NAME, config, config_id)
         elapsed = (time.perf_counter() - started) * 1000
         say("   got %s token %s" % (token.token_type, token.masked()))
         say("   expires in %ds, scopes: %s, took %.1f ms" % (token.expires_in or 0, token.scope, elapsed))
@@ -224,7 +224,7 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
 
         step(4, "Cache hit: the same token, no request")
         started = time.perf_counter()
-        again = manager.get_token("demo-api", config, config_id)
+        again = manager.get_token(SERVE_SERVER_NAME, config, config_id)
         elapsed = (time.perf_counter() - started) * 1e6
         say(
             "   same token: %s, took %.1f microseconds, token requests so far: %d"
@@ -233,17 +233,17 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
         check(again is token and idp.count("/token") == 1, "the second call was not a cache hit")
 
         step(5, "Forced refresh, then injection into the server's launch spec")
-        fresh = manager.refresh("demo-api", config, config_id)
+        fresh = manager.refresh(SERVE_SERVER_NAME, config, config_id)
         say("   new token %s (token requests: %d)" % (fresh.masked(), idp.count("/token")))
         check(fresh.access_token != token.access_token, "the refresh returned the old token")
-        _, entry = gateway.find_server("demo-api", config_id=config_id)
+        _, entry = gateway.find_server(SERVE_SERVER_NAME, config_id=config_id)
         launch = inject_token(entry, fresh)
         say("   command: %s %s" % (launch["config"]["command"], " ".join(launch["config"]["args"])))
         say("   env:     AUTH_HEADER=Bearer *** (mcp-remote expands ${AUTH_HEADER}; the token never appears in argv)")
         check(fresh.access_token not in " ".join(launch["config"]["args"]), "the token is in argv")
 
         step(6, "Revocation (RFC 7009): the token stops working and leaves the cache")
-        revoked = manager.revoke("demo-api", config, config_id)
+        revoked = manager.revoke(SERVE_SERVER_NAME, config, config_id)
         say("   revoked: %s; the server now knows %d revoked token(s)" % (revoked, len(idp.revoked)))
         check(revoked and fresh.access_token in idp.revoked, "the token was not revoked")
 
@@ -275,6 +275,13 @@ def run_demo(out: IO[str], step_delay: float = 0.0) -> int:
 #: 127.0.0.1 only and exists to try the library without an identity provider.
 SERVE_CLIENT_ID = "demo-client"
 SERVE_CLIENT_SECRET = "demo-secret-for-127.0.0.1-only"
+#: The server name of the demo's gateway file: the name every example of the docs uses.
+SERVE_SERVER_NAME = "oauth-api"
+#: A Fernet key the cache examples read from ``OAUTH_TOKEN_CACHE_KEY``; for the demo only.
+SERVE_CACHE_KEY = "ZGVtby1jYWNoZS1rZXktZm9yLTEyNy4wLjAuMS1vbmw="
+#: The port ``demo --serve`` listens on unless ``--port`` says otherwise: a fixed one,
+#: so the printed ``export`` lines stay right when the demo is started again.
+SERVE_PORT = 8400
 
 
 def serve_config(url: str) -> Dict[str, Any]:
@@ -285,7 +292,7 @@ def serve_config(url: str) -> Dict[str, Any]:
                 "mcp_config_name": "default_config",
                 "mcp_config": [
                     {
-                        "server_name": "demo-api",
+                        "server_name": SERVE_SERVER_NAME,
                         "description": "OAuth-protected remote server (demo)",
                         "config": {"command": "npx", "args": ["-y", "mcp-remote", "https://mcp.example.com/mcp"]},
                         "oauth_config": {
@@ -306,32 +313,84 @@ def serve_config(url: str) -> Dict[str, Any]:
     }
 
 
-def serve_demo(out: IO[str], port: int = 0, ready: Optional[Callable[[str], None]] = None) -> int:
-    """Run the demo authorization server until Ctrl-C, after printing a gateway file for it.
+def serve_environment(url: str, gateway_file: Optional[str]) -> List[Tuple[str, str]]:
+    """The variables the docs' examples read, as ``demo --serve`` prints them, in order.
+
+    Args:
+        url: the demo server's base URL.
+        gateway_file: the absolute path of the written gateway file, or None when it was
+            only printed (then ``OAUTH_GATEWAY_CONFIG`` is left out).
+    """
+    found = [("OAUTH_GATEWAY_CONFIG", gateway_file)] if gateway_file else []
+    found += [
+        ("OAUTH_GATEWAY_DEMO_SECRET", SERVE_CLIENT_SECRET),
+        ("IDP_CLIENT_ID", SERVE_CLIENT_ID),
+        ("IDP_CLIENT_SECRET", SERVE_CLIENT_SECRET),
+        ("IDP_TOKEN_URL", url + "/token"),
+        ("IDP_REVOCATION_URL", url + "/revoke"),
+        ("API_URL", url + "/resource"),
+        ("UPSTREAM_URL", url + "/resource"),
+        ("OAUTH_TOKEN_CACHE_KEY", SERVE_CACHE_KEY),
+    ]
+    return [(name, value) for name, value in found if value is not None]
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def serve_demo(
+    out: IO[str],
+    port: int = 0,
+    ready: Optional[Callable[[str], None]] = None,
+    write: Optional[str] = None,
+) -> int:
+    """Run the demo authorization server until Ctrl-C, after printing how to use it.
+
+    It prints ``export`` lines for every variable the documentation's examples read
+    (:func:`serve_environment`) and the gateway file, or writes that file to ``write``.
 
     Args:
         out: a text stream for the instructions and the gateway file.
         port: the port on 127.0.0.1 (0: any free one).
         ready: called with the server's URL once it listens (tests).
+        write: a path to save the gateway file to (mode 0600, atomic), instead of printing it.
 
     Returns:
         0 once interrupted with Ctrl-C.
     """
+    import os
     import threading
+
+    from ._helpers import replace_bytes
 
     server = DemoAuthServer(SERVE_CLIENT_ID, SERVE_CLIENT_SECRET, port=port)
     with server:
+        document = json.dumps(serve_config(server.url), indent=2) + "\n"
         out.write(
-            "oauth-gateway demo: an authorization server is listening on %s (127.0.0.1 only, plain HTTP).\n"
-            "Save this gateway file as demo.json:\n\n" % server.url
+            "oauth-gateway demo: an authorization server is listening on %s (127.0.0.1 only, plain HTTP)\n"
+            "with the client %s and a protected resource at %s/resource.\n" % (server.url, SERVE_CLIENT_ID, server.url)
         )
-        out.write(json.dumps(serve_config(server.url), indent=2) + "\n\n")
+        gateway_file = None
+        if write:
+            gateway_file = os.path.abspath(os.path.expanduser(write))
+            replace_bytes(gateway_file, document.encode("utf-8"), 0o600)
+            out.write("Wrote the gateway file %s (server %s).\n" % (gateway_file, SERVE_SERVER_NAME))
+        else:
+            out.write("Its gateway file (save it as demo.json, or run demo --serve --write demo.json):\n\n")
+            out.write(document)
+        out.write("\nIn another shell, in the same directory and virtualenv, paste these lines:\n\n")
+        for name, value in serve_environment(server.url, gateway_file):
+            out.write("export %s=%s\n" % (name, _shell_quote(value)))
+        config_flag = "" if gateway_file else " --config demo.json"
         out.write(
-            "then, in another shell:\n\n"
-            "  export OAUTH_GATEWAY_DEMO_SECRET=%s\n"
-            "  oauth-gateway validate demo.json\n"
-            "  oauth-gateway token demo-api --config demo.json\n\n"
-            "Press Ctrl-C to stop the server.\n" % SERVE_CLIENT_SECRET
+            "\nthen try:\n\n"
+            "  oauth-gateway validate %s\n"
+            "  oauth-gateway token %s%s\n\n"
+            "Press Ctrl-C to stop the server.\n"
+            % ('"$OAUTH_GATEWAY_CONFIG"' if gateway_file else "demo.json", SERVE_SERVER_NAME, config_flag)
         )
         out.flush()
         if ready is not None:
@@ -345,7 +404,10 @@ def serve_demo(out: IO[str], port: int = 0, ready: Optional[Callable[[str], None
             while not stop.wait(3600.0):  # until Ctrl-C
                 pass
         except KeyboardInterrupt:
-            out.write("\noauth-gateway demo: stopped after %d token request(s)\n" % server.count("/token"))
+            out.write(
+                "\noauth-gateway demo: stopped after %d token request(s), %d revocation(s) and %d resource request(s)\n"
+                % (server.count("/token"), server.count("/revoke"), server.count("/resource"))
+            )
             out.flush()
         finally:
             if in_main:

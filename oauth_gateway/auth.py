@@ -35,7 +35,6 @@ from ._authflow import (
     Rejection,
     authorization_headers,
     check_transport,
-    is_invalid_token_challenge,
     read_401,
     same_origin,
     sent_scheme,
@@ -48,21 +47,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manager import TokenManager
     from .tokens import Token
 
-__all__ = (
-    "DPoPTokenAuth",
-    "NONCE_NOT_REPLAYED_REASON",
-    "NOT_REPLAYED_REASON",
-    "TokenAuth",
-    "is_invalid_token_challenge",
-)
+__all__ = ("TokenAuth",)
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: Appended to ``Response.reason`` when a rejected request could not be sent again, so
 #: ``raise_for_status()`` says why (the token was refreshed; the caller may retry).
-NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
+_NOT_REPLAYED_REASON = "token refreshed; request not replayed: %s; send it again"
 #: The same when a resource server asked for a DPoP nonce (now remembered).
-NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
+_NONCE_NOT_REPLAYED_REASON = "DPoP nonce received; request not replayed: %s; send it again"
 
 _TOKEN_SOURCE = ("manager", "server_name", "config", "config_id")
 _NO_POSITION = object()  # the body is a stream whose position cannot be read
@@ -218,26 +211,26 @@ class TokenAuth(AuthBase):
             return response
         where = redact_url(failed.url or "")
         if rejection.refused_metadata is not None:
-            log.warning(
+            _log.warning(
                 "The 401 from %s was not followed to its metadata: %s", where, rejection.refused_metadata.problem
             )
         elif rejection.resource_metadata is not None and self.config.is_discovered:
             # A challenge naming other resource metadata than the cached one: the server may have moved.
-            self.manager.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
+            self._internal.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
         sent = masked(sent if isinstance(sent, str) else sent.decode("latin-1"))  # frame locals may be printed
         token = self._replacement(sent)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
-            log.warning(
+            _log.warning(
                 "Token for %s was rejected by %s (401); got a new token but did not send the %s request again: %s",
                 self.server_name,
                 where,
                 failed.method,
                 why,
             )
-            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NOT_REPLAYED_REASON % why)
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NOT_REPLAYED_REASON % why)
             return response
-        log.info(
+        _log.info(
             "Token for %s was rejected by %s (401); sending the %s request once more with token %s",
             self.server_name,
             where,
@@ -362,16 +355,16 @@ class DPoPTokenAuth(TokenAuth):
             return self._handle_response(response, url, body, position, send_kwargs, rejection)
         why = _not_replayable(failed.body, body, position, response)
         if why is not None:
-            log.warning(
+            _log.warning(
                 "%s asked for a DPoP nonce (401) for %s; did not send the %s request again: %s",
                 redact_url(failed.url or ""),
                 self.server_name,
                 failed.method,
                 why,
             )
-            response.reason = "%s (%s)" % (response.reason or "Unauthorized", NONCE_NOT_REPLAYED_REASON % why)
+            response.reason = "%s (%s)" % (response.reason or "Unauthorized", _NONCE_NOT_REPLAYED_REASON % why)
             return response
-        log.debug(
+        _log.debug(
             "%s asked for a DPoP nonce; sending the %s request once more", redact_url(failed.url or ""), failed.method
         )
         headers = self._proof_headers(failed.method or "GET", failed.url or "", token, nonce)

@@ -24,7 +24,7 @@ import cachetools
 
 from .tokens import Token
 
-__all__ = ("DEFAULT_MAXSIZE", "MAX_ENTRY_TTL", "CacheEntry", "Key", "MemoryTokenCache", "TokenCache")
+__all__ = ("CacheEntry", "MemoryTokenCache", "TokenCache")
 
 #: A cache key: ``(server_name, config_id)``.
 Key = Tuple[str, str]

@@ -5,7 +5,7 @@ sets ``run``; listing it in :data:`_COMMANDS` is all it takes to add another. A 
 function takes ``(args, out, err)`` and returns the exit code: 0 success, 1 the input
 is invalid, 2 usage or an unreadable file. Checking, the result and reporting stay
 apart, as in check-jsonschema: :func:`check_file` builds a :class:`FileResult`,
-the ``_report_*`` functions print it.
+the reporters of :mod:`oauth_gateway._cli_reporters` print it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import (
     Any,
     Callable,
     Dict,
-    List,
+    Mapping,
     NoReturn,
     Optional,
     Sequence,
@@ -32,10 +32,15 @@ from typing import (
 )
 
 from . import schema
-from ._checkfile import STDIN, FileResult, check_file
+from ._checkfile import STDIN, check_file
+from ._cli_progress import RetryProgress, gave_up_suffix, isatty
+from ._cli_reporters import PROG as _PROG
+from ._cli_reporters import report_github, report_json, report_text
 from ._helpers import parse_json_text, read_json_file, redact_url
 from ._printable import PrintableStream, printable
 from ._version import __version__
+
+__all__ = ("main",)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -50,7 +55,6 @@ if TYPE_CHECKING:
     from .gateway import GatewayConfig
     from .manager import TokenManager
 
-_PROG = "oauth-gateway"
 
 _Run = Callable[[argparse.Namespace, IO[str], IO[str]], int]
 
@@ -247,7 +251,7 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         err.write("%s: error: - (standard input) can be given once\n" % _PROG)
         return EXIT_USAGE
     results = [check_file(path, load_providers=args.load_providers) for path in args.files]
-    reporter = {"text": _report_text, "json": _report_json, "github": _report_github}[args.output]
+    reporter = {"text": report_text, "json": report_json, "github": report_github}[args.output]
     reporter(results, out, err, args.strict, verbosity(args) < 0)
     if any(result.failure for result in results):
         return EXIT_USAGE
@@ -255,76 +259,6 @@ def _run_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if any(problem.severity in failing for result in results for problem in result.problems):
         return EXIT_INVALID
     return EXIT_OK
-
-
-def _report_failures(results: List[FileResult], err: IO[str]) -> None:
-    for result in results:
-        if result.failure:
-            err.write("%s: error: %s %s\n" % (_PROG, result.file, result.failure))
-
-
-def _report_text(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    _report_failures(results, err)
-    for result in results:
-        if result.failure:
-            continue
-        for problem in result.problems:
-            label = "warning: " if problem.severity == "warning" else ""
-            text = "%s::%s: %s%s" % (result.file, problem.json_path, label, problem.message)
-            out.write(text + ("; %s\n" % problem.hint if problem.hint else "\n"))
-        if not quiet and not any(p.severity == "error" or strict for p in result.problems):
-            out.write("%s: ok\n" % result.file)
-
-
-def _report_json(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    """One object per file, in the order given: ``file``, ``status``, ``problems``, ``error``."""
-    _report_failures(results, err)
-    rows = [
-        {
-            "file": result.file,
-            "status": "invalid" if result.status == "valid" and strict and result.problems else result.status,
-            "problems": [
-                {
-                    "json_path": problem.json_path,
-                    "message": problem.message,
-                    "hint": problem.hint,
-                    "severity": problem.severity,
-                }
-                for problem in result.problems
-            ],
-            "error": None if not result.failure else "%s %s" % (result.file, result.failure),
-        }
-        for result in results
-    ]
-    out.write(json.dumps(rows, indent=2) + "\n")
-
-
-def _report_github(results: List[FileResult], out: IO[str], err: IO[str], strict: bool, quiet: bool = False) -> None:
-    _report_failures(results, err)
-    for result in results:
-        if result.failure:
-            place = "file=%s" % _escape_property(result.file)
-            if result.line is not None:
-                place += ",line=%d,col=%d" % (result.line, result.column or 1)
-            out.write(
-                "::error %s,title=%s::%s\n" % (place, _PROG, _escape_data("%s %s" % (result.file, result.failure)))
-            )
-        for problem in result.problems:
-            level = "error" if problem.severity == "error" or strict else "warning"
-            out.write(
-                "::%s file=%s,title=%s::%s\n"
-                % (level, _escape_property(result.file), _PROG, _escape_data(str(problem)))
-            )
-
-
-def _escape_data(text: str) -> str:
-    """Escape a GitHub workflow command's message."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    """Escape a GitHub workflow command's property value (file name)."""
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 # --- schema ----------------------------------------------------------------------------
@@ -400,55 +334,6 @@ def _load_server(args: argparse.Namespace) -> Tuple[GatewayConfig, str, OAuthCon
     return gateway, config_id, gateway.oauth_config(args.server, config_id=config_id)
 
 
-class RetryProgress:
-    """Says on stderr what the command is waiting for: one line per retry.
-
-    Give :meth:`on_retry` and :meth:`sleep` to the :class:`~oauth_gateway.TokenManager`;
-    the manager calls ``on_retry`` before a retry and then ``sleep`` with its wait, and
-    the line is printed then::
-
-        oauth-gateway: HTTP 503 from https://idp.example.com/token; retrying in 4 s (attempt 2 of 4)
-
-    Args:
-        err: where the lines go.
-        enabled: print them (a terminal, or ``-v``); the attempts are counted either way.
-        sleep: the wait itself.
-    """
-
-    def __init__(self, err: IO[str], enabled: bool, sleep: Callable[[float], None] = time.sleep):
-        self.url = ""
-        self.attempts = 1
-        self._err = err
-        self._enabled = enabled
-        self._sleep = sleep
-        self._pending: Optional[Tuple[int, int, str]] = None
-
-    def on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
-        """Note the retry about to be made (its line is printed with its wait)."""
-        self.flush()
-        self.attempts = attempt
-        self._pending = (attempt, total, reason)
-
-    def sleep(self, seconds: float) -> None:
-        """Print the pending retry's line with its wait, then wait."""
-        self._say("retrying in %g s" % round(seconds, 2))
-        self._sleep(seconds)
-
-    def flush(self) -> None:
-        """Print a retry that was made without a wait."""
-        self._say("retrying at once")
-
-    def _say(self, when: str) -> None:
-        if self._pending is None:
-            return
-        attempt, total, reason = self._pending
-        self._pending = None
-        if self._enabled:
-            where = " from %s" % redact_url(self.url) if self.url else ""
-            self._err.write("%s: %s%s; %s (attempt %d of %d)\n" % (_PROG, reason, where, when, attempt, total))
-            self._err.flush()
-
-
 def _with_token_errors(run: _Run) -> _Run:
     """Turn library errors into one stderr line and an exit code (secrets never reach them).
 
@@ -460,7 +345,7 @@ def _with_token_errors(run: _Run) -> _Run:
         from .exceptions import ConfigError, OAuthGatewayError
 
         level = verbosity(args)
-        args.progress = RetryProgress(err, level > 0 or (level == 0 and _isatty(err)))
+        args.progress = RetryProgress(err, level > 0 or (level == 0 and isatty(err)), sleep=_wait)
         try:
             return run(args, out, err)
         except ConfigError as error:
@@ -469,20 +354,16 @@ def _with_token_errors(run: _Run) -> _Run:
         except OAuthGatewayError as error:
             args.progress.flush()
             message = str(error)
-            if "no request was made" not in message and " attempt" not in message:
-                attempts = args.progress.attempts
-                message += "; gave up after %d attempt%s" % (attempts, "" if attempts == 1 else "s")
+            message += gave_up_suffix(message, args.progress.attempts)
             err.write("%s: error: %s\n" % (_PROG, message))
             return EXIT_INVALID
 
     return wrapper
 
 
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # a closed or unusual stream
-        return False
+def _wait(seconds: float) -> None:
+    """The commands' wait between retries (a module function, so tests can step past it)."""
+    time.sleep(seconds)
 
 
 def _manager(gateway: GatewayConfig, progress: RetryProgress) -> TokenManager:
@@ -560,7 +441,7 @@ def _run_revoke(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def _read_token(err: IO[str]) -> str:
     """The token from standard input; on a terminal, asked for without echo (getpass)."""
-    if _isatty(sys.stdin):
+    if isatty(sys.stdin):
         import getpass
 
         return getpass.getpass("Token to revoke (input hidden): ").strip()  # prompts on the terminal
@@ -595,7 +476,6 @@ def _cmd_discover(subparsers: Any) -> None:
 
 @_with_token_errors
 def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    import time
     from urllib.parse import urlsplit
 
     from ._http import is_loopback_host
@@ -612,9 +492,21 @@ def _run_discover(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     settings = OAuthConfig.from_dict(
         {"OAUTH_CA_BUNDLE_PATH": args.ca_bundle or "", "OAUTH_ENFORCE_HTTPS": not plain_loopback}
     )
-    client = TokenClient(sleep=time.sleep)
+    progress = args.progress
+    client = TokenClient(on_retry=progress.on_retry, sleep=progress.sleep)
+    fetch = client.discovery_fetch(settings)
+
+    def fetch_and_tell(
+        method: str, url: str, headers: Mapping[str, str], body: Optional[bytes], deadline: Optional[float] = None
+    ) -> Any:
+        # Each fetch is one URL with its own attempts: the retry lines and the final
+        # "gave up after N attempts" are about the URL that is being fetched.
+        progress.url, progress.attempts = url, 1
+        progress.announce("fetching %s" % redact_url(url))
+        return fetch(method, url, headers, body, deadline)
+
     try:
-        discoverer = Discoverer(client.discovery_fetch(settings), enforce_https=not plain_loopback)
+        discoverer = Discoverer(fetch_and_tell, enforce_https=not plain_loopback)
         result = discoverer.discover(resource_url=args.url or None, issuer=args.issuer or None)
     finally:
         client.close()
@@ -830,24 +722,42 @@ def _cmd_demo(subparsers: Any) -> None:
         "Walk through validation, tokens, caching, refresh, injection, revocation and metrics "
         "against an authorization server started on 127.0.0.1.",
         "  %(prog)s demo\n"
-        "  %(prog)s demo --serve      # keep the server running and print a gateway file for it" % {"prog": _PROG},
+        "  %(prog)s demo --serve --write demo.json   # keep the server running, save its gateway file"
+        % {"prog": _PROG},
     )
     parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS", help="pause between steps")
     parser.add_argument(
         "--serve",
         action="store_true",
         help="instead of the walk-through, keep the demo server running until Ctrl-C and print a gateway file "
-        "to try the other commands against (exit status 0 on Ctrl-C)",
+        "and the export lines the documentation's examples read (exit status 0 on Ctrl-C)",
     )
-    parser.add_argument("--port", type=int, default=0, help="with --serve: the port on 127.0.0.1 (default: any free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="with --serve: the port on 127.0.0.1 (default: 8400, so the export lines stay right; 0: any free one)",
+    )
+    parser.add_argument("--write", metavar="FILE", help="with --serve: save the gateway file to FILE (mode 0600)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from ._demo import run_demo, serve_demo
+    from ._demo import SERVE_PORT, run_demo, serve_demo
 
     if args.serve:
-        return serve_demo(out, port=args.port)
+        port = SERVE_PORT if args.port is None else args.port
+        try:
+            return serve_demo(out, port=port, write=args.write)
+        except OSError as error:  # the port is taken, or the file cannot be written
+            if args.write and error.filename:
+                err.write("%s demo: error: cannot write %s: %s\n" % (_PROG, args.write, error.strerror))
+            else:
+                err.write(
+                    "%s demo: error: cannot listen on 127.0.0.1:%d (%s); is another demo running? "
+                    "Stop it, or pass --port N (--port 0: any free port)\n" % (_PROG, port, error.strerror or error)
+                )
+            return EXIT_USAGE
     return run_demo(out, step_delay=max(0.0, args.pause))
 
 

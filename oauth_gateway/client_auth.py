@@ -22,21 +22,16 @@ from __future__ import annotations
 
 import abc
 import base64
-import binascii
-import datetime
-import hashlib
-import json
 import logging
-import os
 import secrets
-import ssl
-import stat
 import threading
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, NoReturn, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Optional, Set, Tuple
 from urllib.parse import quote_plus
 
-from ._helpers import MAX_SECRET_FILE_BYTES, masked, parse_json_text, read_regular_file, redact_url
+from ._helpers import redact_url
 from ._jsonpath import join as _join_path
+from ._jwt import SIGNING_ALGORITHMS, PrivateKey, certificate_thumbprints, import_jwt, load_private_key, sign_jwt
+from ._workload import ASSERTION_MIN_REMAINING, AssertionSource, FileSource
 from .exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,19 +44,7 @@ JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 60
 #: An assertion file whose ``exp`` is closer than this is treated as expired: it would
 #: expire in flight, and a healthy platform rotates its files long before.
-ASSERTION_FILE_MIN_REMAINING = 5
-#: Signing algorithms for private_key_jwt (``OAUTH_CLIENT_ASSERTION_ALG``).
-SIGNING_ALGORITHMS = ("RS256", "PS256", "ES256", "ES384")
-#: The fix named by every "PyJWT is missing" error.
-JWT_EXTRA = "pip install 'oauth-gateway[jwt]'"
-#: RSA keys shorter than this are refused (RFC 7518 section 3.3).
-MIN_RSA_BITS = 2048
-
-_CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384"}
-_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-_PEM_END = "-----END CERTIFICATE-----"
-#: The largest client certificate file read (a certificate and its chain).
-MAX_CERT_FILE_BYTES = 1024 * 1024
+ASSERTION_FILE_MIN_REMAINING = ASSERTION_MIN_REMAINING
 
 
 # --------------------------------------------------------------------------------------
@@ -244,306 +227,6 @@ def assertion_audience(
     return AudienceChoice(token_endpoint, "token_endpoint", warning)
 
 
-# --------------------------------------------------------------------------------------
-# Files: the one home of the key-file rules
-# --------------------------------------------------------------------------------------
-
-
-def check_key_file(path: str, field: str, json_path: str = "$", label: str = "Private key") -> bytes:
-    """Check and read a private key file the way every key file is (fail closed).
-
-    The file must exist, be a regular file (symlinks to one are fine: Kubernetes
-    secrets are symlinks; a FIFO or a device is refused without blocking), hold at most
-    :data:`~oauth_gateway._helpers.MAX_SECRET_FILE_BYTES` and be readable by this user;
-    a file that group or others may read is a WARNING (not an error, so mounted secrets
-    with mode 0644 still work).
-
-    Args:
-        path: The file path.
-        field: The config key, like ``OAUTH_CLIENT_PRIVATE_KEY_PATH``.
-        json_path: The JSON path of the ``oauth_config`` object holding ``field``.
-        label: How messages name the file, like ``Client key``.
-
-    Returns:
-        The file's bytes (read once, after the checks).
-
-    Raises:
-        ConfigError: the file is missing, not a regular file, too large or not readable.
-    """
-    where = _join_path(json_path, field)
-    if not os.path.exists(path):
-        raise ConfigError("%s not found: %s" % (label, path), where, "check the path and its permissions (chmod 600)")
-    if not os.path.isfile(path):
-        raise ConfigError("%s is not a regular file: %s" % (label, path), where, "point it at the PEM file itself")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(
-            "%s is not readable: %s" % (label, path),
-            where,
-            "make it readable by this user (chmod 600, owned by the gateway's user)",
-        )
-    read, problem = read_regular_file(path, MAX_SECRET_FILE_BYTES)
-    if problem is not None:
-        raise ConfigError("%s %s %s" % (label, path, problem.problem), where, problem.hint)
-    assert read is not None
-    if read.mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning(
-            "%s %s is readable by group or others (mode %o); run chmod 600 on it",
-            label,
-            path,
-            read.mode,
-        )
-    return read.data
-
-
-def _import_jwt(where: str) -> Any:
-    """Import PyJWT with its cryptography backend, or raise the error naming the extra."""
-    try:
-        import jwt  # noqa: F401
-        from jwt.algorithms import has_crypto
-    except ImportError:
-        raise ConfigError(
-            "signing JWTs (private_key_jwt, client_secret_jwt, DPoP) needs PyJWT, which is not installed",
-            where,
-            "install it with: %s" % JWT_EXTRA,
-        ) from None
-    if not has_crypto:
-        raise ConfigError(
-            "signing JWTs needs the cryptography package, which is not installed",
-            where,
-            "install it with: %s" % JWT_EXTRA,
-        )
-    return jwt
-
-
-def require_jwt(where: str = "$") -> Any:
-    """Import PyJWT with its cryptography backend and return the ``jwt`` module.
-
-    For modules that sign or make keys themselves (DPoP): the one place that turns a
-    missing optional extra into a :class:`ConfigError` naming ``pip install
-    'oauth-gateway[jwt]'``.
-
-    Args:
-        where: The JSON path of the config key that needs signing, for the message.
-
-    Raises:
-        ConfigError: PyJWT or cryptography is not installed.
-    """
-    return _import_jwt(where)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_int(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint of a public RSA or EC JWK, base64url (DPoP's ``jkt``)."""
-    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
-
-
-class PrivateKey:
-    """A loaded RSA or EC private key; its ``repr`` shows the path and type, never the key.
-
-    Immutable and thread-safe (cryptography keys sign concurrently).
-
-    Attributes:
-        path: The file it came from, or None.
-        key_type: ``"RSA"`` or ``"EC"``.
-        curve: ``"P-256"`` or ``"P-384"`` for EC keys, else None.
-        bits: The key size in bits.
-        default_alg: RS256 for RSA, ES256 for P-256, ES384 for P-384.
-    """
-
-    def __init__(self, key: Any, path: Optional[str] = None) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-        self._key = key
-        self.path = path
-        self.bits = getattr(key, "key_size", 0)
-        if isinstance(key, rsa.RSAPrivateKey):
-            self.key_type, self.curve, self.default_alg = "RSA", None, "RS256"
-        elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVE_ALGS:
-            self.key_type = "EC"
-            self.curve = "P-256" if key.curve.name == "secp256r1" else "P-384"
-            self.default_alg = _CURVE_ALGS[key.curve.name]
-        else:
-            raise ValueError("unsupported key type")
-
-    def __repr__(self) -> str:
-        kind = "EC %s" % self.curve if self.key_type == "EC" else "RSA %d" % self.bits
-        return "PrivateKey(path=%r, type=%r)" % (self.path, kind)
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a PrivateKey is not picklable; load it again from its file")
-
-    @property
-    def signing_key(self) -> Any:
-        """The cryptography key object, for signing."""
-        return self._key
-
-    def public_jwk(self) -> Dict[str, str]:
-        """The public key as a JWK dict (``kty``, ``n``/``e`` or ``crv``/``x``/``y``)."""
-        numbers = self._key.public_key().public_numbers()
-        if self.key_type == "RSA":
-            return {"kty": "RSA", "n": _b64url_int(numbers.n), "e": _b64url_int(numbers.e)}
-        size = (self.bits + 7) // 8
-        return {
-            "kty": "EC",
-            "crv": self.curve or "",
-            "x": _b64url(numbers.x.to_bytes(size, "big")),
-            "y": _b64url(numbers.y.to_bytes(size, "big")),
-        }
-
-    def is_pair_of(self, certificate_der: bytes) -> bool:
-        """True when the DER certificate holds this key's public key."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        cert_key = x509.load_der_x509_certificate(certificate_der).public_key()
-        fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        return bool(cert_key.public_bytes(der, fmt) == self._key.public_key().public_bytes(der, fmt))
-
-
-def load_private_key(
-    path: str,
-    password: Optional[str] = None,
-    *,
-    json_path: str = "$",
-    field: str = "OAUTH_CLIENT_PRIVATE_KEY_PATH",
-) -> PrivateKey:
-    """Load a PEM RSA (2048 bits or more) or EC P-256/P-384 private key, failing closed.
-
-    The file is checked by :func:`check_key_file` first. Messages name the file and the
-    problem, never its content or the password.
-
-    Args:
-        path: The PEM file (PKCS#8 or traditional, optionally encrypted).
-        password: The key's password, or None for an unencrypted key.
-        json_path: The JSON path of the ``oauth_config`` object.
-        field: The config key naming the file.
-
-    Raises:
-        ConfigError: the file is missing or unreadable, PyJWT/cryptography is missing,
-            the password is wrong or missing, or the key type or size is not supported.
-    """
-    where = _join_path(json_path, field)
-    _import_jwt(where)
-    data = check_key_file(path, field, json_path)
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_private_key(data, password.encode("utf-8") if password else None)
-    except TypeError:
-        # cryptography: a password for an unencrypted key, or none for an encrypted one.
-        if password:
-            problem, fix = "is not encrypted, but a password was given", "remove the key password"
-        else:
-            problem, fix = "is encrypted and no password was given", "set the key password"
-        raise ConfigError("private key %s %s" % (path, problem), where, fix) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(
-            "private key %s does not load: not a PEM private key, or the password is wrong" % path,
-            where,
-            "use a PEM RSA or EC private key (BEGIN PRIVATE KEY) and its password",
-        ) from None
-    try:
-        loaded = PrivateKey(key, path)
-    except ValueError:
-        raise ConfigError(
-            "private key %s is of an unsupported type (%s)" % (path, type(key).__name__.lstrip("_")),
-            where,
-            "use an RSA key (2048 bits or more) or an EC key on P-256 or P-384",
-        ) from None
-    if loaded.key_type == "RSA" and loaded.bits < MIN_RSA_BITS:
-        raise ConfigError(
-            "private key %s is RSA %d bits, too short to sign with" % (path, loaded.bits),
-            where,
-            "use an RSA key of %d bits or more, or an EC P-256 key" % MIN_RSA_BITS,
-        )
-    return loaded
-
-
-def certificate_thumbprints(
-    cert_path: str, *, json_path: str = "$", field: str = "OAUTH_CLIENT_CERT_PATH"
-) -> Tuple[str, str, bytes]:
-    """Read the first PEM certificate of ``cert_path``: its ``x5t``, ``x5t#S256`` and DER.
-
-    ``x5t`` is the base64url SHA-1 of the DER certificate (Entra ID requires it),
-    ``x5t#S256`` the base64url SHA-256 (RFC 7515 section 4.1.8).
-
-    Raises:
-        ConfigError: the file is missing, unreadable or holds no PEM certificate.
-    """
-    where = _join_path(json_path, field)
-    read, problem = read_regular_file(cert_path, MAX_CERT_FILE_BYTES)
-    if problem is not None:
-        raise ConfigError(
-            "cannot read the client certificate %s: it %s" % (cert_path, problem.problem),
-            where,
-            "%s; check the path and that this user may read it" % problem.hint,
-        )
-    assert read is not None
-    text = read.data.decode("ascii", errors="replace")
-    # Two plain searches, not a regular expression: linear whatever the file holds.
-    begin = text.find(_PEM_BEGIN)
-    end = text.find(_PEM_END, begin + len(_PEM_BEGIN)) if begin >= 0 else -1
-    block = text[begin : end + len(_PEM_END)] if end >= 0 else ""
-    try:
-        der = ssl.PEM_cert_to_DER_cert(block) if block else b""
-    except (ValueError, binascii.Error):
-        der = b""
-    if not der:
-        raise ConfigError(
-            "client certificate %s holds no PEM certificate" % cert_path,
-            where,
-            "point it at the PEM certificate (BEGIN CERTIFICATE) registered with the server",
-        )
-    # x5t is the SHA-1 thumbprint RFC 7515 section 4.1.7 defines: a certificate's name, not a
-    # security check (usedforsecurity=False would say so, but needs Python 3.9).
-    x5t = hashlib.sha1(der).digest()  # noqa: S324
-    return _b64url(x5t), _b64url(hashlib.sha256(der).digest()), der
-
-
-# --------------------------------------------------------------------------------------
-# Signing
-# --------------------------------------------------------------------------------------
-
-
-def sign_jwt(
-    header: Mapping[str, Any],
-    claims: Mapping[str, Any],
-    key: Union[PrivateKey, bytes],
-    alg: str,
-) -> str:
-    """Sign ``claims`` as a compact JWS with ``alg``; ``header`` adds to ``typ``/``alg``.
-
-    Used for client assertions here and for DPoP proofs (``typ: dpop+jwt``, ``jwk``).
-
-    Args:
-        header: Extra JOSE header members (``kid``, ``x5t#S256``, ``typ``, ``jwk``).
-        claims: The JWT claims.
-        key: A :class:`PrivateKey` for RS/PS/ES algorithms, or the secret bytes for HS256.
-        alg: The JWS algorithm (``RS256``, ``PS256``, ``ES256``, ``ES384``, ``HS256``).
-
-    Returns:
-        The compact serialization ``header.payload.signature``.
-
-    Raises:
-        ConfigError: PyJWT or cryptography is not installed.
-    """
-    jwt = _import_jwt("$")
-    signing_key = key.signing_key if isinstance(key, PrivateKey) else key
-    compact: str = jwt.encode(dict(claims), signing_key, algorithm=alg, headers=dict(header))
-    return compact
-
-
 def _warn_once(seen: Set[str], lock: threading.Lock, choice: AudienceChoice) -> None:
     if choice.warning is None:
         return
@@ -700,7 +383,7 @@ class ClientSecretJwt(_JwtClientAuth):
         Raises:
             ConfigError: PyJWT is not installed.
         """
-        _import_jwt(_join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"))
+        import_jwt(_join_path(json_path, "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD"))
         super().__init__(client_id, audience, lifetime)
         self._secret = client_secret.encode("utf-8")
         if len(self._secret) < 32:
@@ -725,96 +408,40 @@ class ClientSecretJwt(_JwtClientAuth):
 # --------------------------------------------------------------------------------------
 
 
-def _jwt_part(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    document, problem = parse_json_text(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-    if problem is not None:  # not JSON, or nested deeply enough to exhaust the stack
-        raise ValueError(problem.problem)
-    return document
+class ClientAssertion(ClientAuth):
+    """A JWT the platform issued to the workload, sent as ``client_assertion``.
 
-
-def _jwt_claims(text: str) -> Optional[Dict[str, Any]]:
-    """The claims of a JWT's text (its header must be a JSON object too), or None when it is not one."""
-    parts = text.split(".")
-    if len(parts) != 3 or not all(parts):
-        return None
-    try:
-        header, claims = _jwt_part(parts[0]), _jwt_part(parts[1])
-    except ValueError:  # JSON, base64 and UTF-8 errors are all ValueErrors
-        return None
-    return claims if isinstance(header, dict) and isinstance(claims, dict) else None
-
-
-def _utc(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-class AssertionFile(ClientAuth):
-    """A JWT the platform issued to the workload, re-read from its file on every attempt.
-
-    Kubernetes projected service-account tokens, GitHub Actions OIDC tokens written to a
-    file and SPIFFE JWT-SVIDs rotate, so nothing is cached. The ``exp`` claim is checked
-    (the signature is not: that is the server's job). Sent as ``client_assertion`` with
+    The JWT comes from an :class:`~oauth_gateway._workload.AssertionSource` (a file, the
+    Kubernetes token, GitHub Actions, a cloud metadata server) for every attempt; the
+    source checks its ``exp`` (never its signature: that is the server's job). Sent with
     the jwt-bearer assertion type. Thread-safe.
 
     Attributes:
-        path: The file.
+        source: Where the JWT comes from.
         client_id: Sent as ``client_id`` when set.
     """
 
     method = "private_key_jwt"
 
-    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
-        self.path = path
+    def __init__(self, source: AssertionSource, client_id: Optional[str] = None) -> None:
+        self.source = source
         self.client_id = client_id or None
-        self._where = _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")
 
     def __repr__(self) -> str:
-        return "AssertionFile(path=%r, client_id=%r)" % (self.path, self.client_id)
-
-    def _error(self, problem: str, fix: str) -> ConfigError:
-        return ConfigError("the client assertion file %s %s" % (self.path, problem), self._where, fix)
+        return "%s(source=%r, client_id=%r)" % (type(self).__name__, self.source, self.client_id)
 
     def read(self, now: float) -> str:
-        """Read the file and return its JWT after checking its shape and ``exp``.
+        """Return the source's JWT after its checks (see :meth:`AssertionSource.assertion`).
 
         Args:
             now: Wall-clock seconds since the epoch.
 
         Raises:
-            ConfigError: the file is unreadable, is not a JWT, has no numeric ``exp``,
-                or expires within :data:`ASSERTION_FILE_MIN_REMAINING` seconds. The
-                message names the file, never its content.
+            ConfigError: no usable JWT (unreadable, not a JWT, no numeric ``exp``, or
+                expiring within :data:`ASSERTION_FILE_MIN_REMAINING` seconds). The
+                message names the source, never the JWT.
         """
-        read, problem = read_regular_file(self.path, MAX_SECRET_FILE_BYTES)
-        if problem is not None:
-            raise self._error(
-                "cannot be read (it %s)" % problem.problem,
-                "%s; check that the platform mounts it and that this user may read it" % problem.hint,
-            )
-        assert read is not None
-        text: str = masked(read.data.decode("utf-8", "replace").strip())
-        claims = _jwt_claims(text) if "\ufffd" not in text else None
-        # Raised here, not in an except block: the file's content stays out of __context__.
-        if "\ufffd" in text:
-            raise self._error("cannot be read (not UTF-8)", "point it at the token file the platform writes")
-        if claims is None:
-            raise self._error(
-                "does not hold a JWT (three base64url parts)",
-                "point it at the token file the platform writes (e.g. a projected service-account token)",
-            )
-        exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-            raise self._error(
-                "holds a JWT without a numeric exp claim", "use a token the platform issues with an expiry"
-            )
-        if exp - now < ASSERTION_FILE_MIN_REMAINING:
-            raise self._error(
-                "holds a JWT that expired at %s (%d s ago)" % (_utc(exp), max(0, int(now - exp))),
-                "the platform should rotate this file; check that the token is still projected and refreshed",
-            )
-        return text
+        return self.source.assertion(now).text
 
     def apply(  # noqa: D102
         self, form: Dict[str, str], headers: Dict[str, str], *, token_endpoint: str, issuer: Optional[str], now: float
@@ -824,6 +451,21 @@ class AssertionFile(ClientAuth):
             form["client_id"] = self.client_id
         form["client_assertion_type"] = JWT_BEARER_ASSERTION_TYPE
         form["client_assertion"] = assertion
+
+
+class AssertionFile(ClientAssertion):
+    """:class:`ClientAssertion` from a file (``OAUTH_CLIENT_ASSERTION_FILE``), read again for every attempt.
+
+    Attributes:
+        path: The file.
+    """
+
+    def __init__(self, path: str, client_id: Optional[str] = None, *, json_path: str = "$") -> None:
+        super().__init__(FileSource(path, _join_path(json_path, "OAUTH_CLIENT_ASSERTION_FILE")), client_id)
+        self.path = path
+
+    def __repr__(self) -> str:
+        return "AssertionFile(path=%r, client_id=%r)" % (self.path, self.client_id)
 
 
 class JwtBearerGrant:
@@ -836,11 +478,11 @@ class JwtBearerGrant:
 
     grant_type = JWT_BEARER_GRANT_TYPE
 
-    def __init__(self, source: AssertionFile) -> None:
+    def __init__(self, source: ClientAssertion) -> None:
         self.source = source
 
     def __repr__(self) -> str:
-        return "JwtBearerGrant(path=%r)" % (self.source.path,)
+        return "JwtBearerGrant(source=%r)" % (self.source.source,)
 
     def apply(
         self,
@@ -851,7 +493,7 @@ class JwtBearerGrant:
         issuer: Optional[str],
         now: float,
     ) -> None:
-        """Set ``grant_type`` and ``assertion`` (read from the file now) in ``form``."""
+        """Set ``grant_type`` and ``assertion`` (from the source, now) in ``form``."""
         form["grant_type"] = JWT_BEARER_GRANT_TYPE
         form["assertion"] = self.source.read(now)
 
@@ -899,6 +541,7 @@ class AuthSettings(NamedTuple):
         key_path: ``OAUTH_CLIENT_KEY_PATH`` (the mTLS key).
         assertion_file: ``OAUTH_CLIENT_ASSERTION_FILE``.
         json_path: The JSON path of the ``oauth_config`` object, for messages.
+        assertion_source: ``OAUTH_CLIENT_ASSERTION_SOURCE``, built, or None.
     """
 
     client_id: str = ""
@@ -912,6 +555,7 @@ class AuthSettings(NamedTuple):
     key_path: str = ""
     assertion_file: str = ""
     json_path: str = "$"
+    assertion_source: Optional[AssertionSource] = None
 
 
 def _private_key_jwt(settings: AuthSettings) -> ClientAuth:
@@ -921,6 +565,8 @@ def _private_key_jwt(settings: AuthSettings) -> ClientAuth:
             _join_path(settings.json_path, "OAUTH_CLIENT_ASSERTION_FILE"),
             "remove OAUTH_CLIENT_ASSERTION_FILE or OAUTH_CLIENT_PRIVATE_KEY_PATH",
         )
+    if settings.assertion_source is not None:
+        return ClientAssertion(settings.assertion_source, settings.client_id)
     if settings.assertion_file:
         return AssertionFile(settings.assertion_file, settings.client_id, json_path=settings.json_path)
     key = load_private_key(
@@ -1059,6 +705,7 @@ def build_client_auth(
     key_path: Optional[str] = None,
     assertion_file: Optional[str] = None,
     json_path: str = "$",
+    assertion_source: Optional[AssertionSource] = None,
 ) -> ClientAuth:
     """Build the :class:`ClientAuth` for ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` from its table row.
 
@@ -1081,11 +728,12 @@ def build_client_auth(
         key_path or "",
         assertion_file or "",
         json_path,
+        assertion_source,
     )
     held = held_credentials(
         secret=bool(settings.client_secret),
         key=bool(settings.private_key_path),
-        assertion=bool(settings.assertion_file),
+        assertion=bool(settings.assertion_file) or settings.assertion_source is not None,
         certificate=bool(settings.cert_path and settings.key_path),
     )
     problem = auth_problem(method, held)
@@ -1094,31 +742,4 @@ def build_client_auth(
     return _BY_NAME[method].build(settings)
 
 
-__all__ = (
-    "ASSERTION_LIFETIME",
-    "AUTH_METHODS",
-    "AssertionFile",
-    "AudienceChoice",
-    "ClientAuth",
-    "ClientSecretBasic",
-    "ClientSecretJwt",
-    "ClientSecretPost",
-    "JWT_BEARER_ASSERTION_TYPE",
-    "JWT_BEARER_GRANT_TYPE",
-    "JwtBearerGrant",
-    "NoClientAuth",
-    "PrivateKey",
-    "PrivateKeyJwt",
-    "SIGNING_ALGORITHMS",
-    "SIGNING_METHODS",
-    "TlsClientAuth",
-    "assertion_audience",
-    "basic_credentials",
-    "build_client_auth",
-    "certificate_thumbprints",
-    "check_key_file",
-    "jwk_thumbprint",
-    "load_private_key",
-    "require_jwt",
-    "sign_jwt",
-)
+__all__ = ("PrivateKey",)

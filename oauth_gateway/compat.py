@@ -30,15 +30,22 @@ from .manager import TokenManager
 if TYPE_CHECKING:
     from .cache import TokenCache
 
-ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
+__all__ = (
+    "OAuthService",
+    "get_oauth_service",
+    "invalidate_server_oauth_token",
+    "refresh_server_oauth_token",
+)
 
-log = logging.getLogger("oauth_gateway")
+_ConfigLike = Union[OAuthConfig, Mapping[str, Any]]
+
+_log = logging.getLogger("oauth_gateway")
 
 _default_lock = threading.Lock()
 _default_service: Optional[OAuthService] = None
 
 
-def _as_config(config: ConfigLike, json_path: str = "$.oauth_config") -> OAuthConfig:
+def _as_config(config: _ConfigLike, json_path: str = "$.oauth_config") -> OAuthConfig:
     if isinstance(config, OAuthConfig):
         return config
     return OAuthConfig.from_dict(dict(config) if isinstance(config, Mapping) else config, json_path)
@@ -64,7 +71,7 @@ class OAuthService:
         self.manager = manager if manager is not None else TokenManager(cache=_default_cache())
 
     def get_access_token(
-        self, server_name: str, oauth_config: ConfigLike, config_id: str = "default"
+        self, server_name: str, oauth_config: _ConfigLike, config_id: str = "default"
     ) -> Tuple[Optional[str], Optional[str]]:
         """Return ``(access_token, None)``, or ``(None, message)`` when no token can be had.
 
@@ -79,7 +86,7 @@ class OAuthService:
         self,
         server_name: str,
         token: Optional[str],
-        oauth_config: ConfigLike,
+        oauth_config: _ConfigLike,
         token_type_hint: str = "access_token",
         config_id: str = "default",
     ) -> Tuple[bool, Optional[str]]:
@@ -121,7 +128,7 @@ def _default_cache() -> TokenCache:
     try:
         gateway = load_gateway_config(path)
     except ConfigError as exc:
-        log.warning("Using the memory token cache: the gateway file could not be loaded (%s)", exc)
+        _log.warning("Using the memory token cache: the gateway file could not be loaded (%s)", exc)
         return cache_from_settings()
     return gateway.token_cache()
 

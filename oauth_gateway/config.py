@@ -14,177 +14,32 @@ bundled JSON Schema's ``default`` annotations, the one place they live.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
 import os
-import ssl
-import stat
-import threading
-from collections import OrderedDict
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from . import schema as _schema
-from ._helpers import MAX_SECRET_FILE_BYTES, read_regular_file, redact_url, resolve_env
+from ._config_files import check_tls_files, expand_path, read_secret_file
+from ._helpers import redact_url, resolve_env
 from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
+from ._jwt import check_key_file, require_jwt
 from ._principal import config_principal
-from .client_auth import (
-    CREDENTIALS,
-    JWT_BEARER_GRANT_TYPE,
-    auth_problem,
-    check_key_file,
-    default_auth_method,
-    held_credentials,
-    require_jwt,
-)
+from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, default_auth_method, held_credentials
 from .exceptions import ConfigError
 from .providers import ProviderOptions, load_options, uses_client_credentials
+
+__all__ = ("FIELDS", "Field", "OAuthConfig")
 
 log = logging.getLogger(__name__)
 
 #: The ``oauth_config`` properties of the bundled schema, whose ``default`` annotations
 #: are the defaults of every key (read once, here).
 _PROPERTIES: Dict[str, Any] = _schema.load_schema("oauth-config")["properties"]
-
-
-def _expand(path: str) -> str:
-    return os.path.expanduser(path) if path else ""
-
-
-def _cert_not_after(path: str) -> Optional[datetime.datetime]:
-    """Return the certificate's expiry, or None when the interpreter cannot tell."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is None:  # pragma: no cover - CPython always has it
-        return None
-    try:
-        not_after = decode(path)["notAfter"]
-    except Exception:  # an unparsable certificate is reported by load_cert_chain instead
-        return None
-    return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), datetime.timezone.utc)
-
-
-# Files that loaded into an SSL context before, by identity and version: building a context
-# costs about a millisecond (OpenSSL 3), and callers that pass a dict to the seed's calls
-# load the same config on every call. Only successes are remembered; a file that changes
-# (inode, size or mtime) is loaded again.
-_LOADED_TLS_FILES: OrderedDict[Tuple[Tuple[str, int, int, int, int], ...], None] = OrderedDict()
-_LOADED_TLS_LOCK = threading.Lock()
-_LOADED_TLS_MAX = 64
-
-
-def _file_versions(*paths: str) -> Optional[Tuple[Tuple[str, int, int, int, int], ...]]:
-    try:
-        stats = [(path, os.stat(path)) for path in paths if path]
-    except OSError:
-        return None
-    return tuple((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for path, st in stats)
-
-
-def _loads_once(versions: Optional[Tuple[Tuple[str, int, int, int, int], ...]], load: Callable[[], object]) -> None:
-    """Run ``load`` unless these exact file versions loaded before; remember a success."""
-    if versions is not None:
-        with _LOADED_TLS_LOCK:
-            if versions in _LOADED_TLS_FILES:
-                _LOADED_TLS_FILES.move_to_end(versions)
-                return
-    load()
-    if versions is not None:
-        with _LOADED_TLS_LOCK:
-            _LOADED_TLS_FILES[versions] = None
-            while len(_LOADED_TLS_FILES) > _LOADED_TLS_MAX:
-                _LOADED_TLS_FILES.popitem(last=False)
-
-
-def _check_tls_files(cert: str, key: str, ca: str, path_of: Callable[[str], str]) -> None:
-    for value, label, name in (
-        (cert, "Client certificate", "OAUTH_CLIENT_CERT_PATH"),
-        (key, "Client key", "OAUTH_CLIENT_KEY_PATH"),
-        (ca, "CA bundle", "OAUTH_CA_BUNDLE_PATH"),
-    ):
-        if value and not os.path.isfile(value):
-            raise ConfigError(
-                "%s not found: %s" % (label, value),
-                path_of(name),
-                "check the path and its permissions (chmod 600)",
-            )
-        if value and not os.access(value, os.R_OK):
-            raise ConfigError(
-                "%s is not readable: %s" % (label, value),
-                path_of(name),
-                "make it readable by this user (chmod 600, owned by the gateway's user)",
-            )
-    if key:
-        _, problem = read_regular_file(key, MAX_SECRET_FILE_BYTES)
-        if problem is not None:
-            raise ConfigError(
-                "Client key %s %s" % (key, problem.problem), path_of("OAUTH_CLIENT_KEY_PATH"), problem.hint
-            )
-    if ca:
-        try:
-            _loads_once(_file_versions(ca), lambda: ssl.create_default_context(cafile=ca))
-        except (ssl.SSLError, ValueError, OSError) as exc:
-            raise ConfigError(
-                "CA bundle %s holds no usable PEM certificate (%s)" % (ca, exc.__class__.__name__),
-                path_of("OAUTH_CA_BUNDLE_PATH"),
-                "point it at a PEM file of CA certificates",
-            ) from None
-    if not cert:
-        return
-    try:
-        _loads_once(
-            _file_versions(cert, key),
-            lambda: ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key or None),
-        )
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        raise ConfigError(
-            "client certificate %s and key %s do not load as a pair (%s)"
-            % (cert, key, getattr(exc, "reason", None) or exc.__class__.__name__),
-            path_of("OAUTH_CLIENT_KEY_PATH"),
-            "use the PEM private key that belongs to this certificate, unencrypted",
-        ) from None
-    not_after = _cert_not_after(cert)
-    if not_after is not None and not_after <= datetime.datetime.now(datetime.timezone.utc):
-        raise ConfigError(
-            "Client certificate expired on %s: %s" % (not_after.strftime("%Y-%m-%d %H:%M UTC"), cert),
-            path_of("OAUTH_CLIENT_CERT_PATH"),
-            "renew the certificate and register the new one with the authorization server",
-        )
-    if key:
-        mode = os.stat(key).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning(
-                "Client key %s is readable by group or others (mode %o); run chmod 600 on it",
-                key,
-                stat.S_IMODE(mode),
-            )
-
-
-def _read_secret_file(path: str, json_path: str) -> str:
-    read, problem = read_regular_file(path, MAX_SECRET_FILE_BYTES)
-    if problem is not None:
-        raise ConfigError(
-            "cannot read the secret file %s: it %s" % (path, problem.problem),
-            json_path,
-            "%s; it must be a regular file readable by this user" % problem.hint,
-        )
-    assert read is not None
-    try:
-        secret = read.data.decode("utf-8").strip("\r\n")
-    except UnicodeDecodeError:
-        raise ConfigError(
-            "the secret file %s is not UTF-8 text" % path, json_path, "write the client secret as UTF-8 text"
-        ) from None
-    if read.is_exposed:
-        log.warning(
-            "Client secret file %s is readable by group or others (mode %04o); run chmod 600 on it", path, read.mode
-        )
-    if not secret:
-        raise ConfigError("the secret file %s is empty" % path, json_path, "write the client secret into it")
-    return secret
 
 
 # --------------------------------------------------------------------------- the field table
@@ -209,7 +64,7 @@ def _text(value: Any, where: str) -> str:
 
 
 def _path(value: Any, where: str) -> str:
-    return _expand(value or "")
+    return expand_path(value or "")
 
 
 def _float(value: Any, where: str) -> float:
@@ -348,7 +203,7 @@ def _held(values: _Values) -> FrozenSet[str]:
     return held_credentials(
         secret=bool(values["client_secret"]),
         key=bool(values["client_private_key_path"]),
-        assertion=bool(values["client_assertion_file"]),
+        assertion=bool(values["client_assertion_file"] or values["client_assertion_source"]),
         certificate=bool(values["use_mtls"]),
     )
 
@@ -362,7 +217,7 @@ def _auth_method(values: _Values) -> str:
 
 def _check_secret(values: _Values, path_of: _PathOf) -> None:
     if values["client_secret_file"]:
-        values["client_secret"] = _read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
+        values["client_secret"] = read_secret_file(values["client_secret_file"], path_of("OAUTH_CLIENT_SECRET_FILE"))
     if not _needs_client_credentials(values) or values["client_secret"]:
         return
     problem = auth_problem(_auth_method(values), _held(values))
@@ -389,7 +244,8 @@ def _check_https(key: str, name: str) -> Callable[[_Values, _PathOf], None]:
         if not problem.malformed and values["version"] == "2.1" and key == "OAUTH_TOKEN_URL":
             message, hint = (
                 "OAuth 2.1 requires HTTPS for token_url",
-                'use an https:// URL or set OAUTH_VERSION to "2.0"',
+                'use an https:// URL; for a local test server over plain http set OAUTH_VERSION to "2.0" '
+                "and OAUTH_ENFORCE_HTTPS to false",
             )
         raise ConfigError(message, path_of(key), hint)
 
@@ -469,6 +325,13 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
     if not _needs_client_credentials(values):
         return
     key_path, assertion_file = values["client_private_key_path"], values["client_assertion_file"]
+    if assertion_file and values["client_assertion_source"]:
+        raise ConfigError(
+            'OAUTH_CLIENT_ASSERTION_FILE is the short form of OAUTH_CLIENT_ASSERTION_SOURCE {"type": "file"}',
+            path_of("OAUTH_CLIENT_ASSERTION_SOURCE"),
+            "set one of them",
+        )
+    assertion_file = assertion_file or bool(values["client_assertion_source"])
     problem = auth_problem(_auth_method(values), _held(values))
     if problem is not None and problem.key != "OAUTH_CLIENT_SECRET":  # a missing secret is _check_secret's
         raise ConfigError(problem.message, path_of(problem.key), problem.hint)
@@ -476,7 +339,7 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
         raise ConfigError(
             "is required with the jwt-bearer grant",
             path_of("OAUTH_CLIENT_ASSERTION_FILE"),
-            "set it to the file holding the platform's JWT",
+            "set it to the file holding the platform's JWT, or set OAUTH_CLIENT_ASSERTION_SOURCE",
         )
     if key_path:
         check_key_file(key_path, "OAUTH_CLIENT_PRIVATE_KEY_PATH", _parent(path_of), label="Client assertion key")
@@ -500,7 +363,7 @@ def _check_dpop(values: _Values, path_of: _PathOf) -> None:
 def _check_mtls(values: _Values, path_of: _PathOf) -> None:
     if values["enabled"]:
         use_mtls = values["use_mtls"]
-        _check_tls_files(
+        check_tls_files(
             values["client_cert_path"] if use_mtls else "",
             values["client_key_path"] if use_mtls else "",
             values["ca_bundle_path"],
@@ -602,6 +465,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("OAUTH_CLIENT_KEY_ID", "client_key_id", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_AUDIENCE", "client_assertion_audience", str, IN_FINGERPRINT, load=_text),
     Field("OAUTH_CLIENT_ASSERTION_FILE", "client_assertion_file", str, IN_FINGERPRINT, load=_path),
+    Field(
+        "OAUTH_CLIENT_ASSERTION_SOURCE", "client_assertion_source", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs
+    ),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
     Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=_check_dpop),
     Field(
@@ -707,6 +573,7 @@ class OAuthConfig:
     client_key_id: str
     client_assertion_audience: str
     client_assertion_file: str
+    client_assertion_source: Tuple[Tuple[str, str], ...]
     dpop: bool
     dpop_key_path: str
     revocation_url: str
@@ -787,7 +654,7 @@ class OAuthConfig:
         held = held_credentials(
             secret=bool(self.client_secret),
             key=bool(self.client_private_key_path),
-            assertion=bool(self.client_assertion_file),
+            assertion=bool(self.client_assertion_file or self.client_assertion_source),
             certificate=self.use_mtls,
         )
         jwt_bearer = self.grant_type == JWT_BEARER_GRANT_TYPE

@@ -13,52 +13,45 @@ The HTTP calls go through a transport callable, ``fetch(method, url, headers, bo
 (status, headers, body_bytes)``, so the token client can hand over its own session (same
 TLS settings, timeouts, retry policy and redirect refusal). Discovery never sends
 credentials.
-
-:class:`Resolver` turns a config without ``OAUTH_TOKEN_URL`` into one with its endpoints,
-and holds the rules of where credentials may go: a pinned ``OAUTH_ISSUER`` or the issuer
-trusted on first use (``OAUTH_TRUST_DISCOVERED_ISSUER``), endpoints on the issuer's origin,
-and a client assertion's audience.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import threading
 import time
-import types
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
-from ._helpers import loads_bounded, redact_url
-from ._http import origin_of, parse_www_authenticate, resource_metadata_problem, transport_problem
+from ._helpers import redact_url
+from ._http import parse_www_authenticate, resource_metadata_problem
+from ._metadata import (
+    STEP_AUTH_METHOD,
+    STEP_PROBE,
+    STEP_RESOURCE_METADATA,
+    STEP_SERVER_METADATA,
+    AuthorizationServerMetadata,
+    DiscoveryResult,
+    ProtectedResourceMetadata,
+    authorization_server_metadata_urls,
+    canonical_resource_uri,
+    parse_document,
+    protected_resource_metadata_urls,
+    require_https,
+    resource_metadata,
+    server_metadata,
+    show,
+)
 from ._singleflight import SingleFlight
-from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, SIGNING_METHODS, held_credentials, preferred_auth_method
+from .client_auth import CREDENTIALS, held_credentials, preferred_auth_method
+from .client_auth import SIGNING_METHODS as SIGNING_METHODS  # cli and the tests read it here
 from .exceptions import DiscoveryError, TransportError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import OAuthConfig
-
-__all__ = (
-    "AuthorizationServerMetadata",
-    "DEFAULT_MAX_AGE",
-    "DiscoveryError",
-    "DiscoveryResult",
-    "Discoverer",
-    "Fetch",
-    "ProtectedResourceMetadata",
-    "Resolver",
-    "SIGNING_METHODS",
-    "authorization_server_metadata_urls",
-    "canonical_resource_uri",
-    "choose_auth_method",
-    "parse_cache_max_age",
-    "protected_resource_metadata_urls",
-)
+__all__ = ("DiscoveryError",)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +64,6 @@ DEFAULT_MAX_ENTRIES = 256
 #: Seconds a thread waits for another thread's lookup of the same document (each of the
 #: leader's requests has its own timeout, so the lookup ends well before this).
 DEFAULT_WAIT_TIMEOUT = 300.0
-#: Largest metadata document accepted, in bytes.
-MAX_DOCUMENT_BYTES = 1024 * 1024
 
 #: The protocol version named in the unauthenticated ``initialize`` probe.
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -95,219 +86,12 @@ _PROBE_HEADERS = {
 }
 _JSON_HEADERS = {"Accept": "application/json"}
 
-# Steps named in error messages.
-STEP_PROBE = "resource challenge"
-STEP_RESOURCE_METADATA = "protected resource metadata"
-STEP_SERVER_METADATA = "authorization server metadata"
-STEP_AUTH_METHOD = "client authentication method"
 
 #: ``fetch(method, url, headers, body, deadline) -> (status, headers, body_bytes)``. It must
 #: not follow redirects, must time out, must give up once ``deadline`` (the caller's clock,
 #: or None for no deadline) has passed, and raises ``OSError`` (requests' exceptions are
 #: ``OSError`` subclasses) or :class:`TransportError` when the network fails.
 Fetch = Callable[[str, str, Mapping[str, str], Optional[bytes], Optional[float]], Tuple[int, Mapping[str, str], bytes]]
-
-
-# --------------------------------------------------------------------------- metadata types
-
-
-def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return types.MappingProxyType(dict(value))
-
-
-@dataclasses.dataclass(frozen=True)
-class AuthorizationServerMetadata:
-    """An authorization server's metadata (RFC 8414 or OpenID discovery). Immutable.
-
-    Attributes:
-        issuer: the issuer identifier, equal to the one that was asked for.
-        token_endpoint: the token endpoint URL.
-        revocation_endpoint: the RFC 7009 endpoint, or None.
-        token_endpoint_auth_methods_supported: as published; ``("client_secret_basic",)``
-            when the document omits it (the RFC 8414 default).
-        token_endpoint_auth_signing_alg_values_supported: JWS algorithms for JWT client auth.
-        scopes_supported: as published, or empty.
-        mtls_endpoint_aliases: RFC 8705 endpoints to use with a client certificate.
-        tls_client_certificate_bound_access_tokens: RFC 8705 certificate-bound tokens.
-        dpop_signing_alg_values_supported: RFC 9449 algorithms, empty when DPoP is not offered.
-        metadata_url: the URL the document came from.
-        raw: the whole document, read-only.
-    """
-
-    issuer: str
-    token_endpoint: str
-    revocation_endpoint: Optional[str] = None
-    token_endpoint_auth_methods_supported: Tuple[str, ...] = ("client_secret_basic",)
-    token_endpoint_auth_signing_alg_values_supported: Tuple[str, ...] = ()
-    scopes_supported: Tuple[str, ...] = ()
-    mtls_endpoint_aliases: Mapping[str, str] = dataclasses.field(
-        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False
-    )
-    tls_client_certificate_bound_access_tokens: bool = False
-    dpop_signing_alg_values_supported: Tuple[str, ...] = ()
-    metadata_url: str = ""
-    raw: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False, repr=False
-    )
-
-    def endpoint(self, name: str, mtls: bool = False) -> Optional[str]:
-        """Return an endpoint URL, its RFC 8705 mTLS alias first when ``mtls`` is true.
-
-        Args:
-            name: ``"token_endpoint"`` or ``"revocation_endpoint"``.
-            mtls: the request carries a client certificate.
-        """
-        if mtls and name in self.mtls_endpoint_aliases:
-            return self.mtls_endpoint_aliases[name]
-        return getattr(self, name, None) or self.raw.get(name)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProtectedResourceMetadata:
-    """A protected resource's metadata (RFC 9728). Immutable.
-
-    Attributes:
-        resource: the resource identifier, equal (canonically) to the server's URL.
-        authorization_servers: issuer identifiers, in the server's order.
-        scopes_supported: as published, or empty.
-        metadata_url: the URL the document came from.
-        raw: the whole document, read-only.
-    """
-
-    resource: str
-    authorization_servers: Tuple[str, ...]
-    scopes_supported: Tuple[str, ...] = ()
-    metadata_url: str = ""
-    raw: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: _frozen_mapping({}), compare=False, hash=False, repr=False
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class DiscoveryResult:
-    """What discovery decided for one server. Immutable.
-
-    Attributes:
-        resource: the server's canonical URI (RFC 8707 ``resource``), or None when
-            discovery started from an issuer alone.
-        resource_metadata_url: where the protected resource metadata came from, or None.
-        resource_metadata: that metadata, or None.
-        authorization_server: the authorization server's metadata.
-        challenge_scope: the 401 challenge's ``scope``, or None.
-        scopes: the scopes to request: the challenge's, else the resource metadata's
-            ``scopes_supported``; empty when neither names any.
-    """
-
-    resource: Optional[str]
-    authorization_server: AuthorizationServerMetadata
-    resource_metadata_url: Optional[str] = None
-    resource_metadata: Optional[ProtectedResourceMetadata] = None
-    challenge_scope: Optional[str] = None
-    scopes: Tuple[str, ...] = ()
-
-    @property
-    def issuer(self) -> str:
-        """The authorization server's issuer identifier."""
-        return self.authorization_server.issuer
-
-    @property
-    def token_endpoint(self) -> str:
-        """The token endpoint URL."""
-        return self.authorization_server.token_endpoint
-
-    @property
-    def revocation_endpoint(self) -> Optional[str]:
-        """The revocation endpoint URL, or None."""
-        return self.authorization_server.revocation_endpoint
-
-    @property
-    def scope(self) -> str:
-        """:attr:`scopes` as one space-separated ``scope`` value ("" for none)."""
-        return " ".join(self.scopes)
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-def _require_https(url: str, enforce_https: bool = True, step: str = "", what: str = "URL") -> None:
-    """Refuse ``url`` unless it is https (or http on a loopback host with ``enforce_https`` off).
-
-    Args:
-        url: the URL about to be used.
-        enforce_https: when false, ``http://`` to a loopback host is allowed.
-        step: the discovery step, for the message.
-        what: what the URL is (``"token_endpoint"``...), for the message.
-
-    Raises:
-        DiscoveryError: the URL is not absolute http(s), or is plain http where refused.
-    """
-    problem = transport_problem(url, enforce_https=enforce_https)
-    if problem is not None:
-        hint = problem.hint
-        if problem.malformed:
-            hint = "the server published a broken URL; set OAUTH_TOKEN_URL to skip discovery"
-        raise DiscoveryError("%s %s" % (what, problem.problem), url, step, hint)
-
-
-def canonical_resource_uri(url: str) -> str:
-    """Return the canonical form of a server URL (MCP authorization, RFC 8707).
-
-    The scheme and host are lowercased, a default port, the fragment and a trailing
-    slash are dropped; the path and query are kept as they are.
-
-    Raises:
-        ValueError: ``url`` is not an absolute http(s) URL.
-    """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in ("http", "https") or not host:
-        raise ValueError("not an absolute http(s) URL: %r" % redact_url(url))
-    port = parts.port
-    netloc = "[%s]" % host if ":" in host else host
-    if port is not None and (scheme, port) not in (("https", 443), ("http", 80)):
-        netloc = "%s:%d" % (netloc, port)
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at:
-        netloc = userinfo + "@" + netloc
-    path = parts.path
-    while path.endswith("/"):
-        path = path[:-1]
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
-
-
-def _origin_and_path(url: str) -> Tuple[str, str]:
-    parts = urlsplit(url)
-    path = parts.path
-    while path.endswith("/"):
-        path = path[:-1]
-    return "%s://%s" % (parts.scheme, parts.netloc), path
-
-
-def authorization_server_metadata_urls(issuer: str) -> List[str]:
-    """Return the metadata URLs to try for ``issuer``, in the MCP specification's order.
-
-    RFC 8414 path-insert, then OpenID Connect path-insert, then OpenID Connect
-    path-append; for an issuer without a path, RFC 8414 then OpenID Connect at the root.
-    """
-    origin, path = _origin_and_path(issuer)
-    if not path:
-        return [
-            origin + "/.well-known/oauth-authorization-server",
-            origin + "/.well-known/openid-configuration",
-        ]
-    return [
-        origin + "/.well-known/oauth-authorization-server" + path,
-        origin + "/.well-known/openid-configuration" + path,
-        origin + path + "/.well-known/openid-configuration",
-    ]
-
-
-def protected_resource_metadata_urls(resource_url: str) -> List[str]:
-    """Return the RFC 9728 well-known URLs to try for a server: with its path, then at the root."""
-    origin, path = _origin_and_path(resource_url)
-    root = origin + "/.well-known/oauth-protected-resource"
-    return [root + path, root] if path else [root]
 
 
 # --------------------------------------------------------------------------- Cache-Control
@@ -373,7 +157,7 @@ def choose_auth_method(
     raise DiscoveryError(
         "the server supports %s, and none of them works with %s"
         % (
-            _show(sorted(set(supported))),
+            show(sorted(set(supported))),
             " and ".join(CREDENTIALS[kind].label for kind in CREDENTIALS if kind in held) or "no credentials",
         ),
         metadata.metadata_url or metadata.issuer,
@@ -389,152 +173,6 @@ def _waited_too_long(url: str, timeout: float) -> BaseException:
     return TransportError(
         "waited %.0f s for another thread's discovery of %s, which has not finished; "
         "check the server and OAUTH_TIMEOUT" % (timeout, redact_url(url))
-    )
-
-
-def _show(value: Any, limit: int = 120) -> str:
-    """repr of a value from a server, shortened for a message (and redacted when a URL)."""
-    if isinstance(value, str):
-        value = redact_url(value)
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _parse_document(body: bytes, url: str, step: str) -> Dict[str, Any]:
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise DiscoveryError(
-            "the document is larger than %d bytes" % MAX_DOCUMENT_BYTES,
-            url,
-            step,
-            "the server must serve a small JSON metadata document",
-        )
-    try:
-        document = loads_bounded(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise DiscoveryError(
-            "the answer is not JSON", url, step, "the server must serve a JSON metadata document"
-        ) from None
-    if not isinstance(document, dict):
-        raise DiscoveryError(
-            "the answer is JSON but not an object (got %s)" % type(document).__name__,
-            url,
-            step,
-            "the server must serve a JSON object",
-        )
-    return document
-
-
-def _strings(document: Mapping[str, Any], name: str, url: str, step: str) -> Tuple[str, ...]:
-    value = document.get(name)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise DiscoveryError(
-            "%r must be a list of strings, got %s" % (name, _show(value)),
-            url,
-            step,
-            "the server's metadata is malformed; ask its operator, or configure the value yourself",
-        )
-    return tuple(value)
-
-
-def _optional_string(document: Mapping[str, Any], name: str, url: str, step: str) -> Optional[str]:
-    value = document.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise DiscoveryError(
-            "%r must be a non-empty string, got %s" % (name, _show(value)),
-            url,
-            step,
-            "the server's metadata is malformed; ask its operator, or configure the value yourself",
-        )
-    return value
-
-
-def _server_metadata(
-    document: Mapping[str, Any], issuer: str, url: str, enforce_https: bool
-) -> AuthorizationServerMetadata:
-    step = STEP_SERVER_METADATA
-    published = document.get("issuer")
-    if published != issuer:
-        raise DiscoveryError(
-            "'issuer' is %s, but %s was asked for" % (_show(published), _show(issuer)),
-            url,
-            step,
-            "RFC 8414 requires them to be identical; check the issuer URL (a trailing slash counts)",
-        )
-    token_endpoint = _optional_string(document, "token_endpoint", url, step)
-    if token_endpoint is None:
-        raise DiscoveryError(
-            "the metadata has no 'token_endpoint'",
-            url,
-            step,
-            "the server cannot issue client-credentials tokens; set OAUTH_TOKEN_URL if it has a token endpoint",
-        )
-    revocation = _optional_string(document, "revocation_endpoint", url, step)
-    aliases_raw = document.get("mtls_endpoint_aliases") or {}
-    if not isinstance(aliases_raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in aliases_raw.items()
-    ):
-        raise DiscoveryError(
-            "'mtls_endpoint_aliases' must be an object of URLs, got %s" % _show(aliases_raw),
-            url,
-            step,
-            "the server's metadata is malformed; ask its operator",
-        )
-    for name, endpoint in [("token_endpoint", token_endpoint), ("revocation_endpoint", revocation)] + sorted(
-        ("mtls_endpoint_aliases.%s" % k, v) for k, v in aliases_raw.items()
-    ):
-        if endpoint is not None:
-            _require_https(endpoint, enforce_https, step, what=name)
-    methods = _strings(document, "token_endpoint_auth_methods_supported", url, step)
-    return AuthorizationServerMetadata(
-        issuer=issuer,
-        token_endpoint=token_endpoint,
-        revocation_endpoint=revocation,
-        token_endpoint_auth_methods_supported=methods or ("client_secret_basic",),
-        token_endpoint_auth_signing_alg_values_supported=_strings(
-            document, "token_endpoint_auth_signing_alg_values_supported", url, step
-        ),
-        scopes_supported=_strings(document, "scopes_supported", url, step),
-        mtls_endpoint_aliases=_frozen_mapping(aliases_raw),
-        tls_client_certificate_bound_access_tokens=document.get("tls_client_certificate_bound_access_tokens") is True,
-        dpop_signing_alg_values_supported=_strings(document, "dpop_signing_alg_values_supported", url, step),
-        metadata_url=url,
-        raw=_frozen_mapping(document),
-    )
-
-
-def _resource_metadata(document: Mapping[str, Any], resource: str, url: str) -> ProtectedResourceMetadata:
-    step = STEP_RESOURCE_METADATA
-    published = document.get("resource")
-    try:
-        matches = isinstance(published, str) and canonical_resource_uri(published) == resource
-    except ValueError:
-        matches = False
-    if not matches:
-        raise DiscoveryError(
-            "'resource' is %s, but the server is %s" % (_show(published), _show(resource)),
-            url,
-            step,
-            "RFC 9728 requires the metadata to name the server it describes; check the server URL, "
-            "or set OAUTH_TOKEN_URL to skip discovery",
-        )
-    servers = _strings(document, "authorization_servers", url, step)
-    if not servers:
-        raise DiscoveryError(
-            "the metadata names no 'authorization_servers'",
-            url,
-            step,
-            "set OAUTH_ISSUER or OAUTH_TOKEN_URL",
-        )
-    return ProtectedResourceMetadata(
-        resource=published,  # type: ignore[arg-type]  # checked above
-        authorization_servers=servers,
-        scopes_supported=_strings(document, "scopes_supported", url, step),
-        metadata_url=url,
-        raw=_frozen_mapping(document),
     )
 
 
@@ -645,7 +283,7 @@ class Discoverer:
             DiscoveryError: a step failed its check (see :class:`DiscoveryError`).
             TransportError: the network failed.
         """
-        _require_https(resource_url, self.enforce_https, STEP_PROBE, what="the server URL")
+        require_https(resource_url, self.enforce_https, STEP_PROBE, what="the server URL")
         try:
             resource = canonical_resource_uri(resource_url)
         except ValueError as exc:
@@ -660,7 +298,7 @@ class Discoverer:
             if pinned_issuer not in servers:
                 raise DiscoveryError(
                     "the server names the authorization servers %s, not the configured issuer %s"
-                    % (_show(list(servers)), _show(pinned_issuer)),
+                    % (show(list(servers)), show(pinned_issuer)),
                     entry.metadata_url,
                     STEP_RESOURCE_METADATA,
                     "OAUTH_ISSUER pins where the secret may go; fix OAUTH_ISSUER or ask the server's operator",
@@ -671,7 +309,7 @@ class Discoverer:
                 raise DiscoveryError(
                     "the server names the authorization servers %s, not %s, which it named when it was first "
                     "trusted (OAUTH_TRUST_DISCOVERED_ISSUER); nothing was sent to them"
-                    % (_show(list(servers)), _show(remembered_issuer)),
+                    % (show(list(servers)), show(remembered_issuer)),
                     entry.metadata_url,
                     STEP_RESOURCE_METADATA,
                     "credentials go only to the authorization server trusted on first use; if the server "
@@ -680,14 +318,15 @@ class Discoverer:
             issuer = remembered_issuer
         else:
             issuer = servers[0]
-        _require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
+        require_https(issuer, self.enforce_https, STEP_RESOURCE_METADATA, what="authorization_servers entry")
         server = self.authorization_server(issuer, deadline)
         if entry.challenge_scope:
             scopes = tuple(entry.challenge_scope.split())
         else:
             scopes = entry.metadata.scopes_supported
         return DiscoveryResult(
-            resource=resource,
+            # Exactly as published (MCP: the token request's resource is the metadata's).
+            resource=entry.metadata.resource,
             authorization_server=server,
             resource_metadata_url=entry.metadata_url,
             resource_metadata=entry.metadata,
@@ -822,11 +461,11 @@ class Discoverer:
 
     def _load_server(self, issuer: str, deadline: Optional[float]) -> Tuple[AuthorizationServerMetadata, float]:
         step = STEP_SERVER_METADATA
-        _require_https(issuer, self.enforce_https, step, what="the issuer")
+        require_https(issuer, self.enforce_https, step, what="the issuer")
         parts = urlsplit(issuer)
         if parts.query or parts.fragment or "#" in issuer:
             raise DiscoveryError(
-                "an issuer has no query or fragment (RFC 8414), got %s" % _show(issuer),
+                "an issuer has no query or fragment (RFC 8414), got %s" % show(issuer),
                 issuer,
                 step,
                 "write it like https://auth.example.com/tenant",
@@ -835,7 +474,7 @@ class Discoverer:
         found = self._first_document(urls, step, deadline)
         if found is not None:
             document, url, headers = found
-            return _server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
+            return server_metadata(document, issuer, url, self.enforce_https), self._max_age(headers)
         raise DiscoveryError(
             "no metadata document for this issuer (tried %s)" % ", ".join(redact_url(u) for u in urls),
             issuer,
@@ -854,7 +493,7 @@ class Discoverer:
         for url in urls:
             status, headers, body = self._call("GET", url, _JSON_HEADERS, None, step, deadline)
             if status == 200:
-                return _parse_document(body, url, step), url, headers
+                return parse_document(body, url, step), url, headers
             if not 400 <= status < 500:
                 raise DiscoveryError(
                     "the server answered HTTP %d" % status,
@@ -879,7 +518,7 @@ class Discoverer:
         step = STEP_RESOURCE_METADATA
         metadata_url = metadata_url or configured or None
         if metadata_url is not None:
-            _require_https(metadata_url, self.enforce_https, step, what="resource_metadata")
+            require_https(metadata_url, self.enforce_https, step, what="resource_metadata")
             # Before any request to it: a challenge must not make us fetch another origin's URL.
             refused = resource_metadata_problem(resource_url, metadata_url, configured)
             if refused is not None:
@@ -893,14 +532,14 @@ class Discoverer:
                     "the server's 401 challenge points to a missing document; ask its operator",
                     retryable=status >= 500,
                 )
-            document = _parse_document(body, metadata_url, step)
-            metadata = _resource_metadata(document, resource, metadata_url)
+            document = parse_document(body, metadata_url, step)
+            metadata = resource_metadata(document, resource, metadata_url)
             return _ResourceEntry(metadata, metadata_url, challenge_scope), self._max_age(headers)
         urls = protected_resource_metadata_urls(resource_url)
         found = self._first_document(urls, step, deadline)
         if found is not None:
             document, url, headers = found
-            metadata = _resource_metadata(document, resource, url)
+            metadata = resource_metadata(document, resource, url)
             return _ResourceEntry(metadata, url, challenge_scope), self._max_age(headers)
         raise DiscoveryError(
             "no 401 challenge with resource_metadata and no well-known document (tried %s)"
@@ -909,299 +548,3 @@ class Discoverer:
             STEP_PROBE,
             "check the server URL, or set OAUTH_ISSUER or OAUTH_TOKEN_URL",
         )
-
-
-# --------------------------------------------------------------------------- the resolver
-
-STEP_TRUST = "trust"
-#: Seconds a trusted-on-first-use issuer is kept in a shared cache (stores may cap it; it
-#: is written again every :data:`TRUST_RECORD_REFRESH` seconds while in use).
-TRUST_RECORD_TTL = 30 * 86400.0
-#: Seconds after which a resolver writes a trusted issuer to the shared cache again.
-TRUST_RECORD_REFRESH = 3600.0
-#: Configs whose certificate-bound discovery a resolver remembers; past this it starts over.
-MAX_CERT_BOUND = 1024
-
-
-class TrustRecords(Protocol):
-    """Where a resolver keeps trusted issuers beyond its own life: a token cache shared by processes."""
-
-    def load_record(self, name: str) -> Optional[str]:
-        """Return the value stored under ``name``, or None."""
-
-    def store_record(self, name: str, value: str, ttl: float) -> None:
-        """Store ``value`` under ``name`` for about ``ttl`` seconds."""
-
-
-def trust_record_name(config: OAuthConfig) -> str:
-    """The name of ``config``'s trusted issuer: a digest of its server URL and client id.
-
-    Not the config's fingerprint: a change of timeout or scope must not open trust on
-    first use again for the same credentials at the same server.
-    """
-    resource = config.discovery_resource or ""
-    try:
-        resource = canonical_resource_uri(resource)
-    except ValueError:
-        pass
-    blob = json.dumps(["trusted-issuer", resource, config.client_id], separators=(",", ":")).encode("utf-8")
-    return "trusted-issuer:" + hashlib.sha256(blob).hexdigest()
-
-
-class Resolver:
-    """Turns a config without ``OAUTH_TOKEN_URL`` into one with its endpoints, under the trust rules. Thread-safe.
-
-    It holds one :class:`Discoverer` per transport (TLS identity, timeouts, retries, https
-    rule), the issuers trusted on first use, and which configs get certificate-bound
-    tokens. Before a resolved config is handed back, where its credentials may go is
-    checked (:meth:`resolve`); nothing is sent to a token endpoint that fails a check.
-
-    Args:
-        fetch_for: returns the discovery transport (:data:`Fetch`) for a config.
-        clock: monotonic seconds; deadlines are on this clock.
-        records: where issuers trusted on first use are kept for other processes (a
-            shared token cache); None keeps them for this resolver's life only.
-    """
-
-    def __init__(
-        self,
-        fetch_for: Callable[[OAuthConfig], Fetch],
-        clock: Callable[[], float] = time.monotonic,
-        records: Optional[TrustRecords] = None,
-    ) -> None:
-        self._fetch_for = fetch_for
-        self._clock = clock
-        self._records = records
-        # Guards the three dicts; never held during a fetch or a shared-cache call.
-        self._lock = threading.Lock()
-        self._discoverers: Dict[Tuple[Any, ...], Discoverer] = {}
-        # Trust on first use: record name -> (issuer, clock time it was last written to records).
-        self._trusted: Dict[str, Tuple[str, float]] = {}
-        self._cert_bound: Dict[str, bool] = {}
-
-    def resolve(self, config: OAuthConfig, deadline: Optional[float] = None) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in; ``config`` itself when nothing is discovered.
-
-        A config without ``OAUTH_TOKEN_URL`` is discovered from its resource URL
-        (``OAUTH_RESOURCE``, pinned to ``OAUTH_ISSUER`` when set) or from ``OAUTH_ISSUER``.
-        The result sets the token endpoint (its RFC 8705 mTLS alias with mTLS), the
-        revocation endpoint (unless configured), the resource (the server's canonical
-        URI unless ``OAUTH_RESOURCE`` says otherwise), the scope (the challenge's, else
-        ``scopes_supported``, unless ``OAUTH_SCOPE`` is set), the client authentication
-        method (unless ``OAUTH_TOKEN_ENDPOINT_AUTH_METHOD`` is set) and the issuer (the
-        default audience of client assertions).
-
-        Where the credentials may go: with ``OAUTH_ISSUER``, only to that issuer; with
-        ``OAUTH_TRUST_DISCOVERED_ISSUER``, only to the first issuer found for the server
-        (remembered here and in ``records``; logged once at WARNING); the token and
-        revocation endpoints must be on the issuer's origin; with
-        ``OAUTH_CLIENT_ASSERTION_AUDIENCE``, the token endpoint (or the issuer) must be it.
-
-        Args:
-            config: the server's settings.
-            deadline: when (on the clock) the caller's whole fetch gives up; None for never.
-
-        Raises:
-            DiscoveryError: a discovery step or a trust rule failed; nothing was sent.
-            TransportError: the network failed during discovery, or the deadline passed.
-        """
-        if not config.is_discovered:
-            return config
-        trust = config.trust_discovered_issuer and not config.issuer and config.discovery_resource is not None
-        name = trust_record_name(config) if trust else ""
-        remembered = self._remembered(name) if trust else None
-        result = self._discoverer(config).discover(
-            resource_url=config.discovery_resource,
-            issuer=config.issuer or None,
-            resource_metadata_url=config.resource_metadata_url,
-            deadline=deadline,
-            remembered_issuer=remembered,
-        )
-        resolved = _completed(config, result)
-        _check_destinations(config, resolved, result.authorization_server)
-        if trust:
-            self._trust(name, resolved.issuer, config)
-        if config.use_mtls and result.authorization_server.tls_client_certificate_bound_access_tokens:
-            with self._lock:
-                if len(self._cert_bound) >= MAX_CERT_BOUND:
-                    self._cert_bound.clear()
-                self._cert_bound[resolved.fingerprint] = True
-        return resolved
-
-    def is_cert_bound(self, resolved: OAuthConfig) -> bool:
-        """True when the metadata of ``resolved``'s server says its tokens are certificate-bound (RFC 8705)."""
-        return self._cert_bound.get(resolved.fingerprint, False)
-
-    def forget(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server, so its next fetch discovers it again.
-
-        Called after a resource server's 401 and after a refresh the authorization server
-        refused as ``invalid_client`` or ``invalid_target``: the server may have moved.
-        An issuer trusted on first use is kept: a move to another one stays refused.
-
-        Args:
-            resource_metadata: the ``resource_metadata`` URL of the resource server's 401
-                challenge; the server's metadata is dropped only when it came from another
-                URL. Without it, the server's metadata and its authorization server's go.
-
-        Returns:
-            True when something was dropped (False for a config with a token URL).
-        """
-        if not config.is_discovered:
-            return False
-        discoverer = self._discoverer(config)
-        dropped = False
-        if config.discovery_resource:
-            dropped = discoverer.forget(config.discovery_resource, metadata_url=resource_metadata)
-        if config.issuer and resource_metadata is None:
-            dropped = discoverer.forget(config.issuer) or dropped
-        return dropped
-
-    def reset_after_fork(self) -> None:
-        """Start with a fresh lock and no discoverers (their sessions are the parent's) in a forked child."""
-        self._lock = threading.Lock()
-        self._discoverers = {}
-
-    def _discoverer(self, config: OAuthConfig) -> Discoverer:
-        cert, verify = config.tls_identity
-        transport = (
-            cert,
-            verify,
-            config.enforce_https,
-            config.connect_timeout,
-            config.timeout,
-            config.max_retries,
-            config.retry_backoff,
-            config.retry_after_max,
-        )
-        discoverer = self._discoverers.get(transport)
-        if discoverer is None:
-            with self._lock:
-                discoverer = self._discoverers.get(transport)
-                if discoverer is None:
-                    discoverer = Discoverer(
-                        self._fetch_for(config), enforce_https=config.enforce_https, clock=self._clock
-                    )
-                    self._discoverers[transport] = discoverer
-        return discoverer
-
-    # -- trust on first use
-
-    def _remembered(self, name: str) -> Optional[str]:
-        """The issuer trusted for ``name``: this resolver's, else the shared cache's (kept here then)."""
-        known = self._trusted.get(name)
-        if known is not None:
-            return known[0]
-        if self._records is None:
-            return None
-        try:
-            issuer = self._records.load_record(name)
-        except Exception as exc:  # a shared store that is down: this process's first use decides
-            log.warning("Reading the trusted issuer from the shared cache failed (%s); going on without it", exc)
-            return None
-        if issuer:
-            with self._lock:
-                self._trusted.setdefault(name, (issuer, self._clock()))
-            log.info("Using the authorization server %s trusted on first use (read from the shared cache)", issuer)
-        return issuer or None
-
-    def _trust(self, name: str, issuer: str, config: OAuthConfig) -> None:
-        """Remember ``issuer`` for ``name``, or refuse it when another one was trusted meanwhile."""
-        now = self._clock()
-        with self._lock:
-            known = self._trusted.get(name)
-            if known is None:
-                self._trusted[name] = (issuer, now)
-            elif known[0] != issuer:  # another thread trusted another issuer since we looked
-                raise DiscoveryError(
-                    "discovery found the authorization server %s, not %s, which was trusted on first use "
-                    "(OAUTH_TRUST_DISCOVERED_ISSUER); nothing was sent to it" % (_show(issuer), _show(known[0])),
-                    config.discovery_resource or "",
-                    STEP_TRUST,
-                    "if the server really moved, check the new issuer with `oauth-gateway discover URL` and "
-                    "set OAUTH_ISSUER to it",
-                )
-            elif now - known[1] < TRUST_RECORD_REFRESH:
-                return
-            else:
-                self._trusted[name] = (issuer, now)
-        if known is None:
-            log.warning(
-                "Trusting the authorization server %s on first use for %s (OAUTH_TRUST_DISCOVERED_ISSUER): "
-                "the credentials go to it, and a later change of authorization server is refused; "
-                "pin it with OAUTH_ISSUER",
-                issuer,
-                redact_url(config.discovery_resource or ""),
-            )
-        if self._records is not None:
-            try:
-                self._records.store_record(name, issuer, TRUST_RECORD_TTL)
-            except Exception as exc:  # the shared store is down: this process still remembers
-                log.warning("Writing the trusted issuer to the shared cache failed (%s); kept in memory", exc)
-
-
-def _check_destinations(config: OAuthConfig, resolved: OAuthConfig, server: AuthorizationServerMetadata) -> None:
-    """Refuse a resolved config whose credentials would go somewhere the rules do not allow.
-
-    The discovered token and revocation endpoints must be on the issuer's origin (a
-    configured ``OAUTH_REVOCATION_URL`` is the operator's choice); with
-    ``OAUTH_CLIENT_ASSERTION_AUDIENCE`` the token endpoint, or the issuer, must be that
-    audience, so an assertion made for one server is never handed to another. Pure.
-
-    Raises:
-        DiscoveryError: a rule is broken; nothing has been sent.
-    """
-    where = server.metadata_url or server.issuer
-    issuer_origin = origin_of(server.issuer)
-    endpoints = [("token_endpoint", resolved.token_url)]
-    if not config.revocation_url and resolved.revocation_url:
-        endpoints.append(("revocation_endpoint", resolved.revocation_url))
-    for what, url in endpoints:
-        if origin_of(url) != issuer_origin:
-            raise DiscoveryError(
-                "the %s %s is not on the issuer's origin %s; credentials would leave the authorization server"
-                % (what, _show(url), _show(issuer_origin)),
-                where,
-                STEP_SERVER_METADATA,
-                "if that endpoint is right, set %s to it"
-                % ("OAUTH_TOKEN_URL" if what == "token_endpoint" else "OAUTH_REVOCATION_URL"),
-            )
-    audience = config.client_assertion_audience
-    if audience and audience not in (resolved.token_url, server.token_endpoint, server.issuer):
-        raise DiscoveryError(
-            "the token endpoint %s is not OAUTH_CLIENT_ASSERTION_AUDIENCE %s; the assertion is made for that "
-            "server only" % (_show(resolved.token_url), _show(audience)),
-            where,
-            STEP_TRUST,
-            "set OAUTH_TOKEN_URL (and OAUTH_ISSUER) to the server the audience names, or fix the audience",
-        )
-
-
-def _completed(config: OAuthConfig, result: DiscoveryResult) -> OAuthConfig:
-    """``config`` completed with a discovery result (see :meth:`Resolver.resolve`)."""
-    server = result.authorization_server
-    changes: Dict[str, Any] = {
-        "token_url": server.endpoint("token_endpoint", mtls=config.use_mtls) or server.token_endpoint,
-        "issuer": server.issuer,
-    }
-    if not config.revocation_url:
-        changes["revocation_url"] = server.endpoint("revocation_endpoint", mtls=config.use_mtls) or ""
-    if result.resource and config.discovery_resource:
-        changes["resources"] = (result.resource,)  # the canonical form of the server's URL
-    if not config.scope and result.scope:
-        changes["scope"] = result.scope
-    if not config.token_endpoint_auth_method:
-        secretless_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE and not (
-            config.client_secret or config.client_private_key_path or config.use_mtls
-        )
-        changes["token_endpoint_auth_method"] = (
-            "none"
-            if secretless_bearer
-            else choose_auth_method(
-                server,
-                have_secret=bool(config.client_secret),
-                have_private_key=bool(config.client_private_key_path or config.client_assertion_file),
-                have_cert=config.use_mtls,
-            )
-        )
-    return config.replace(**changes)

@@ -36,23 +36,16 @@ from urllib.parse import urlsplit, urlunsplit
 from ._helpers import loads_bounded
 from ._http import origin_of, parse_www_authenticate
 from ._jsonpath import join as _join_path
-from .client_auth import (
-    PrivateKey,
-    certificate_thumbprints,
-    jwk_thumbprint,
-    load_private_key,
-    require_jwt,
-    sign_jwt,
-)
+from ._jwt import PrivateKey, certificate_thumbprints, jwk_thumbprint, load_private_key, require_jwt, sign_jwt
 from .exceptions import TokenBindingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import OAuthConfig
 
 #: The ``typ`` header of every DPoP proof (RFC 9449 section 4.2).
-DPOP_JWT_TYPE = "dpop+jwt"
+_DPOP_JWT_TYPE = "dpop+jwt"
 #: The algorithm of the default key.
-DEFAULT_DPOP_ALG = "ES256"
+_DEFAULT_DPOP_ALG = "ES256"
 #: The request and response header carrying a proof, and the one carrying a nonce.
 DPOP_HEADER = "DPoP"
 DPOP_NONCE_HEADER = "DPoP-Nonce"
@@ -61,14 +54,14 @@ USE_DPOP_NONCE = "use_dpop_nonce"
 #: The ``token_type`` of a DPoP-bound access token, and the ``Authorization`` scheme.
 DPOP_TOKEN_TYPE = "DPoP"
 #: Servers remembered by a :class:`NonceStore` before the least recently used goes.
-DEFAULT_MAX_NONCES = 256
+_DEFAULT_MAX_NONCES = 256
 #: A nonce longer than this is ignored (RFC 9449 gives no limit; real ones are < 100).
-MAX_NONCE_LENGTH = 1024
+_MAX_NONCE_LENGTH = 1024
 #: DPoP keys a :class:`DPoPKeyring` keeps (one per config); past this the oldest is
 #: forgotten, and the tokens bound to it are replaced when a resource server refuses them.
-MAX_DPOP_KEYS = 1024
+_MAX_DPOP_KEYS = 1024
 #: The config key of a persistent DPoP key, for messages.
-DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
+_DPOP_KEY_FIELD = "OAUTH_DPOP_KEY_PATH"
 
 # RFC 9449 section 8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E
 _NQCHAR = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
@@ -114,7 +107,7 @@ class DPoPKey:
         jwk = key.public_jwk()
         self.jkt = jwk_thumbprint(jwk)
         # Built once: every proof of this key has the same header.
-        self._header: Dict[str, Any] = {"typ": DPOP_JWT_TYPE, "jwk": jwk}
+        self._header: Dict[str, Any] = {"typ": _DPOP_JWT_TYPE, "jwk": jwk}
 
     @classmethod
     def generate(cls, *, json_path: str = "$") -> DPoPKey:
@@ -129,7 +122,7 @@ class DPoPKey:
         require_jwt(_join_path(json_path, "OAUTH_DPOP"))
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        return cls(PrivateKey(ec.generate_private_key(ec.SECP256R1())), DEFAULT_DPOP_ALG)
+        return cls(PrivateKey(ec.generate_private_key(ec.SECP256R1())), _DEFAULT_DPOP_ALG)
 
     @classmethod
     def from_file(cls, path: str, password: Optional[str] = None, *, json_path: str = "$") -> DPoPKey:
@@ -147,7 +140,7 @@ class DPoPKey:
             ConfigError: the file is missing, unreadable, encrypted without a password,
                 or not a supported key; or PyJWT is not installed.
         """
-        return cls(load_private_key(path, password, json_path=json_path, field=DPOP_KEY_FIELD))
+        return cls(load_private_key(path, password, json_path=json_path, field=_DPOP_KEY_FIELD))
 
     @property
     def public_jwk(self) -> Dict[str, Any]:
@@ -179,7 +172,7 @@ class DPoPKey:
 # --------------------------------------------------------------------------------------
 
 
-def htu_of(url: str) -> str:
+def _htu_of(url: str) -> str:
     """The ``htu`` of a request URL: the URL without its query and fragment.
 
     Args:
@@ -192,7 +185,7 @@ def htu_of(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def access_token_hash(access_token: str) -> str:
+def _access_token_hash(access_token: str) -> str:
     """The ``ath`` claim: base64url (no padding) SHA-256 of the access token (RFC 9449 4.2)."""
     return _b64url(hashlib.sha256(access_token.encode("utf-8")).digest())
 
@@ -229,13 +222,13 @@ def make_proof(
     claims: Dict[str, Any] = {
         "jti": secrets.token_urlsafe(16),
         "htm": htm.upper(),
-        "htu": htu_of(htu),
+        "htu": _htu_of(htu),
         "iat": int(now),
     }
     if nonce is not None:
         claims["nonce"] = nonce
     if access_token is not None:
-        claims["ath"] = access_token_hash(access_token)
+        claims["ath"] = _access_token_hash(access_token)
     return sign_jwt(key._header, claims, key._key, key.alg)
 
 
@@ -244,9 +237,9 @@ def make_proof(
 # --------------------------------------------------------------------------------------
 
 
-def is_valid_nonce(value: Any) -> bool:
+def _is_valid_nonce(value: Any) -> bool:
     """True when ``value`` is an RFC 9449 nonce (1 to 1024 NQCHARs)."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_NONCE_LENGTH and all(char in _NQCHAR for char in value)
+    return isinstance(value, str) and 0 < len(value) <= _MAX_NONCE_LENGTH and all(char in _NQCHAR for char in value)
 
 
 def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
@@ -266,7 +259,7 @@ def response_nonce(headers: Mapping[str, str]) -> Optional[str]:
     if value is None:
         return None
     value = value.strip()
-    return value if is_valid_nonce(value) else None
+    return value if _is_valid_nonce(value) else None
 
 
 class NonceStore:
@@ -276,7 +269,7 @@ class NonceStore:
     (servers send them in clear to anyone), but they are not logged either.
     """
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_NONCES) -> None:
+    def __init__(self, max_entries: int = _DEFAULT_MAX_NONCES) -> None:
         """Make an empty store.
 
         Args:
@@ -299,7 +292,7 @@ class NonceStore:
 
     def remember(self, url: str, nonce: str) -> bool:
         """Remember ``nonce`` for ``url``'s server; False (and nothing stored) if invalid."""
-        if not is_valid_nonce(nonce):
+        if not _is_valid_nonce(nonce):
             return False
         origin = origin_of(url)
         with self._lock:
@@ -353,7 +346,7 @@ def token_nonce_challenge(status_code: int, headers: Mapping[str, str], body: An
     return response_nonce(headers)
 
 
-def resource_nonce_challenge(status_code: int, headers: Mapping[str, str]) -> Optional[str]:
+def _resource_nonce_challenge(status_code: int, headers: Mapping[str, str]) -> Optional[str]:
     """The nonce to repeat a resource request with, when the resource server asked for one.
 
     RFC 9449 section 9: HTTP 401 with ``WWW-Authenticate: DPoP error="use_dpop_nonce"``
@@ -383,7 +376,7 @@ def _segment(part: str) -> Any:
     return loads_bounded(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
 
 
-def token_claims(access_token: str) -> Optional[Dict[str, Any]]:
+def _token_claims(access_token: str) -> Optional[Dict[str, Any]]:
     """The claims of a JWT access token, NOT verified; None for an opaque token.
 
     Only for reading ``cnf`` before use: the signature is the resource server's job, and
@@ -401,7 +394,7 @@ def token_claims(access_token: str) -> Optional[Dict[str, Any]]:
     return claims
 
 
-def token_confirmation(access_token: str) -> Optional[Dict[str, Any]]:
+def _token_confirmation(access_token: str) -> Optional[Dict[str, Any]]:
     """The ``cnf`` claim of a JWT access token (RFC 7800), read WITHOUT verifying it.
 
     Args:
@@ -411,14 +404,14 @@ def token_confirmation(access_token: str) -> Optional[Dict[str, Any]]:
         The ``cnf`` object (``{"jkt": ...}`` for DPoP, ``{"x5t#S256": ...}`` for mTLS), or
         None when the token is opaque, not a JWT, or has no ``cnf`` object.
     """
-    claims = token_claims(access_token)
+    claims = _token_claims(access_token)
     if claims is None:
         return None
     cnf = claims.get("cnf")
     return dict(cnf) if isinstance(cnf, dict) else None
 
 
-def check_binding(
+def _check_binding(
     cnf: Optional[Mapping[str, Any]],
     *,
     dpop_jkt: Optional[str] = None,
@@ -509,7 +502,7 @@ def check_token_binding(
         TokenBindingError: it is bound to another key or certificate.
         ConfigError: the client certificate cannot be read.
     """
-    claims = token_claims(access_token)
+    claims = _token_claims(access_token)
     if claims is None:
         return None
     cnf = claims.get("cnf")
@@ -518,7 +511,7 @@ def check_token_binding(
     if config.use_mtls and config.client_cert_path:
         # Read each time: a certificate renewed on disk is the one checked.
         cert_x5t = certificate_thumbprints(config.client_cert_path, json_path="$.oauth_config")[1]
-    check_binding(cnf, dpop_jkt=key.jkt if key is not None else None, cert_x5t_s256=cert_x5t)
+    _check_binding(cnf, dpop_jkt=key.jkt if key is not None else None, cert_x5t_s256=cert_x5t)
     if (cnf is None or "x5t#S256" not in cnf) and cert_bound:
         return (
             "the token is not bound to the client certificate (no cnf x5t#S256), although the "
@@ -538,7 +531,7 @@ class DPoPKeyring:
         max_keys: keys kept; past this the oldest is forgotten.
     """
 
-    def __init__(self, max_keys: int = MAX_DPOP_KEYS) -> None:
+    def __init__(self, max_keys: int = _MAX_DPOP_KEYS) -> None:
         self._lock = threading.Lock()
         self._keys: Dict[str, DPoPKey] = {}
         self._max_keys = max_keys
@@ -595,27 +588,4 @@ def check_dpop_token_type(token_type: Any) -> None:
     )
 
 
-__all__ = (
-    "DEFAULT_DPOP_ALG",
-    "DEFAULT_MAX_NONCES",
-    "DPOP_HEADER",
-    "DPOP_JWT_TYPE",
-    "DPOP_NONCE_HEADER",
-    "DPOP_TOKEN_TYPE",
-    "DPoPKey",
-    "NonceStore",
-    "TokenBindingError",
-    "USE_DPOP_NONCE",
-    "access_token_hash",
-    "check_binding",
-    "check_dpop_token_type",
-    "htu_of",
-    "is_valid_nonce",
-    "make_proof",
-    "origin_of",
-    "resource_nonce_challenge",
-    "response_nonce",
-    "token_claims",
-    "token_confirmation",
-    "token_nonce_challenge",
-)
+__all__ = ("DPoPKey", "NonceStore", "TokenBindingError", "make_proof")

@@ -17,14 +17,22 @@ from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 
 from ._helpers import masked, redact_url
-from .client_auth import JWT_BEARER_GRANT_TYPE, AssertionFile, ClientAuth, JwtBearerGrant, build_client_auth
+from ._workload import Fetch, assertion_source
+from .client_auth import (
+    JWT_BEARER_GRANT_TYPE,
+    AssertionFile,
+    ClientAssertion,
+    ClientAuth,
+    JwtBearerGrant,
+    build_client_auth,
+)
 from .config import OAuthConfig
 
 if TYPE_CHECKING:
     import requests
 
 #: Statuses retried with backoff (RFC 6585 429 and transient 5xx).
-RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
+_RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
 
 
 def attempt_deadline(config: OAuthConfig) -> float:
@@ -88,7 +96,7 @@ class TokenRetry(Retry):
             redirect=0,
             raise_on_redirect=False,
             raise_on_status=False,
-            status_forcelist=RETRY_STATUSES,
+            status_forcelist=_RETRY_STATUSES,
             allowed_methods=frozenset(["POST", "PUT", "GET"]),
             respect_retry_after_header=True,
             sleep_fn=sleep,
@@ -195,6 +203,7 @@ class TokenEndpoint:
         sleep: Callable[[float], None],
         headers: Mapping[str, str],
         credentials: bool = True,
+        fetch: Optional[Fetch] = None,
     ) -> None:
         """Describe ``config``'s endpoint; with ``credentials``, build its client authentication.
 
@@ -206,6 +215,8 @@ class TokenEndpoint:
             headers: the headers every request carries; ``OAUTH_CUSTOM_HEADERS`` are added
                 when ``credentials`` (discovery sends neither).
             credentials: False for a transport that never authenticates (discovery).
+            fetch: the HTTP transport of assertion sources that ask an endpoint
+                (``OAUTH_CLIENT_ASSERTION_SOURCE`` github_actions, gcp_metadata).
 
         Raises:
             ConfigError: the client authentication cannot be built (a bad key, PyJWT missing...).
@@ -216,7 +227,7 @@ class TokenEndpoint:
         grant: Optional[JwtBearerGrant] = None
         if credentials:
             sent.update(config.custom_headers)
-            auth, grant = _client_auth(config)
+            auth, grant = _client_auth(config, fetch)
         sets(self, "url", config.token_url)
         sets(self, "revocation_url", config.revocation_url)
         sets(self, "issuer", config.issuer or None)
@@ -263,7 +274,7 @@ class TokenEndpoint:
         )
 
 
-def _client_auth(config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGrant]]:
+def _client_auth(config: OAuthConfig, fetch: Optional[Fetch]) -> Tuple[ClientAuth, Optional[JwtBearerGrant]]:
     """The client authentication of ``config`` and its jwt-bearer grant (or None).
 
     Raises:
@@ -271,6 +282,8 @@ def _client_auth(config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGra
     """
     jwt_bearer = config.grant_type == JWT_BEARER_GRANT_TYPE
     method = config.auth_method
+    spec = dict(config.client_assertion_source)
+    source = assertion_source(spec, fetch) if spec else None
     auth = build_client_auth(
         method,
         config.client_id,
@@ -283,9 +296,16 @@ def _client_auth(config: OAuthConfig) -> Tuple[ClientAuth, Optional[JwtBearerGra
         # The certificate of the signing key (Entra ID's x5t) is the mTLS one only for tls_client_auth.
         cert_path=(config.client_cert_path or None) if (config.use_mtls or method == "private_key_jwt") else None,
         key_path=(config.client_key_path or None) if config.use_mtls else None,
-        assertion_file=None if jwt_bearer else (config.client_assertion_file or None),
+        assertion_file=None if jwt_bearer or source else (config.client_assertion_file or None),
+        assertion_source=None if jwt_bearer else source,
     )
-    grant = JwtBearerGrant(AssertionFile(config.client_assertion_file, config.client_id)) if jwt_bearer else None
+    grant: Optional[JwtBearerGrant] = None
+    if jwt_bearer:
+        grant = JwtBearerGrant(
+            ClientAssertion(source, config.client_id)
+            if source
+            else AssertionFile(config.client_assertion_file, config.client_id)
+        )
     return auth, grant
 
 

@@ -12,6 +12,24 @@ from typing import Any, Dict, Optional, Tuple, Type
 
 from ._redact import redact_url
 
+__all__ = (
+    "ConfigError",
+    "DiscoveryError",
+    "InsecureTransportError",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "OAuthGatewayError",
+    "RevocationNotConfigured",
+    "TokenBindingError",
+    "TokenRequestError",
+    "TransportError",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+)
+
 
 class OAuthGatewayError(Exception):
     """Root of every error raised by oauth_gateway.
@@ -115,7 +133,7 @@ class InvalidTarget(TokenRequestError):
     """``invalid_target``: the server refused a resource indicator (RFC 8707)."""
 
 
-class UnsupportedTokenType(TokenRequestError):
+class _UnsupportedTokenType(TokenRequestError):
     """``unsupported_token_type``: the server cannot revoke this token type (RFC 7009)."""
 
 
@@ -222,7 +240,7 @@ class TokenBindingError(OAuthGatewayError):
 
 #: RFC 6749 / 7009 / 8707 ``error`` codes and the class raised for each.
 #: A code missing here raises plain :class:`TokenRequestError`.
-ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
+_ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
     "invalid_request": InvalidRequest,
     "invalid_client": InvalidClient,
     "invalid_grant": InvalidGrant,
@@ -230,12 +248,12 @@ ERROR_CLASSES: Dict[str, Type[TokenRequestError]] = {
     "unsupported_grant_type": UnsupportedGrantType,
     "invalid_scope": InvalidScope,
     "invalid_target": InvalidTarget,
-    "unsupported_token_type": UnsupportedTokenType,
+    "unsupported_token_type": _UnsupportedTokenType,
 }
 
 
 def error_class_for(code: Any) -> Type[TokenRequestError]:
     """Return the exception class for an RFC 6749 ``error`` code."""
     if isinstance(code, str):
-        return ERROR_CLASSES.get(code, TokenRequestError)
+        return _ERROR_CLASSES.get(code, TokenRequestError)
     return TokenRequestError

@@ -33,7 +33,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import schema
-from ._helpers import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, read_json_file, replace_bytes, resolve_config_path
+from ._helpers import CONFIG_PATH_ENV, read_json_file, replace_bytes, resolve_config_path
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from .config import OAuthConfig
@@ -43,30 +43,20 @@ from .injection import entry_oauth_block
 if TYPE_CHECKING:
     from .cache import TokenCache
 
-__all__ = (
-    "BACKUP_SUFFIX",
-    "CONFIG_PATH_ENV",
-    "DEFAULT_CONFIG_NAME",
-    "DEFAULT_CONFIG_PATH",
-    "DIR_MODE",
-    "FILE_MODE",
-    "GatewayConfig",
-    "add_server",
-    "load_gateway_config",
-)
+__all__ = ("GatewayConfig", "load_gateway_config")
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: Name of the config that :func:`add_server` creates in a file that has none.
-DEFAULT_CONFIG_NAME = "default_config"
+_DEFAULT_CONFIG_NAME = "default_config"
 #: Mode of the gateway file and its backup: it holds client secrets.
-FILE_MODE = 0o600
+_FILE_MODE = 0o600
 #: Mode of a config directory created by :func:`add_server`.
-DIR_MODE = 0o700
+_DIR_MODE = 0o700
 #: Suffix of the copy of the previous contents kept by every write.
-BACKUP_SUFFIX = ".bak"
+_BACKUP_SUFFIX = ".bak"
 #: Suffix of the lock file beside the gateway file that serialises writers.
-LOCK_SUFFIX = ".lock"
+_LOCK_SUFFIX = ".lock"
 
 # How many names an error message lists before it says "and N more".
 _MAX_LISTED = 20
@@ -400,15 +390,15 @@ def _add_server_locked(
         document["mcp_configs"] = {}
     configs = document["mcp_configs"]
     if not configs:
-        if config_id is not None or config_name not in (None, DEFAULT_CONFIG_NAME):
+        if config_id is not None or config_name not in (None, _DEFAULT_CONFIG_NAME):
             asked = "id %r" % config_id if config_id is not None else "name %r" % config_name
             raise ConfigError(
                 "the file has no configs yet, so none has the %s%s" % (asked, where),
                 _join("$", "mcp_configs"),
-                "leave out config_id and config_name to create %r" % DEFAULT_CONFIG_NAME,
+                "leave out config_id and config_name to create %r" % _DEFAULT_CONFIG_NAME,
             )
         chosen = str(uuid.uuid4())
-        configs[chosen] = {"mcp_config_name": DEFAULT_CONFIG_NAME, "mcp_config": []}
+        configs[chosen] = {"mcp_config_name": _DEFAULT_CONFIG_NAME, "mcp_config": []}
     else:
         if config_id is None and config_name is None:
             config_name = _default_config_name(configs, where)
@@ -437,18 +427,18 @@ def _add_server_locked(
     servers.append(entry)
     _validate(document, target)
     try:
-        _write_json_atomic(target, document, mode=FILE_MODE, backup=True)
+        _write_json_atomic(target, document, mode=_FILE_MODE, backup=True)
     except OSError as error:
         raise ConfigError(
             "cannot write %s: %s" % (target, error.strerror or error),
             "$",
             "check that its directory exists and is writable and the disk is not full; the file was left unchanged",
         ) from error
-    log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
+    _log.info("added server %r to config %s in %s", server_name, _describe_config(configs, chosen), target)
     return chosen
 
 
-def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: bool = True) -> None:
+def _write_json_atomic(path: str, document: Any, mode: int = _FILE_MODE, backup: bool = True) -> None:
     """Replace ``path`` with ``document`` as JSON, all or nothing.
 
     The document is serialised before the disk is touched. The bytes go to a temporary
@@ -481,15 +471,15 @@ def _write_json_atomic(path: str, document: Any, mode: int = FILE_MODE, backup: 
         except FileNotFoundError:
             previous = None
         if previous is not None:
-            replace_bytes(path + BACKUP_SUFFIX, previous, mode, owner)
+            replace_bytes(path + _BACKUP_SUFFIX, previous, mode, owner)
     replace_bytes(path, data, mode, owner)
     _fsync_directory(directory)
 
 
 def _make_directory(directory: str) -> None:
     if not os.path.isdir(directory):
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-        os.chmod(directory, DIR_MODE)
+        os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
+        os.chmod(directory, _DIR_MODE)
 
 
 def _owner_to_keep(path: str) -> Optional[Tuple[int, int]]:
@@ -525,10 +515,10 @@ def _locked(path: str) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    lock_path = path + LOCK_SUFFIX
+    lock_path = path + _LOCK_SUFFIX
     try:
         _make_directory(os.path.dirname(lock_path))
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), _FILE_MODE)
     except OSError as error:
         raise ConfigError(
             "cannot open the lock file %s: %s" % (lock_path, error.strerror or error),
@@ -594,7 +584,7 @@ def _warn_if_exposed(path: str) -> None:
     except OSError:  # pragma: no cover - it was just read
         return
     if mode & 0o077:
-        log.warning(
+        _log.warning(
             "config file %s is accessible to group or others (mode %04o) and may hold client secrets; "
             "run chmod 600 on it",
             path,
@@ -668,11 +658,11 @@ def _check_layout(document: Any, path: Optional[str]) -> None:
 def _default_config_name(configs: Mapping[str, Any], where: str) -> str:
     """The config to use when the caller named none: default_config, or the only one."""
     names = [config.get("mcp_config_name") for config in configs.values()]
-    if DEFAULT_CONFIG_NAME in names:
-        return DEFAULT_CONFIG_NAME
+    if _DEFAULT_CONFIG_NAME in names:
+        return _DEFAULT_CONFIG_NAME
     if len(names) != 1:
         raise ConfigError(
-            "no config given, and none is named %r%s" % (DEFAULT_CONFIG_NAME, where),
+            "no config given, and none is named %r%s" % (_DEFAULT_CONFIG_NAME, where),
             _join("$", "mcp_configs"),
             "pass config_name, one of: %s" % _listing(sorted(str(n) for n in names)),
         )

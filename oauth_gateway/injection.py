@@ -40,40 +40,42 @@ from ._jsonpath import join as _join
 from .exceptions import ConfigError
 from .tokens import Token
 
-log = logging.getLogger(__name__)
+__all__ = ("LOCAL_ENV_VARS", "inject_token", "is_remote_server")
+
+_log = logging.getLogger(__name__)
 
 #: Variable that carries ``"<type> <token>"`` (remote servers, and local ones too).
-ENV_AUTH_HEADER = "AUTH_HEADER"
+_ENV_AUTH_HEADER = "AUTH_HEADER"
 #: Variables set for local (stdio) servers, the seed gateway's names.
-ENV_ENKRYPT_ACCESS_TOKEN = "ENKRYPT_ACCESS_TOKEN"
-ENV_AUTHORIZATION = "AUTHORIZATION"
-ENV_OAUTH_ACCESS_TOKEN = "OAUTH_ACCESS_TOKEN"
-ENV_OAUTH_TOKEN_TYPE = "OAUTH_TOKEN_TYPE"
-ENV_HTTP_HEADER_AUTHORIZATION = "HTTP_HEADER_Authorization"
-ENV_HTTP_HEADER_AUTHORIZATION_UPPER = "HTTP_HEADER_AUTHORIZATION"
+_ENV_ENKRYPT_ACCESS_TOKEN = "ENKRYPT_ACCESS_TOKEN"
+_ENV_AUTHORIZATION = "AUTHORIZATION"
+_ENV_OAUTH_ACCESS_TOKEN = "OAUTH_ACCESS_TOKEN"
+_ENV_OAUTH_TOKEN_TYPE = "OAUTH_TOKEN_TYPE"
+_ENV_HTTP_HEADER_AUTHORIZATION = "HTTP_HEADER_Authorization"
+_ENV_HTTP_HEADER_AUTHORIZATION_UPPER = "HTTP_HEADER_AUTHORIZATION"
 
 #: Local variables and the token attribute each one receives: ``access_token`` is the
 #: bare token, ``authorization`` is ``"Bearer <token>"``, ``token_type`` is ``"Bearer"``.
 LOCAL_ENV_VARS: Tuple[Tuple[str, str], ...] = (
-    (ENV_ENKRYPT_ACCESS_TOKEN, "access_token"),
-    (ENV_AUTHORIZATION, "authorization"),
-    (ENV_OAUTH_ACCESS_TOKEN, "access_token"),
-    (ENV_OAUTH_TOKEN_TYPE, "token_type"),
-    (ENV_HTTP_HEADER_AUTHORIZATION, "authorization"),
-    (ENV_HTTP_HEADER_AUTHORIZATION_UPPER, "authorization"),
-    (ENV_AUTH_HEADER, "authorization"),
+    (_ENV_ENKRYPT_ACCESS_TOKEN, "access_token"),
+    (_ENV_AUTHORIZATION, "authorization"),
+    (_ENV_OAUTH_ACCESS_TOKEN, "access_token"),
+    (_ENV_OAUTH_TOKEN_TYPE, "token_type"),
+    (_ENV_HTTP_HEADER_AUTHORIZATION, "authorization"),
+    (_ENV_HTTP_HEADER_AUTHORIZATION_UPPER, "authorization"),
+    (_ENV_AUTH_HEADER, "authorization"),
 )
 
 #: The argument that introduces a header for mcp-remote.
-HEADER_OPTION = "--header"
+_HEADER_OPTION = "--header"
 #: The header argument given to remote servers; mcp-remote fills in ``${AUTH_HEADER}``.
 #: No space after the colon: some MCP clients on Windows split arguments at spaces.
-REMOTE_HEADER_VALUE = "Authorization:${%s}" % ENV_AUTH_HEADER
+_REMOTE_HEADER_VALUE = "Authorization:${%s}" % _ENV_AUTH_HEADER
 
 #: curl's options that add a header (``-H @file`` reads headers from a file).
-CURL_HEADER_OPTIONS = ("-H", "--header")
+_CURL_HEADER_OPTIONS = ("-H", "--header")
 #: Name of the header file :func:`injected_entry` writes for curl.
-CURL_HEADER_FILE = "authorization.header"
+_CURL_HEADER_FILE = "authorization.header"
 
 # Server names whose auto-detection has been logged; guarded by _LOGGED_LOCK.
 _LOGGED: Set[str] = set()
@@ -112,7 +114,7 @@ def is_remote_server(server_entry: Any, *, json_path: str = "$") -> bool:
     return program is not None
 
 
-def remote_server_url(server_entry: Any, *, json_path: str = "$") -> Optional[str]:
+def _remote_server_url(server_entry: Any, *, json_path: str = "$") -> Optional[str]:
     """Return the URL a remote server is reached at: the ``mcp-remote`` (or ``curl``) URL argument.
 
     For a server entry whose ``oauth_config`` has no ``OAUTH_TOKEN_URL``, ``OAUTH_ISSUER``
@@ -148,7 +150,7 @@ def entry_oauth_block(server_entry: Any) -> Dict[str, Any]:
     block = copy.deepcopy(block)
     if not any(block.get(key) for key in ("OAUTH_TOKEN_URL", "OAUTH_ISSUER", "OAUTH_RESOURCE")):
         try:
-            url = remote_server_url(server_entry)
+            url = _remote_server_url(server_entry)
         except ConfigError:
             url = None
         if url:
@@ -198,7 +200,8 @@ def inject_token(server_entry: Any, token: Token, *, json_path: str = "$") -> Di
         _refuse_dpop(server_entry, token, json_path)
     if remote and _runs_curl(server_entry):
         raise ConfigError(
-            "runs curl, which cannot expand ${%s} from its environment: it would send no credentials" % ENV_AUTH_HEADER,
+            "runs curl, which cannot expand ${%s} from its environment: it would send no credentials"
+            % _ENV_AUTH_HEADER,
             _join(json_path, "config"),
             "launch it inside `with injected_entry(entry, token) as launch:` (curl gets -H @file, a private "
             "file removed afterwards), or run the server through mcp-remote",
@@ -213,8 +216,8 @@ def _inject(server_entry: Dict[str, Any], token: Token, remote: bool) -> Dict[st
     env = dict(config.get("env") or {})
     if remote:
         args = _without_authorization_headers(args)
-        args.extend([HEADER_OPTION, REMOTE_HEADER_VALUE])
-        env[ENV_AUTH_HEADER] = token.authorization
+        args.extend([_HEADER_OPTION, _REMOTE_HEADER_VALUE])
+        env[_ENV_AUTH_HEADER] = token.authorization
     else:
         for name, attribute in LOCAL_ENV_VARS:
             env[name] = getattr(token, attribute)
@@ -237,7 +240,7 @@ def _refuse_dpop(entry: Any, token: Token, json_path: str) -> None:
 
 
 @contextlib.contextmanager
-def injected_entry(
+def _injected_entry(
     server_entry: Any, token: Token, *, json_path: str = "$", directory: Optional[str] = None
 ) -> Iterator[Dict[str, Any]]:
     """Give the entry with ``token`` injected for the duration of a ``with`` block.
@@ -283,14 +286,14 @@ def injected_entry(
     header = token.authorization
     private = tempfile.mkdtemp(prefix="oauth-gateway-", dir=directory)  # mode 0700
     try:
-        path = os.path.join(private, CURL_HEADER_FILE)
+        path = os.path.join(private, _CURL_HEADER_FILE)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("Authorization: %s\n" % header)
         entry = copy.deepcopy(server_entry)
         config = entry["config"]
-        args = _without_authorization_headers(list(config.get("args") or []), CURL_HEADER_OPTIONS)
+        args = _without_authorization_headers(list(config.get("args") or []), _CURL_HEADER_OPTIONS)
         config["args"] = args + ["-H", "@" + path]
         config["env"] = dict(config.get("env") or {})
         yield entry
@@ -398,7 +401,7 @@ def _log_detection(entry: Dict[str, Any], program: Optional[str]) -> None:
         verdict = "remote (runs %s); the token goes into the Authorization header" % program
     else:
         verdict = "local (no mcp-remote or curl in command or args); the token goes into environment variables"
-    log.info(
+    _log.info(
         "server %r: %s, auto-detected as %s; set oauth_config.is_remote to true or false to make this explicit",
         key,
         why,
@@ -410,7 +413,7 @@ def _header_name(value: str) -> str:
     return value.split(":", 1)[0].strip().lower()
 
 
-def _without_authorization_headers(args: List[str], options: Sequence[str] = (HEADER_OPTION,)) -> List[str]:
+def _without_authorization_headers(args: List[str], options: Sequence[str] = (_HEADER_OPTION,)) -> List[str]:
     """Drop every ``Authorization`` header argument (all forms); keep other headers.
 
     ``options`` are the header options: ``--header`` for mcp-remote, also ``-H`` for

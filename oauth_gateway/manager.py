@@ -9,18 +9,20 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional
 
 from ._access import ManagerAccess
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
+from ._hitcheck import hit_check, no_token
 from ._principal import config_principal
 from ._refresher import DEFAULT_WORKERS, Refresher
+from ._resolver import Resolver
+from ._response import TokenResponse, safe_text
 from ._singleflight import Flight, SingleFlight
 from .cache import CacheEntry, Key, MemoryTokenCache, TokenCache
-from .client import TokenClient, TokenResponse, call_budget, client_credentials_form, safe_text
+from .client import TokenClient, call_budget, client_credentials_form
 from .config import OAuthConfig
-from .discovery import Resolver
 from .dpop import DPoPKey, DPoPKeyring, NonceStore, check_token_binding
 from .exceptions import (
     ConfigError,
@@ -38,41 +40,14 @@ from .tokens import DEFAULT_TOKEN_LIFETIME, Token, parse_scope
 if TYPE_CHECKING:  # pragma: no cover
     from .auth import TokenAuth
 
+__all__ = ("TokenManager",)
+
 log = logging.getLogger("oauth_gateway")
 
 #: Seconds a waiting thread allows beyond the leader's deadline (``client.call_budget`` from
 #: the start of its slow path, discovery and token request together), for the shared-cache
 #: calls that deadline does not bound (each bounded by the cache's own timeouts).
 WAIT_MARGIN = 60.0
-
-_Miss = TypeVar("_Miss")
-
-
-def _hit_check(
-    peek: Callable[[Key], Optional[CacheEntry]],
-    clock: Callable[[], float],
-    miss: Callable[[str, OAuthConfig, str], _Miss],
-) -> Callable[[str, OAuthConfig, str], Union[Token, _Miss]]:
-    """The cache hit, written once: :meth:`TokenManager.get_token`, the auth objects and the slow path use it.
-
-    A hit is an entry of the same config whose ``refresh_at`` (never later than the
-    token's ``usable_until``) is still ahead: one dict read and the clock, no lock, no
-    I/O. Otherwise the result is ``miss(server_name, config, config_id)``. The values are
-    the function's cells: read faster than attributes, and the call binds no method.
-    """
-
-    def get_token(server_name: str, config: OAuthConfig, config_id: str = "default") -> Union[Token, _Miss]:
-        entry = peek((server_name, config_id))
-        if entry is not None and entry.fingerprint == config.fingerprint and clock() < entry.refresh_at:
-            next(entry.hits)
-            return entry.token
-        return miss(server_name, config, config_id)
-
-    return get_token
-
-
-def _no_token(server_name: str, config: OAuthConfig, config_id: str) -> None:
-    return None
 
 
 class TokenManager:
@@ -153,9 +128,16 @@ class TokenManager:
         # The one cache-hit check; the same check, missing with None, re-checks under the lock.
         # The manager keeps a strong reference to itself through it (its miss is a bound
         # method), so ``TokenManager().get_token(...)`` keeps it alive; the collector frees the cycle.
-        self._get = _hit_check(self._peek, clock, self._acquire)
-        self._hit_or_none = _hit_check(self._peek, clock, _no_token)
-        self._access = ManagerAccess(self._get, self._hit_or_none, self._dpop_keys.key_for, NonceStore())
+        self._get = hit_check(self._peek, clock, self._acquire)
+        self._hit_or_none = hit_check(self._peek, clock, no_token)
+        self._access = ManagerAccess(
+            self._get,
+            self._hit_or_none,
+            self._dpop_keys.key_for,
+            NonceStore(),
+            self._resolver.resolve,
+            self._resolver.forget,
+        )
         if type(self).get_token is TokenManager.get_token:
             # The hit check as a plain function on the instance: the call binds no method.
             self.__dict__["get_token"] = self._get
@@ -330,7 +312,7 @@ class TokenManager:
                 token = self._fetch(server_name, resolved, deadline, self._dpop_keys.key_for(config))
             except OAuthGatewayError as exc:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
-                    self.forget_discovery(config)  # the server may have moved: look again next time
+                    self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
             self._keep(
                 flight, key, self._entry(key, config, token, resolved.issuer, principal), failed, local=config.dpop
@@ -449,16 +431,6 @@ class TokenManager:
             self._keep(flight, key, shared._replace(hits=self._metrics.hit_counter(key)), failed, local=True)
             log.debug("Token for %s (config: %s) read from the shared cache", key[0], key[1])
         return shared.token
-
-    # -- discovery (slow path only) -------------------------------------------
-
-    def resolve(self, config: OAuthConfig) -> OAuthConfig:
-        """Return ``config`` with what discovery decides filled in (``discovery.Resolver.resolve``)."""
-        return self._resolver.resolve(config)
-
-    def forget_discovery(self, config: OAuthConfig, resource_metadata: Optional[str] = None) -> bool:
-        """Drop the cached discovery of ``config``'s server (``discovery.Resolver.forget``)."""
-        return self._resolver.forget(config, resource_metadata)
 
     # -- fetching --------------------------------------------------------------
 
@@ -598,7 +570,7 @@ class TokenManager:
             RevocationNotConfigured: the config has no ``OAUTH_REVOCATION_URL``.
             TokenRequestError, TransportError: the revocation failed (the cache is cleared anyway).
         """
-        config = self.resolve(config)  # a discovered config: the revocation endpoint too
+        config = self._resolver.resolve(config)  # a discovered config: the revocation endpoint too
         if not config.revocation_url:
             raise RevocationNotConfigured(
                 "%s: no OAUTH_REVOCATION_URL is configured, so tokens cannot be revoked; "

@@ -12,6 +12,8 @@ import itertools
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
+__all__ = ("Metrics", "prometheus_text")
+
 #: Counters kept per server and in total (the seed's names first).
 COUNTERS = (
     "token_acquisitions_total",
@@ -30,7 +32,7 @@ COUNTERS = (
 )
 
 
-def count_value(counter: itertools.count[int]) -> int:
+def _count_value(counter: itertools.count[int]) -> int:
     """Read an ``itertools.count`` without advancing it."""
     return int(repr(counter)[6:-1])
 
@@ -102,7 +104,7 @@ class Metrics:
             max_wait = dict(self._max_wait)
             hits_by_server: Dict[str, int] = {}
             for key, hits in self._hits.items():
-                hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + count_value(hits)
+                hits_by_server[key[0]] = hits_by_server.get(key[0], 0) + _count_value(hits)
         servers = {}
         totals: Dict[str, float] = dict.fromkeys(COUNTERS + ("latency_ms_sum",), 0.0)
         for name in set(rows) | set(hits_by_server) | set(max_wait):

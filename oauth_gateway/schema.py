@@ -29,11 +29,13 @@ from ._http import remote_url
 from ._jsonpath import format_path
 from .exceptions import ConfigError
 
+__all__ = ("Problem", "load_schema", "validate_config")
+
 #: Names accepted by :func:`schema_path` and :func:`load_schema`.
 SCHEMA_NAMES = ("oauth-config", "gateway-config")
 
 #: Keys whose presence at the top of a document makes it a whole gateway file.
-GATEWAY_KEYS = ("mcp_configs", "common_mcp_gateway_config")
+_GATEWAY_KEYS = ("mcp_configs", "common_mcp_gateway_config")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Where the schemas pretend to live for jsonschema's RefResolver; never fetched.
@@ -179,7 +181,7 @@ def validate_config(document: Any, load_providers: bool = False) -> List[Problem
     Returns:
         Errors only, at most one per JSON path, sorted by path; ``[]`` when valid.
     """
-    if isinstance(document, dict) and any(key in document for key in GATEWAY_KEYS):
+    if isinstance(document, dict) and any(key in document for key in _GATEWAY_KEYS):
         blocks = _gateway_blocks(document)
         problems = _with_endpoint_problems(_check(document, "gateway-config", "$"), blocks)
         return _with_provider_problems(problems, blocks, load_providers)

@@ -7,6 +7,8 @@ import hashlib
 import time
 from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
+__all__ = ("Token",)
+
 #: Lifetime given to a token whose response carried no ``expires_in`` (seconds).
 DEFAULT_TOKEN_LIFETIME = 3600
 #: No token is handed out with less than this left (seconds), nor with less than
@@ -25,7 +27,7 @@ def refresh_buffer(buffer: float, lifetime: float) -> float:
     return max(0.0, min(float(buffer), float(lifetime) / 2.0))
 
 
-def fingerprint(secret: str) -> str:
+def _fingerprint(secret: str) -> str:
     """Return a short, stable, non-reversible label for a token, safe to log."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:8]
 
@@ -139,7 +141,7 @@ class Token:
     @property
     def fingerprint(self) -> str:
         """A short hash of the token, safe for logs and ``repr``."""
-        return fingerprint(self.access_token)
+        return _fingerprint(self.access_token)
 
     @property
     def expiry(self) -> datetime.datetime:
@@ -209,7 +211,7 @@ class Token:
             "token_type": self.token_type,
             "scopes": sorted(self.scopes),
             "expires_in": max(0, int(self.expires_at - time.time())),
-            "expires_at": iso8601(self.expires_at),
+            "expires_at": _iso8601(self.expires_at),
         }
 
     def masked(self) -> str:
@@ -278,7 +280,7 @@ def format_description(fields: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def iso8601(epoch: float) -> str:
+def _iso8601(epoch: float) -> str:
     """Return epoch seconds as an ISO 8601 UTC timestamp, like ``2026-11-27T21:32:51Z``."""
     return datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -41,6 +41,12 @@ CORE = {
     "_tokencheck",
     "_fastschema",
     "discovery",
+    "_resolver",
+    "_metadata",
+    "_jwt",
+    "_response",
+    "_config_files",
+    "_hitcheck",
     "client_auth",
     "endpoint",
     "_redact",
@@ -50,11 +56,23 @@ CORE = {
     "_singleflight",
     "_access",
     "_failures",
+    "_workload",
     "providers",
     "providers.static",
     "providers.legacy_json",
 }
-ADAPTERS = ("auth", "injection", "gateway", "compat", "cli", "_checkfile", "_demo", "contrib")
+ADAPTERS = (
+    "auth",
+    "injection",
+    "gateway",
+    "compat",
+    "cli",
+    "_cli_progress",
+    "_cli_reporters",
+    "_checkfile",
+    "_demo",
+    "contrib",
+)
 
 # Lazy imports from the core into an adapter, each inside a function and each for a reason.
 LAZY_CORE_TO_ADAPTER = {
@@ -318,3 +336,111 @@ def test_an_unknown_top_level_name_is_an_attribute_error() -> None:
         assert "no_such_name" in str(error)
     else:  # pragma: no cover
         raise AssertionError("no AttributeError")
+
+
+# The public surface: STYLE.md "Public API" and "Private by default".
+MAX_PUBLIC_NAMES = 90
+
+
+def public_modules() -> List[str]:
+    """Module paths with no ``_``-prefixed part: the package itself included."""
+    return [name for name in MODULES if not any(part.startswith("_") for part in name.split(".") if part)]
+
+
+def module_tree(name: str) -> ast.Module:
+    return ast.parse(MODULES[name].read_text(encoding="utf-8"))
+
+
+def declared_all(name: str) -> Optional[Tuple[str, ...]]:
+    for node in module_tree(name).body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            assert node.value is not None
+            return tuple(ast.literal_eval(node.value))
+    return None
+
+
+def top_level_bindings(name: str) -> Dict[str, ast.AST]:
+    """Every name a module binds at top level (inside ``if``/``try`` too), with its node."""
+    found: Dict[str, ast.AST] = {}
+
+    def visit(body: List[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found[node.name] = node
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        found[target.id] = node
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                found[node.target.id] = node
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    found[(alias.asname or alias.name).split(".")[0]] = node
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(module_tree(name).body)
+    return found
+
+
+def definition(module: str, name: str) -> Optional[ast.AST]:
+    """The node that defines ``module.name``, following ``from .x import name`` inside the package."""
+    for _hop in range(10):
+        node = top_level_bindings(module).get(name)
+        if not isinstance(node, ast.ImportFrom):
+            return node
+        target = absolute(module, node.module, node.level)
+        if target is None or target not in MODULES:
+            return node
+        original = next(alias.name for alias in node.names if (alias.asname or alias.name) == name)
+        if (target + "." + original).strip(".") in MODULES:
+            return node  # a submodule
+        module, name = target, original
+    return None  # pragma: no cover
+
+
+def test_every_public_module_lists_all() -> None:
+    missing = [name or PACKAGE for name in public_modules() if declared_all(name) is None]
+    assert missing == []
+
+
+def test_the_public_names_are_few() -> None:
+    names: Set[str] = set(oauth_gateway.__all__)
+    for name in public_modules():
+        names.update(declared_all(name) or ())
+    assert len(names) <= MAX_PUBLIC_NAMES, sorted(names)
+
+
+def test_every_name_in_an_all_exists_and_has_a_docstring() -> None:
+    problems = []
+    for module in public_modules():
+        for name in declared_all(module) or ():
+            if module == "":
+                continue  # the package's names are lazy: checked below and in the test above
+            node = definition(module, name)
+            if node is None:
+                problems.append("%s.%s: not defined" % (module, name))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not ast.get_docstring(
+                node
+            ):
+                problems.append("%s.%s: no docstring" % (module, name))
+    for name in oauth_gateway.__all__:
+        value = getattr(oauth_gateway, name)
+        if isinstance(value, type) or callable(value):
+            if not value.__doc__:
+                problems.append("oauth_gateway.%s: no docstring" % name)
+    assert problems == []
+
+
+def test_the_surface_checks_see_a_module_without_all() -> None:
+    assert declared_all("contrib") == ()
+    assert "Token" in (declared_all("tokens") or ())
+    assert isinstance(definition("", "__version__"), ast.AST)

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 import oauth_gateway as og
-from oauth_gateway.auth import TokenAuth, is_invalid_token_challenge
+from oauth_gateway._authflow import is_invalid_token_challenge
+from oauth_gateway.auth import TokenAuth
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, Fault, basic_credentials
 
 SERVER = "oauth-api"

@@ -25,7 +25,7 @@ DONE_WHEN_LINES = [
     'certificate\'s PEM private key (chmod 600), like "~/.certs/client-key.pem"',
     BLOCK + ".OAUTH_SCOPES: unknown key 'OAUTH_SCOPES'; did you mean 'OAUTH_SCOPE'?",
     BLOCK + ".OAUTH_TOKEN_URL: OAuth 2.1 requires HTTPS for token_url, got 'http://idp/token'; "
-    'use an https:// URL, or set OAUTH_VERSION to "2.0" for local tests over http',
+    'use an https:// URL; for a local test server over plain http set OAUTH_VERSION to "2.0" and OAUTH_ENFORCE_HTTPS to false',
     BLOCK + ".OAUTH_VALIDATE_SCOPES: must be a boolean (true or false without quotes), got the string 'false'",
 ]
 

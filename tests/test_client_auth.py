@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from oauth_gateway import ConfigError
+from oauth_gateway._jwt import check_key_file, jwk_thumbprint, load_private_key, sign_jwt
 from oauth_gateway.client_auth import (
     ASSERTION_LIFETIME,
     JWT_BEARER_ASSERTION_TYPE,
@@ -39,10 +40,6 @@ from oauth_gateway.client_auth import (
     TlsClientAuth,
     assertion_audience,
     build_client_auth,
-    check_key_file,
-    jwk_thumbprint,
-    load_private_key,
-    sign_jwt,
 )
 from oidc_provider import (
     RESOURCE,
@@ -361,7 +358,7 @@ def test_an_assertion_whose_claims_nest_deeply_is_not_a_jwt(tmp_path: Path) -> N
 
 def test_a_client_certificate_is_found_in_linear_time(tmp_path: Path) -> None:
     from linear import assert_linear
-    from oauth_gateway.client_auth import certificate_thumbprints
+    from oauth_gateway._jwt import certificate_thumbprints
 
     path = tmp_path / "cert.pem"
     # Many openings without an end: a lazy ".*?" search rescans the rest of the file from each.

@@ -19,6 +19,7 @@ import trustme
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer
+from oauth_gateway._access import access
 from oidc_provider import RESOURCE, OidcProvider, oidc_provider  # noqa: F401 - the fixture
 
 pytest.importorskip("jwt")
@@ -65,7 +66,7 @@ def test_a_config_with_only_client_id_secret_and_issuer_gets_a_token_from_oidc_p
     manager = og.TokenManager()
     token = manager.get_token("oidc", config)
     assert token.access_token
-    resolved = manager.resolve(config)
+    resolved = access(manager).resolve(config)
     assert resolved.token_url == oidc_provider.token_url
     assert resolved.revocation_url == oidc_provider.revocation_url
     assert resolved.auth_method == "client_secret_basic"
@@ -105,7 +106,7 @@ def test_discovery_through_protected_resource_metadata_gets_a_token_for_the_serv
     manager = og.TokenManager()
     token = manager.get_token("prm", config)
     assert token.access_token
-    resolved = manager.resolve(config)
+    resolved = access(manager).resolve(config)
     assert resolved.resources == (mcp,)
     assert resolved.scope == "read"  # from the 401 challenge
     assert resolved.auth_method == "client_secret_basic"  # preferred for a secret
@@ -169,7 +170,7 @@ def test_private_key_jwt_gets_tokens_and_two_forced_refreshes_in_a_row_both_succ
         )
     )
     manager = og.TokenManager()
-    assert manager.resolve(config).auth_method == "private_key_jwt"
+    assert access(manager).resolve(config).auth_method == "private_key_jwt"
     tokens = [manager.get_token(name, config), manager.refresh(name, config), manager.refresh(name, config)]
     assert len({token.access_token for token in tokens}) == 3  # a fresh jti each time
 

@@ -20,6 +20,7 @@ import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route
+from oauth_gateway._access import access
 from oauth_gateway.contrib.file_cache import FileTokenCache
 from servers import PUBLIC_AUTH_METHOD, Fault
 
@@ -92,7 +93,7 @@ def test_after_a_move_a_failing_refresh_never_falls_back_to_the_old_servers_toke
 
     # The same failure at the same authorization server serves the cached token: the
     # test above fails closed because of the move, not because every failure does.
-    assert manager.resolve(config).issuer == moving.issuers[moving.as2]
+    assert access(manager).resolve(config).issuer == moving.issuers[moving.as2]
     clock.advance(og.manager.DEFAULT_FAILURE_COOLDOWN + 1)
     new = manager.get_token("mcp", config)
     assert new.access_token in moving.as2.issued and _counts(moving) == (1, 2)
@@ -183,7 +184,7 @@ def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(
     assert answer.request.headers["Authorization"] != old.authorization
     assert _counts(moving) == (1, 1)  # the replacement came from AS-2
     assert moving.meta.count(moved) == 1
-    assert manager.resolve(config).issuer == moving.issuers[moving.as2]
+    assert access(manager).resolve(config).issuer == moving.issuers[moving.as2]
 
 
 def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(moving, ca_bundle, clock):

@@ -224,3 +224,204 @@ def test_every_command_and_option_is_in_the_cli_reference(site: Dict[str, object
             if anchor not in page.ids:
                 missing.append("%s %s" % (title, option))
     assert missing == []
+
+
+# --------------------------------------------------------------------------- layout in a browser
+
+#: The pages a newcomer reads first, and where on each to look (an element id, or "" for the top).
+LAYOUT_PAGES = [
+    ("configuration.html", ""),
+    ("configuration.html", "confkey-OAUTH_RESOURCE"),
+    ("api.html", ""),
+    ("api.html", "oauth_gateway.TokenManager.get_token"),
+    ("quickstart.html", ""),
+]
+#: A desktop and a phone.
+WIDTHS = (1280, 390)
+#: Where the screenshots go: look at them (docs/_build/ is ignored by git).
+SCREENSHOTS = DOCS / "_build" / "screenshots"
+
+#: Runs in the page; returns every layout problem found, as text.
+_LAYOUT_CHECK = r"""
+(() => {
+  const problems = [];
+  const width = document.documentElement.clientWidth;
+  const describe = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+      (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\s+/).join(".") : "");
+  const visible = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const main = document.querySelector("article[role=main]") || document.body;
+  if (document.documentElement.scrollWidth > width + 1)
+    problems.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " px wide in " + width);
+  // 1. No element of the content wider than the viewport, unless inside a box that scrolls.
+  const scrolls = (el) => { const o = getComputedStyle(el).overflowX; return o === "auto" || o === "scroll"; };
+  for (const el of main.querySelectorAll("*")) {
+    if (!visible(el)) continue;
+    let inside = false;
+    for (let up = el.parentElement; up && up !== main; up = up.parentElement) if (scrolls(up)) { inside = true; break; }
+    if (inside) continue;
+    const r = el.getBoundingClientRect();
+    if (r.right > width + 1 || r.left < -1) { problems.push("wider than the viewport: " + describe(el) + " (" + Math.round(r.left) + ".." + Math.round(r.right) + ")"); if (problems.length > 20) break; }
+  }
+  // 2. No label or table cell wraps inside a word (code literals may break: they are not words).
+  const labels = main.querySelectorAll("dl.field-list > dt, table td, table th, dl.confkey > dt");
+  for (const el of labels) {
+    if (!visible(el)) continue;
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest("code, pre, .sig")) continue;
+      for (const match of node.data.matchAll(/\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (tops.size > 1) problems.push("the word " + JSON.stringify(match[0]) + " wraps inside " + describe(el));
+      }
+    }
+  }
+  // 3. Code blocks scroll instead of clipping.
+  for (const pre of main.querySelectorAll("div.highlight pre, pre.literal-block")) {
+    if (!visible(pre)) continue;
+    const overflow = getComputedStyle(pre).overflowX;
+    if (pre.scrollWidth > pre.clientWidth + 1 && overflow !== "auto" && overflow !== "scroll")
+      problems.push("a code block is clipped (overflow-x: " + overflow + "): " + pre.textContent.slice(0, 40));
+    const r = pre.getBoundingClientRect();
+    if (r.right > width + 1) problems.push("a code block is wider than the viewport: " + pre.textContent.slice(0, 40));
+  }
+  return problems.slice(0, 40);
+})()
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from chromium import Chromium, find_chromium
+
+    binary = find_chromium()
+    assert binary, "the layout tests need Debian's chromium: apt-get install chromium (.ci/run installs it)"
+    with Chromium(binary) as running:
+        yield running
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("page_name, anchor", LAYOUT_PAGES)
+def test_the_reference_pages_fit_the_screen_and_wrap_only_between_words(
+    site: Dict[str, object], browser: object, page_name: str, anchor: str, width: int
+) -> None:
+    assert site["result"].returncode == 0, site["result"].stderr
+    url = (site["out"] / page_name).as_uri() + ("#" + anchor if anchor else "")
+    page = browser.page(url, width)  # type: ignore[attr-defined]
+    try:
+        if anchor:
+            found = "document.getElementById(%s)" % json.dumps(anchor)
+            # Furo scrolls smoothly; the screenshot wants the end of the scroll.
+            jump = "(document.documentElement.style.scrollBehavior = 'auto', %s.scrollIntoView(), true)" % found
+            assert page.evaluate("!!%s && %s" % (found, jump)), anchor
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = "%s%s-%d.png" % (page_name[: -len(".html")], "-" + anchor.replace(".", "-") if anchor else "", width)
+        page.screenshot(str(SCREENSHOTS / shot))
+        problems = page.evaluate(_LAYOUT_CHECK)
+    finally:
+        page.close()
+    assert problems == [], "%s at %d px:\n%s" % (page_name, width, "\n".join(problems))
+
+
+def test_the_layout_check_sees_a_clipped_code_block_and_a_word_split(tmp_path: Path, browser: object) -> None:
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        "<html><body><article role=main>"
+        "<div class=highlight><pre style='overflow-x: hidden; width: 200px'>%s</pre></div>"
+        "<dl class=field-list><dt style='width: 30px; word-break: break-all'>Parameters:</dt><dd>x</dd></dl>"
+        "<table><tr><td><div style='width: 2000px'>wide</div></td></tr></table>"
+        "</article></body></html>" % ("x" * 400),
+        encoding="utf-8",
+    )
+    page = browser.page(broken.as_uri(), 390)  # type: ignore[attr-defined]
+    try:
+        problems = page.evaluate(_LAYOUT_CHECK)
+    finally:
+        page.close()
+    text = "\n".join(problems)
+    assert "a code block is clipped" in text
+    assert 'the word "Parameters:" wraps inside dt' in text
+    assert "wider than the viewport" in text and "the page scrolls sideways" in text
+
+
+def _public_modules() -> List[str]:
+    import pkgutil
+
+    import oauth_gateway
+
+    names = ["oauth_gateway"]
+    for found in pkgutil.walk_packages(oauth_gateway.__path__, "oauth_gateway."):
+        if not any(part.startswith("_") for part in found.name.split(".")[1:]):
+            names.append(found.name)
+    return names
+
+
+def _public_names(module_name: str) -> List[str]:
+    """A module's public names: its ``__all__``, else what it defines without a leading ``_``."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == module_name
+    ]
+
+
+def test_every_public_name_of_every_public_module_is_in_the_api_reference(site: Dict[str, object]) -> None:
+    import oauth_gateway
+
+    ids = _pages(site["out"])["api.html"].ids
+    missing = []
+    for module_name in _public_modules():
+        if module_name.startswith("oauth_gateway.contrib.httpx"):
+            continue  # the httpx adapters' page documents them
+        for name in _public_names(module_name):
+            value = getattr(__import__(module_name, fromlist=[name]), name, None)
+            is_package_name = name in oauth_gateway.__all__ and getattr(oauth_gateway, name, None) is value
+            wanted = "oauth_gateway.%s" % name if is_package_name else "%s.%s" % (module_name, name)
+            if wanted not in ids:
+                missing.append(wanted)
+    assert missing == [], "\n".join(missing)
+
+
+def test_the_api_reference_goes_by_concept_with_errors_last(site: Dict[str, object]) -> None:
+    headings = _pages(site["out"])["api.html"].headings
+    order = ["The manager and tokens", "Configuration", "Auth objects", "The gateway file and injection", "Caches"]
+    order += ["Contrib adapters", "Errors"]
+    assert [heading for heading in headings if heading in order] == order
+    assert headings[-1] == "Errors"
+
+
+def test_the_configuration_reference_shows_no_regular_expression(site: Dict[str, object]) -> None:
+    text = (site["out"] / "configuration.html").read_text(encoding="utf-8")
+    for marker in ("^$|", "[A-Za-z_]", "\\s", "(?!", "]*$"):
+        assert marker not in text, marker
+    scope = text.split('id="confkey-OAUTH_SCOPE"', 1)[1].split('id="confkey-', 1)[0]
+    assert "must be scope tokens separated by single spaces" in scope  # the schema's x-message, in words
+
+
+def test_the_configuration_reference_has_the_gateway_wide_keys_and_the_environment(site: Dict[str, object]) -> None:
+    keys = set(_pages(site["out"])["configuration.html"].confkeys)
+    assert {
+        "$.common_mcp_gateway_config.oauth_token_cache",
+        "$.common_mcp_gateway_config.oauth_token_cache_encryption_key",
+        "OAUTH_GATEWAY_CONFIG",
+        "OAUTH_GATEWAY_TOKEN_CACHE",
+        "OAUTH_GATEWAY_TOKEN_CACHE_ENCRYPTION_KEY",
+        "OAUTH_GATEWAY_DEMO_SECRET",
+    } <= keys
+
+
+def test_the_readme_is_a_front_page_whose_test_command_is_scripts_test() -> None:
+    text = (REPO / "README.rst").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    assert "\n    scripts/test\n" in text
+    assert "repo: <repository-url>" in text and "id: oauth-gateway-validate" in text
+    hooks = (REPO / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
+    assert "- id: oauth-gateway-validate" in hooks
+    assert "docs/_build/" in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()

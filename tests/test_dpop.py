@@ -25,18 +25,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dpop_servers import DPoPResourceServer, jwk_thumbprint
-from oauth_gateway.client_auth import basic_credentials, certificate_thumbprints
+from oauth_gateway._jwt import certificate_thumbprints
+from oauth_gateway.client_auth import basic_credentials
 from oauth_gateway.dpop import (
     DPoPKey,
     NonceStore,
     TokenBindingError,
-    access_token_hash,
-    check_binding,
+    _access_token_hash,
+    _check_binding,
+    _resource_nonce_challenge,
+    _token_confirmation,
     check_dpop_token_type,
     make_proof,
     origin_of,
-    resource_nonce_challenge,
-    token_confirmation,
     token_nonce_challenge,
 )
 from oauth_gateway.exceptions import ConfigError, OAuthGatewayError
@@ -110,7 +111,7 @@ def _resource_get(
         )
         response = session.get(url, headers={"Authorization": "DPoP " + token, "DPoP": proof}, timeout=TIMEOUT)
         store.update(url, response.headers)
-        nonce = resource_nonce_challenge(response.status_code, response.headers)
+        nonce = _resource_nonce_challenge(response.status_code, response.headers)
         if nonce is None or attempts == 2:
             return response, attempts
 
@@ -180,7 +181,7 @@ def test_a_proof_verifies_with_its_embedded_key(key: DPoPKey) -> None:
     claims = jwt.decode(proof, public, algorithms=["ES256"], options={"verify_iat": False})
 
     assert claims["nonce"] == "n-1"
-    assert claims["ath"] == access_token_hash("tok")
+    assert claims["ath"] == _access_token_hash("tok")
 
 
 def test_every_proof_has_a_new_jti(key: DPoPKey) -> None:
@@ -193,7 +194,7 @@ def test_ath_is_the_base64url_sha256_of_the_token() -> None:
     # RFC 9449 section 7.1, the example's access token and its ath.
     token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"
 
-    assert access_token_hash(token) == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+    assert _access_token_hash(token) == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
 
 
 def test_the_key_thumbprint_is_the_rfc_7638_thumbprint_of_its_public_jwk(key: DPoPKey) -> None:
@@ -244,8 +245,8 @@ def test_without_pyjwt_making_a_key_is_a_config_error_naming_the_extra() -> None
     # A real interpreter where `import jwt` fails; importing oauth_gateway.dpop must not need it.
     code = (
         "import sys; sys.modules['jwt'] = None\n"
-        "from oauth_gateway.dpop import DPoPKey, token_confirmation\n"
-        "assert token_confirmation('opaque') is None\n"
+        "from oauth_gateway.dpop import DPoPKey, _token_confirmation\n"
+        "assert _token_confirmation('opaque') is None\n"
         "try:\n"
         "    DPoPKey.generate(json_path='$.oauth_config')\n"
         "except Exception as exc:\n"
@@ -329,12 +330,12 @@ def test_a_token_endpoint_nonce_challenge_is_recognised() -> None:
 def test_a_resource_server_nonce_challenge_is_recognised() -> None:
     challenge = 'Bearer realm="mcp", DPoP error="use_dpop_nonce", error_description="send one"'
 
-    assert resource_nonce_challenge(401, {"WWW-Authenticate": challenge, "DPoP-Nonce": "n9"}) == "n9"
-    assert resource_nonce_challenge(401, {"www-authenticate": challenge, "dpop-nonce": "n9"}) == "n9"
-    assert resource_nonce_challenge(401, {"WWW-Authenticate": challenge}) is None
-    assert resource_nonce_challenge(403, {"WWW-Authenticate": challenge, "DPoP-Nonce": "n9"}) is None
+    assert _resource_nonce_challenge(401, {"WWW-Authenticate": challenge, "DPoP-Nonce": "n9"}) == "n9"
+    assert _resource_nonce_challenge(401, {"www-authenticate": challenge, "dpop-nonce": "n9"}) == "n9"
+    assert _resource_nonce_challenge(401, {"WWW-Authenticate": challenge}) is None
+    assert _resource_nonce_challenge(403, {"WWW-Authenticate": challenge, "DPoP-Nonce": "n9"}) is None
     other = 'DPoP error="invalid_token", Bearer error="use_dpop_nonce"'
-    assert resource_nonce_challenge(401, {"WWW-Authenticate": other, "DPoP-Nonce": "n9"}) is None
+    assert _resource_nonce_challenge(401, {"WWW-Authenticate": other, "DPoP-Nonce": "n9"}) is None
 
 
 # --------------------------------------------------------------------------- binding checks
@@ -345,20 +346,20 @@ def _unsigned_jwt(claims: Dict[str, Any]) -> str:
 
 
 def test_confirmation_is_read_from_a_jwt_and_none_for_an_opaque_token() -> None:
-    assert token_confirmation(_unsigned_jwt({"cnf": {"jkt": "abc"}})) == {"jkt": "abc"}
-    assert token_confirmation(_unsigned_jwt({"sub": "x"})) is None
-    assert token_confirmation(_unsigned_jwt({"cnf": "jkt"})) is None
-    assert token_confirmation("2YotnFZFEjr1zCsicMWpAA") is None
-    assert token_confirmation("a.b.c") is None
-    assert token_confirmation("") is None
+    assert _token_confirmation(_unsigned_jwt({"cnf": {"jkt": "abc"}})) == {"jkt": "abc"}
+    assert _token_confirmation(_unsigned_jwt({"sub": "x"})) is None
+    assert _token_confirmation(_unsigned_jwt({"cnf": "jkt"})) is None
+    assert _token_confirmation("2YotnFZFEjr1zCsicMWpAA") is None
+    assert _token_confirmation("a.b.c") is None
+    assert _token_confirmation("") is None
 
 
 def test_a_token_bound_to_our_key_or_certificate_passes() -> None:
-    check_binding({"jkt": "ours"}, dpop_jkt="ours")
-    check_binding({"x5t#S256": "cert"}, cert_x5t_s256="cert")
-    check_binding({"x5t#S256": "cert", "jkt": "ours"}, dpop_jkt="ours", cert_x5t_s256="cert")
-    check_binding({"jkt": "ours"}, dpop_jkt="ours", cert_x5t_s256="only-for-client-auth")
-    check_binding(None, dpop_jkt="ours", cert_x5t_s256="cert")
+    _check_binding({"jkt": "ours"}, dpop_jkt="ours")
+    _check_binding({"x5t#S256": "cert"}, cert_x5t_s256="cert")
+    _check_binding({"x5t#S256": "cert", "jkt": "ours"}, dpop_jkt="ours", cert_x5t_s256="cert")
+    _check_binding({"jkt": "ours"}, dpop_jkt="ours", cert_x5t_s256="only-for-client-auth")
+    _check_binding(None, dpop_jkt="ours", cert_x5t_s256="cert")
 
 
 @pytest.mark.parametrize(
@@ -375,7 +376,7 @@ def test_a_token_bound_to_something_else_is_refused_with_the_fix(
     cnf: Dict[str, str], kwargs: Dict[str, str], confirmation: str, fix: str
 ) -> None:
     with pytest.raises(TokenBindingError) as caught:
-        check_binding(cnf, **kwargs)
+        _check_binding(cnf, **kwargs)
 
     error = caught.value
     assert isinstance(error, OAuthGatewayError)
@@ -408,8 +409,8 @@ def test_a_dpop_token_request_takes_one_request_without_required_nonces(
     body = response.json()
     assert body["token_type"] == "DPoP"
     check_dpop_token_type(body["token_type"])
-    assert token_confirmation(body["access_token"]) == {"jkt": key.jkt}
-    check_binding(token_confirmation(body["access_token"]), dpop_jkt=key.jkt)
+    assert _token_confirmation(body["access_token"]) == {"jkt": key.jkt}
+    _check_binding(_token_confirmation(body["access_token"]), dpop_jkt=key.jkt)
 
 
 def test_an_opaque_dpop_token_is_bound_to_our_key_at_introspection(
@@ -429,11 +430,11 @@ def test_an_opaque_dpop_token_is_bound_to_our_key_at_introspection(
     ).json()
 
     assert response.json()["token_type"] == "DPoP"
-    assert token_confirmation(token) is None
+    assert _token_confirmation(token) is None
     assert info["active"] is True
-    check_binding(info["cnf"], dpop_jkt=key.jkt)
+    _check_binding(info["cnf"], dpop_jkt=key.jkt)
     with pytest.raises(TokenBindingError):
-        check_binding(info["cnf"], dpop_jkt=DPoPKey.generate().jkt)
+        _check_binding(info["cnf"], dpop_jkt=DPoPKey.generate().jkt)
 
 
 def test_a_required_nonce_costs_one_retry_then_is_remembered(
@@ -449,7 +450,7 @@ def test_a_required_nonce_costs_one_retry_then_is_remembered(
     for response in (first, second):
         assert response.status_code == 200, response.text
         assert response.json()["token_type"] == "DPoP"
-        assert token_confirmation(response.json()["access_token"]) == {"jkt": key.jkt}
+        assert _token_confirmation(response.json()["access_token"]) == {"jkt": key.jkt}
     assert store.get(oidc_provider_dpop_nonce.token_url)
 
 
@@ -571,7 +572,7 @@ def test_the_resource_server_refuses_a_proof_made_with_another_key(
     assert "cnf.jkt" in resource_server.checked[-1].reason
     # The check the client makes before use catches the same thing without a request.
     with pytest.raises(TokenBindingError):
-        check_binding(token_confirmation(token), dpop_jkt=stranger.jkt)
+        _check_binding(_token_confirmation(token), dpop_jkt=stranger.jkt)
 
 
 @pytest.mark.parametrize(
@@ -603,7 +604,7 @@ def test_the_resource_server_refuses_a_proof_that_does_not_match_the_request(
     assert response.status_code == 401
     assert 'DPoP error="invalid_dpop_proof"' in response.headers["WWW-Authenticate"]
     assert resource_server.checked[-1].reason.startswith(reason)
-    assert resource_nonce_challenge(response.status_code, response.headers) is None
+    assert _resource_nonce_challenge(response.status_code, response.headers) is None
 
 
 def test_the_resource_server_refuses_a_replayed_proof(
@@ -643,9 +644,9 @@ def test_a_certificate_bound_token_matches_our_certificate(oidc_provider: OidcPr
     assert response.status_code == 200, response.text
     assert response.json()["token_type"] == "Bearer"
     assert oidc_provider.discovery["tls_client_certificate_bound_access_tokens"] is True
-    cnf = token_confirmation(response.json()["access_token"])
+    cnf = _token_confirmation(response.json()["access_token"])
     assert cnf == {"x5t#S256": ours}
-    check_binding(cnf, cert_x5t_s256=ours)
+    _check_binding(cnf, cert_x5t_s256=ours)
 
 
 def test_a_token_bound_to_another_certificate_is_refused(
@@ -669,19 +670,19 @@ def test_a_token_bound_to_another_certificate_is_refused(
     token = response.json()["access_token"]
 
     assert response.status_code == 200, response.text
-    assert token_confirmation(token) == {"x5t#S256": theirs}
+    assert _token_confirmation(token) == {"x5t#S256": theirs}
     with pytest.raises(TokenBindingError) as caught:
-        check_binding(token_confirmation(token), cert_x5t_s256=ours)
+        _check_binding(_token_confirmation(token), cert_x5t_s256=ours)
     assert caught.value.expected == ours and caught.value.actual == theirs
     assert token not in str(caught.value) and token not in repr(caught.value)
 
 
 def test_binding_errors_never_show_the_token(dpop_token: Tuple[DPoPKey, str]) -> None:
     _, token = dpop_token
-    cnf = token_confirmation(token)
+    cnf = _token_confirmation(token)
 
     with pytest.raises(TokenBindingError) as caught:
-        check_binding(cnf, dpop_jkt=DPoPKey.generate().jkt)
+        _check_binding(cnf, dpop_jkt=DPoPKey.generate().jkt)
 
     assert token not in str(caught.value)
     assert token[-20:] not in str(caught.value)

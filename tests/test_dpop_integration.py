@@ -29,10 +29,10 @@ from dpop_servers import DPoPResourceServer
 from dpop_servers import jwk_thumbprint as server_thumbprint
 from metadata_servers import MetadataServer, Route
 from oauth_gateway._access import access
-from oauth_gateway.client_auth import certificate_thumbprints
+from oauth_gateway._jwt import certificate_thumbprints
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from oauth_gateway.dpop import token_confirmation
-from oauth_gateway.injection import injected_entry
+from oauth_gateway.dpop import _token_confirmation
+from oauth_gateway.injection import _injected_entry
 from oidc_provider import JWT_RESOURCE, OidcProvider, oidc_provider, oidc_provider_dpop_nonce  # noqa: F401 (fixtures)
 
 TIMEOUT = 10
@@ -165,7 +165,7 @@ def test_a_dpop_token_takes_one_token_request_without_required_nonces(
     assert token.token_type == "DPoP"
     assert token.authorization == "DPoP " + token.access_token
     key = access(manager).dpop_key(config)
-    assert key is not None and token_confirmation(token.access_token) == {"jkt": key.jkt}
+    assert key is not None and _token_confirmation(token.access_token) == {"jkt": key.jkt}
 
 
 def test_a_required_nonce_costs_one_extra_token_request_the_first_time_only(
@@ -225,7 +225,7 @@ def test_a_persistent_dpop_key_binds_the_token_to_that_key(
 
     token = manager.get_token("dpop-api", dpop_config(oidc_provider, dpop_key_path=str(path)))
 
-    assert token_confirmation(token.access_token) == {"jkt": expected}
+    assert _token_confirmation(token.access_token) == {"jkt": expected}
 
 
 def test_a_bearer_answer_to_a_dpop_request_is_a_binding_error_and_not_cached(
@@ -381,7 +381,7 @@ def test_a_certificate_bound_token_matching_our_certificate_is_used(
         token = manager.get_token("mtls-api", config)
 
     assert token.token_type == "Bearer"
-    assert token_confirmation(token.access_token) == {"x5t#S256": ours}
+    assert _token_confirmation(token.access_token) == {"x5t#S256": ours}
     assert not [r for r in caplog.records if "not bound to the client certificate" in r.getMessage()]
 
 
@@ -508,7 +508,7 @@ def test_a_curl_server_with_a_dpop_token_is_refused_before_any_header_file_is_wr
     entry = {"server_name": "curl", "config": {"command": "curl", "args": ["https://mcp.example.com/mcp"]}}
 
     with pytest.raises(og.ConfigError) as caught:
-        with injected_entry(entry, token, directory=str(tmp_path)):
+        with _injected_entry(entry, token, directory=str(tmp_path)):
             pass  # pragma: no cover - never reached
 
     assert caught.value.json_path == "$.oauth_config.OAUTH_DPOP"

@@ -1,6 +1,6 @@
 """End-to-end token injection into MCP servers, with real parts only.
 
-Remote: a protected MCP server (the ``mcp`` SDK's streamable HTTP app under uvicorn, HTTPS on
+Remote: a protected MCP server (the ``mcp`` SDK 2.x's streamable HTTP app under uvicorn, HTTPS on
 127.0.0.1, ``tests/e2e/protected_server.py``) accepts only tokens the test authorization server
 reports active. The gateway fetches a token with :class:`~oauth_gateway.TokenManager`,
 :func:`~oauth_gateway.injection.inject_token` rewrites an ``npx -y mcp-remote URL`` entry, and
@@ -48,10 +48,10 @@ if not sys.platform.startswith("linux"):
 pytest.importorskip("mcp", reason="end-to-end MCP tests need the mcp SDK (pip install the tests extra)")
 pytest.importorskip("uvicorn", reason="end-to-end MCP tests need uvicorn (pip install the tests extra)")
 
-if int(importlib.metadata.version("mcp").split(".")[0]) >= 2:
-    # mcp 2.x renamed FastMCP and moved the auth hooks; tests/e2e is written for 1.x.
+if int(importlib.metadata.version("mcp").split(".")[0]) < 2:
+    # tests/e2e's servers are MCPServer apps (mcp 2.x; FastMCP in 1.x, with another API).
     raise ImportError(
-        "tests/test_e2e_mcp.py needs mcp 1.x, found %s; pin 'mcp==1.30.0' (or at least 'mcp<2') in the tests extra"
+        "tests/test_e2e_mcp.py needs mcp 2.x, found %s; install the tests extra (it requires 'mcp>=2.3.0,<3')"
         % importlib.metadata.version("mcp")
     )
 
@@ -324,7 +324,7 @@ async def _tool_names(session: ClientSession) -> List[str]:
 async def _tool_names_and_sum(session: ClientSession) -> Tuple[List[str], str]:
     names = await _tool_names(session)
     result = await session.call_tool("add", {"a": 2, "b": 40})
-    assert not result.isError
+    assert not result.is_error
     return names, result.content[0].text
 
 
@@ -457,7 +457,7 @@ def test_mcp_remote_with_wrong_token_fails_fast(kind, remote_setup, protected_se
 
 async def _whoami(session: ClientSession) -> Dict[str, Any]:
     result = await session.call_tool("whoami", {})
-    assert not result.isError
+    assert not result.is_error
     return json.loads(result.content[0].text)
 
 

@@ -289,8 +289,9 @@ def test_the_django_project_serves_data_and_metrics_and_survives_a_revocation(en
 # --------------------------------------------------------------------------- README
 
 
-def _readme_example_blocks(readme: Path = REPO / "README.rst") -> List[List[str]]:
-    """Code blocks of the README whose first line is ``# examples/<file>``: the excerpt's source."""
+def _readme_example_blocks(readme: Path = REPO / "docs" / "integrations.rst") -> List[List[str]]:
+    """Code blocks of the integrations page (the README's part that moved there) whose first
+    line is ``# examples/<file>``: the excerpt's source."""
     lines = readme.read_text(encoding="utf-8").splitlines()
     blocks = []
     for index, line in enumerate(lines):
@@ -349,9 +350,12 @@ def test_the_readme_examples_are_excerpts_of_the_tested_examples():
         "examples/django_project/example_project/settings.py",
         "examples/django_project/example_project/views.py",
     }
-    assert wanted <= named, "README.rst shows no excerpt of %s (a code block whose first line is '# <file>')" % (
-        ", ".join(sorted(wanted - named))
+    assert wanted <= named, (
+        "docs/integrations.rst shows no excerpt of %s (a code block whose first line is '# <file>')"
+        % (", ".join(sorted(wanted - named)))
     )
     for block in blocks:
         source = (REPO / block[0][2:]).read_text(encoding="utf-8").splitlines()
-        assert _is_excerpt(block[1:], source), "README.rst's excerpt of %s differs from the file" % block[0][2:]
+        assert _is_excerpt(block[1:], source), (
+            "docs/integrations.rst's excerpt of %s differs from the file" % block[0][2:]
+        )

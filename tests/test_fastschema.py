@@ -97,7 +97,7 @@ def test_fixture_files_and_the_valid_base():
             document = json.load(handle)
         name = (
             "gateway-config"
-            if isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS)
+            if isinstance(document, dict) and any(k in document for k in schema._GATEWAY_KEYS)
             else "oauth-config"
         )
         fast = _agrees(document, name)

@@ -21,7 +21,7 @@ import oauth_gateway as og
 from oauth_gateway.cache import CacheEntry, MemoryTokenCache
 from oauth_gateway.contrib import file_cache, store
 from oauth_gateway.contrib.cache_settings import cache_from_settings
-from oauth_gateway.contrib.file_cache import FileTokenCache, default_cache_dir
+from oauth_gateway.contrib.file_cache import FileTokenCache, _default_cache_dir
 from servers import FakeClock, RecordingSleep
 
 with warnings.catch_warnings():
@@ -292,10 +292,10 @@ def test_a_malformed_encryption_key_is_a_config_error_that_hides_it(cache_dir):
 
 
 def test_the_default_directory_follows_xdg(tmp_path):
-    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "oauth-gateway")
+    assert _default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "oauth-gateway")
     home_default = os.path.join(os.path.expanduser("~"), ".cache", "oauth-gateway")
-    assert default_cache_dir({"XDG_CACHE_HOME": "relative/dir"}) == home_default
-    assert default_cache_dir({}) == home_default
+    assert _default_cache_dir({"XDG_CACHE_HOME": "relative/dir"}) == home_default
+    assert _default_cache_dir({}) == home_default
 
 
 def test_the_default_directory_is_created_private(tmp_path, monkeypatch):

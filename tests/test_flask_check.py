@@ -10,7 +10,7 @@ import pytest
 import oauth_gateway as og
 from gatewayfile import write_gateway_file
 from oauth_gateway.contrib.checks import check_gateway_file
-from oauth_gateway.contrib.flask import OAuthGateway, check_app
+from oauth_gateway.contrib.flask import OAuthGateway, _check_app
 
 SERVER = "oauth-api"
 
@@ -53,7 +53,7 @@ def test_the_checks_are_the_ones_django_runs(tmp_path, auth_server, make_block, 
     block = make_block(auth_server, OAUTH_CLIENT_SECRET="${MISSING_SECRET}", OAUTH_SCOPES="read")
     path = write_gateway_file(tmp_path / "broken.json", {SERVER: block, "other": make_block(auth_server)})
     app = _app(path, OAUTH_GATEWAY_SERVERS=[SERVER, "ghost"])
-    problems = check_app(app)
+    problems = _check_app(app)
     assert [p.id for p in problems] == ["oauth_gateway.E003", "oauth_gateway.E005"]
     assert problems == check_gateway_file(
         path,
@@ -69,10 +69,10 @@ def test_an_unset_environment_reference_fails_the_check(tmp_path, auth_server, m
     monkeypatch.delenv("MISSING_SECRET", raising=False)
     block = make_block(auth_server, OAUTH_CLIENT_SECRET="${MISSING_SECRET}")
     path = write_gateway_file(tmp_path / "env.json", {SERVER: block})
-    (problem,) = check_app(_app(path))
+    (problem,) = _check_app(_app(path))
     assert (problem.id, problem.level) == ("oauth_gateway.E004", "error")
     assert "MISSING_SECRET" in problem.message
-    assert check_app(_app(path, OAUTH_GATEWAY_CHECK_ENVIRONMENT=False)) == []
+    assert _check_app(_app(path, OAUTH_GATEWAY_CHECK_ENVIRONMENT=False)) == []
 
 
 def test_init_app_with_check_raises_config_error_at_start(tmp_path, good_file):

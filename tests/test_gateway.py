@@ -629,7 +629,7 @@ def test_sixteen_concurrent_processes_adding_servers_all_land(tmp_path):
     (config,) = load_gateway_config(path).data["mcp_configs"].values()
     names = sorted(entry["server_name"] for entry in config["mcp_config"])
     assert names == ["first"] + ["s%02d" % i for i in range(16)]
-    assert stat.S_IMODE(os.stat(path + gateway.LOCK_SUFFIX).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path + gateway._LOCK_SUFFIX).st_mode) == 0o600
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
@@ -642,7 +642,7 @@ def test_root_editing_a_users_file_keeps_its_owner_and_group(tmp_path):
         return
     os.chown(path, 4242, 4343)
     add_server(path, server_name="second", command="npx")
-    for written in (path, path + gateway.BACKUP_SUFFIX, path + gateway.LOCK_SUFFIX):
+    for written in (path, path + gateway._BACKUP_SUFFIX, path + gateway._LOCK_SUFFIX):
         info = os.stat(written)
         assert (info.st_uid, info.st_gid) == (4242, 4343), written
     assert mode_of(path) == 0o600

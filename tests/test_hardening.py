@@ -24,7 +24,7 @@ import requests
 
 import oauth_gateway as og
 import servers
-from oauth_gateway import client
+from oauth_gateway import _response, client
 from oauth_gateway.contrib.store import acquire_polling
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, AuthServer, Fault
 
@@ -330,7 +330,7 @@ def test_a_gzip_bomb_fails_fast_with_little_memory(manager, auth_server, make_bl
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "larger than %d bytes" % client.MAX_RESPONSE_BYTES in str(info.value)
+    assert "larger than %d bytes" % _response.MAX_RESPONSE_BYTES in str(info.value)
     assert info.value.retryable is False
     assert peak < 8 << 20, "peak %d bytes" % peak
 
@@ -342,7 +342,7 @@ def test_a_gzip_token_response_is_inflated(manager, auth_server, make_block):
 
 
 def test_a_plain_body_over_the_cap_is_refused(manager, auth_server, make_block):
-    document = dict(_token_document(), padding="x" * (client.MAX_RESPONSE_BYTES + 10))
+    document = dict(_token_document(), padding="x" * (_response.MAX_RESPONSE_BYTES + 10))
     auth_server.set_faults([Fault(json=document)])
     with pytest.raises(og.TokenRequestError) as info:
         manager.get_token("oauth-api", _config(auth_server, make_block, OAUTH_MAX_RETRIES=0))

@@ -1,20 +1,18 @@
-"""End to end with the real MCP Python SDK: its streamable HTTP client, carrying our httpx auth.
+"""End to end with the real MCP Python SDK 2.x: its streamable HTTP client, carrying our httpx2 auth.
 
-A FastMCP server (``MCPServer`` in mcp 2.x) serves streamable HTTP over HTTPS on 127.0.0.1
-under uvicorn, in this process, and verifies every bearer token through the SDK's own
-hook (a ``TokenVerifier``): a token counts only while the loopback token server
+An ``MCPServer`` (the SDK's FastMCP, renamed in 2.x) serves streamable HTTP over HTTPS on
+127.0.0.1 under uvicorn, in this process, and verifies every bearer token through the SDK's
+own hook (a ``TokenVerifier``): a token counts only while the loopback token server
 (tests/servers.py) holds it as issued. The SDK's client session talks to it through an
-``AsyncClient`` whose auth is our ``TokenAuth``: mcp 2.x takes an ``httpx2.AsyncClient``
-(``oauth_gateway.contrib.httpx2``), mcp 1.x an ``httpx.AsyncClient``
-(``oauth_gateway.contrib.httpx``); the test uses the pair that the installed SDK needs.
+``httpx2.AsyncClient`` whose auth is our :class:`oauth_gateway.contrib.httpx2.TokenAuth`.
 
-Needs Python >= 3.10 with ``mcp`` and ``uvicorn`` (the tests extra installs them there).
+Needs Python >= 3.10 with ``mcp`` 2.x, ``httpx2`` and ``uvicorn`` (the tests extra installs
+them there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import importlib.metadata
 import os
 import socket
@@ -32,20 +30,23 @@ if sys.version_info < (3, 10):
 pytest.importorskip("mcp", reason="the MCP SDK tests need mcp (pip install the tests extra)")
 uvicorn = pytest.importorskip("uvicorn", reason="the MCP SDK tests need uvicorn (pip install the tests extra)")
 
-MCP_MAJOR = int(importlib.metadata.version("mcp").split(".")[0])
-#: The HTTP library the installed SDK's client is built on, and our adapter for it.
-LIBRARY = "httpx2" if MCP_MAJOR >= 2 else "httpx"
-http = pytest.importorskip(LIBRARY, reason="mcp %d.x needs %s" % (MCP_MAJOR, LIBRARY))
+if int(importlib.metadata.version("mcp").split(".")[0]) < 2:
+    # The SDK 1.x has FastMCP and an httpx client; these tests are written for 2.x.
+    raise ImportError(
+        "tests/test_httpx_mcp.py needs mcp 2.x, found %s; install the tests extra (it requires 'mcp>=2.3.0,<3')"
+        % importlib.metadata.version("mcp")
+    )
+httpx2 = pytest.importorskip("httpx2", reason="the MCP SDK 2.x client is built on httpx2 (pip install the tests extra)")
 
 from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.server.auth.provider import AccessToken  # noqa: E402
 from mcp.server.auth.settings import AuthSettings  # noqa: E402
+from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 import oauth_gateway as og  # noqa: E402
 from gatewayfile import write_gateway_file  # noqa: E402
-
-TokenAuth = importlib.import_module("oauth_gateway.contrib." + LIBRARY).TokenAuth
+from oauth_gateway.contrib.httpx2 import TokenAuth  # noqa: E402
 
 # Slow integration test (an MCP server under uvicorn): scripts/test --fast (-m "not slow") leaves it out.
 pytestmark = pytest.mark.slow
@@ -79,15 +80,9 @@ class IssuedTokenVerifier:
 
 
 def _build_app(verifier: IssuedTokenVerifier, url: str, issuer: str) -> Any:
-    auth = AuthSettings(issuer_url=issuer, resource_server_url=url, required_scopes=[])
-    if MCP_MAJOR >= 2:
-        from mcp.server.mcpserver import MCPServer
-
-        server: Any = MCPServer("oauth-gateway-httpx-e2e", token_verifier=verifier, auth=auth, log_level="WARNING")
-    else:
-        from mcp.server.fastmcp import FastMCP
-
-        server = FastMCP("oauth-gateway-httpx-e2e", token_verifier=verifier, auth=auth, log_level="WARNING")
+    # The verifier decides alone: the token server binds no token to a resource (RFC 8707).
+    auth = AuthSettings(issuer_url=issuer, resource_server_url=url, required_scopes=[], validate_token_resource=False)
+    server = MCPServer("oauth-gateway-httpx-e2e", token_verifier=verifier, auth=auth, log_level="WARNING")
 
     @server.tool()
     def add(a: int, b: int) -> int:
@@ -142,16 +137,15 @@ def mcp_server(ca, auth_server, tmp_path) -> Iterator[McpServer]:
 async def _session_calls(url: str, auth: Any, ca_bundle: str, calls: int, base: int) -> Tuple[List[str], List[str]]:
     """One SDK client: initialize, list tools, call ``add`` ``calls`` times; returns (tool names, results)."""
     verify = ssl.create_default_context(cafile=ca_bundle)
-    async with http.AsyncClient(auth=auth, verify=verify, timeout=30.0, trust_env=False) as client:
-        async with streamable_http_client(url, http_client=client) as streams:
-            read, write = streams[0], streams[1]
+    async with httpx2.AsyncClient(auth=auth, verify=verify, timeout=30.0, trust_env=False) as client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = sorted(tool.name for tool in (await session.list_tools()).tools)
                 results = []
                 for n in range(calls):
                     result = await session.call_tool("add", {"a": base, "b": n})
-                    assert not (result.is_error if MCP_MAJOR >= 2 else result.isError)
+                    assert not result.is_error
                     results.append(result.content[0].text)
     return tools, results
 

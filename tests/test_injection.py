@@ -212,7 +212,7 @@ def test_local_overwrites_stale_values():
 def test_local_variable_names_come_from_the_module_constants():
     names = [name for name, _ in injection.LOCAL_ENV_VARS]
     assert sorted(names) == sorted(EXPECTED_LOCAL_ENV)
-    assert injection.ENV_AUTH_HEADER in names
+    assert injection._ENV_AUTH_HEADER in names
 
 
 def test_missing_or_null_args_and_env_are_written_empty_then_filled():
@@ -321,7 +321,7 @@ def test_curl_sends_the_token_from_a_private_header_file(auth_server, ca_bundle,
     import shutil
     import subprocess
 
-    from oauth_gateway.injection import injected_entry
+    from oauth_gateway.injection import _injected_entry
 
     curl = shutil.which("curl")
     assert curl, "the test needs curl on PATH"
@@ -329,7 +329,7 @@ def test_curl_sends_the_token_from_a_private_header_file(auth_server, ca_bundle,
     candidate = entry(curl, ["-s", "-o", os.devnull, "--cacert", ca_bundle, "-H", "X-Kept: 1"] + stale)
     candidate["config"]["args"].append(auth_server.url + "/mcp")
     before = frozen(candidate)
-    with injected_entry(candidate, TOKEN, directory=str(tmp_path)) as launch:
+    with _injected_entry(candidate, TOKEN, directory=str(tmp_path)) as launch:
         args = launch["config"]["args"]
         assert all(TOKEN.access_token not in arg for arg in args)
         assert TOKEN.access_token not in json.dumps(launch["config"]["env"])
@@ -350,15 +350,15 @@ def test_curl_sends_the_token_from_a_private_header_file(auth_server, ca_bundle,
 
 
 def test_injected_entry_removes_the_header_file_on_an_error_and_is_inject_token_otherwise(tmp_path):
-    from oauth_gateway.injection import injected_entry
+    from oauth_gateway.injection import _injected_entry
 
     with pytest.raises(RuntimeError):
-        with injected_entry(entry("curl", ["https://x"]), TOKEN, directory=str(tmp_path)):
+        with _injected_entry(entry("curl", ["https://x"]), TOKEN, directory=str(tmp_path)):
             assert len(os.listdir(str(tmp_path))) == 1
             raise RuntimeError("launch failed")
     assert os.listdir(str(tmp_path)) == []
     for other in (entry("npx", ["mcp-remote", "https://x"]), entry("python", ["s.py"])):
-        with injected_entry(other, TOKEN, directory=str(tmp_path)) as launch:
+        with _injected_entry(other, TOKEN, directory=str(tmp_path)) as launch:
             assert launch == inject_token(other, TOKEN)
     assert os.listdir(str(tmp_path)) == []
 

@@ -1,4 +1,4 @@
-"""discovery.Resolver: the manager's discovery, and one deadline for a leader's whole slow path.
+"""_resolver.Resolver: the manager's discovery, and one deadline for a leader's whole slow path.
 
 Real loopback servers: a :class:`~metadata_servers.MetadataServer` plays the MCP server, its
 authorization server and the token endpoint on one origin; :class:`Stalling` answers the
@@ -18,9 +18,10 @@ import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route, requests_fetch
+from oauth_gateway._access import access
+from oauth_gateway._resolver import Resolver, trust_record_name
 from oauth_gateway.client import TokenClient, call_budget, client_credentials_form
 from oauth_gateway.contrib.file_cache import FileTokenCache
-from oauth_gateway.discovery import Resolver, trust_record_name
 from servers import Fault
 
 TOKEN = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}
@@ -86,12 +87,12 @@ def test_the_manager_resolves_through_one_resolver_that_works_on_its_own(ca):
         assert alone.token_url == server.url + "/token" and alone.issuer == urls["issuer"]
         assert alone.resources == (urls["mcp"],) and alone.auth_method == "client_secret_basic"
         manager = og.TokenManager()
-        assert manager.resolve(config) == alone
+        assert access(manager).resolve(config) == alone
         before = server.count()
         assert manager.get_token("mcp", config).access_token == "at-1"
         assert server.count() - before == 1  # the token request only: the discovery was cached
-        assert manager.forget_discovery(config) is True
-        assert manager.resolve(config) == alone and server.count(urls["prm_path"]) == 3
+        assert access(manager).forget_discovery(config) is True
+        assert access(manager).resolve(config) == alone and server.count(urls["prm_path"]) == 3
 
 
 def test_a_config_with_a_token_url_is_returned_as_it_is(ca):
@@ -107,14 +108,14 @@ def test_forgetting_the_discovery_keeps_the_issuer_trusted_on_first_use(ca):
         _publish(server)
         config = _config(server)
         manager = og.TokenManager()
-        manager.resolve(config)
+        access(manager).resolve(config)
         server.json(
             "/.well-known/oauth-protected-resource/mcp",
             {"resource": server.url + "/mcp", "authorization_servers": [other.url]},
         )
-        manager.forget_discovery(config)
+        access(manager).forget_discovery(config)
         with pytest.raises(og.DiscoveryError, match="first trusted"):
-            manager.resolve(config)
+            access(manager).resolve(config)
         assert other.count() == 0
 
 
@@ -123,7 +124,7 @@ def test_the_trusted_issuer_record_round_trips_through_a_file_cache_and_is_no_to
         urls = _publish(server)
         config = _config(server)
         cache = FileTokenCache(str(tmp_path / "tokens"), clock=clock)
-        og.TokenManager(cache=cache, clock=clock).resolve(config)
+        access(og.TokenManager(cache=cache, clock=clock)).resolve(config)
         again = FileTokenCache(str(tmp_path / "tokens"), clock=clock)
         assert again.load_record(trust_record_name(config)) == urls["issuer"]
         assert list(again.keys()) == [] and list(cache.keys()) == []  # not a token: no key, no metric

@@ -66,6 +66,7 @@ KEYS = {
     "OAUTH_CLIENT_KEY_ID": "",
     "OAUTH_CLIENT_ASSERTION_AUDIENCE": "",
     "OAUTH_CLIENT_ASSERTION_FILE": "",
+    "OAUTH_CLIENT_ASSERTION_SOURCE": {},
     "OAUTH_DPOP": False,
     "OAUTH_DPOP_KEY_PATH": "",
 }
@@ -293,9 +294,9 @@ def _content_regexes() -> Dict[str, Any]:
     for name in schema.SCHEMA_NAMES:
         for pattern in sorted(set(_schema_patterns(schema.load_schema(name)))):
             regexes["%s: %s" % (name, pattern)] = re.compile(pattern)
-    from oauth_gateway.providers import BUILTIN_PROVIDERS, get_provider
+    from oauth_gateway.providers import _BUILTIN_PROVIDERS, get_provider
 
-    for name in sorted(BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
+    for name in sorted(_BUILTIN_PROVIDERS):  # validate applies their options schemas to file content too
         for pattern in sorted(set(_schema_patterns(get_provider(name).options_schema))):
             regexes["provider %s: %s" % (name, pattern)] = re.compile(pattern)
     for module in (schema, _helpers, _jsonpath, injection):
@@ -841,7 +842,7 @@ def test_done_when_file_gives_exactly_four_problems() -> None:
         (
             BLOCK + ".OAUTH_TOKEN_URL",
             "OAuth 2.1 requires HTTPS for token_url, got 'http://idp/token'",
-            'use an https:// URL, or set OAUTH_VERSION to "2.0" for local tests over http',
+            'use an https:// URL; for a local test server over plain http set OAUTH_VERSION to "2.0" and OAUTH_ENFORCE_HTTPS to false',
         ),
         (
             BLOCK + ".OAUTH_VALIDATE_SCOPES",
@@ -1061,7 +1062,7 @@ def test_check_jsonschema_and_validate_agree_on_fixture(name: str) -> None:
     expected_valid = "-good-" in name
     document = json.loads(path.read_text())
     assert (kind == "gateway-config") == (
-        isinstance(document, dict) and any(k in document for k in schema.GATEWAY_KEYS)
+        isinstance(document, dict) and any(k in document for k in schema._GATEWAY_KEYS)
     )
 
     ours = cli.main(["validate", str(path)], stdout=_Sink(), stderr=_Sink())

@@ -1,17 +1,13 @@
-"""Every Python code block of README.rst and docs/ runs as written, against the test servers.
+"""Every Python code block of README.rst and docs/ runs as written, against ``oauth-gateway demo --serve``.
 
 The ``.. code-block:: python`` blocks of one page run in order in one fresh interpreter
 (the installed package, a clean temporary directory as cwd and HOME), sharing one
 namespace as a reader's session would: a block may use what an earlier block of the same
-page defined. The environment is what the pages tell the reader to set:
-
-* ``OAUTH_GATEWAY_CONFIG``: a gateway file whose server ``oauth-api`` (config name
-  ``default_config``) gets its tokens from the HTTPS test server;
-* ``IDP_CLIENT_ID``, ``IDP_CLIENT_SECRET``, ``IDP_TOKEN_URL``, ``IDP_REVOCATION_URL``:
-  the same client and server, for the blocks that build a config by hand;
-* ``API_URL``: the test server's protected resource; ``REQUESTS_CA_BUNDLE`` and ``IDP_CA_BUNDLE``: the test CA;
-* ``METRICS_PORT``, ``OAUTH_TOKEN_CACHE_KEY``, ``XDG_CACHE_HOME``: what the cache and
-  Prometheus blocks read.
+page defined. The environment is what the quick start tells the reader to do: start
+``oauth-gateway demo --serve --write demo.json`` (here on a free port) and paste the
+``export`` lines it prints. Nothing else is set, except what a reader's machine provides
+anyway: ``HOME`` and ``XDG_CACHE_HOME`` (the temporary directory) and ``METRICS_PORT=0``
+(the Prometheus example's port; its default, 9464, may be taken on a test machine).
 
 A block that cannot run here is marked in the page, just before it, with the reST comment
 ``.. snippet: no-run -- <why>`` (invisible in the rendered page); the reason is required
@@ -23,16 +19,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
-
-from gatewayfile import write_gateway_file
-from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.rst"] + sorted((REPO / "docs").glob("*.rst")) + sorted((REPO / "docs" / "guides").glob("*.rst"))
@@ -90,45 +84,81 @@ def snippets(page: Path) -> List[Snippet]:
 PYTHON_PAGES = [page for page in PAGES if any(s.language == "python" for s in snippets(page))]
 
 
+class Demo(NamedTuple):
+    env: Dict[str, str]
+    home: Path
+    process: subprocess.Popen[str]
+
+    def stop(self) -> Dict[str, int]:
+        """Ctrl-C the demo; returns what it says it served: {"token": n, "revocation": n, "resource": n}."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        rest, _ = self.process.communicate(timeout=30)
+        match = re.search(r"stopped after (\d+) token request\(s\), (\d+) revocation\(s\) and (\d+) resource", rest)
+        assert match, rest
+        return dict(zip(("token", "revocation", "resource"), (int(n) for n in match.groups())))
+
+
+def _start_demo(home: Path) -> Demo:
+    """``oauth-gateway demo --serve --write demo.json`` as the quick start runs it, on a free port."""
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("OAUTH_", "IDP_"))}
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "API_URL", "UPSTREAM_URL", "SSL_CERT_FILE"):
+        base.pop(name, None)
+    base.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oauth_gateway", "demo", "--serve", "--port", "0", "--write", "demo.json"],
+        cwd=str(home),
+        env=base,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    printed = []
+    for _ in range(100):  # bounded: the instructions are about 25 lines
+        line = process.stdout.readline()
+        printed.append(line)
+        if not line or line.startswith("Press Ctrl-C"):
+            break
+    text = "".join(printed)
+    exports = dict(re.findall(r"^export (\w+)=(\S+)$", text, re.M))
+    assert "OAUTH_GATEWAY_CONFIG" in exports and "API_URL" in exports, text
+    env = dict(base, METRICS_PORT="0", **exports)
+    return Demo(env, home, process)
+
+
 @pytest.fixture
-def reader_env(tmp_path, auth_server, make_block, ca_bundle):
-    """The environment the pages tell a reader to set, pointing at the test servers."""
-    gateway_file = write_gateway_file(tmp_path / "enkrypt_mcp_config.json", {"oauth-api": make_block(auth_server)})
+def demo(tmp_path: Path) -> Iterator[Demo]:
     home = tmp_path / "home"
     home.mkdir()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OAUTH_GATEWAY")}
-    env.update(
-        HOME=str(home),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        OAUTH_GATEWAY_CONFIG=gateway_file,
-        IDP_CLIENT_ID=TEST_CLIENT_ID,
-        IDP_CLIENT_SECRET=TEST_CLIENT_SECRET,
-        IDP_TOKEN_URL=auth_server.token_url,
-        IDP_REVOCATION_URL=auth_server.revocation_url,
-        API_URL=auth_server.resource_url,
-        UPSTREAM_URL=auth_server.resource_url,
-        REQUESTS_CA_BUNDLE=ca_bundle,
-        IDP_CA_BUNDLE=ca_bundle,
-        METRICS_PORT="0",
-        OAUTH_TOKEN_CACHE_KEY="u0Xy5vYbDm6nOq0fD3QxGQ2dJv8n3vVfJY3oVnKkWzM=",  # a Fernet key for tests only
-    )
-    return env, home
+    started = _start_demo(home)
+    try:
+        yield started
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.communicate()
 
 
-@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda page: page.relative_to(REPO).as_posix())
-def test_every_python_block_of_the_page_runs(page, reader_env, auth_server):
-    env, home = reader_env
+def _run_page(page: Path, demo: Demo) -> subprocess.CompletedProcess[str]:
     runnable = [s for s in snippets(page) if s.language == "python" and not s.no_run]
     assert runnable, "%s has only no-run blocks" % page
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", _RUNNER, page.relative_to(REPO).as_posix()],
         input=json.dumps([(s.line, s.code) for s in runnable]),
         capture_output=True,
         text=True,
-        cwd=str(home),
-        env=env,
+        cwd=str(demo.home),
+        env=demo.env,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda page: page.relative_to(REPO).as_posix())
+def test_every_python_block_of_the_page_runs_against_the_demo(page: Path, demo: Demo) -> None:
+    runnable = [s for s in snippets(page) if s.language == "python" and not s.no_run]
+    result = _run_page(page, demo)
     ran = [int(n) for n in re.findall(r"^SNIPPET-OK (\d+)$", result.stdout, re.M)]
     assert result.returncode == 0 and ran == [s.line for s in runnable], "%s: the block at line %s failed:\n%s%s" % (
         page.name,
@@ -138,23 +168,36 @@ def test_every_python_block_of_the_page_runs(page, reader_env, auth_server):
     )
 
 
-def test_the_pages_with_token_snippets_really_got_tokens(reader_env, auth_server):
-    env, home = reader_env
-    page = REPO / "README.rst"
-    runnable = [s for s in snippets(page) if s.language == "python" and not s.no_run]
-    subprocess.run(
-        [sys.executable, "-c", _RUNNER, "README.rst"],
-        input=json.dumps([(s.line, s.code) for s in runnable]),
+def test_the_readme_blocks_really_get_a_token_and_call_the_resource(demo: Demo) -> None:
+    result = _run_page(REPO / "README.rst", demo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "200 {'ok': True}" in result.stdout  # the API call with the token
+    served = demo.stop()
+    assert served["token"] == 1  # one token, then cache hits for the requests auth
+    assert served["resource"] == 2
+
+
+def test_the_manager_calls_of_the_tokens_page_revoke_a_live_token(demo: Demo) -> None:
+    result = _run_page(REPO / "docs" / "tokens.rst", demo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = demo.stop()
+    assert served["revocation"] == 1 and served["token"] >= 3  # get, refresh, get after the revocation
+    assert served["resource"] >= 1
+
+
+def test_the_quick_start_revokes_and_the_resource_then_refuses(demo: Demo) -> None:
+    result = _run_page(REPO / "docs" / "quickstart.rst", demo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    token = subprocess.run(
+        [sys.executable, "-m", "oauth_gateway", "token", "oauth-api", "--show"],
         capture_output=True,
         text=True,
-        cwd=str(home),
-        env=env,
-        timeout=120,
-        check=True,
+        env=demo.env,
+        cwd=str(demo.home),
+        timeout=60,
     )
-    assert auth_server.count("/token") >= 3  # Getting a token, refresh, the seed gateway's calls
-    assert auth_server.count("/resource") >= 1  # the API call with the token
-    assert auth_server.count("/revoke") >= 1
+    assert token.returncode == 0, token.stderr  # the quick start's `oauth-gateway token oauth-api`, as pasted
+    assert demo.stop()["revocation"] == 1
 
 
 def test_no_run_marks_are_few_and_each_says_why():

@@ -22,6 +22,7 @@ import requests
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route, requests_fetch
+from oauth_gateway._access import access
 from oauth_gateway._http import MAX_CHALLENGE_LENGTH, parse_www_authenticate
 from oauth_gateway.discovery import Discoverer, DiscoveryError
 
@@ -218,7 +219,7 @@ def test_trust_the_configured_resource_metadata_url_may_be_on_another_origin(sce
     token = manager.get_token("mcp", config)
     assert token.access_token in scene.token_server.issued
     assert scene.internal.count("/prm/mcp") == 1
-    assert manager.resolve(config).token_url == scene.token_server.token_url
+    assert access(manager).resolve(config).token_url == scene.token_server.token_url
     manager.close()
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import oauth_gateway as og
 from metadata_servers import MetadataServer, Route
+from oauth_gateway._access import access
 from oauth_gateway.contrib.file_cache import FileTokenCache
 
 PRM = "/.well-known/oauth-protected-resource/mcp"
@@ -133,7 +134,7 @@ def test_the_first_issuer_is_trusted_and_after_a_change_nothing_reaches_the_new_
     clock.advance(og.manager.DEFAULT_FAILURE_COOLDOWN + 1)
     with pytest.raises(og.DiscoveryError):
         manager.refresh("mcp", config)
-    manager.forget_discovery(config)  # what a 401 or an invalid_client refusal does: still refused
+    access(manager).forget_discovery(config)  # what a 401 or an invalid_client refusal does: still refused
     with pytest.raises(og.DiscoveryError):
         manager.refresh("mcp", config)
     assert hostile.credentials() == 0
@@ -166,7 +167,7 @@ def test_a_private_key_jwt_assertion_never_reaches_the_new_issuer(hostile, ca_bu
     hostile.real.publish_metadata(token_endpoint_auth_methods_supported=["private_key_jwt"])
     config = _trusting(hostile, ca_bundle, OAUTH_CLIENT_SECRET=None, OAUTH_CLIENT_PRIVATE_KEY_PATH=str(path))
     manager = og.TokenManager(clock=clock, sleep=sleeps)
-    assert manager.resolve(config).auth_method == "private_key_jwt"  # the first use, at the real server
+    assert access(manager).resolve(config).auth_method == "private_key_jwt"  # the first use, at the real server
     hostile.switch()
     clock.advance(PRM_MAX_AGE + 1)
     with pytest.raises(og.DiscoveryError):
@@ -186,7 +187,7 @@ def test_processes_sharing_a_file_cache_trust_the_issuer_the_first_one_found(hos
         second.get_token("other-name", config)
     assert hostile.credentials() == 0 and hostile.received()["requests"] == 0
     # Control: a process with its own memory cache only has nothing to go by.
-    assert og.TokenManager(clock=clock).resolve(config).issuer == hostile.evil.url
+    assert access(og.TokenManager(clock=clock)).resolve(config).issuer == hostile.evil.url
 
 
 def test_processes_sharing_redis_trust_the_issuer_the_first_one_found(hostile, ca_bundle, clock, redis_server):
@@ -246,7 +247,7 @@ def test_a_configured_assertion_audience_must_be_the_discovered_token_endpoint(h
     config = _trusting(hostile, ca_bundle, OAUTH_CLIENT_ASSERTION_AUDIENCE=value)
     manager = og.TokenManager()
     if allowed:
-        assert manager.resolve(config).token_url == hostile.real.token_url
+        assert access(manager).resolve(config).token_url == hostile.real.token_url
     else:
         with pytest.raises(og.DiscoveryError, match="OAUTH_CLIENT_ASSERTION_AUDIENCE"):
             manager.get_token("mcp", config)

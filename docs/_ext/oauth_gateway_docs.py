@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from docutils import nodes
@@ -41,7 +42,19 @@ from sphinx.util.nodes import nested_parse_with_titles
 # --- the configuration reference ---------------------------------------------------------
 
 
+_TYPE_WORDS = {
+    "string": "string",
+    "boolean": "true or false",
+    "integer": "whole number",
+    "number": "number",
+    "object": "object",
+    "array": "list",
+    "null": "null",
+}
+
+
 def _type_of(schema: Dict[str, Any]) -> str:
+    """The key's type in words: "string or list of strings", "true or false"..."""
     if schema.get("not") == {}:
         return "not allowed (any value is an error)"
     if "$ref" in schema:
@@ -54,33 +67,64 @@ def _type_of(schema: Dict[str, Any]) -> str:
     words = []
     for name in names:
         items = schema.get("items")
-        if name == "array" and isinstance(items, dict) and "type" in items:
-            words.append("array of %s" % items["type"])
+        if name == "array" and isinstance(items, dict) and isinstance(items.get("type"), str):
+            words.append("list of %ss" % _TYPE_WORDS.get(items["type"], items["type"]))
         else:
-            words.append(name)
-    return " or ".join("``%s``" % word for word in words)
+            words.append(_TYPE_WORDS.get(name, name))
+    return " or ".join(words)
+
+
+def _rule_words(schema: Dict[str, Any], keyword: str) -> Optional[str]:
+    """The schema's own wording of a rule (its ``x-message``), without the "got ..." part."""
+    message = schema.get("x-message")
+    if isinstance(message, dict):
+        message = message.get(keyword)
+    if not isinstance(message, str):
+        return None
+    return re.sub(r",?\s*got \{(value|got)\}.*$", "", message).replace("{value}", "the value").strip()
+
+
+def _key_name(pattern: str) -> str:
+    """``^[Aa][Uu]th$`` -> ``auth`` (any case); ``^client_assertion`` -> ``client_assertion...``."""
+    name = re.sub(r"\[([A-Za-z])([A-Za-z])\]", lambda m: m.group(1).lower(), pattern.lstrip("^"))
+    if name.endswith("$"):
+        return name[:-1]
+    return name + "..."
 
 
 def _constraints(schema: Dict[str, Any]) -> List[str]:
+    """Every rule on the value, in words: never a raw regular expression."""
     found = []
     for keyword, word in (
-        ("minimum", ">="),
-        ("exclusiveMinimum", ">"),
-        ("maximum", "<="),
-        ("exclusiveMaximum", "<"),
-        ("minLength", "length >="),
-        ("minItems", "items >="),
+        ("minimum", "at least"),
+        ("exclusiveMinimum", "greater than"),
+        ("maximum", "at most"),
+        ("exclusiveMaximum", "less than"),
     ):
         if keyword in schema:
             found.append("%s %s" % (word, schema[keyword]))
+    if schema.get("minLength") == 1:
+        found.append("not empty")
+    elif "minLength" in schema:
+        found.append("at least %s characters" % schema["minLength"])
+    if schema.get("minItems") == 1:
+        found.append("a list needs at least one item")
+    elif "minItems" in schema:
+        found.append("a list needs at least %s items" % schema["minItems"])
     if "pattern" in schema:
-        found.append("matches ``%s``" % schema["pattern"])
+        found.append(_rule_words(schema, "pattern") or "has a fixed format (see the description)")
+    items = schema.get("items")
+    if isinstance(items, dict) and "pattern" in items:
+        words = _rule_words(items, "pattern") or "has a fixed format"
+        found.append("each item " + words)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict) and "type" in extra:
         found.append("values: %s" % _type_of(extra))
-    forbidden = [p.strip("^$") for p, s in schema.get("patternProperties", {}).items() if s.get("not") == {}]
+    forbidden = [p for p, rule in schema.get("patternProperties", {}).items() if rule.get("not") == {}]
     if forbidden:
-        found.append("keys not allowed: %s" % ", ".join("``%s``" % name for name in forbidden))
+        found.append("refused keys: %s" % ", ".join("``%s``" % _key_name(p) for p in forbidden))
+    if "${" in json.dumps(schema.get("pattern", "")):
+        found.append("may hold ``${ENV_NAME}`` references")
     return found
 
 
@@ -90,21 +134,30 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _rst_text(text: str) -> str:
+    """Schema prose as reST text: a word ending in ``_`` would be a reference."""
+    return re.sub(r"(\w)_(?=[\s,.;:)]|$)", r"\1\\_", text.replace("\n", " "))
+
+
 def _key_lines(name: str, schema: Dict[str, Any]) -> List[str]:
+    """One key: its description, then a two-column table of type, default, values and rules."""
     lines = [".. confkey:: %s" % name, ""]
     description = schema.get("description") or schema.get("title") or ""
     if schema.get("not") == {} and "x-message" in schema:
         description = "%s %s." % (_text(schema["x-message"]).capitalize(), _text(schema.get("x-hint", "")))
     if description:
-        lines += ["   " + description.replace("\n", " "), ""]
-    lines.append("   :Type: %s" % _type_of(schema))
+        lines += ["   " + _rst_text(description), ""]
+    rows = [("Type", _type_of(schema))]
     if "default" in schema:
-        lines.append("   :Default: ``%s``" % json.dumps(schema["default"]))
+        rows.append(("Default", "``%s``" % json.dumps(schema["default"])))
     if "enum" in schema:
-        lines.append("   :Allowed values: %s" % ", ".join("``%s``" % json.dumps(v) for v in schema["enum"]))
+        rows.append(("Allowed values", ", ".join("``%s``" % json.dumps(v) for v in schema["enum"])))
     constraints = _constraints(schema)
     if constraints:
-        lines.append("   :Constraints: %s" % "; ".join(constraints))
+        rows.append(("Constraints", _rst_text("; ".join(constraints))))
+    lines += ["   .. list-table::", "      :class: confkey-facts", "      :widths: 1 4", ""]
+    for label, value in rows:
+        lines += ["      * - %s" % label, "        - %s" % value]
     return lines + [""]
 
 
@@ -273,18 +326,67 @@ def _public_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Optional[n
             new["reftarget"] = alias
             domain = env.get_domain("py")
             return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], alias, new, contnode)
-    if "." not in target:
-        domain = env.get_domain("py")
+    domain = env.get_domain("py")
+    target = target.lstrip("~.")
+    # A name written in a docstring relative to where it stands (``:meth:`lock``` in a
+    # class, ``:class:`ConfigError``` in a module), or as a unique ``Name`` / ``Class.method``.
+    module, klass = node.get("py:module"), node.get("py:class")
+    scopes = [".".join(part for part in (module, klass) if part), module, "oauth_gateway"]
+    matches = [scope + "." + target for scope in scopes if scope and scope + "." + target in domain.objects][:1]
+    if not matches:
         matches = [
             fullname
-            for fullname, _ in domain.objects.items()
+            for fullname in domain.objects
             if fullname.startswith("oauth_gateway.") and fullname.endswith("." + target)
         ]
-        if len(matches) == 1:
-            new = node.deepcopy()
-            new["reftarget"] = matches[0]
-            return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode)
+        if len(matches) > 1:  # the package name and its submodule's: the package one is documented
+            matches = [name for name in matches if name.count(".") == target.count(".") + 1] or matches
+    if len(matches) == 1:
+        new = node.deepcopy()
+        new["reftarget"] = matches[0]
+        return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], new, contnode)
+    if any(part.startswith("_") and not part.startswith("__") for part in target.split(".")):
+        return contnode  # a private name a docstring mentions: shown as written, never documented
+    if _exists(module, klass, target):
+        return contnode  # a real name the reference leaves out (not in its module's __all__): as text
     return None
+
+
+def _exists(module: Optional[str], klass: Optional[str], target: str) -> bool:
+    """True when ``target`` names something importable from where the reference stands."""
+    import importlib
+
+    parts = target.split(".")
+    if parts[0] == "oauth_gateway":  # a full name: the longest importable module prefix
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            module, klass, target = ".".join(parts[:cut]), None, ".".join(parts[cut:])
+            break
+    if not module or not module.startswith("oauth_gateway"):
+        return False
+    try:
+        found: Any = importlib.import_module(module)
+    except ImportError:
+        return False
+    for scope in ([klass] if klass else []) + [None]:
+        start = found
+        for part in (scope.split(".") if scope else []) + target.split("."):
+            holder = start
+            start = getattr(holder, part, _MISSING)
+            if start is _MISSING and isinstance(holder, type):  # an instance attribute, declared
+                declared = set(getattr(holder, "__slots__", ())) | set(getattr(holder, "__annotations__", {}))
+                start = holder if part in declared else _MISSING
+            if start is _MISSING:
+                break
+        if start is not _MISSING:
+            return True
+    return False
+
+
+_MISSING = object()
 
 
 _AS_WRITTEN = ("property", "data", "attribute")
@@ -301,11 +403,19 @@ def _restore_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any
         lines[:] = original
 
 
+def _public_bases(app: Sphinx, name: str, obj: Any, options: Any, bases: List[Any]) -> None:
+    """Show a class's public bases only: a private helper base is an implementation detail."""
+    private = [base for base in bases if any(p.startswith("_") for p in base.__module__.split(".")[1:])]
+    if private:
+        bases[:] = [base for base in bases if base not in private] or [object]
+
+
 def setup(app: Sphinx) -> Dict[str, Any]:
     app.add_object_type("confkey", "confkey", objname="configuration key", indextemplate="pair: %s; configuration key")
     app.add_directive("oauth-gateway-schema", SchemaDirective)
     app.add_directive("oauth-gateway-cli", CliDirective)
     app.connect("missing-reference", _public_alias)
+    app.connect("autodoc-process-bases", _public_bases)
     # Around napoleon's handler (priority 500).
     app.connect("autodoc-process-docstring", _keep_docstring, priority=400)
     app.connect("autodoc-process-docstring", _restore_docstring, priority=600)

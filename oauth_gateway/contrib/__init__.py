@@ -13,3 +13,5 @@ Importing this package imports none of them.
 """
 
 from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

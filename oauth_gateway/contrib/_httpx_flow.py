@@ -250,7 +250,7 @@ class TokenFlow:
             )
         elif rejection.resource_metadata is not None and self.config.is_discovered:
             # A challenge naming other resource metadata than the cached one: the server may have moved.
-            self.manager.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
+            self._internal.forget_discovery(self.config, resource_metadata=rejection.resource_metadata)
         return _NEW_TOKEN
 
     def _can_replay(self, request: Any, step: str) -> bool:

@@ -19,20 +19,14 @@ from ..cache import MemoryTokenCache, TokenCache
 from ..exceptions import ConfigError
 from .store import make_fernet
 
-__all__ = (
-    "CACHE_ENV",
-    "CACHE_SETTING",
-    "ENCRYPTION_KEY_ENV",
-    "ENCRYPTION_KEY_SETTING",
-    "cache_from_settings",
-)
+__all__ = ("cache_from_settings",)
 
-log = logging.getLogger("oauth_gateway")
+_log = logging.getLogger("oauth_gateway")
 
 #: Environment variable that selects the token cache; it wins over the gateway file.
 CACHE_ENV = "OAUTH_GATEWAY_TOKEN_CACHE"
 #: Environment variable holding the Fernet key(s) of a shared cache; it wins over the file.
-ENCRYPTION_KEY_ENV = "OAUTH_GATEWAY_TOKEN_CACHE_ENCRYPTION_KEY"
+_ENCRYPTION_KEY_ENV = "OAUTH_GATEWAY_TOKEN_CACHE_ENCRYPTION_KEY"
 #: Key of ``common_mcp_gateway_config`` in the gateway file that selects the cache.
 CACHE_SETTING = "oauth_token_cache"
 #: Key of ``common_mcp_gateway_config`` holding the encryption key (usually ``${ENV}``).
@@ -85,8 +79,8 @@ def cache_from_settings(
     key_where = _SETTINGS_PATH + ENCRYPTION_KEY_SETTING
     if env.get(CACHE_ENV, "").strip():
         setting, where = env[CACHE_ENV], CACHE_ENV
-    if env.get(ENCRYPTION_KEY_ENV, "").strip():
-        encryption_key, key_where = env[ENCRYPTION_KEY_ENV], ENCRYPTION_KEY_ENV
+    if env.get(_ENCRYPTION_KEY_ENV, "").strip():
+        encryption_key, key_where = env[_ENCRYPTION_KEY_ENV], _ENCRYPTION_KEY_ENV
     if setting is not None and not isinstance(setting, str):
         raise ConfigError("must be a string, got %s" % type(setting).__name__, where, "use " + _CHOICES)
     if encryption_key is not None and not isinstance(encryption_key, str):
@@ -101,7 +95,7 @@ def cache_from_settings(
     kind = value.lower()
     if kind == "memory":
         if encryption_key:
-            log.warning("%s is ignored: the memory cache keeps tokens in this process only", key_where)
+            _log.warning("%s is ignored: the memory cache keeps tokens in this process only", key_where)
         return MemoryTokenCache()
     fernet = make_fernet(encryption_key, key_where)
     if kind == "file" or kind.startswith("file:"):

@@ -27,12 +27,14 @@ from ..exceptions import ConfigError
 from ..gateway import GatewayConfig
 from ..providers import is_code_reference
 
+__all__ = ("check_gateway_file",)
+
 E_SETTINGS = "oauth_gateway.E001"
-E_FILE = "oauth_gateway.E002"
-E_SCHEMA = "oauth_gateway.E003"
-E_SERVER_CONFIG = "oauth_gateway.E004"
-E_SERVER_MISSING = "oauth_gateway.E005"
-W_LITERAL_SECRET = "oauth_gateway.W001"
+_E_FILE = "oauth_gateway.E002"
+_E_SCHEMA = "oauth_gateway.E003"
+_E_SERVER_CONFIG = "oauth_gateway.E004"
+_E_SERVER_MISSING = "oauth_gateway.E005"
+_W_LITERAL_SECRET = "oauth_gateway.W001"
 
 
 class CheckProblem(NamedTuple):
@@ -85,15 +87,15 @@ def check_gateway_file(
     document, failure = _read(path, file_setting)
     if failure is not None:
         reason, hint = failure
-        return [CheckProblem("error", E_FILE, reason, hint, path)]
+        return [CheckProblem("error", _E_FILE, reason, hint, path)]
     found: List[CheckProblem] = []
     problems = schema.validate_config(document)
     for problem in problems:
         found.append(
-            CheckProblem(problem.severity, E_SCHEMA, problem.message, problem.hint, _where(path, problem.json_path))
+            CheckProblem(problem.severity, _E_SCHEMA, problem.message, problem.hint, _where(path, problem.json_path))
         )
     found.extend(
-        CheckProblem("warning", W_LITERAL_SECRET, message, hint, _where(path, json_path))
+        CheckProblem("warning", _W_LITERAL_SECRET, message, hint, _where(path, json_path))
         for json_path, message, hint in literal_secret_warnings(path, schema.literal_secret_paths(document))
     )
     broken = any(problem.severity == "error" for problem in problems)
@@ -101,7 +103,7 @@ def check_gateway_file(
         gateway = GatewayConfig(path, document)
     except ConfigError as error:
         if not broken:  # otherwise the schema problems above already say it
-            found.append(_from_error(error, path, E_SCHEMA, ""))
+            found.append(_from_error(error, path, _E_SCHEMA, ""))
         return found
     # Servers of a file that breaks the schema are looked up, but not built.
     chosen = None if servers is None else tuple(servers)
@@ -130,14 +132,14 @@ def _check_servers(
             try:
                 config_id, entry = gateway.find_server(name)
             except ConfigError as error:
-                found.append(_from_error(error, path, E_SERVER_MISSING, prefix))
+                found.append(_from_error(error, path, _E_SERVER_MISSING, prefix))
                 continue
             block = entry.get("oauth_config")
             if not isinstance(block, dict) or block.get("enabled") is not True:
                 try:
                     gateway.oauth_config(name, config_id=config_id)  # raises the precise message
                 except ConfigError as error:
-                    found.append(_from_error(error, path, E_SERVER_MISSING, prefix))
+                    found.append(_from_error(error, path, _E_SERVER_MISSING, prefix))
                 continue
             chosen.append((name, config_id))
     if not check_environment:
@@ -149,7 +151,7 @@ def _check_servers(
         try:
             gateway.oauth_config(name, config_id=config_id)
         except ConfigError as error:
-            found.append(_from_error(error, path, E_SERVER_CONFIG, "server %r: " % name))
+            found.append(_from_error(error, path, _E_SERVER_CONFIG, "server %r: " % name))
     return found
 
 

@@ -33,6 +33,8 @@ import time
 import weakref
 from typing import Any, Callable, Iterator, List, Mapping, Optional, Set
 
+__all__ = ("FileTokenCache",)
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows; FileTokenCache() says so
@@ -42,14 +44,14 @@ from ..cache import DEFAULT_MAXSIZE, Key
 from ..exceptions import ConfigError
 from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
-log = logging.getLogger("oauth_gateway")
+_log = logging.getLogger("oauth_gateway")
 
 #: Mode of the cache directory created by :class:`FileTokenCache`.
-DIR_MODE = 0o700
+_DIR_MODE = 0o700
 #: Mode of token and lock files.
-FILE_MODE = 0o600
+_FILE_MODE = 0o600
 #: Name of the cache directory under ``$XDG_CACHE_HOME`` (or ``~/.cache``).
-DIR_NAME = "oauth-gateway"
+_DIR_NAME = "oauth-gateway"
 
 _TOKEN_SUFFIX = ".token"
 _LOCK_SUFFIX = ".lock"
@@ -64,7 +66,7 @@ _FILE_FLAGS = _NOFOLLOW | _NONBLOCK | _CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
 
 
-def default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> str:
+def _default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> str:
     """Return ``$XDG_CACHE_HOME/oauth-gateway``, or ``~/.cache/oauth-gateway``.
 
     A relative ``XDG_CACHE_HOME`` is ignored, as the XDG Base Directory spec says.
@@ -73,7 +75,7 @@ def default_cache_dir(environ: Optional[Mapping[str, str]] = None) -> str:
     base = env.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, DIR_NAME)
+    return os.path.join(base, _DIR_NAME)
 
 
 def _close_quietly(fd: int) -> None:
@@ -150,7 +152,7 @@ class FileTokenCache(SharedTokenCache):
                 "use the memory cache, or Redis to share tokens between processes",
             )
         super().__init__(encryption_key=encryption_key, maxsize=maxsize, clock=clock, wall_clock=wall_clock)
-        self.path = os.path.abspath(path or default_cache_dir())
+        self.path = os.path.abspath(path or _default_cache_dir())
         self._wait_timeout = float(wait_timeout)
         self._sleep = sleep or time.sleep
         # Lock files open right now, closed in a forked child (see reset_after_fork).
@@ -203,7 +205,7 @@ class FileTokenCache(SharedTokenCache):
         euid = os.geteuid()
         parts: List[str] = [part for part in self.path.split(os.sep) if part]
         if not parts:
-            raise self._refuse("is the root directory", "use a directory of your own such as %s" % default_cache_dir())
+            raise self._refuse("is the root directory", "use a directory of your own such as %s" % _default_cache_dir())
         fd = os.open(os.sep, _DIR_FLAGS)
         stack = [(fd, os.sep)]  # descriptors of the directories walked through, and their paths
         symlinks = 0
@@ -224,7 +226,7 @@ class FileTokenCache(SharedTokenCache):
                     info = os.stat(name, dir_fd=current, follow_symlinks=False)
                 except FileNotFoundError:
                     try:
-                        os.mkdir(name, DIR_MODE, dir_fd=current)
+                        os.mkdir(name, _DIR_MODE, dir_fd=current)
                     except FileExistsError:  # made meanwhile by another process: checked below
                         pass
                     info = os.stat(name, dir_fd=current, follow_symlinks=False)
@@ -237,13 +239,13 @@ class FileTokenCache(SharedTokenCache):
                 if here.st_mode & stat.S_ISVTX and info.st_uid not in (0, euid):
                     raise self._refuse(
                         "%s belongs to uid %d, in the shared directory %s" % (path, info.st_uid, where),
-                        "use a directory of your own such as %s" % default_cache_dir(),
+                        "use a directory of your own such as %s" % _default_cache_dir(),
                     )
                 if stat.S_ISLNK(info.st_mode):
                     if info.st_uid not in (0, euid):
                         raise self._refuse(
                             "%s is a symlink of uid %d, who could re-point the cache" % (path, info.st_uid),
-                            "use a path without it, such as the default %s" % default_cache_dir(),
+                            "use a path without it, such as the default %s" % _default_cache_dir(),
                         )
                     symlinks += 1
                     if symlinks > _MAX_SYMLINKS:
@@ -276,14 +278,14 @@ class FileTokenCache(SharedTokenCache):
         if info.st_uid not in (0, euid):
             raise self._refuse(
                 "%s, above the cache, belongs to uid %d, who could replace what is below it" % (where, info.st_uid),
-                "use a directory whose parents belong to root or to you, such as the default %s" % default_cache_dir(),
+                "use a directory whose parents belong to root or to you, such as the default %s" % _default_cache_dir(),
             )
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o022 and not mode & stat.S_ISVTX:
             raise self._refuse(
                 "%s, above the cache, is writable by group or others (mode %o), who could replace what is "
                 "below it" % (where, mode),
-                "chmod go-w %s, or use a directory such as the default %s" % (where, default_cache_dir()),
+                "chmod go-w %s, or use a directory such as the default %s" % (where, _default_cache_dir()),
             )
         return info
 
@@ -293,17 +295,17 @@ class FileTokenCache(SharedTokenCache):
         if info.st_uid != euid:
             raise self._refuse(
                 "belongs to another user (uid %d), who could read or plant tokens there" % info.st_uid,
-                "use a directory of your own, such as the default %s" % default_cache_dir(),
+                "use a directory of your own, such as the default %s" % _default_cache_dir(),
             )
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o022:
             raise self._refuse(
                 "is writable by group or others (mode %o), who could plant tokens there" % mode,
-                "chmod 700 it, or use a directory of your own such as the default %s" % default_cache_dir(),
+                "chmod 700 it, or use a directory of your own such as the default %s" % _default_cache_dir(),
             )
         if mode & 0o077:
             os.fchmod(fd, mode & ~0o077)
-            log.warning(
+            _log.warning(
                 "The file cache directory %s was readable by group or others (mode %o); tightened it to %o",
                 where,
                 mode,
@@ -328,7 +330,7 @@ class FileTokenCache(SharedTokenCache):
             if not flags & os.O_CREAT:
                 raise
         try:
-            fd = os.open(name, flags | _FILE_FLAGS, FILE_MODE, dir_fd=directory)
+            fd = os.open(name, flags | _FILE_FLAGS, _FILE_MODE, dir_fd=directory)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OSError(
@@ -375,10 +377,10 @@ class FileTokenCache(SharedTokenCache):
         directory = self._directory()
         name = key_digest(key) + _TOKEN_SUFFIX
         temp = ".%s.%s.tmp" % (name, secrets.token_hex(8))
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, FILE_MODE, dir_fd=directory)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, _FILE_MODE, dir_fd=directory)
         try:
             try:
-                os.fchmod(fd, FILE_MODE)  # whatever the umask: never readable by others
+                os.fchmod(fd, _FILE_MODE)  # whatever the umask: never readable by others
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]

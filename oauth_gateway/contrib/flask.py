@@ -46,29 +46,31 @@ from ..tokens import Token
 from ._common import PROMETHEUS_CONTENT_TYPE, GatewayClient
 from .checks import CheckProblem, check_gateway_file
 
+__all__ = ("OAuthGateway",)
+
 #: Key of the extension's state in ``app.extensions``.
-EXTENSION_KEY = "oauth_gateway"
+_EXTENSION_KEY = "oauth_gateway"
 #: ``app.config`` key naming the gateway file; None means ``$OAUTH_GATEWAY_CONFIG`` or
 #: ``~/.enkrypt/enkrypt_mcp_config.json``.
-CONFIG_FILE_KEY = "OAUTH_GATEWAY_CONFIG_FILE"
+_CONFIG_FILE_KEY = "OAUTH_GATEWAY_CONFIG_FILE"
 #: ``app.config`` key listing server names the check requires (None: every enabled server).
-SERVERS_KEY = "OAUTH_GATEWAY_SERVERS"
+_SERVERS_KEY = "OAUTH_GATEWAY_SERVERS"
 #: ``app.config`` key: the check also builds each server's config (``${ENV}``, secret files).
-CHECK_ENVIRONMENT_KEY = "OAUTH_GATEWAY_CHECK_ENVIRONMENT"
+_CHECK_ENVIRONMENT_KEY = "OAUTH_GATEWAY_CHECK_ENVIRONMENT"
 
 
-def check_app(app: flask.Flask) -> List[CheckProblem]:
+def _check_app(app: flask.Flask) -> List[CheckProblem]:
     """Return the problems of ``app``'s gateway file, as ``flask oauth-gateway check`` prints them.
 
     Reads ``OAUTH_GATEWAY_CONFIG_FILE``, ``OAUTH_GATEWAY_SERVERS`` and
     ``OAUTH_GATEWAY_CHECK_ENVIRONMENT`` from ``app.config``.
     """
     return check_gateway_file(
-        app.config.get(CONFIG_FILE_KEY),
-        app.config.get(SERVERS_KEY),
-        bool(app.config.get(CHECK_ENVIRONMENT_KEY, True)),
-        file_setting='app.config["%s"]' % CONFIG_FILE_KEY,
-        servers_setting='app.config["%s"]' % SERVERS_KEY,
+        app.config.get(_CONFIG_FILE_KEY),
+        app.config.get(_SERVERS_KEY),
+        bool(app.config.get(_CHECK_ENVIRONMENT_KEY, True)),
+        file_setting='app.config["%s"]' % _CONFIG_FILE_KEY,
+        servers_setting='app.config["%s"]' % _SERVERS_KEY,
     )
 
 
@@ -79,7 +81,7 @@ def _command_group() -> AppGroup:
     @group.command("check")
     def check() -> None:
         """Check the gateway file as Django's system check does; exit 1 on an error."""
-        problems = check_app(flask.current_app)
+        problems = _check_app(flask.current_app)
         for problem in problems:
             click.echo(str(problem), err=True)
         errors = sum(1 for problem in problems if problem.level == "error")
@@ -121,18 +123,18 @@ class OAuthGateway:
         Raises:
             ConfigError: with ``check``, the gateway file has an error (all are listed).
         """
-        app.config.setdefault(CONFIG_FILE_KEY, None)
-        app.config.setdefault(SERVERS_KEY, None)
-        app.config.setdefault(CHECK_ENVIRONMENT_KEY, True)
+        app.config.setdefault(_CONFIG_FILE_KEY, None)
+        app.config.setdefault(_SERVERS_KEY, None)
+        app.config.setdefault(_CHECK_ENVIRONMENT_KEY, True)
         if check:
-            errors = [problem for problem in check_app(app) if problem.level == "error"]
+            errors = [problem for problem in _check_app(app) if problem.level == "error"]
             if errors:
                 raise ConfigError(
                     "; ".join("%s: %s" % (problem.obj, problem.message) for problem in errors),
                     "",
                     errors[0].hint or "run `flask oauth-gateway check` for every problem and its fix",
                 )
-        app.extensions[EXTENSION_KEY] = GatewayClient(app.config[CONFIG_FILE_KEY], manager)
+        app.extensions[_EXTENSION_KEY] = GatewayClient(app.config[_CONFIG_FILE_KEY], manager)
         app.cli.add_command(_command_group())
 
     # -- per-app state ------------------------------------------------------------------
@@ -147,7 +149,7 @@ class OAuthGateway:
                 "OAuthGateway used outside an application context and without an app; "
                 "call it inside a request or `with app.app_context():`, or pass the app to OAuthGateway(app)"
             )
-        client = app.extensions.get(EXTENSION_KEY)
+        client = app.extensions.get(_EXTENSION_KEY)
         if client is None:
             raise RuntimeError(
                 "OAuthGateway is not set up for app %r; call gateway.init_app(app) in the app factory" % app.name

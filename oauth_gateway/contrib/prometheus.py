@@ -24,8 +24,10 @@ from ..metrics import COUNTERS
 if TYPE_CHECKING:  # pragma: no cover
     from ..manager import TokenManager
 
+__all__ = ("OAuthGatewayCollector",)
+
 #: One line of help per counter; a counter missing here gets a generic line.
-HELP = {
+_HELP = {
     "token_acquisitions_total": "Token requests finished (success or failure).",
     "token_acquisitions_success": "Token requests that returned a token.",
     "token_acquisitions_failure": "Token requests that failed.",
@@ -68,7 +70,7 @@ class OAuthGatewayCollector:
         servers = sorted(snapshot.get("servers", {}).items())
         for name in COUNTERS + ("token_cache_hits",):
             family = CounterMetricFamily(
-                self.prefix + name, HELP.get(name, "oauth_gateway counter %s." % name), labels=["server"]
+                self.prefix + name, _HELP.get(name, "oauth_gateway counter %s." % name), labels=["server"]
             )
             for server, row in servers:
                 family.add_metric([server], row.get(name, 0))

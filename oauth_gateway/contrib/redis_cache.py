@@ -53,6 +53,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+__all__ = ("RedisTokenCache",)
+
 try:
     import redis
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
@@ -65,24 +67,24 @@ from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, Key
 from ..exceptions import ConfigError
 from .store import DEFAULT_WAIT_TIMEOUT, MAX_ENTRY_BYTES, SharedTokenCache, acquire_polling, key_digest
 
-log = logging.getLogger("oauth_gateway")
+_log = logging.getLogger("oauth_gateway")
 
 #: Redis used when neither ``url`` nor ``client`` is given.
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+_DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: Prefix of every key this cache writes.
-DEFAULT_PREFIX = "oauth-gateway:"
+_DEFAULT_PREFIX = "oauth-gateway:"
 #: Seconds a lock outlives a holder that stopped renewing it (died, hung, lost Redis).
-DEFAULT_LOCK_TIMEOUT = 10.0
+_DEFAULT_LOCK_TIMEOUT = 10.0
 #: Seconds Redis is left alone after it failed to answer.
-DEFAULT_RETRY_INTERVAL = 5.0
+_DEFAULT_RETRY_INTERVAL = 5.0
 #: Connect and read timeout of the connections made from ``url`` (seconds).
-DEFAULT_SOCKET_TIMEOUT = 2.0
+_DEFAULT_SOCKET_TIMEOUT = 2.0
 #: Schemes of a Redis Cluster URL: ``redis+cluster://host:port[,host:port...]``.
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 #: Schemes of a Sentinel URL: ``redis+sentinel://host:port[,host:port...]/service_name[/db]``.
-SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 #: Every scheme ``url`` may have.
-URL_SCHEMES = ("redis", "rediss", "unix") + CLUSTER_SCHEMES + SENTINEL_SCHEMES
+_URL_SCHEMES = ("redis", "rediss", "unix") + _CLUSTER_SCHEMES + _SENTINEL_SCHEMES
 
 # What redis-py raises when a Redis, a cluster node or every Sentinel does not answer, or a
 # cluster has no master for a slot (ClusterError: CLUSTERDOWN, MASTERDOWN; RedisClusterException:
@@ -166,7 +168,7 @@ end
 return 0
 """)
 #: Largest value read back (bytes): the size of the biggest entry the codec accepts.
-MAX_VALUE_BYTES = MAX_ENTRY_BYTES
+_MAX_VALUE_BYTES = MAX_ENTRY_BYTES
 # How long an epoch outlives its last change: longer than any entry bound to an older one.
 _EPOCH_TTL_MS = int(2 * MAX_ENTRY_TTL * 1000)
 # Push the lock's expiry back only while it is still ours.
@@ -196,7 +198,7 @@ def _parse_target(url: str) -> _Target:
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    kind = "cluster" if scheme in CLUSTER_SCHEMES else "sentinel"
+    kind = "cluster" if scheme in _CLUSTER_SCHEMES else "sentinel"
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     nodes: List[Tuple[str, int]] = []
     for item in hostlist.split(","):
@@ -250,7 +252,7 @@ def _connector(url: str, socket_timeout: float) -> Callable[[], Any]:
     """
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-    if scheme not in CLUSTER_SCHEMES + SENTINEL_SCHEMES:
+    if scheme not in _CLUSTER_SCHEMES + _SENTINEL_SCHEMES:
         try:
             client = redis.Redis.from_url(url, **timeouts)
         except ValueError as exc:
@@ -263,9 +265,9 @@ def _connector(url: str, socket_timeout: float) -> Callable[[], Any]:
     except ValueError as exc:
         raise ConfigError(
             "%r is not a Redis %s URL (%s)"
-            % (redact_url(url), "Cluster" if scheme in CLUSTER_SCHEMES else "Sentinel", exc),
+            % (redact_url(url), "Cluster" if scheme in _CLUSTER_SCHEMES else "Sentinel", exc),
             "RedisTokenCache(url=...)",
-            _CLUSTER_HINT if scheme in CLUSTER_SCHEMES else _SENTINEL_HINT,
+            _CLUSTER_HINT if scheme in _CLUSTER_SCHEMES else _SENTINEL_HINT,
         ) from None
     if target.kind == "sentinel":
         from redis.sentinel import Sentinel
@@ -336,12 +338,12 @@ class RedisTokenCache(SharedTokenCache):
         self,
         url: Optional[str] = None,
         client: Optional[Any] = None,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = _DEFAULT_PREFIX,
         encryption_key: Any = None,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: float = _DEFAULT_LOCK_TIMEOUT,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-        retry_interval: float = DEFAULT_RETRY_INTERVAL,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        retry_interval: float = _DEFAULT_RETRY_INTERVAL,
+        socket_timeout: float = _DEFAULT_SOCKET_TIMEOUT,
         *,
         maxsize: int = DEFAULT_MAXSIZE,
         clock: Optional[Callable[[], float]] = None,
@@ -364,7 +366,7 @@ class RedisTokenCache(SharedTokenCache):
         self._client: Optional[Any] = client
         self._connect: Optional[Callable[[], Any]] = None
         if client is None:
-            url = url or DEFAULT_URL
+            url = url or _DEFAULT_URL
             self._connect = _connector(url, socket_timeout)
             self._where = redact_url(url)
         else:
@@ -415,7 +417,7 @@ class RedisTokenCache(SharedTokenCache):
             result = operation(self._redis())
         except _UNAVAILABLE:
             if self._down_until is None:
-                log.warning(
+                _log.warning(
                     "Redis at %s does not answer; tokens are fetched without it, retrying it every %.0fs",
                     self._where,
                     self._retry_interval,
@@ -424,7 +426,7 @@ class RedisTokenCache(SharedTokenCache):
             raise
         if self._down_until is not None:
             self._down_until = None
-            log.warning("Redis at %s answers again; tokens are shared through it", self._where)
+            _log.warning("Redis at %s answers again; tokens are shared through it", self._where)
         return result
 
     # -- the store
@@ -432,14 +434,14 @@ class RedisTokenCache(SharedTokenCache):
     def _read_with_epoch(self, key: Key) -> Tuple[Optional[bytes], int]:
         """Return the stored bytes of ``key`` (None when missing or too large) and the key's epoch."""
         keys = [self._name("token", key), self._name("epoch", key)]
-        size, epoch_text, data = self._call(lambda client: _READ(client, keys, [MAX_VALUE_BYTES]))
+        size, epoch_text, data = self._call(lambda client: _READ(client, keys, [_MAX_VALUE_BYTES]))
         size = int(size)
         epoch = int(epoch_text or 0)
         known = self._epochs.get(key, 0)
         if epoch < known:
             # Redis forgot a revocation this process saw: put it back, and trust no entry until then.
             self._call(lambda client: _RESTORE_EPOCH(client, keys[1:], [known, _EPOCH_TTL_MS]))
-            log.warning(
+            _log.warning(
                 "The Redis revocation epoch of %s (config: %s) went back from %d to %d; restored it and "
                 "ignored the entry found",
                 key[0],
@@ -451,14 +453,14 @@ class RedisTokenCache(SharedTokenCache):
         self._epochs[key] = epoch
         if not size:
             return None, epoch
-        if size > MAX_VALUE_BYTES:
-            log.warning(
+        if size > _MAX_VALUE_BYTES:
+            _log.warning(
                 "Ignoring the Redis cache entry for %s (config: %s): it is %d bytes, more than the %d an entry "
                 "can be, so it was not read; the next fetch replaces it",
                 key[0],
                 key[1],
                 size,
-                MAX_VALUE_BYTES,
+                _MAX_VALUE_BYTES,
             )
             return None, epoch
         if isinstance(data, str):  # a client made with decode_responses=True
@@ -481,7 +483,7 @@ class RedisTokenCache(SharedTokenCache):
         if int(current) >= 0:
             # Revoked or invalidated since this process last looked: this token may be the revoked one.
             self._epochs[key] = max(epoch, int(current))
-            log.debug("Not storing the token of %s (config: %s) in Redis: it was revoked meanwhile", *key)
+            _log.debug("Not storing the token of %s (config: %s) in Redis: it was revoked meanwhile", *key)
 
     def _delete(self, key: Key) -> None:
         keys = [self._name("token", key), self._name("epoch", key)]
@@ -523,10 +525,10 @@ class RedisTokenCache(SharedTokenCache):
         while not stop.wait(self._lock_timeout / 3.0):
             try:
                 if not _EXTEND(self._redis(), [name], [owner, ttl_ms]):
-                    log.warning("Lost the Redis fetch lock %s; another process may fetch too", name)
+                    _log.warning("Lost the Redis fetch lock %s; another process may fetch too", name)
                     return
             except _UNAVAILABLE + (redis.RedisError,) as exc:
-                log.debug("Could not renew the Redis fetch lock %s: %s", name, exc)
+                _log.debug("Could not renew the Redis fetch lock %s: %s", name, exc)
 
     def reset_after_fork(self) -> None:
         super().reset_after_fork()

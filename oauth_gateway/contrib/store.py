@@ -28,25 +28,15 @@ from ..cache import DEFAULT_MAXSIZE, MAX_ENTRY_TTL, CacheEntry, Key, MemoryToken
 from ..exceptions import ConfigError
 from ..tokens import token_from_state
 
-__all__ = (
-    "DEFAULT_WAIT_TIMEOUT",
-    "FORMAT_VERSION",
-    "MAX_ENTRY_BYTES",
-    "EntryCodec",
-    "SharedTokenCache",
-    "acquire_polling",
-    "key_digest",
-    "make_fernet",
-    "poll_delay",
-)
+__all__ = ("SharedTokenCache",)
 
-log = logging.getLogger("oauth_gateway")
+_log = logging.getLogger("oauth_gateway")
 
 #: Seconds a process waits for another process's fetch of the same key before it
 #: fetches itself (shared caches).
 DEFAULT_WAIT_TIMEOUT = 30.0
 #: Version of the serialised entry; an entry written in another format is a miss.
-FORMAT_VERSION = 1
+_FORMAT_VERSION = 1
 #: Largest serialised entry read back (bytes); anything bigger is not ours.
 MAX_ENTRY_BYTES = 65536
 
@@ -61,7 +51,7 @@ def key_digest(key: Key) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def poll_delay(attempt: int) -> float:
+def _poll_delay(attempt: int) -> float:
     """Seconds to wait before polling a busy lock again: 5 ms, growing by half, at most 100 ms."""
     return min(0.005 * (1.5**attempt), 0.1)
 
@@ -98,7 +88,7 @@ def acquire_polling(
             raise TimeoutError(
                 "%s was still held by another process after %.1fs; fetching without it" % (what, wait_timeout)
             )
-        delay = min(poll_delay(attempt), deadline - now, wait_timeout - slept)
+        delay = min(_poll_delay(attempt), deadline - now, wait_timeout - slept)
         sleep(delay)
         slept += delay
         attempt += 1
@@ -143,7 +133,7 @@ def make_fernet(key: Any, where: str = "encryption_key") -> Any:
     return fernets[0] if len(fernets) == 1 else MultiFernet(fernets)
 
 
-class EntryCodec:
+class _EntryCodec:
     """Turns a :class:`CacheEntry` into bytes for a shared store and back.
 
     Times leave the process as wall-clock epoch seconds and come back on this
@@ -171,7 +161,7 @@ class EntryCodec:
         token = entry.token
         offset = self._offset()
         document = {
-            "v": FORMAT_VERSION,
+            "v": _FORMAT_VERSION,
             "key": [key[0], key[1]],
             "fingerprint": entry.fingerprint,
             "issuer": entry.issuer,
@@ -214,8 +204,8 @@ class EntryCodec:
             document = loads_bounded(bytes(data).decode("utf-8"))
         except ValueError:
             raise ValueError("it is not a JSON entry (truncated, corrupt or encrypted)") from None
-        if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION:
-            raise ValueError("it is not an entry of format %d" % FORMAT_VERSION)
+        if not isinstance(document, dict) or document.get("v") != _FORMAT_VERSION:
+            raise ValueError("it is not an entry of format %d" % _FORMAT_VERSION)
         if document.get("key") != [key[0], key[1]]:
             raise ValueError("it was written for another server or config id")
         access_token = document.get("access_token")
@@ -265,7 +255,7 @@ class EntryCodec:
 
     def encode_record(self, name: str, value: str, ttl: float) -> bytes:
         """Return the bytes of a small record (see :meth:`SharedTokenCache.store_record`), encrypted with a key."""
-        document = {"v": FORMAT_VERSION, "record": name, "value": value, "expires_at": self._wall_clock() + ttl}
+        document = {"v": _FORMAT_VERSION, "record": name, "value": value, "expires_at": self._wall_clock() + ttl}
         data = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
         return self._fernet.encrypt(data) if self._fernet is not None else data
 
@@ -286,8 +276,8 @@ class EntryCodec:
             document = loads_bounded(bytes(data).decode("utf-8"))
         except ValueError:
             raise ValueError("it is not a JSON record") from None
-        if not isinstance(document, dict) or document.get("v") != FORMAT_VERSION or document.get("record") != name:
-            raise ValueError("it is not a record of format %d for this name" % FORMAT_VERSION)
+        if not isinstance(document, dict) or document.get("v") != _FORMAT_VERSION or document.get("record") != name:
+            raise ValueError("it is not a record of format %d for this name" % _FORMAT_VERSION)
         value, expires_at = document.get("value"), document.get("expires_at")
         if not isinstance(value, str) or not _is_number(expires_at):
             raise ValueError("a field is missing or has the wrong type")
@@ -333,7 +323,7 @@ class SharedTokenCache(TokenCache):
         self._clock = clock or time.monotonic
         self._wall_clock = wall_clock or time.time
         self._local = MemoryTokenCache(maxsize=maxsize, clock=self._clock)
-        self._codec = EntryCodec(self._clock, self._wall_clock, make_fernet(encryption_key))
+        self._codec = _EntryCodec(self._clock, self._wall_clock, make_fernet(encryption_key))
         # The hot path: the local layer's bound dict.get.
         self.peek = self._local.peek  # type: ignore[method-assign]
 
@@ -373,7 +363,7 @@ class SharedTokenCache(TokenCache):
         try:
             return self._codec.decode(key, data, epoch)
         except ValueError as exc:
-            log.warning(
+            _log.warning(
                 "Ignoring the %s entry for %s (config: %s): %s; the next fetch replaces it",
                 self.store_name,
                 key[0],
@@ -404,7 +394,7 @@ class SharedTokenCache(TokenCache):
         try:
             return self._codec.decode_record(name, data)
         except ValueError as exc:
-            log.warning("Ignoring the %s record %s: %s", self.store_name, name.partition(":")[0], exc)
+            _log.warning("Ignoring the %s record %s: %s", self.store_name, name.partition(":")[0], exc)
             return None
 
     def store_record(self, name: str, value: str, ttl: float) -> None:
@@ -469,7 +459,7 @@ class SharedTokenCache(TokenCache):
 
     def _failed(self, key: Key, operation: str, exc: BaseException, failed: Callable[[], None]) -> None:
         failed()
-        log.warning(
+        _log.warning(
             "Token cache %s failed for %s (%s: %s); going on without the shared cache",
             operation,
             key[0],

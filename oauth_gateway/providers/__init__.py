@@ -62,20 +62,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import OAuthConfig
     from ..dpop import DPoPKey, NonceStore
 
-log = logging.getLogger("oauth_gateway")
+_log = logging.getLogger("oauth_gateway")
 
 #: The entry point group installed distributions register their providers in.
 ENTRY_POINT_GROUP = "oauth_gateway.providers"
 #: The provider used when ``OAUTH_PROVIDER`` is absent: the OAuth client-credentials grant.
-DEFAULT_PROVIDER = "client_credentials"
+_DEFAULT_PROVIDER = "client_credentials"
 #: The providers that ship with the package, as ``module:attribute``.
-BUILTIN_PROVIDERS: Mapping[str, str] = {
+_BUILTIN_PROVIDERS: Mapping[str, str] = {
     "client_credentials": "oauth_gateway.providers:ClientCredentialsProvider",
     "legacy_json": "oauth_gateway.providers.legacy_json:LegacyJsonProvider",
     "static": "oauth_gateway.providers.static:StaticTokenProvider",
 }
 #: Schema annotations that mark an option as secret.
-SECRET_ANNOTATIONS = ("x-secret", "writeOnly")
+_SECRET_ANNOTATIONS = ("x-secret", "writeOnly")
 
 _OPTIONS_KEY = "OAUTH_PROVIDER_OPTIONS"
 _PROVIDER_KEY = "OAUTH_PROVIDER"
@@ -373,7 +373,7 @@ class ProviderOptions(Mapping[str, Any]):
     __str__ = __repr__
 
 
-def secret_keys_of(fragment: Optional[Mapping[str, Any]]) -> FrozenSet[str]:
+def _secret_keys_of(fragment: Optional[Mapping[str, Any]]) -> FrozenSet[str]:
     """The top-level option keys a schema fragment marks ``x-secret`` or ``writeOnly``."""
     if not isinstance(fragment, Mapping):
         return frozenset()
@@ -383,7 +383,7 @@ def secret_keys_of(fragment: Optional[Mapping[str, Any]]) -> FrozenSet[str]:
     return frozenset(
         key
         for key, spec in properties.items()
-        if isinstance(spec, Mapping) and any(spec.get(mark) is True for mark in SECRET_ANNOTATIONS)
+        if isinstance(spec, Mapping) and any(spec.get(mark) is True for mark in _SECRET_ANNOTATIONS)
     )
 
 
@@ -407,7 +407,7 @@ class _Registry:
             return self._loaded.setdefault(name, provider)
 
     def names(self, rescan: bool = False) -> List[str]:
-        return sorted(set(BUILTIN_PROVIDERS) | set(self._entry_point_map(rescan)))
+        return sorted(set(_BUILTIN_PROVIDERS) | set(self._entry_point_map(rescan)))
 
     def _entry_point_map(self, rescan: bool = False) -> Dict[str, Any]:
         found = self._entry_points
@@ -418,8 +418,8 @@ class _Registry:
         return found
 
     def _load(self, name: str, json_path: str) -> TokenProvider:
-        if name in BUILTIN_PROVIDERS:
-            return _instantiate(_import_reference(BUILTIN_PROVIDERS[name], json_path), name, json_path)
+        if name in _BUILTIN_PROVIDERS:
+            return _instantiate(_import_reference(_BUILTIN_PROVIDERS[name], json_path), name, json_path)
         entry_point = self._entry_point_map().get(name)
         if entry_point is None:
             entry_point = self._entry_point_map(rescan=True).get(name)  # installed since the last scan
@@ -522,7 +522,7 @@ def get_provider(name: str, json_path: str = "$.oauth_config.OAUTH_PROVIDER") ->
         ConfigError: the name is unknown (the message lists the installed providers),
             or the provider could not be imported.
     """
-    return _REGISTRY.get(name or DEFAULT_PROVIDER, json_path)
+    return _REGISTRY.get(name or _DEFAULT_PROVIDER, json_path)
 
 
 def available_providers() -> List[str]:
@@ -535,14 +535,14 @@ def is_code_reference(name: Any) -> bool:
 
     Reads the installed distributions' metadata only; imports nothing.
     """
-    if not isinstance(name, str) or ":" not in name or name in BUILTIN_PROVIDERS:
+    if not isinstance(name, str) or ":" not in name or name in _BUILTIN_PROVIDERS:
         return False
     return name not in _REGISTRY._entry_point_map()
 
 
 def uses_client_credentials(name: str) -> bool:
     """True when the provider ``name`` needs the ``OAUTH_CLIENT_*`` keys and ``OAUTH_TOKEN_URL``."""
-    return not name or name == DEFAULT_PROVIDER
+    return not name or name == _DEFAULT_PROVIDER
 
 
 # --------------------------------------------------------------------------- config support
@@ -568,12 +568,12 @@ def load_options(provider_name: str, options: Any, json_path: str, check: bool =
     provider_path = json_path.rsplit(".", 1)[0] + "." + _PROVIDER_KEY
     provider = get_provider(provider_name, provider_path)
     fragment = provider.options_schema
-    secret = secret_keys_of(fragment)
+    secret = _secret_keys_of(fragment)
     if fragment is not None:
         _schema.raise_for_problems(_schema.validate_fragment(data, fragment, json_path, secret_keys=secret))
     elif data:
         raise ConfigError(
-            "the token provider %r takes no options" % (provider_name or DEFAULT_PROVIDER),
+            "the token provider %r takes no options" % (provider_name or _DEFAULT_PROVIDER),
             json_path,
             "remove OAUTH_PROVIDER_OPTIONS",
         )
@@ -583,7 +583,7 @@ def load_options(provider_name: str, options: Any, json_path: str, check: bool =
 
 
 #: The warning for a ``module:attribute`` provider that checking did not import.
-NOT_CHECKED = "is not checked (code); load it with --load-providers"
+_NOT_CHECKED = "is not checked (code); load it with --load-providers"
 
 
 def provider_problems(block: Any, json_path: str = "$", load_providers: bool = False) -> List[_schema.Problem]:
@@ -597,9 +597,9 @@ def provider_problems(block: Any, json_path: str = "$", load_providers: bool = F
     """
     if not isinstance(block, dict) or block.get("enabled") is not True:
         return []
-    name = block.get(_PROVIDER_KEY, DEFAULT_PROVIDER)
+    name = block.get(_PROVIDER_KEY, _DEFAULT_PROVIDER)
     options = block.get(_OPTIONS_KEY, {})
-    if name == DEFAULT_PROVIDER and not options:
+    if name == _DEFAULT_PROVIDER and not options:
         return []  # the common case: nothing to load
     if not isinstance(name, str) or not isinstance(options, dict) or "${" in name:
         return []  # the bundled schema reports the type; a ${...} name is known only at load
@@ -608,7 +608,7 @@ def provider_problems(block: Any, json_path: str = "$", load_providers: bool = F
         return [
             _schema.Problem(
                 provider_path,
-                "token provider %s %s" % (printable(name), NOT_CHECKED),
+                "token provider %s %s" % (printable(name), _NOT_CHECKED),
                 "run `oauth-gateway validate --load-providers FILE` where the module may be imported",
                 "warning",
             )
@@ -623,7 +623,7 @@ def provider_problems(block: Any, json_path: str = "$", load_providers: bool = F
         if options:
             return [_schema.Problem(options_path, "the token provider %r takes no options" % name, "remove it")]
         return []
-    return _schema.validate_fragment(options, fragment, options_path, secret_keys=secret_keys_of(fragment))
+    return _schema.validate_fragment(options, fragment, options_path, secret_keys=_secret_keys_of(fragment))
 
 
 def call_provider(provider: TokenProvider, config: OAuthConfig, context: ProviderContext) -> TokenResponse:
@@ -675,20 +675,12 @@ if hasattr(os, "register_at_fork"):
 
 
 __all__ = (
-    "BUILTIN_PROVIDERS",
-    "ClientCredentialsProvider",
-    "DEFAULT_PROVIDER",
     "ENTRY_POINT_GROUP",
+    "ClientCredentialsProvider",
     "ProviderContext",
     "ProviderOptions",
     "TokenProvider",
     "TokenResponse",
     "available_providers",
-    "call_provider",
     "get_provider",
-    "is_code_reference",
-    "load_options",
-    "provider_problems",
-    "secret_keys_of",
-    "uses_client_credentials",
 )

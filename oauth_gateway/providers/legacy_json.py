@@ -34,10 +34,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..client import TokenResponse
     from ..config import OAuthConfig
 
+__all__ = ("LegacyJsonProvider",)
+
 #: Longest lifetime believed from the answer (as for OAuth's ``expires_in``).
-MAX_LIFETIME = 86400.0
+_MAX_LIFETIME = 86400.0
 #: Largest answer read, in bytes.
-MAX_ANSWER_BYTES = 65536
+_MAX_ANSWER_BYTES = 65536
 
 _NOT_JSON = object()
 _DOTTED = "^[^.\\s]+(\\.[^.\\s]+)*$"
@@ -124,8 +126,8 @@ class LegacyJsonProvider(TokenProvider):
         if not 200 <= status < 300:
             raise refuse("answered HTTP %d" % status, retryable=status == 429 or status >= 500)
         content = response.content
-        if len(content) > MAX_ANSWER_BYTES:
-            raise refuse("the answer is larger than %d bytes; check url" % MAX_ANSWER_BYTES)
+        if len(content) > _MAX_ANSWER_BYTES:
+            raise refuse("the answer is larger than %d bytes; check url" % _MAX_ANSWER_BYTES)
         try:
             answer = loads_bounded(content.decode("utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -176,4 +178,4 @@ def _seconds(value: Any) -> Optional[float]:
         return None
     if math.isnan(seconds) or seconds <= 0:
         return None
-    return min(seconds, MAX_LIFETIME)
+    return min(seconds, _MAX_LIFETIME)

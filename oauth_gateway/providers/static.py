@@ -7,7 +7,7 @@ store agent, a Kubernetes projected volume). Options (``OAUTH_PROVIDER_OPTIONS``
     {"env": "LEGACY_API_TOKEN", "token_type": "Bearer"}
 
 ``file`` or ``env`` (exactly one) says where the token is; ``lifetime`` (seconds,
-default :data:`DEFAULT_LIFETIME`) is how long the manager keeps it before asking again,
+default :data:`_DEFAULT_LIFETIME`) is how long the manager keeps it before asking again,
 so a rotated file is picked up within ``lifetime`` minus the refresh buffer, at once
 after :meth:`~oauth_gateway.TokenManager.refresh`, and after a 401 through the
 ``requests`` auth object. The file is re-read only when its modification time, size or
@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..client import TokenResponse
     from ..config import OAuthConfig
 
+__all__ = ("StaticTokenProvider",)
+
 #: Seconds a static token is kept when ``lifetime`` is not set.
-DEFAULT_LIFETIME = 300
+_DEFAULT_LIFETIME = 300
 #: The longest token file read, in bytes; a bigger file is refused (it is not a token).
-MAX_TOKEN_BYTES = 16384
+_MAX_TOKEN_BYTES = 16384
 
 _OPTIONS = "$.oauth_config.OAUTH_PROVIDER_OPTIONS"
 
@@ -64,7 +66,7 @@ class StaticTokenProvider(TokenProvider):
                 "type": "number",
                 "exclusiveMinimum": 0,
                 "maximum": 86400,
-                "default": DEFAULT_LIFETIME,
+                "default": _DEFAULT_LIFETIME,
                 "description": "Seconds the token is kept before the source is read again.",
             },
             "token_type": {"type": "string", "minLength": 1, "default": "Bearer"},
@@ -103,7 +105,7 @@ class StaticTokenProvider(TokenProvider):
                 )
         else:
             token = self._read(os.path.expanduser(options["file"]))
-        lifetime = float(options.get("lifetime", DEFAULT_LIFETIME))
+        lifetime = float(options.get("lifetime", _DEFAULT_LIFETIME))
         return TokenResponse(token, options.get("token_type", "Bearer"), lifetime, None)
 
     def _read(self, path: str) -> str:
@@ -120,15 +122,15 @@ class StaticTokenProvider(TokenProvider):
         memo = self._memo.get(path)
         if memo is not None and memo[0] == signature:
             return memo[1]
-        if info.st_size > MAX_TOKEN_BYTES:
+        if info.st_size > _MAX_TOKEN_BYTES:
             raise TokenRequestError(
                 "the token file %s holds %d bytes, more than a token (%d at most)"
-                % (path, info.st_size, MAX_TOKEN_BYTES),
+                % (path, info.st_size, _MAX_TOKEN_BYTES),
                 retryable=False,
             )
         try:
             with open(path, encoding="utf-8") as handle:
-                token = handle.read(MAX_TOKEN_BYTES + 1).strip()
+                token = handle.read(_MAX_TOKEN_BYTES + 1).strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 "cannot read the token file %s (%s)" % (path, getattr(exc, "strerror", None) or exc.__class__.__name__),

@@ -1,5 +1,7 @@
 """A local stdio MCP server for the end-to-end tests: reports what token it was launched with.
 
+An ``MCPServer`` of the ``mcp`` SDK 2.x (FastMCP in 1.x).
+
 Its one tool, ``whoami``, returns a JSON object with the SHA-256 of each token-carrying
 environment variable the gateway's injection sets (None when unset), and whether
 ``ENKRYPT_ACCESS_TOKEN`` and ``AUTHORIZATION`` agree. It never returns the token itself, so the
@@ -15,7 +17,7 @@ import json
 import os
 from typing import Dict, Optional
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.mcpserver import MCPServer
 
 ENV_NAMES = (
     "ENKRYPT_ACCESS_TOKEN",
@@ -27,7 +29,7 @@ ENV_NAMES = (
     "OAUTH_TOKEN_TYPE",
 )
 
-mcp = FastMCP("oauth-gateway-e2e-local", log_level="WARNING")
+mcp = MCPServer("oauth-gateway-e2e-local", log_level="WARNING")
 
 
 def fingerprint(value: Optional[str]) -> Optional[str]:

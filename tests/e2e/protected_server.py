@@ -6,8 +6,9 @@ verified with the test CA). Anything else gets ``401`` with a ``WWW-Authenticate
 challenge and no protected resource metadata, so a client has nowhere to start an interactive
 sign-in and fails at once.
 
-The checks use the ``mcp`` SDK's own hooks: a ``TokenVerifier`` that introspects, the SDK's
-``BearerAuthBackend`` and ``RequireAuthMiddleware``.
+The app is an ``MCPServer`` of the ``mcp`` SDK 2.x (FastMCP in 1.x); the checks use the SDK's
+own hooks: a ``TokenVerifier`` that introspects, ``BearerAuthBackend`` and
+``RequireAuthMiddleware``.
 
 Run as a subprocess::
 
@@ -36,7 +37,7 @@ from typing import Any, Optional
 import uvicorn
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken
-from mcp.server.fastmcp import FastMCP
+from mcp.server.mcpserver import MCPServer
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 TOOL_NAMES = ("echo", "add")
@@ -105,8 +106,8 @@ class IntrospectionTokenVerifier:
         return isinstance(document, dict) and document.get("active") is True
 
 
-def _build_mcp() -> FastMCP:
-    mcp = FastMCP("oauth-gateway-e2e-protected", host="127.0.0.1", log_level="WARNING")
+def _build_mcp() -> MCPServer:
+    mcp = MCPServer("oauth-gateway-e2e-protected", log_level="WARNING")
 
     @mcp.tool()
     def echo(text: str) -> str:
@@ -132,7 +133,8 @@ def build_app(introspection_url: str, ca_bundle: str, events: _EventLog) -> Any:
     Returns:
         An ASGI callable. Lifespan events go straight to the MCP app (they carry no request).
     """
-    inner = _build_mcp().streamable_http_app()
+    # host: the SDK's DNS-rebinding guard then accepts only Host 127.0.0.1 / localhost.
+    inner = _build_mcp().streamable_http_app(host="127.0.0.1")
     verifier = IntrospectionTokenVerifier(introspection_url, ca_bundle, events)
     guarded = AuthenticationMiddleware(
         RequireAuthMiddleware(inner, required_scopes=[]),

@@ -14,6 +14,8 @@ from .._common import GatewayClient, renew_lock_after_fork
 from ._settings import SETTING, read_options
 from .checks import check_gateway_config
 
+__all__ = ("OAuthGatewayConfig",)
+
 
 class OAuthGatewayConfig(AppConfig):
     """The app; holds the process's :class:`~oauth_gateway.contrib._common.GatewayClient`. Thread-safe."""

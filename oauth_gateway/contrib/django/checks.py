@@ -23,25 +23,12 @@ from typing import Any, List
 from django.core import checks
 
 from ..checks import (
-    E_FILE,
-    E_SCHEMA,
-    E_SERVER_CONFIG,
-    E_SERVER_MISSING,
     E_SETTINGS,
-    W_LITERAL_SECRET,
     check_gateway_file,
 )
 from ._settings import read_options
 
-__all__ = (
-    "E_FILE",
-    "E_SCHEMA",
-    "E_SERVER_CONFIG",
-    "E_SERVER_MISSING",
-    "E_SETTINGS",
-    "W_LITERAL_SECRET",
-    "check_gateway_config",
-)
+__all__ = ("check_gateway_config",)
 
 
 def check_gateway_config(app_configs: Any = None, **kwargs: Any) -> List[checks.CheckMessage]:

@@ -6,6 +6,8 @@ from django.urls import path
 
 from . import views
 
+__all__: tuple[str, ...] = ()
+
 app_name = "oauth_gateway"
 
 urlpatterns = [

@@ -12,6 +12,8 @@ from django.views.decorators.http import require_GET
 from .._common import PROMETHEUS_CONTENT_TYPE
 from . import gateway_client
 
+__all__ = ("metrics", "metrics_json")
+
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -15,8 +15,12 @@ from oauth_gateway.contrib import django as _app
 from oauth_gateway.exceptions import OAuthGatewayError
 from oauth_gateway.tokens import describe, format_description
 
+__all__ = ("Command",)
+
 
 class Command(BaseCommand):
+    """``manage.py oauth_gateway_token``: get a token and print it masked; not thread-safe (one run)."""
+
     help = (
         "Get a token for a server of the gateway file (settings.OAUTH_GATEWAY) and print what it is, "
         "with the token masked, as `oauth-gateway token` does. --show prints the token alone."
