@@ -16,6 +16,7 @@ from ._exchange import IdpConfigs, acts_for_a_subject, fetch_for_subject
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
+from ._principal import config_principal
 from ._refresher import DEFAULT_WORKERS, Refresher
 from ._resolver import Resolver
 from ._response import TokenResponse, safe_text
@@ -361,15 +362,18 @@ class TokenManager:
         # A DPoP-bound token is useless without our key: it never goes to, or comes from, a
         # store shared with other processes (they hold other keys).
         shared_store = not config.dpop
+        # Who the files and variables name now (re-read, slow path only): recorded with the
+        # token, and a shared entry fetched for another principal is a miss.
+        principal = config_principal(config)
         if shared_store and not force:
             # Another process sharing the store may have fetched already: no lock needed to see it.
-            shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+            shared = self._load_shared(flight, key, config, resolved.issuer, principal, failed)
             if shared is not None:
                 return shared
         with self._cache.try_lock(key, failed) if shared_store else contextlib.nullcontext(False) as waited:
             if waited and not force:
                 # Another process may have fetched while we waited for the lock.
-                shared = self._load_shared(flight, key, config, resolved.issuer, failed)
+                shared = self._load_shared(flight, key, config, resolved.issuer, principal, failed)
                 if shared is not None:
                     return shared
             try:
@@ -378,7 +382,9 @@ class TokenManager:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-            self._keep(flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
+            self._keep(
+                flight, key, self._entry(key, config, token, resolved.issuer, principal), failed, local=config.dpop
+            )
         with self._lock:
             self._failures.forget(key)
         if usable is not None:
@@ -386,8 +392,9 @@ class TokenManager:
         log.debug("Token fetched for %s (config: %s)", server_name, config_id)
         return token
 
-    def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
-        return CacheEntry(config.fingerprint, token, self._metrics.hit_counter(key), self._refresh_start(token), issuer)
+    def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str, principal: str) -> CacheEntry:
+        hits = self._metrics.hit_counter(key)
+        return CacheEntry(config.fingerprint, token, hits, self._refresh_start(token), issuer, principal)
 
     def _keep(
         self, flight: Flight[Token], key: Key, entry: CacheEntry, failed: Callable[[], None], local: bool = False
@@ -466,17 +473,24 @@ class TokenManager:
         return self._refresher.wait(timeout)
 
     def _load_shared(
-        self, flight: Flight[Token], key: Key, config: OAuthConfig, issuer: str, failed: Callable[[], None]
+        self,
+        flight: Flight[Token],
+        key: Key,
+        config: OAuthConfig,
+        issuer: str,
+        principal: str,
+        failed: Callable[[], None],
     ) -> Optional[Token]:
         """Return the token of a fresh entry of the backing store for ``key`` (kept locally), or None.
 
-        The entry must come from the same config and the same authorization server.
+        The entry must come from the same config, authorization server and principal.
         """
         shared = self._cache.try_load(key, failed)
         if (
             shared is None
             or shared.fingerprint != config.fingerprint
             or shared.issuer != issuer
+            or shared.principal != principal
             or not self._clock() < shared.refresh_at
         ):
             return None
