@@ -40,6 +40,7 @@ from .exceptions import OAuthGatewayError
 from .tokens import Token
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cache import CacheEntry
     from .metrics import Metrics
 
 log = logging.getLogger("oauth_gateway")
@@ -298,3 +299,26 @@ def run_refresh(lead: Callable[[], Token], stale: Token, metrics: Metrics, key: 
     elif token.access_token != stale.access_token:
         metrics.add(server_name, "background_refreshes")
         log.debug("Token for %s (config: %s) refreshed in the background", server_name, config_id)
+
+
+def hand_off(
+    refresher: Refresher,
+    entry: Optional[CacheEntry],
+    fingerprint: str,
+    clock: Callable[[], float],
+    key: Hashable,
+    job: Callable[[], None],
+) -> Optional[Token]:
+    """``entry``'s stale but valid token, handed out once ``job`` (its refresh) is queued; else None.
+
+    Args:
+        entry: the cached entry of ``key``; it must be of the config whose ``fingerprint`` is given.
+    """
+    if entry is None or entry.fingerprint != fingerprint or not entry.token.is_usable(clock()):
+        return None
+    # Earliest deadline first. No manager lock here: the job claims the key's flight itself,
+    # and submit() queues one job per key at a time.
+    if not refresher.submit(key, job, entry.token.usable_until):
+        return None
+    next(entry.hits)
+    return entry.token

@@ -45,17 +45,19 @@ def load_shared(
     key: Key,
     config: OAuthConfig,
     issuer: str,
+    principal: str,
     failed: Callable[[], None],
 ) -> Optional[Token]:
     """Return the token of a fresh entry of the backing store for ``key`` (kept locally), or None.
 
-    The entry must come from the same config and the same authorization server.
+    The entry must come from the same config, authorization server and principal.
     """
     shared = cache.try_load(key, failed)
     if (
         shared is None
         or shared.fingerprint != config.fingerprint
         or shared.issuer != issuer
+        or shared.principal != principal
         or not clock() < shared.refresh_at
     ):
         return None

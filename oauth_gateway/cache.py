@@ -51,9 +51,11 @@ class CacheEntry:
         issuer: the authorization server that issued the token ("" when not known):
             with the fingerprint, the token's identity, so a server that moved to
             another authorization server never gets the old one's token.
+        principal: the digest of the identity held in files or variables at fetch time
+            (see ``_principal``; "" when none): a shared entry of another is a miss.
     """
 
-    __slots__ = ("fingerprint", "token", "hits", "refresh_at", "issuer")
+    __slots__ = ("fingerprint", "token", "hits", "refresh_at", "issuer", "principal")
 
     # Class-level annotations only (no values, which would clash with the slots), so
     # type checkers know the attributes that ``object.__setattr__`` sets.
@@ -62,9 +64,16 @@ class CacheEntry:
     hits: itertools.count[int]
     refresh_at: float
     issuer: str
+    principal: str
 
     def __init__(
-        self, fingerprint: str, token: Token, hits: itertools.count[int], refresh_at: float, issuer: str = ""
+        self,
+        fingerprint: str,
+        token: Token,
+        hits: itertools.count[int],
+        refresh_at: float,
+        issuer: str = "",
+        principal: str = "",
     ) -> None:
         sets = object.__setattr__
         sets(self, "fingerprint", fingerprint)
@@ -72,6 +81,7 @@ class CacheEntry:
         sets(self, "hits", hits)
         sets(self, "refresh_at", min(refresh_at, token.usable_until))
         sets(self, "issuer", issuer)
+        sets(self, "principal", principal)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("CacheEntry is immutable; use _replace()")
@@ -79,8 +89,8 @@ class CacheEntry:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("CacheEntry is immutable")
 
-    def _values(self) -> Tuple[str, Token, itertools.count[int], float, str]:
-        return (self.fingerprint, self.token, self.hits, self.refresh_at, self.issuer)
+    def _values(self) -> Tuple[str, Token, itertools.count[int], float, str, str]:
+        return (self.fingerprint, self.token, self.hits, self.refresh_at, self.issuer, self.principal)
 
     def _replace(self, **changes: Any) -> CacheEntry:
         """Return a new entry with some fields replaced."""
@@ -99,11 +109,11 @@ class CacheEntry:
     def __hash__(self) -> int:
         return hash(self._values())
 
-    def __reduce__(self) -> Tuple[Any, Tuple[str, Token, itertools.count[int], float, str]]:
+    def __reduce__(self) -> Tuple[Any, Tuple[str, Token, itertools.count[int], float, str, str]]:
         return (CacheEntry, self._values())
 
     def __repr__(self) -> str:
-        return "CacheEntry(fingerprint=%r, token=%r, hits=%r, refresh_at=%r, issuer=%r)" % self._values()
+        return "CacheEntry(fingerprint=%r, token=%r, hits=%r, refresh_at=%r, issuer=%r, principal=%r)" % self._values()
 
 
 class TokenCache:

@@ -28,6 +28,7 @@ from ._http import credential_problem, header_value_problem, is_header_name, tra
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
 from ._jwt import check_key_file, require_jwt
+from ._principal import config_principal
 from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, default_auth_method, held_credentials
 from .exceptions import ConfigError
 from .grants import TOKEN_EXCHANGE_GRANT_TYPE, IdentityAssertion
@@ -835,6 +836,9 @@ class OAuthConfig:
             if field.fingerprint == HASHED_IN_FINGERPRINT:
                 value = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
             material[field.name] = value
+        principal = config_principal(self)  # what the named files and variables hold
+        if principal:
+            material["principal"] = principal
         blob = json.dumps(material, sort_keys=True, default=_fingerprint_default).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 

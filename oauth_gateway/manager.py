@@ -16,7 +16,8 @@ from ._exchange import IdpConfigs, acts_for_a_subject, check_sendable, fetch_for
 from ._failures import DEFAULT_FAILURE_COOLDOWN, Failures, serve_stale_or_raise
 from ._helpers import masked
 from ._hitcheck import hit_check, no_token
-from ._refresher import DEFAULT_WORKERS, Refresher, refresh_start, run_refresh
+from ._principal import config_principal
+from ._refresher import DEFAULT_WORKERS, Refresher, hand_off, refresh_start, run_refresh
 from ._resolver import Resolver
 from ._response import build_token, granted_scopes
 from ._revocation import revoke as _revoke
@@ -277,20 +278,11 @@ class TokenManager:
 
     def _hand_off(self, server_name: str, config: OAuthConfig, config_id: str) -> Optional[Token]:
         """A stale but valid token, handed out while a background thread fetches its replacement; else None."""
-        refresher = self._refresher
-        if refresher is None or not config.enabled:
+        if self._refresher is None or not config.enabled:
             return None
         key = (server_name, config_id)
-        entry = self._peek(key)
-        if entry is None or entry.fingerprint != config.fingerprint or not entry.token.is_usable(self._clock()):
-            return None
-        # Earliest deadline first. No manager lock here: the job claims the key's flight itself,
-        # and submit() queues one job per key at a time.
         job = functools.partial(self._refresh_in_background, key, server_name, config, config_id)
-        if not refresher.submit(key, job, entry.token.usable_until):
-            return None
-        next(entry.hits)
-        return entry.token
+        return hand_off(self._refresher, self._peek(key), config.fingerprint, self._clock, key, job)
 
     def _lead(
         self,
@@ -316,16 +308,21 @@ class TokenManager:
         # A DPoP-bound token is useless without our key: it never goes to, or comes from, a
         # store shared with other processes (they hold other keys).
         shared_store = not config.dpop
+        # Who the files and variables name now (re-read, slow path only): recorded with the
+        # token, and a shared entry fetched for another principal is a miss.
+        principal = config_principal(config)
         if shared_store and not force:
             # Another process sharing the store may have fetched already: no lock needed to see it.
-            shared = load_shared(self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, failed)
+            shared = load_shared(
+                self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, principal, failed
+            )
             if shared is not None:
                 return shared
         with self._cache.try_lock(key, failed) if shared_store else contextlib.nullcontext(False) as waited:
             if waited and not force:
                 # Another process may have fetched while we waited for the lock.
                 shared = load_shared(
-                    self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, failed
+                    self._cache, self._clock, self._metrics, flight, key, config, resolved.issuer, principal, failed
                 )
                 if shared is not None:
                     return shared
@@ -335,7 +332,14 @@ class TokenManager:
                 if isinstance(exc, (InvalidClient, InvalidTarget)):
                     self._resolver.forget(config)  # the server may have moved: look again next time
                 return self._after_failure(flight, key, server_name, config, None if force else usable, exc)
-            keep(self._cache, flight, key, self._entry(key, config, token, resolved.issuer), failed, local=config.dpop)
+            keep(
+                self._cache,
+                flight,
+                key,
+                self._entry(key, config, token, resolved.issuer, principal),
+                failed,
+                local=config.dpop,
+            )
         with self._lock:
             self._failures.forget(key)
         if usable is not None:
@@ -343,10 +347,9 @@ class TokenManager:
         log.debug("Token fetched for %s (config: %s)", server_name, config_id)
         return token
 
-    def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str) -> CacheEntry:
-        return CacheEntry(
-            config.fingerprint, token, self._metrics.hit_counter(key), refresh_start(self._refresher, token), issuer
-        )
+    def _entry(self, key: Key, config: OAuthConfig, token: Token, issuer: str, principal: str) -> CacheEntry:
+        hits = self._metrics.hit_counter(key)
+        return CacheEntry(config.fingerprint, token, hits, refresh_start(self._refresher, token), issuer, principal)
 
     def _cache_failed(self, server_name: str) -> Callable[[], None]:
         """What a shared cache calls when it failed: the ``cache_errors`` counter of ``server_name``."""

@@ -2,7 +2,7 @@
 
 Also the suite-wide secret leak check: every log record of the run is kept (formatted),
 and the run fails if one contains a client secret or access token known to
-``servers.SECRETS``. The report names the logger and the test, never the secret.
+``leaks.SECRETS``. The report names the logger and the test, never the secret.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from typing import Any, Callable, Dict, Iterator, Tuple
 import pytest
 
 if __package__:  # tests/ is a package (tests/__init__.py exists)
-    from . import servers
+    from . import fakes, leaks, servers
 else:  # rootdir-relative import: pytest put tests/ on sys.path
+    import fakes
+    import leaks
     import servers
 
 # One module object under both names, so SECRETS is one registry however tests import it.
-sys.modules.setdefault("servers", servers)
-sys.modules.setdefault("tests.servers", servers)
+for _name, _module in (("fakes", fakes), ("leaks", leaks), ("servers", servers)):
+    sys.modules.setdefault(_name, _module)
+    sys.modules.setdefault("tests." + _name, _module)
 
 _LEAK_LOGGERS = ("oauth_gateway", "urllib3")
-_capture = servers.LogCapture(logging.DEBUG)
+_capture = leaks.LogCapture(logging.DEBUG)
 
 
 # --------------------------------------------------------------------------- leak check
@@ -51,13 +54,13 @@ def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    leaks = servers.find_leaks(_capture.entries, servers.SECRETS.snapshot())
-    if not leaks:
+    found = leaks.find_leaks(_capture.entries, leaks.SECRETS.snapshot())
+    if not found:
         return
     session.exitstatus = 1
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = ["a client secret or access token reached a log record (run fails):"]
-    for logger_name, nodeid in leaks:
+    for logger_name, nodeid in found:
         lines.append("  logger %r during %s" % (logger_name, nodeid or "(outside a test)"))
     if reporter is None:
         sys.stderr.write("\nSECRET LEAK: " + "\n".join(lines) + "\n")
@@ -154,19 +157,42 @@ def make_block(ca_bundle) -> Callable[..., Dict[str, Any]]:
     return functools.partial(servers.oauth_block, ca_bundle=ca_bundle)
 
 
+@pytest.fixture
+def make_config(ca_bundle) -> Callable[..., Any]:
+    """``make_config(server, omit=(), **overrides)`` -> an ``OAuthConfig`` for ``server``.
+
+    ``server`` is an :class:`servers.AuthServer`: the block is :func:`make_block`'s (its
+    first client, token and revocation URLs, ``ca_bundle``). For a server of another kind,
+    pass ``None`` and the keys: the block is ``enabled``, ``OAUTH_CA_BUNDLE_PATH`` and them.
+    """
+    from oauth_gateway import OAuthConfig
+
+    def make(server: Any, omit: Any = (), **overrides: Any) -> Any:
+        if server is None:
+            block: Dict[str, Any] = {"enabled": True, "OAUTH_CA_BUNDLE_PATH": ca_bundle}
+            block.update(overrides)
+            for key in omit:
+                block.pop(key, None)
+        else:
+            block = servers.oauth_block(server, ca_bundle=ca_bundle, omit=omit, **overrides)
+        return OAuthConfig.from_dict(block)
+
+    return make
+
+
 # --------------------------------------------------------------------------- time
 
 
 @pytest.fixture
-def clock() -> servers.FakeClock:
+def clock() -> fakes.FakeClock:
     """A fake monotonic clock starting at 1000.0; move it with ``advance()``."""
-    return servers.FakeClock()
+    return fakes.FakeClock()
 
 
 @pytest.fixture
-def sleeps(clock) -> servers.RecordingSleep:
+def sleeps(clock) -> fakes.RecordingSleep:
     """A sleep that records delays in ``.calls`` and advances ``clock`` instead of waiting."""
-    return servers.RecordingSleep(clock)
+    return fakes.RecordingSleep(clock)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@
 
 It records every request, counts them per path, can be scripted with statuses to answer
 first (:meth:`ProviderServer.push_status`) and registers every token it issues in
-:data:`servers.SECRETS`, so the leak checks look for them. Thread-safe.
+:data:`leaks.SECRETS`, so the leak checks look for them. Thread-safe.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import urllib.parse
 from email.message import Message
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from leaks import SECRETS
 from loopback import LoopbackServer, Reply
-from servers import SECRETS
 
 __all__ = ("ProviderServer", "Seen")
 

@@ -6,10 +6,9 @@ RFC 7523 for the assertions a test registers), ``/revoke`` (RFC 7009),
 and can be scripted with :class:`Fault` answers. It is thread-safe: it serves each
 connection on its own daemon thread, with HTTP/1.1 keep-alive.
 
-:class:`FakeClock` and :class:`RecordingSleep` replace ``time.monotonic`` and ``time.sleep``
-in code under test. :data:`SECRETS` collects every client secret and access token the
-servers know, so the suite can fail when one of them reaches a log line
-(:class:`LogCapture`, :func:`find_leaks`). Only the standard library and trustme are used.
+Every client secret it registers and access token it issues goes into :data:`leaks.SECRETS`,
+so the suite can fail when one reaches a log line. The fakes of time are in ``fakes.py``.
+Only the standard library and trustme are used.
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ import collections
 import dataclasses
 import hmac
 import json as _json
-import logging
 import os
 import secrets as _secrets
+import select
 import shutil
 import socket
 import socketserver
@@ -37,7 +36,22 @@ import urllib.parse
 import warnings
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
+
+from leaks import SECRETS
 
 with warnings.catch_warnings():
     # cryptography warns once at import on Python 3.8; the suite still supports 3.8.
@@ -48,17 +62,11 @@ __all__ = (
     "ALL_AUTH_METHODS",
     "AuthServer",
     "Fault",
-    "FakeClock",
     "JWT_BEARER_GRANT",
-    "LogCapture",
     "RecordedRequest",
-    "RecordingSleep",
-    "SECRETS",
-    "SecretRegistry",
     "TEST_CLIENT_ID",
     "TEST_CLIENT_SECRET",
     "basic_credentials",
-    "find_leaks",
     "oauth_block",
 )
 
@@ -73,9 +81,6 @@ ALL_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "tls_client_aut
 #: A public client's method (a ``client_id`` in the form, no credential): only when registered with it.
 PUBLIC_AUTH_METHOD = "none"
 
-#: Shortest registered string the leak check looks for (shorter ones match by accident).
-MIN_SECRET_LENGTH = 8
-
 #: Seconds an idle keep-alive connection or a silent TLS handshake may last server-side.
 _IO_TIMEOUT = 30.0
 #: Seconds stop() waits, in total, for connection threads to end.
@@ -84,44 +89,7 @@ _REALM = 'realm="oauth-gateway-test"'
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-class SecretRegistry:
-    """A set of secret strings. Thread-safe: every method takes one internal lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: Set[str] = set()
-
-    def add(self, value: Optional[str]) -> None:
-        """Register ``value`` (ignored when empty or None)."""
-        if value:
-            with self._lock:
-                self._items.add(value)
-
-    def snapshot(self) -> FrozenSet[str]:
-        """Return the registered strings as they are now."""
-        with self._lock:
-            return frozenset(self._items)
-
-    def __contains__(self, value: object) -> bool:
-        with self._lock:
-            return value in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.snapshot())
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def __repr__(self) -> str:
-        return "<SecretRegistry with %d secrets>" % len(self)
-
-
-#: Every client secret registered and every access token issued by any AuthServer.
-SECRETS = SecretRegistry()
+# --------------------------------------------------------------------------- credentials
 
 
 def basic_credentials(client_id: str, secret: str) -> str:
@@ -153,142 +121,6 @@ def _decode_basic(value: str) -> Optional[Tuple[str, str]]:
         return None
     client_id, _, secret = text.partition(":")
     return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
-
-
-# --------------------------------------------------------------------------- leak check
-
-
-class LogCapture(logging.Handler):
-    """Keep every formatted log record with its logger name and the running test.
-
-    Thread-safe: ``list.append`` is atomic, and ``current_test`` is a plain attribute.
-
-    Attributes:
-        entries: ``(logger_name, formatted_text, test_nodeid)`` tuples.
-        current_test: node id stored with the next records.
-    """
-
-    def __init__(self, level: int = logging.DEBUG) -> None:
-        super().__init__(level)
-        self.entries: List[Tuple[str, str, str]] = []
-        self.current_test = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.entries.append((record.name, self.format(record), self.current_test))
-        except Exception:  # a broken record must not break the code that logged it
-            self.handleError(record)
-
-
-def find_leaks(
-    entries: Iterable[Sequence[str]],
-    secrets: Iterable[str],
-    min_length: int = MIN_SECRET_LENGTH,
-) -> List[Tuple[str, str]]:
-    """Return where registered secrets occur in captured log text, never the secrets.
-
-    Runs in time linear in the text: secrets are indexed by their first ``min_length``
-    characters and each text is scanned once.
-
-    Args:
-        entries: ``(logger_name, text)`` or ``(logger_name, text, test_nodeid)`` items.
-        secrets: candidate secret strings; those shorter than ``min_length`` are ignored.
-        min_length: the shortest secret considered.
-
-    Returns:
-        Sorted unique ``(logger_name, test_nodeid)`` pairs, ``test_nodeid`` "" if unknown.
-    """
-    index: Dict[str, List[str]] = {}
-    for secret in secrets:
-        if isinstance(secret, str) and len(secret) >= min_length:
-            index.setdefault(secret[:min_length], []).append(secret)
-    found = set()
-    if not index:
-        return []
-    for entry in entries:
-        name, text = entry[0], entry[1]
-        where = entry[2] if len(entry) > 2 else ""
-        for i in range(len(text) - min_length + 1):
-            candidates = index.get(text[i : i + min_length])
-            if candidates and any(text.startswith(s, i) for s in candidates):
-                found.add((name, where))
-                break
-    return sorted(found)
-
-
-# --------------------------------------------------------------------------- fakes
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to. Thread-safe.
-
-    Calling it returns the current time in seconds, like ``time.monotonic()``.
-    """
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._lock = threading.Lock()
-        self._now = float(start)
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    @property
-    def now(self) -> float:
-        """The current time in seconds."""
-        return self()
-
-    def advance(self, seconds: float) -> float:
-        """Move the clock forward.
-
-        Args:
-            seconds: how far; must not be negative (the clock is monotonic).
-
-        Returns:
-            The new time.
-
-        Raises:
-            ValueError: if ``seconds`` is negative.
-        """
-        if seconds < 0:
-            raise ValueError("FakeClock.advance: seconds must be >= 0, got %r" % (seconds,))
-        with self._lock:
-            self._now += float(seconds)
-            return self._now
-
-    def __repr__(self) -> str:
-        return "FakeClock(%r)" % (self(),)
-
-
-class RecordingSleep:
-    """A ``sleep`` that records each delay and never waits. Thread-safe.
-
-    Attributes:
-        calls: the delays asked for, in order.
-        clock: the :class:`FakeClock` advanced by each delay, or None.
-    """
-
-    def __init__(self, clock: Optional[FakeClock] = None) -> None:
-        self._lock = threading.Lock()
-        self.calls: List[float] = []
-        self.clock = clock
-
-    def __call__(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("sleep length must be non-negative, got %r" % (seconds,))
-        with self._lock:
-            self.calls.append(seconds)
-            if self.clock is not None:
-                self.clock.advance(seconds)
-
-    @property
-    def total(self) -> float:
-        """The sum of all recorded delays."""
-        with self._lock:
-            return float(sum(self.calls))
-
-    def __repr__(self) -> str:
-        return "RecordingSleep(calls=%r)" % (self.calls,)
 
 
 # --------------------------------------------------------------------------- records
@@ -431,6 +263,9 @@ class Fault:
         endless: send a chunked body that never ends: ``endless`` bytes per chunk, one
             chunk every millisecond, until the client hangs up or the server stops
             (at most 60 s).
+        hold: before answering, hold the request until this event is set, the client hangs
+            up (counted in ``AuthServer.hangups``; no answer then) or the server stops (at
+            most 60 s). ``AuthServer.held`` counts the requests held at the moment.
 
     Raises:
         ValueError: if both ``json`` and ``body`` are given.
@@ -448,6 +283,7 @@ class Fault:
         content_type: Optional[str] = "application/json",
         drip: float = 0.0,
         endless: int = 0,
+        hold: Optional[threading.Event] = None,
     ) -> None:
         if json is not None and body is not None:
             raise ValueError("Fault: give json or body, not both")
@@ -466,6 +302,7 @@ class Fault:
         self.content_type = content_type
         self.drip = float(drip)
         self.endless = int(endless)
+        self.hold = hold
 
     @property
     def is_passthrough(self) -> bool:
@@ -496,6 +333,8 @@ class Fault:
             parts.append("redirect_to=%r" % self.redirect_to)
         if self.delay:
             parts.append("delay=%r" % self.delay)
+        if self.hold is not None:
+            parts.append("hold=%s" % ("set" if self.hold.is_set() else "unset"))
         return "Fault(%s)" % ", ".join(parts)
 
 
@@ -577,6 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
         extra: List[Tuple[str, str]] = []
         if fault is not None:
             owner._wait(fault.delay)
+            if fault.hold is not None and not self._hold(owner, fault.hold):
+                return
             if fault.reset:
                 self._reset()
                 return
@@ -636,7 +477,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 owner._wait(fault.drip)
         except OSError:  # the client hung up: what these faults expect
+            owner._hung_up()
             return
+
+    def _hold(self, owner: AuthServer, release: threading.Event) -> bool:
+        """Wait for ``release``, watching the connection; False if the client hung up first."""
+        deadline = time.monotonic() + 60.0  # bounded, whatever the test does
+        owner._count_held(+1)
+        try:
+            while not release.is_set() and not owner._stopping.is_set() and time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.01)
+                if readable and self._peer_closed():
+                    owner._hung_up()
+                    return False
+            return True
+        finally:
+            owner._count_held(-1)
+
+    def _peer_closed(self) -> bool:
+        try:
+            return self.connection.recv(1) == b""
+        except (OSError, ValueError):  # reset, or a TLS alert: gone either way
+            return True
 
     def _reset(self) -> None:
         # Partial headers through TLS, then SO_LINGER 0 so closing sends RST, not FIN.
@@ -750,6 +612,9 @@ class AuthServer:
         issued: access tokens that are active. ``issued_history`` lists all, in order.
         revoked: tokens revoked through ``/revoke``.
         connections: TCP connections accepted so far.
+        held: requests held by a ``Fault(hold=...)`` right now.
+        hangups: requests whose client hung up before their answer was complete (held, or
+            a ``drip``/``endless`` body).
         handshake_failures: TLS handshakes that failed.
         errors: unexpected exceptions raised while serving (should stay empty).
     """
@@ -795,6 +660,9 @@ class AuthServer:
         self.connections = 0
         self.handshake_failures = 0
         self.errors: List[BaseException] = []
+        self.held = 0
+        self.hangups = 0
+        self._changed = threading.Condition(self._lock)
         #: Served at ``/.well-known/oauth-authorization-server`` when set (see :meth:`publish_metadata`).
         self.metadata: Optional[Dict[str, Any]] = None
 
@@ -1026,6 +894,28 @@ class AuthServer:
     def _untrack_socket(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.discard(sock)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` holds, re-checked whenever ``held`` or ``hangups`` changes.
+
+        ``predicate`` reads attributes (``lambda: server.held == 16``) and must not call
+        methods that take the server's lock.
+
+        Returns:
+            Whether it holds, after at most ``timeout`` seconds.
+        """
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+    def _count_held(self, change: int) -> None:
+        with self._changed:
+            self.held += change
+            self._changed.notify_all()
+
+    def _hung_up(self) -> None:
+        with self._changed:
+            self.hangups += 1
+            self._changed.notify_all()
 
     def _wait(self, seconds: float) -> None:
         if seconds and seconds > 0:
@@ -1294,3 +1184,29 @@ def run_threads(count: int, target: Any) -> Tuple[List[Any], List[Any]]:
         thread.join(30)
     assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
     return results, errors
+
+
+def waiting_threads(threads: Iterable[threading.Thread]) -> int:
+    """How many of ``threads`` are blocked in a ``threading`` wait (a Condition, Event or Barrier).
+
+    Shows that threads reached a wait without sleeping for them to get there: poll it,
+    bounded, with :func:`wait_for_waiters`.
+    """
+    frames = sys._current_frames()
+    count = 0
+    for thread in threads:
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        if frame is not None and frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__:
+            count += 1
+    return count
+
+
+def wait_for_waiters(threads: Sequence[threading.Thread], count: int, timeout: float = 10.0) -> None:
+    """Poll, bounded, until ``count`` of ``threads`` are blocked in a ``threading`` wait."""
+    deadline = time.monotonic() + timeout
+    while waiting_threads(threads) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                "%d of %d threads waiting, expected %d" % (waiting_threads(threads), len(threads), count)
+            )
+        time.sleep(0.005)

@@ -51,6 +51,7 @@ CORE = {
     "endpoint",
     "_redact",
     "dpop",
+    "_principal",
     "_refresher",
     "_singleflight",
     "_access",

@@ -20,10 +20,6 @@ def _client(sleeps):
     return TokenClient(sleep=sleeps)
 
 
-def _config(block):
-    return og.OAuthConfig.from_dict(block)
-
-
 def _token(client, config, *args, **kwargs):
     """A client-credentials request for ``config`` through its endpoint."""
     return client.request_token(client.endpoint(config), client_credentials_form(config), *args, **kwargs)
@@ -37,8 +33,8 @@ def test_basic_credentials_are_form_encoded_before_base64():
     assert (unquote_plus(client_id), unquote_plus(secret)) == ("test client:1", "a:b/c+d%e&f=")
 
 
-def test_client_secret_basic_sends_rfc6749_credentials(auth_server, make_block, sleeps):
-    config = _config(make_block(auth_server, OAUTH_SCOPE="read write"))
+def test_client_secret_basic_sends_rfc6749_credentials(auth_server, make_config, sleeps):
+    config = make_config(auth_server, OAUTH_SCOPE="read write")
     response = _token(_client(sleeps), config, "oauth-api")
     assert response.access_token in auth_server.issued
     request = auth_server.requests[-1]
@@ -51,8 +47,8 @@ def test_client_secret_basic_sends_rfc6749_credentials(auth_server, make_block, 
     assert len(request.headers["X-Correlation-ID"]) == 8
 
 
-def test_client_secret_post_puts_credentials_in_the_body(auth_server, make_block, sleeps):
-    config = _config(make_block(auth_server, OAUTH_USE_BASIC_AUTH=False))
+def test_client_secret_post_puts_credentials_in_the_body(auth_server, make_config, sleeps):
+    config = make_config(auth_server, OAUTH_USE_BASIC_AUTH=False)
     _token(_client(sleeps), config, "oauth-api")
     request = auth_server.requests[-1]
     assert request.basic_auth is None
@@ -61,8 +57,8 @@ def test_client_secret_post_puts_credentials_in_the_body(auth_server, make_block
     assert request.form["client_secret"] == [TEST_CLIENT_SECRET]
 
 
-def test_every_parameter_and_header_is_sent(auth_server, make_block, sleeps):
-    block = make_block(
+def test_every_parameter_and_header_is_sent(auth_server, make_config, sleeps):
+    config = make_config(
         auth_server,
         OAUTH_AUDIENCE="https://api.example.com",
         OAUTH_ORGANIZATION="org-123",
@@ -71,7 +67,7 @@ def test_every_parameter_and_header_is_sent(auth_server, make_block, sleeps):
         OAUTH_ADDITIONAL_PARAMS={"realm": "myrealm", "max_age": 5, "flag": True},
         OAUTH_CUSTOM_HEADERS={"X-Tenant": "blue"},
     )
-    _token(_client(sleeps), _config(block), "oauth-api", correlation_id="abcd1234")
+    _token(_client(sleeps), config, "oauth-api", correlation_id="abcd1234")
     request = auth_server.requests[-1]
     assert request.form["audience"] == ["https://api.example.com"]
     assert request.form["organization"] == ["org-123"]
@@ -84,16 +80,15 @@ def test_every_parameter_and_header_is_sent(auth_server, make_block, sleeps):
     assert request.headers["X-Correlation-ID"] == "abcd1234"
 
 
-def test_tls_client_auth_sends_the_certificate_and_no_secret(mtls_server, make_block, client_cert, sleeps):
+def test_tls_client_auth_sends_the_certificate_and_no_secret(mtls_server, make_config, client_cert, sleeps):
     cert, key = client_cert
-    block = make_block(
+    config = make_config(
         mtls_server,
+        omit=["OAUTH_CLIENT_SECRET"],
         OAUTH_USE_MTLS=True,
         OAUTH_CLIENT_CERT_PATH=cert,
         OAUTH_CLIENT_KEY_PATH=key,
     )
-    del block["OAUTH_CLIENT_SECRET"]
-    config = _config(block)
     assert config.auth_method == "tls_client_auth"
     response = _token(_client(sleeps), config, "oauth-api")
     assert response.access_token in mtls_server.issued
@@ -104,15 +99,13 @@ def test_tls_client_auth_sends_the_certificate_and_no_secret(mtls_server, make_b
     assert request.basic_auth is None
 
 
-def test_mtls_fails_closed_when_the_certificate_disappears(mtls_server, make_block, client_cert, sleeps, tmp_path):
+def test_mtls_fails_closed_when_the_certificate_disappears(mtls_server, make_config, client_cert, sleeps, tmp_path):
     import shutil
 
     cert, key = client_cert
     moved = str(tmp_path / "moved-cert.pem")
     shutil.copy(cert, moved)
-    config = _config(
-        make_block(mtls_server, OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=moved, OAUTH_CLIENT_KEY_PATH=key)
-    )
+    config = make_config(mtls_server, OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=moved, OAUTH_CLIENT_KEY_PATH=key)
     import os
 
     os.remove(moved)
@@ -121,17 +114,17 @@ def test_mtls_fails_closed_when_the_certificate_disappears(mtls_server, make_blo
     assert mtls_server.count() == 0
 
 
-def test_transient_statuses_are_retried_with_backoff(auth_server, make_block, sleeps):
+def test_transient_statuses_are_retried_with_backoff(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=503), Fault(status=502), Fault(status=500)])
-    response = _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api")
+    response = _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert response.access_token in auth_server.issued
     assert auth_server.count() == 4
     assert sleeps.calls == [2.0, 4.0, 8.0]
 
 
-def test_the_adapter_never_retries_so_every_attempt_is_built_by_our_loop(auth_server, make_block, sleeps):
+def test_the_adapter_never_retries_so_every_attempt_is_built_by_our_loop(auth_server, make_config, sleeps):
     client = _client(sleeps)
-    config = _config(make_block(auth_server))
+    config = make_config(auth_server)
     adapter = client.endpoint(config).session.get_adapter(config.token_url)
     assert adapter.max_retries.total == 0
     policy = client.endpoint(config).retry
@@ -139,7 +132,7 @@ def test_the_adapter_never_retries_so_every_attempt_is_built_by_our_loop(auth_se
     assert "POST" in policy.allowed_methods
 
 
-def test_each_attempt_is_built_anew_with_its_number(auth_server, make_block, sleeps):
+def test_each_attempt_is_built_anew_with_its_number(auth_server, make_config, sleeps):
     class NumberedAttempts(TokenClient):
         def _authenticated(self, endpoint, form, call, url):
             build = super()._authenticated(endpoint, form, call, url)
@@ -151,12 +144,12 @@ def test_each_attempt_is_built_anew_with_its_number(auth_server, make_block, sle
             return build_attempt
 
     auth_server.set_faults([Fault(status=503), Fault(status=502)])
-    _token(NumberedAttempts(sleep=sleeps), _config(make_block(auth_server)), "oauth-api")
+    _token(NumberedAttempts(sleep=sleeps), make_config(auth_server), "oauth-api")
     assert [request.form["attempt"] for request in auth_server.requests] == [["1"], ["2"], ["3"]]
     assert sleeps.calls == [2.0, 4.0]
 
 
-def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_server, make_block, sleeps):
+def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_server, make_config, sleeps):
     seen = []
     lock = threading.Lock()
 
@@ -170,7 +163,7 @@ def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_
         other.register_client(TEST_CLIENT_ID, TEST_CLIENT_SECRET)
         auth_server.set_faults([Fault(status=503)] * 2)
         other.set_faults([Fault(status=502)])
-        configs = {"api-a": _config(make_block(auth_server)), "api-b": _config(make_block(other))}
+        configs = {"api-a": make_config(auth_server), "api-b": make_config(other)}
 
         def fetch(name):
             try:
@@ -189,9 +182,9 @@ def test_retries_in_two_threads_keep_their_own_server_names_and_counts(ca, auth_
     assert auth_server.count() == 3
 
 
-def test_retries_stop_after_max_retries(auth_server, make_block, sleeps):
+def test_retries_stop_after_max_retries(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=504, json={"error": "temporarily_unavailable"})] * 3)
-    config = _config(make_block(auth_server, OAUTH_MAX_RETRIES=2, OAUTH_RETRY_BACKOFF=0.5))
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=2, OAUTH_RETRY_BACKOFF=0.5)
     with pytest.raises(og.TokenRequestError) as info:
         _token(_client(sleeps), config, "oauth-api")
     assert info.value.status_code == 504
@@ -200,17 +193,17 @@ def test_retries_stop_after_max_retries(auth_server, make_block, sleeps):
     assert sleeps.calls == [0.5, 1.0]
 
 
-def test_retry_after_is_honoured(auth_server, make_block, sleeps):
+def test_retry_after_is_honoured(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=429, headers={"Retry-After": "1"})])
-    _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api")
+    _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert auth_server.count() == 2
     assert sleeps.calls == [1.0]
 
 
-def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_block, sleeps):
+def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(status=429, headers={"Retry-After": "3600"}, json={"error": "slow_down"})])
     with pytest.raises(og.TokenRequestError) as info:
-        _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api")
+        _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert info.value.status_code == 429
     assert info.value.error == "slow_down"
     assert "OAUTH_RETRY_AFTER_MAX" in str(info.value)
@@ -228,10 +221,10 @@ def test_a_retry_after_above_the_cap_fails_at_once(auth_server, make_block, slee
         (400, "something_new", og.TokenRequestError),
     ],
 )
-def test_client_errors_are_not_retried(auth_server, make_block, sleeps, status, code, exc):
+def test_client_errors_are_not_retried(auth_server, make_config, sleeps, status, code, exc):
     auth_server.set_faults([Fault(status=status, json={"error": code, "error_description": "nope"})])
     with pytest.raises(exc) as info:
-        _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api", correlation_id="c0ffee00")
+        _token(_client(sleeps), make_config(auth_server), "oauth-api", correlation_id="c0ffee00")
     error = info.value
     assert str(error).startswith("OAuth token request failed: %s (nope)" % code)
     assert (error.error, error.error_description, error.status_code) == (code, "nope", status)
@@ -241,56 +234,55 @@ def test_client_errors_are_not_retried(auth_server, make_block, sleeps, status, 
     assert sleeps.calls == []
 
 
-def test_redirects_are_never_followed(ca, ca_bundle, auth_server, make_block, sleeps):
+def test_redirects_are_never_followed(ca, ca_bundle, auth_server, make_config, sleeps):
     with AuthServer(ca) as elsewhere:
         auth_server.set_faults([Fault(status=307, redirect_to=elsewhere.token_url)])
         with pytest.raises(og.TokenRequestError, match="redirect") as info:
-            _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api")
+            _token(_client(sleeps), make_config(auth_server), "oauth-api")
         assert info.value.status_code == 307
         assert auth_server.count() == 1
         assert len(elsewhere.requests) == 0
 
 
-def test_connection_refused_is_retried_then_a_transport_error(make_block, auth_server, sleeps):
+def test_connection_refused_is_retried_then_a_transport_error(make_config, auth_server, sleeps):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    block = make_block(auth_server, OAUTH_TOKEN_URL="https://127.0.0.1:%d/token" % port)
+    config = make_config(auth_server, OAUTH_TOKEN_URL="https://127.0.0.1:%d/token" % port)
     with pytest.raises(og.TransportError, match="connection refused") as info:
-        _token(_client(sleeps), _config(block), "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert info.value.retryable is True
     assert sleeps.calls == [2.0, 4.0, 8.0]
 
 
-def test_connection_reset_is_retried(auth_server, make_block, sleeps):
+def test_connection_reset_is_retried(auth_server, make_config, sleeps):
     auth_server.set_faults([Fault(reset=True)])
-    response = _token(_client(sleeps), _config(make_block(auth_server)), "oauth-api")
+    response = _token(_client(sleeps), make_config(auth_server), "oauth-api")
     assert response.access_token in auth_server.issued
     assert auth_server.count() == 2
     assert sleeps.calls == [2.0]
 
 
-def test_untrusted_server_certificate_fails_without_retry(auth_server, make_block, sleeps):
-    block = make_block(auth_server)
-    del block["OAUTH_CA_BUNDLE_PATH"]
+def test_untrusted_server_certificate_fails_without_retry(auth_server, make_config, sleeps):
+    config = make_config(auth_server, omit=["OAUTH_CA_BUNDLE_PATH"])
     with pytest.raises(og.TransportError, match="certificate verify failed") as info:
-        _token(_client(sleeps), _config(block), "oauth-api")
+        _token(_client(sleeps), config, "oauth-api")
     assert info.value.retryable is False
     assert auth_server.count() == 0
 
 
-def test_connections_are_reused(auth_server, make_block, sleeps):
+def test_connections_are_reused(auth_server, make_config, sleeps):
     client = _client(sleeps)
-    config = _config(make_block(auth_server))
+    config = make_config(auth_server)
     for _ in range(5):
         _token(client, config, "oauth-api")
     assert auth_server.count() == 5
     assert auth_server.connections == 1
 
 
-def test_revocation_posts_rfc7009_form(auth_server, make_block, sleeps):
+def test_revocation_posts_rfc7009_form(auth_server, make_config, sleeps):
     client = _client(sleeps)
-    config = _config(make_block(auth_server))
+    config = make_config(auth_server)
     token = _token(client, config, "oauth-api").access_token
     client.revoke_token(client.endpoint(config), token, "access_token", "oauth-api")
     request = auth_server.requests[-1]

@@ -356,23 +356,21 @@ def test_an_assertion_whose_claims_nest_deeply_is_not_a_jwt(tmp_path: Path) -> N
         AssertionFile(str(path)).read(NOW)
 
 
-def test_a_client_certificate_is_found_in_linear_time(tmp_path: Path) -> None:
-    from linear import assert_linear
-    from oauth_gateway._jwt import certificate_thumbprints
+def test_a_client_certificate_is_searched_for_only_in_a_capped_file(tmp_path: Path) -> None:
+    from oauth_gateway._jwt import MAX_CERT_FILE_BYTES, certificate_thumbprints
 
     path = tmp_path / "cert.pem"
-    # Many openings without an end: a lazy ".*?" search rescans the rest of the file from each.
+    # Many openings without an end, as many as the cap allows: a lazy ".*?" search would
+    # rescan the rest of the file from each; the two plain searches read it once.
     marker = "-----BEGIN CERTIFICATE-----\n"
-
-    def make(size: int) -> str:
-        path.write_text(marker * (size // len(marker)))
-        return str(path)
-
-    def thumbprints(cert_path: str) -> None:
-        with pytest.raises(ConfigError, match="holds no PEM certificate"):
-            certificate_thumbprints(cert_path)
-
-    assert_linear(thumbprints, make, "certificate_thumbprints")
+    path.write_text(marker * (MAX_CERT_FILE_BYTES // len(marker)))
+    with pytest.raises(ConfigError, match="holds no PEM certificate"):
+        certificate_thumbprints(str(path))
+    # One byte more is refused before it is searched.
+    path.write_text(marker * (MAX_CERT_FILE_BYTES // len(marker)) + "x" * (MAX_CERT_FILE_BYTES % len(marker) + 1))
+    with pytest.raises(ConfigError, match="cannot read the client certificate") as refused:
+        certificate_thumbprints(str(path))
+    assert "holds no PEM" not in str(refused.value)
 
 
 def test_a_key_readable_by_others_loads_with_a_warning(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import threading
-import time
 
 import pytest
 import requests
@@ -22,6 +21,7 @@ from oauth_gateway.discovery import (
     protected_resource_metadata_urls,
 )
 from oidc_provider import oidc_provider  # noqa: F401 (the fixture, found by pytest here)
+from servers import wait_for_waiters
 
 PRM = "/.well-known/oauth-protected-resource"
 RFC8414 = "/.well-known/oauth-authorization-server"
@@ -406,7 +406,7 @@ def test_sixteen_threads_share_one_fetch_per_url(meta, make_discoverer):
     meta.hold()
     threads, results, errors = _in_threads(16, lambda: discoverer.protected_resource(urls["mcp"]))
     meta.wait_for("/mcp")
-    time.sleep(0.2)  # the other 15 reach the wait while the answer is held
+    wait_for_waiters(threads, 15)  # the other 15 reach the wait while the answer is held
     assert meta.count() == 1
     meta.release()
     for t in threads:
@@ -422,7 +422,7 @@ def test_threads_waiting_on_a_failed_fetch_get_its_error_without_a_second_reques
     meta.hold()
     threads, results, errors = _in_threads(16, lambda: discoverer.protected_resource(urls["mcp"]))
     meta.wait_for("/mcp")
-    time.sleep(0.2)
+    wait_for_waiters(threads, 15)
     meta.release()
     for t in threads:
         t.join(10)

@@ -3,7 +3,7 @@
 The MCP server (a :class:`~metadata_servers.MetadataServer`) publishes Protected Resource
 Metadata naming AS-1, then AS-2: two separate :class:`~servers.AuthServer` instances, each
 serving its own metadata (its token endpoint on its issuer's origin), so each token
-request is counted at the server that got it. Time moves on a :class:`~servers.FakeClock`.
+request is counted at the server that got it. Time moves on a :class:`~fakes.FakeClock`.
 
 The client is a public one (``client_id`` only, method ``none``): a config that holds no
 credential may follow a server to another authorization server. One that holds a
@@ -61,24 +61,22 @@ def moving(ca, make_server) -> Iterator[Moving]:
         yield Moving(meta, as1, as2)
 
 
-def _config(moving: Moving, ca_bundle: str) -> og.OAuthConfig:
-    block: Dict[str, Any] = {
-        "enabled": True,
+def _keys(moving: Moving) -> Dict[str, Any]:
+    """The block's keys for ``make_config(None, ...)``: discovery from the moving resource."""
+    return {
         "OAUTH_CLIENT_ID": PUBLIC_CLIENT,
         "OAUTH_TOKEN_ENDPOINT_AUTH_METHOD": "none",  # no credential: nothing to keep from another server
         "OAUTH_RESOURCE": moving.mcp,
-        "OAUTH_CA_BUNDLE_PATH": ca_bundle,
         "OAUTH_TOKEN_EXPIRY_BUFFER": BUFFER,
     }
-    return og.OAuthConfig.from_dict(block)
 
 
 def _counts(moving: Moving) -> Tuple[int, int]:
     return moving.as1.count("/token"), moving.as2.count("/token")
 
 
-def test_after_a_move_a_failing_refresh_never_falls_back_to_the_old_servers_token(moving, ca_bundle, clock, sleeps):
-    config = _config(moving, ca_bundle)
+def test_after_a_move_a_failing_refresh_never_falls_back_to_the_old_servers_token(moving, make_config, clock, sleeps):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock, sleep=sleeps)
     old = manager.get_token("mcp", config)
     assert old.access_token in moving.as1.issued and _counts(moving) == (1, 0)
@@ -103,8 +101,8 @@ def test_after_a_move_a_failing_refresh_never_falls_back_to_the_old_servers_toke
     assert _counts(moving) == (1, 3)
 
 
-def test_after_a_move_a_forced_refresh_goes_to_the_new_server_and_the_old_token_is_gone(moving, ca_bundle, clock):
-    config = _config(moving, ca_bundle)
+def test_after_a_move_a_forced_refresh_goes_to_the_new_server_and_the_old_token_is_gone(moving, make_config, clock):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock)
     old = manager.get_token("mcp", config)
     moving.move()
@@ -117,9 +115,9 @@ def test_after_a_move_a_forced_refresh_goes_to_the_new_server_and_the_old_token_
 
 
 def test_a_shared_file_cache_never_hands_one_servers_token_to_a_manager_that_found_the_other(
-    moving, ca_bundle, clock, tmp_path
+    moving, make_config, clock, tmp_path
 ):
-    config = _config(moving, ca_bundle)
+    config = make_config(None, **_keys(moving))
     directory = str(tmp_path / "tokens")
     first = og.TokenManager(cache=FileTokenCache(directory, clock=clock), clock=clock)
     second = og.TokenManager(cache=FileTokenCache(directory, clock=clock), clock=clock)
@@ -150,9 +148,9 @@ def test_a_shared_file_cache_never_hands_one_servers_token_to_a_manager_that_fou
 
 
 def test_a_shared_file_cache_serves_another_managers_token_when_both_found_the_same_server(
-    moving, ca_bundle, clock, tmp_path
+    moving, make_config, clock, tmp_path
 ):
-    config = _config(moving, ca_bundle)
+    config = make_config(None, **_keys(moving))
     directory = str(tmp_path / "tokens")
     first = og.TokenManager(cache=FileTokenCache(directory, clock=clock), clock=clock)
     second = og.TokenManager(cache=FileTokenCache(directory, clock=clock), clock=clock)
@@ -164,8 +162,8 @@ def test_a_shared_file_cache_serves_another_managers_token_when_both_found_the_s
 # --------------------------------------------------------------------------- dropping the metadata
 
 
-def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(moving, ca_bundle, clock):
-    config = _config(moving, ca_bundle)
+def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(moving, ca_bundle, make_config, clock):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock)
     old = manager.get_token("mcp", config)
     # The server moves to AS-2 and publishes that at a new metadata URL, well within the
@@ -187,8 +185,8 @@ def test_a_401_naming_other_resource_metadata_makes_the_recovery_discover_again(
     assert access(manager).resolve(config).issuer == moving.issuers[moving.as2]
 
 
-def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(moving, ca_bundle, clock):
-    config = _config(moving, ca_bundle)
+def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(moving, ca_bundle, make_config, clock):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock)
     manager.get_token("mcp", config)
     before = moving.meta.count(PRM)
@@ -203,8 +201,8 @@ def test_a_401_naming_the_same_resource_metadata_keeps_the_cached_discovery(movi
 
 
 @pytest.mark.parametrize("error, raised", [("invalid_client", og.InvalidClient), ("invalid_target", og.InvalidTarget)])
-def test_a_refresh_refused_as_invalid_client_or_target_drops_the_metadata(moving, ca_bundle, clock, error, raised):
-    config = _config(moving, ca_bundle)
+def test_a_refresh_refused_as_invalid_client_or_target_drops_the_metadata(moving, make_config, clock, error, raised):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
     manager.get_token("mcp", config)
     moving.move()  # the cached document (60 s) still names AS-1
@@ -217,8 +215,8 @@ def test_a_refresh_refused_as_invalid_client_or_target_drops_the_metadata(moving
     assert _counts(moving) == (2, 1)
 
 
-def test_other_refusals_keep_the_cached_metadata(moving, ca_bundle, clock):
-    config = _config(moving, ca_bundle)
+def test_other_refusals_keep_the_cached_metadata(moving, make_config, clock):
+    config = make_config(None, **_keys(moving))
     manager = og.TokenManager(clock=clock, sleep=lambda seconds: None)
     manager.get_token("mcp", config)
     moving.move()

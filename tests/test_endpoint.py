@@ -41,12 +41,8 @@ class StackAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def _config(block: Any) -> og.OAuthConfig:
-    return og.OAuthConfig.from_dict(block)
-
-
-def test_a_cache_miss_reaches_session_request_in_few_library_frames(manager, auth_server, make_block):
-    config = _config(make_block(auth_server))
+def test_a_cache_miss_reaches_session_request_in_few_library_frames(manager, auth_server, make_config):
+    config = make_config(auth_server)
     adapter = StackAdapter()
     manager._client.endpoint(config).session.mount("https://", adapter)
 
@@ -67,13 +63,13 @@ def test_a_cache_miss_reaches_session_request_in_few_library_frames(manager, aut
 def test_an_endpoint_is_built_once_per_config(auth_server, make_block, sleeps):
     client = TokenClient(sleep=sleeps)
     block = make_block(auth_server)
-    first = client.endpoint(_config(block))
-    assert client.endpoint(_config(block)) is first  # an equal config, loaded again
-    slower = client.endpoint(_config(dict(block, OAUTH_TIMEOUT=30)))
+    first = client.endpoint(og.OAuthConfig.from_dict(block))
+    assert client.endpoint(og.OAuthConfig.from_dict(block)) is first  # an equal config, loaded again
+    slower = client.endpoint(og.OAuthConfig.from_dict(dict(block, OAUTH_TIMEOUT=30)))
     assert slower is not first and slower.timeout.read_timeout == 30
     assert slower.session is first.session  # one pool per TLS identity
     client.close()
-    assert client.endpoint(_config(block)) is not first
+    assert client.endpoint(og.OAuthConfig.from_dict(block)) is not first
 
 
 def test_the_endpoint_holds_what_every_attempt_needs(auth_server, make_block, sleeps):
@@ -86,7 +82,7 @@ def test_the_endpoint_holds_what_every_attempt_needs(auth_server, make_block, sl
         OAUTH_RETRY_BACKOFF=0.5,
         OAUTH_REVOCATION_URL=auth_server.revocation_url,
     )
-    endpoint = TokenClient(sleep=sleeps).endpoint(_config(block))
+    endpoint = TokenClient(sleep=sleeps).endpoint(og.OAuthConfig.from_dict(block))
     assert endpoint.url == auth_server.token_url
     assert endpoint.revocation_url == auth_server.revocation_url
     assert (endpoint.timeout.connect_timeout, endpoint.timeout.read_timeout, endpoint.deadline) == (2, 7, 16.0)
@@ -96,13 +92,15 @@ def test_the_endpoint_holds_what_every_attempt_needs(auth_server, make_block, sl
     assert isinstance(endpoint.client_auth, ClientSecretBasic)
     assert endpoint.verify == block["OAUTH_CA_BUNDLE_PATH"] and endpoint.cert is None
     assert isinstance(
-        TokenClient(sleep=sleeps).endpoint(_config(dict(block, OAUTH_USE_BASIC_AUTH=False))).client_auth,
+        TokenClient(sleep=sleeps)
+        .endpoint(og.OAuthConfig.from_dict(dict(block, OAUTH_USE_BASIC_AUTH=False)))
+        .client_auth,
         ClientSecretPost,
     )
 
 
-def test_an_endpoint_is_immutable_and_its_repr_hides_the_secret(auth_server, make_block, sleeps):
-    endpoint = TokenClient(sleep=sleeps).endpoint(_config(make_block(auth_server)))
+def test_an_endpoint_is_immutable_and_its_repr_hides_the_secret(auth_server, make_config, sleeps):
+    endpoint = TokenClient(sleep=sleeps).endpoint(make_config(auth_server))
     with pytest.raises(AttributeError):
         endpoint.url = "https://elsewhere.example/token"  # type: ignore[misc]
     shown = repr(endpoint) + repr(endpoint.headers) + repr(endpoint.redact)
@@ -116,15 +114,15 @@ def test_an_endpoint_without_credentials_builds_no_client_auth(auth_server, make
         auth_server, OAUTH_CLIENT_SECRET="", OAUTH_PROVIDER="static", OAUTH_PROVIDER_OPTIONS={"env": "OG_UNSET_TOKEN"}
     )
     client = TokenClient(sleep=sleeps)
-    endpoint = client.endpoint(_config(block), credentials=False)
+    endpoint = client.endpoint(og.OAuthConfig.from_dict(block), credentials=False)
     assert endpoint.client_auth is None and endpoint.grant is None
     with pytest.raises(og.ConfigError, match="client_secret_basic needs a client secret"):
-        client.endpoint(_config(block))
+        client.endpoint(og.OAuthConfig.from_dict(block))
 
 
-def test_the_token_client_sends_what_the_endpoint_describes(auth_server, make_block, sleeps):
+def test_the_token_client_sends_what_the_endpoint_describes(auth_server, make_config, sleeps):
     client = TokenClient(sleep=sleeps)
-    config = _config(make_block(auth_server, OAUTH_SCOPE="read", OAUTH_CUSTOM_HEADERS={"X-Tenant": "t-1"}))
+    config = make_config(auth_server, OAUTH_SCOPE="read", OAUTH_CUSTOM_HEADERS={"X-Tenant": "t-1"})
     response = client.request_token(client.endpoint(config), client_credentials_form(config), "oauth-api")
     assert response.access_token in auth_server.issued
     request = auth_server.requests[-1]

@@ -18,11 +18,11 @@ import warnings
 import pytest
 
 import oauth_gateway as og
+from fakes import FakeClock, RecordingSleep
 from oauth_gateway.cache import CacheEntry, MemoryTokenCache
 from oauth_gateway.contrib import file_cache, store
 from oauth_gateway.contrib.cache_settings import cache_from_settings
 from oauth_gateway.contrib.file_cache import FileTokenCache, _default_cache_dir
-from servers import FakeClock, RecordingSleep
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*no longer supported.*")

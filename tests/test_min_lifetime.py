@@ -10,10 +10,6 @@ from oauth_gateway.tokens import _MIN_REMAINING, _MIN_REMAINING_FRACTION
 from servers import Fault
 
 
-def _config(make_block, auth_server, **overrides):
-    return og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_MAX_RETRIES=0, **overrides))
-
-
 @pytest.mark.parametrize(("lifetime", "margin"), [(3600, 10.0), (100, 10.0), (50, 5.0), (4, 0.4)])
 def test_usable_until_is_the_shorter_of_10_s_and_a_tenth_of_the_lifetime(lifetime, margin):
     token = og.Token("t" * 20, "Bearer", expires_in=lifetime, issued_at=1000.0)
@@ -25,10 +21,10 @@ def test_usable_until_is_the_shorter_of_10_s_and_a_tenth_of_the_lifetime(lifetim
 
 
 def test_a_token_in_its_last_10_seconds_is_replaced_even_without_a_refresh_buffer(
-    manager, auth_server, make_block, clock
+    manager, auth_server, make_config, clock
 ):
     auth_server.expires_in = 100
-    config = _config(make_block, auth_server, OAUTH_TOKEN_EXPIRY_BUFFER=0)
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=0, OAUTH_TOKEN_EXPIRY_BUFFER=0)
     first = manager.get_token("oauth-api", config)
     clock.advance(89)
     assert manager.get_token("oauth-api", config) is first  # 11 s left: still handed out
@@ -39,9 +35,9 @@ def test_a_token_in_its_last_10_seconds_is_replaced_even_without_a_refresh_buffe
     assert second.expires_in_at(clock()) > _MIN_REMAINING
 
 
-def test_stale_if_error_never_serves_a_token_in_its_last_instant(manager, auth_server, make_block, clock):
+def test_stale_if_error_never_serves_a_token_in_its_last_instant(manager, auth_server, make_config, clock):
     auth_server.expires_in = 100
-    config = _config(make_block, auth_server)
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=0)
     manager.get_token("oauth-api", config)
     clock.advance(60)  # stale (buffer capped at half the lifetime): a failed refresh serves the old token
     auth_server.set_faults([Fault(status=503, json={"error": "temporarily_unavailable"})])
@@ -54,9 +50,9 @@ def test_stale_if_error_never_serves_a_token_in_its_last_instant(manager, auth_s
     assert auth_server.count() == 3
 
 
-def test_the_auth_object_gets_a_fresh_token_too(manager, auth_server, make_block, clock):
+def test_the_auth_object_gets_a_fresh_token_too(manager, auth_server, make_config, clock):
     auth_server.expires_in = 100
-    config = _config(make_block, auth_server, OAUTH_TOKEN_EXPIRY_BUFFER=0)
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=0, OAUTH_TOKEN_EXPIRY_BUFFER=0)
     auth = manager.auth("oauth-api", config)
     first = requests.Request("GET", "https://127.0.0.1:1/x").prepare()
     auth(first)

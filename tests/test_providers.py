@@ -25,12 +25,13 @@ import pytest
 import requests
 
 import oauth_gateway as og
+from leaks import SECRETS, LogCapture, find_leaks
 from oauth_gateway import providers
 from oauth_gateway.cli import main as cli_main
 from oauth_gateway.client import TokenClient
 from oauth_gateway.providers import ClientCredentialsProvider, ProviderContext, TokenProvider, TokenResponse
 from provider_servers import IDENTITY_PATH, LEGACY_PATH, ProviderServer
-from servers import SECRETS, LogCapture, find_leaks, run_threads
+from servers import run_threads
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCE = REPO / "examples" / "provider_plugin"

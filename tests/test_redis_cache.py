@@ -17,10 +17,10 @@ import warnings
 import pytest
 
 import oauth_gateway as og
+from fakes import FakeClock, RecordingSleep
 from oauth_gateway import cache_from_settings
 from oauth_gateway.cache import CacheEntry
 from oauth_gateway.contrib.store import key_digest
-from servers import FakeClock, RecordingSleep
 from workers.redis_server import RedisServer, free_port, require_redis
 
 with warnings.catch_warnings():

@@ -13,9 +13,9 @@ from typing import Any, Callable, List
 import pytest
 
 import oauth_gateway as og
+from fakes import FakeClock
 from oauth_gateway import cache_from_settings
 from oauth_gateway.contrib.store import key_digest
-from servers import FakeClock
 from test_many_workers import Workers
 from workers.redis_server import RedisSentinelServers, free_port, require_redis
 

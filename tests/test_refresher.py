@@ -2,7 +2,7 @@
 
 The unit tests drive :class:`oauth_gateway._refresher.Refresher` with plain jobs gated by
 events. The manager tests use the real loopback HTTPS ``AuthServer`` on a
-:class:`~servers.FakeClock`; :class:`GatedServer` holds every token request until the test
+:class:`~fakes.FakeClock`; :class:`GatedServer` holds every token request until the test
 opens its gate and counts the requests in flight, so "at most N refreshes at once" is
 observed where it matters, at the token endpoint.
 """

@@ -54,9 +54,9 @@ def _publish(server: MetadataServer) -> Dict[str, str]:
     return urls
 
 
-def _config(server: MetadataServer, **keys: Any) -> og.OAuthConfig:
+def _keys(server: MetadataServer, **keys: Any) -> Dict[str, Any]:
+    """The block's keys for ``make_config(None, ...)``: discovery from ``server``, ``keys`` on top."""
     block: Dict[str, Any] = {
-        "enabled": True,
         "OAUTH_CLIENT_ID": "client",
         "OAUTH_CLIENT_SECRET": "secret",
         "OAUTH_RESOURCE": server.url + "/mcp",
@@ -66,7 +66,7 @@ def _config(server: MetadataServer, **keys: Any) -> og.OAuthConfig:
         "OAUTH_RETRY_AFTER_MAX": 60,
     }
     block.update(keys)
-    return og.OAuthConfig.from_dict(block)
+    return block
 
 
 def _paths(server: MetadataServer) -> List[str]:
@@ -76,10 +76,10 @@ def _paths(server: MetadataServer) -> List[str]:
 # --------------------------------------------------------------------------- the resolver itself
 
 
-def test_the_manager_resolves_through_one_resolver_that_works_on_its_own(ca):
+def test_the_manager_resolves_through_one_resolver_that_works_on_its_own(ca, make_config):
     with MetadataServer(ca) as server:
         urls = _publish(server)
-        config = _config(server)
+        config = make_config(None, **_keys(server))
         with requests.Session() as session:
             session.verify = server.ca_bundle
             resolver = Resolver(lambda config: requests_fetch(session))
@@ -95,18 +95,18 @@ def test_the_manager_resolves_through_one_resolver_that_works_on_its_own(ca):
         assert access(manager).resolve(config) == alone and server.count(urls["prm_path"]) == 3
 
 
-def test_a_config_with_a_token_url_is_returned_as_it_is(ca):
+def test_a_config_with_a_token_url_is_returned_as_it_is(ca, make_config):
     with MetadataServer(ca) as server:
-        config = _config(server, OAUTH_TOKEN_URL=server.url + "/token")
+        config = make_config(None, **_keys(server, OAUTH_TOKEN_URL=server.url + "/token"))
         resolver = Resolver(lambda config: pytest.fail("no discovery for a configured token URL"))
         assert resolver.resolve(config) is config
         assert resolver.forget(config) is False and server.count() == 0
 
 
-def test_forgetting_the_discovery_keeps_the_issuer_trusted_on_first_use(ca):
+def test_forgetting_the_discovery_keeps_the_issuer_trusted_on_first_use(ca, make_config):
     with MetadataServer(ca) as server, MetadataServer(ca) as other:
         _publish(server)
-        config = _config(server)
+        config = make_config(None, **_keys(server))
         manager = og.TokenManager()
         access(manager).resolve(config)
         server.json(
@@ -119,10 +119,10 @@ def test_forgetting_the_discovery_keeps_the_issuer_trusted_on_first_use(ca):
         assert other.count() == 0
 
 
-def test_the_trusted_issuer_record_round_trips_through_a_file_cache_and_is_no_token(ca, tmp_path, clock):
+def test_the_trusted_issuer_record_round_trips_through_a_file_cache_and_is_no_token(ca, make_config, tmp_path, clock):
     with MetadataServer(ca) as server:
         urls = _publish(server)
-        config = _config(server)
+        config = make_config(None, **_keys(server))
         cache = FileTokenCache(str(tmp_path / "tokens"), clock=clock)
         access(og.TokenManager(cache=cache, clock=clock)).resolve(config)
         again = FileTokenCache(str(tmp_path / "tokens"), clock=clock)
@@ -137,11 +137,11 @@ def test_the_trusted_issuer_record_round_trips_through_a_file_cache_and_is_no_to
 # --------------------------------------------------------------------------- one deadline
 
 
-def test_a_slow_discovery_and_token_request_share_one_deadline(ca, clock, sleeps):
+def test_a_slow_discovery_and_token_request_share_one_deadline(ca, make_config, clock, sleeps):
     """Each call succeeds only on its fourth attempt, after three ``Retry-After: 60`` answers."""
     with Stalling(ca, failures=3) as server:
         _publish(server)
-        config = _config(server)
+        config = make_config(None, **_keys(server))
         budget = call_budget(config)
         manager = og.TokenManager(clock=clock, sleep=sleeps)
         with pytest.raises((og.DiscoveryError, og.TransportError)):
@@ -153,32 +153,32 @@ def test_a_slow_discovery_and_token_request_share_one_deadline(ca, clock, sleeps
         assert server.count("/token") == 0  # nothing was left for the token request
 
 
-def test_without_stalls_the_same_fetch_succeeds(ca, clock, sleeps):
+def test_without_stalls_the_same_fetch_succeeds(ca, make_config, clock, sleeps):
     with Stalling(ca, failures=0) as server:
         _publish(server)
         manager = og.TokenManager(clock=clock, sleep=sleeps)
-        assert manager.get_token("mcp", _config(server)).access_token == "at-1"
+        assert manager.get_token("mcp", make_config(None, **_keys(server))).access_token == "at-1"
         assert server.count("/token") == 1 and sleeps.calls == []
 
 
-def test_one_stall_per_call_fits_the_deadline(ca, clock, sleeps):
+def test_one_stall_per_call_fits_the_deadline(ca, make_config, clock, sleeps):
     with Stalling(ca, failures=1) as server:
         _publish(server)
         manager = og.TokenManager(clock=clock, sleep=sleeps)
-        assert manager.get_token("mcp", _config(server)).access_token == "at-1"
+        assert manager.get_token("mcp", make_config(None, **_keys(server))).access_token == "at-1"
         assert server.count("/token") == 2 and sleeps.calls == [60.0] * 4  # probe, PRM, AS, token
 
 
-def test_a_passed_deadline_sends_no_token_request(auth_server, make_block, clock, sleeps):
-    config = og.OAuthConfig.from_dict(make_block(auth_server))
+def test_a_passed_deadline_sends_no_token_request(auth_server, make_config, clock, sleeps):
+    config = make_config(auth_server)
     client = TokenClient(sleep=sleeps, clock=clock)
     with pytest.raises(og.TransportError, match="deadline of the whole fetch"):
         client.request_token(client.endpoint(config), client_credentials_form(config), "api", deadline=clock() - 1)
     assert auth_server.count("/token") == 0
 
 
-def test_a_retry_wait_past_the_deadline_is_not_waited(auth_server, make_block, clock, sleeps):
-    config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_MAX_RETRIES=3))
+def test_a_retry_wait_past_the_deadline_is_not_waited(auth_server, make_config, clock, sleeps):
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=3)
     auth_server.push_fault(Fault(503, json={"error": "temporarily_unavailable"}, headers={"Retry-After": "10"}))
     client = TokenClient(sleep=sleeps, clock=clock)
     with pytest.raises(og.TokenRequestError) as refused:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import threading
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -58,18 +58,15 @@ def held_server(ca):
         yield server
 
 
-def _config(server: HeldTokenServer, ca_bundle: str) -> og.OAuthConfig:
-    return og.OAuthConfig.from_dict(
-        {
-            "enabled": True,
-            "OAUTH_CLIENT_ID": "client",
-            "OAUTH_CLIENT_SECRET": "secret",
-            "OAUTH_TOKEN_URL": server.url + "/token",
-            "OAUTH_REVOCATION_URL": server.url + "/revoke",
-            "OAUTH_CA_BUNDLE_PATH": ca_bundle,
-            "OAUTH_MAX_RETRIES": 0,
-        }
-    )
+def _keys(server: HeldTokenServer) -> Dict[str, Any]:
+    """The block's keys for ``make_config(None, ...)``: the held server's endpoints, no retries."""
+    return {
+        "OAUTH_CLIENT_ID": "client",
+        "OAUTH_CLIENT_SECRET": "secret",
+        "OAUTH_TOKEN_URL": server.url + "/token",
+        "OAUTH_REVOCATION_URL": server.url + "/revoke",
+        "OAUTH_MAX_RETRIES": 0,
+    }
 
 
 def _refresh_held_while(manager, server, config, during) -> List[Any]:
@@ -96,8 +93,8 @@ def _refresh_held_while(manager, server, config, during) -> List[Any]:
     return outcome
 
 
-def test_a_token_revoked_while_its_refresh_fails_is_not_put_back(held_server, ca_bundle, clock, sleeps):
-    config = _config(held_server, ca_bundle)
+def test_a_token_revoked_while_its_refresh_fails_is_not_put_back(held_server, make_config, clock, sleeps):
+    config = make_config(None, **_keys(held_server))
     with og.TokenManager(clock=clock, sleep=sleeps, background_refresh=False) as manager:
         first = manager.get_token("api", config)
         assert first.access_token == "tok-1"
@@ -115,8 +112,8 @@ def test_a_token_revoked_while_its_refresh_fails_is_not_put_back(held_server, ca
         assert held_server.count("/token") == 3  # the first, the failed refresh, a new one
 
 
-def test_a_refresh_in_flight_when_the_key_is_invalidated_caches_nothing(held_server, ca_bundle, clock, sleeps):
-    config = _config(held_server, ca_bundle)
+def test_a_refresh_in_flight_when_the_key_is_invalidated_caches_nothing(held_server, make_config, clock, sleeps):
+    config = make_config(None, **_keys(held_server))
     with og.TokenManager(clock=clock, sleep=sleeps, background_refresh=False) as manager:
         manager.get_token("api", config)
         clock.advance(60)

@@ -8,7 +8,7 @@ logger at DEBUG (root, ``urllib3`` and ``oauth_gateway`` included). It collects 
 record (formatted, with its arguments and any traceback), every exception (``str``,
 ``repr`` and the whole formatted chain), the ``repr`` and ``str`` of every public object
 and all CLI output, then looks for every secret and token the test servers know
-(``servers.SECRETS``) and the ones made here. The suite-wide check in ``conftest.py``
+(``leaks.SECRETS``) and the ones made here. The suite-wide check in ``conftest.py``
 covers log records only; this one covers the rest.
 
 ``oauth-gateway token --show`` is the one place a token is printed, on purpose; it is
@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import pytest
 import requests
 
+import leaks
 import oauth_gateway as og
 import servers
 from oauth_gateway import cli
@@ -98,7 +99,7 @@ def _expect(error_type, action: Callable[[], Any], evidence: _Evidence, where: s
 def _fresh_secret(label: str) -> str:
     """A new secret, registered so that the suite-wide log check looks for it too."""
     value = "%s-%s" % (label, _random.token_urlsafe(18))
-    servers.SECRETS.add(value)
+    leaks.SECRETS.add(value)
     return value
 
 
@@ -150,15 +151,14 @@ def _cli_has(command: str) -> bool:
 # --------------------------------------------------------------------------- the scenarios
 
 
-def _tokens_three_ways(ev, clock, sleeps, auth_server, mtls_server, make_block, client_cert) -> og.TokenManager:
+def _tokens_three_ways(ev, clock, sleeps, auth_server, mtls_server, make_config, client_cert) -> og.TokenManager:
     manager = og.TokenManager(clock=clock, sleep=sleeps)
     cert, key = client_cert
-    basic = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_SCOPE="read write"))
-    post = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_USE_BASIC_AUTH=False))
-    mtls_block = make_block(mtls_server, OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=cert, OAUTH_CLIENT_KEY_PATH=key)
-    mtls_with_secret = og.OAuthConfig.from_dict(mtls_block)
-    del mtls_block["OAUTH_CLIENT_SECRET"]
-    tls_client_auth = og.OAuthConfig.from_dict(mtls_block)
+    basic = make_config(auth_server, OAUTH_SCOPE="read write")
+    post = make_config(auth_server, OAUTH_USE_BASIC_AUTH=False)
+    mtls = dict(OAUTH_USE_MTLS=True, OAUTH_CLIENT_CERT_PATH=cert, OAUTH_CLIENT_KEY_PATH=key)
+    mtls_with_secret = make_config(mtls_server, **mtls)
+    tls_client_auth = make_config(mtls_server, omit=["OAUTH_CLIENT_SECRET"], **mtls)
     for name, config in (
         ("basic", basic),
         ("post", post),
@@ -174,8 +174,8 @@ def _tokens_three_ways(ev, clock, sleeps, auth_server, mtls_server, make_block, 
     return manager
 
 
-def _retries_and_failures(ev, manager, clock, auth_server, make_block):
-    config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_MAX_RETRIES=2, OAUTH_RETRY_BACKOFF=0.5))
+def _retries_and_failures(ev, manager, clock, auth_server, make_config):
+    config = make_config(auth_server, OAUTH_MAX_RETRIES=2, OAUTH_RETRY_BACKOFF=0.5)
     auth_server.set_faults([Fault(status=503), Fault(reset=True)])
     manager.get_token("retry", config)
     auth_server.set_faults([Fault(status=401, json={"error": "invalid_client", "error_description": "bad client"})])
@@ -188,18 +188,18 @@ def _retries_and_failures(ev, manager, clock, auth_server, make_block):
     auth_server.set_faults([Fault(reset=True)] * 3)
     _expect(og.TransportError, lambda: manager.get_token("reset", config), ev, "reset")
     # The real server refusing a wrong secret (not a scripted answer).
-    wrong = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET=_fresh_secret("wrong-secret")))
+    wrong = make_config(auth_server, OAUTH_CLIENT_SECRET=_fresh_secret("wrong-secret"))
     _expect(og.InvalidClient, lambda: manager.get_token("wrong", wrong), ev, "wrong secret")
     # A refresh that fails while the old token is served from the cache (WARNING log).
-    stale = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_MAX_RETRIES=0))
+    stale = make_config(auth_server, OAUTH_MAX_RETRIES=0)
     manager.get_token("stale", stale)
     clock.advance(3400)
     auth_server.set_faults([Fault(status=500)])
     manager.get_token("stale", stale)
 
 
-def _revocations(ev, manager, auth_server, make_block):
-    config = og.OAuthConfig.from_dict(make_block(auth_server))
+def _revocations(ev, manager, auth_server, make_config):
+    config = make_config(auth_server)
     manager.get_token("revoke", config)
     assert manager.revoke("revoke", config) is True
     manager.get_token("revoke", config)
@@ -209,13 +209,13 @@ def _revocations(ev, manager, auth_server, make_block):
     auth_server.set_faults([Fault(status=401, json={"error": "invalid_client"})], path="/revoke")
     _expect(og.InvalidClient, lambda: manager.revoke("revoke", config), ev, "revoke 401")
     assert token.access_token not in auth_server.revoked
-    unconfigured = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_REVOCATION_URL=""))
+    unconfigured = make_config(auth_server, OAUTH_REVOCATION_URL="")
     _expect(og.RevocationNotConfigured, lambda: manager.revoke("revoke", unconfigured), ev, "no revocation url")
 
 
-def _scope_and_redirect(ev, manager, ca, auth_server, make_block):
+def _scope_and_redirect(ev, manager, ca, auth_server, make_config):
     auth_server.scope_override = "read"
-    narrow = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_SCOPE="read write"))
+    narrow = make_config(auth_server, OAUTH_SCOPE="read write")
     _expect(og.InvalidScope, lambda: manager.get_token("scope", narrow), ev, "scope")
     auth_server.scope_override = None
     with AuthServer(ca) as elsewhere:
@@ -224,18 +224,16 @@ def _scope_and_redirect(ev, manager, ca, auth_server, make_block):
             _fresh_secret("location-token"),
         )
         auth_server.set_faults([Fault(status=302, redirect_to=elsewhere.token_url + "?" + query)])
-        config = og.OAuthConfig.from_dict(make_block(auth_server))
+        config = make_config(auth_server)
         _expect(og.TokenRequestError, lambda: manager.get_token("redirect", config), ev, "redirect")
         assert elsewhere.count(None) == 0
 
 
-def _config_errors(ev, tmp_path, auth_server, make_block, monkeypatch):
+def _config_errors(ev, tmp_path, auth_server, make_config, monkeypatch):
     secret = _fresh_secret("file-secret")
     good_file = tmp_path / "secret.txt"
     good_file.write_text(secret + "\n")
-    config = og.OAuthConfig.from_dict(
-        make_block(auth_server, OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=str(good_file))
-    )
+    config = make_config(auth_server, OAUTH_CLIENT_SECRET="", OAUTH_CLIENT_SECRET_FILE=str(good_file))
     assert config.client_secret == secret
     ev.add("repr secret-file config", repr(config), str(config), config.to_dict())
     empty = tmp_path / "empty.txt"
@@ -258,13 +256,13 @@ def _config_errors(ev, tmp_path, auth_server, make_block, monkeypatch):
     ):
         _expect(
             og.ConfigError,
-            lambda overrides=overrides: og.OAuthConfig.from_dict(make_block(auth_server, **overrides)),
+            lambda overrides=overrides: make_config(auth_server, **overrides),
             ev,
             where,
         )
     from_env = _fresh_secret("env-secret")
     monkeypatch.setenv("OAUTH_SECRETS_TEST_SECRET", from_env)
-    config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET="${OAUTH_SECRETS_TEST_SECRET}"))
+    config = make_config(auth_server, OAUTH_CLIENT_SECRET="${OAUTH_SECRETS_TEST_SECRET}")
     assert config.client_secret == from_env
     ev.add("repr env config", repr(config), config.to_dict(), config.fingerprint)
 
@@ -368,20 +366,31 @@ def _show_token(gateway_path: str) -> str:
 
 
 def test_no_secret_or_token_is_shown_anywhere(
-    evidence, clock, sleeps, ca, ca_bundle, auth_server, mtls_server, make_block, client_cert, tmp_path, monkeypatch
+    evidence,
+    clock,
+    sleeps,
+    ca,
+    ca_bundle,
+    auth_server,
+    mtls_server,
+    make_block,
+    make_config,
+    client_cert,
+    tmp_path,
+    monkeypatch,
 ):
     ev = evidence
-    manager = _tokens_three_ways(ev, clock, sleeps, auth_server, mtls_server, make_block, client_cert)
-    _retries_and_failures(ev, manager, clock, auth_server, make_block)
-    _revocations(ev, manager, auth_server, make_block)
-    _scope_and_redirect(ev, manager, ca, auth_server, make_block)
-    _config_errors(ev, tmp_path, auth_server, make_block, monkeypatch)
+    manager = _tokens_three_ways(ev, clock, sleeps, auth_server, mtls_server, make_config, client_cert)
+    _retries_and_failures(ev, manager, clock, auth_server, make_config)
+    _revocations(ev, manager, auth_server, make_config)
+    _scope_and_redirect(ev, manager, ca, auth_server, make_config)
+    _config_errors(ev, tmp_path, auth_server, make_config, monkeypatch)
     gateway_path = _gateway_service_auth(ev, tmp_path, manager, auth_server, make_block, ca_bundle)
     _command_line(ev, tmp_path, auth_server, make_block, gateway_path)
     ev.add("repr manager", repr(manager), json.dumps(manager.get_metrics()))
     manager.close()
 
-    known = servers.SECRETS.snapshot()
+    known = leaks.SECRETS.snapshot()
     issued = set(auth_server.issued_history) | set(mtls_server.issued_history)
     assert issued and issued <= known
     assert servers.TEST_CLIENT_SECRET in known
@@ -390,14 +399,14 @@ def test_no_secret_or_token_is_shown_anywhere(
     assert ev.records > 50
     assert "urllib3.connectionpool DEBUG" in text and "oauth_gateway DEBUG" in text
     assert TEST_CLIENT_ID in text or urllib.parse.quote_plus(TEST_CLIENT_ID) in text
-    leaks = servers.find_leaks([(where, body) for where, body in ev.entries], known)
-    assert leaks == [], "secrets or tokens shown in: %s" % sorted({where for where, _ in leaks})
+    found = leaks.find_leaks([(where, body) for where, body in ev.entries], known)
+    assert found == [], "secrets or tokens shown in: %s" % sorted({where for where, _ in found})
 
 
 def test_the_leak_scan_finds_a_planted_secret():
     planted = _fresh_secret("planted")
     entries = [("log a", "nothing here"), ("repr b", "Token(...%s...)" % planted), ("cli c", "ok")]
-    assert servers.find_leaks(entries, {planted}) == [("repr b", "")]
+    assert leaks.find_leaks(entries, {planted}) == [("repr b", "")]
 
 
 def test_token_never_prints_the_token_without_show(auth_server, make_block, tmp_path):
@@ -415,12 +424,12 @@ def test_token_never_prints_the_token_without_show(auth_server, make_block, tmp_
 
 
 @pytest.mark.parametrize("path", ["/token", "/revoke"])
-def test_a_server_echoing_the_secret_does_not_make_us_repeat_it(auth_server, make_block, clock, sleeps, path):
+def test_a_server_echoing_the_secret_does_not_make_us_repeat_it(auth_server, make_config, clock, sleeps, path):
     # The suite-wide log check looks for the echoed value in the ERROR line too.
     echoed = _fresh_secret("echoed")
     with og.TokenManager(clock=clock, sleep=sleeps) as manager:
         if path == "/token":
-            config = og.OAuthConfig.from_dict(make_block(auth_server, OAUTH_CLIENT_SECRET=echoed))
+            config = make_config(auth_server, OAUTH_CLIENT_SECRET=echoed)
             auth_server.set_faults(
                 [
                     Fault(
@@ -431,7 +440,7 @@ def test_a_server_echoing_the_secret_does_not_make_us_repeat_it(auth_server, mak
             with pytest.raises(og.InvalidClient) as info:
                 manager.get_token("echo", config)
         else:
-            config = og.OAuthConfig.from_dict(make_block(auth_server))
+            config = make_config(auth_server)
             auth_server.set_faults(
                 [
                     Fault(

@@ -14,6 +14,7 @@ import urllib.parse
 import pytest
 import requests
 
+import leaks
 import servers
 from servers import TEST_CLIENT_ID, TEST_CLIENT_SECRET, Fault
 
@@ -43,7 +44,7 @@ def test_token_is_issued_with_documented_fields(auth_server, ca_bundle):
     assert document["scope"] == "read write"
     assert len(document["access_token"]) >= 43  # 32 random bytes, urlsafe base64
     assert auth_server.issued == {document["access_token"]}
-    assert document["access_token"] in servers.SECRETS
+    assert document["access_token"] in leaks.SECRETS
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Content-Type"] == "application/json"
     assert auth_server.count() == 1
@@ -433,13 +434,13 @@ def test_fake_clock_and_recording_sleep(clock, sleeps):
 
 
 def test_fixture_secrets_are_registered(auth_server):
-    assert TEST_CLIENT_SECRET in servers.SECRETS
-    assert urllib.parse.quote_plus(TEST_CLIENT_SECRET) in servers.SECRETS
-    assert "test client:1" not in servers.SECRETS  # ids are not secret
+    assert TEST_CLIENT_SECRET in leaks.SECRETS
+    assert urllib.parse.quote_plus(TEST_CLIENT_SECRET) in leaks.SECRETS
+    assert "test client:1" not in leaks.SECRETS  # ids are not secret
 
 
 def test_find_leaks_names_the_logger_not_the_secret():
-    capture = servers.LogCapture()
+    capture = leaks.LogCapture()
     logger = logging.getLogger("leak.probe")
     logger.propagate = False
     logger.addHandler(capture)
@@ -453,10 +454,10 @@ def test_find_leaks_names_the_logger_not_the_secret():
         logger.removeHandler(capture)
 
     secrets = {"tok-0123456789", "abc", "never-logged-secret"}
-    assert servers.find_leaks(capture.entries, secrets) == [("leak.probe", "test_x")]
-    assert servers.find_leaks(capture.entries, {"never-logged-secret"}) == []
-    assert servers.find_leaks([("a", "xx abcdefgh yy")], {"abcdefgh"}) == [("a", "")]
-    assert servers.find_leaks([("a", "xx abcdefg yy")], {"abcdefg"}) == []  # below 8 chars
+    assert leaks.find_leaks(capture.entries, secrets) == [("leak.probe", "test_x")]
+    assert leaks.find_leaks(capture.entries, {"never-logged-secret"}) == []
+    assert leaks.find_leaks([("a", "xx abcdefgh yy")], {"abcdefgh"}) == [("a", "")]
+    assert leaks.find_leaks([("a", "xx abcdefg yy")], {"abcdefg"}) == []  # below 8 chars
 
 
 def test_servers_module_is_one_object_under_both_names():

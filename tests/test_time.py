@@ -3,7 +3,7 @@
 ``time.time`` (and ``time.time_ns``) are replaced by a clock that jumps forward and back,
 by up to ten years, on every call. A run of the manager through cache hits, refreshes,
 a failed refresh served from the cache, expiry with a failing server, the fail-fast
-cool-down and recovery, on a :class:`~servers.FakeClock`, must make the same requests and
+cool-down and recovery, on a :class:`~fakes.FakeClock`, must make the same requests and
 hand out tokens with the same times as the same run with the real wall clock. The
 replacement also notes every caller that lives in ``oauth_gateway``: there must be none.
 """
@@ -20,7 +20,8 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 
 import oauth_gateway as og
-from servers import FakeClock, Fault, RecordingSleep
+from fakes import FakeClock, RecordingSleep
+from servers import Fault
 
 YEAR = 365 * 86400.0
 #: Offsets from the real wall clock, one per call, cycling: forward and back, small and huge.

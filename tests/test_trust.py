@@ -290,21 +290,16 @@ def test_trust_the_shared_checks_say_what_is_wrong_without_quoting() -> None:
 # --- 8. linear patterns, printable output ------------------------------------------------
 
 
-def test_trust_validating_a_1_mb_legacy_json_url_is_linear() -> None:
-    from linear import assert_linear
-
-    def make(size: int) -> Dict[str, Any]:
-        return {
-            "enabled": True,
-            "OAUTH_PROVIDER": "legacy_json",
-            "OAUTH_PROVIDER_OPTIONS": {"url": "https://" + "a" * size + " "},
-        }
-
-    def check(block: Dict[str, Any]) -> None:
-        problems = og.validate_config(block)
-        assert [p.json_path for p in problems] == ["$.OAUTH_PROVIDER_OPTIONS.url"]
-
-    assert_linear(check, make, "validate on a long legacy_json url")
+def test_trust_validating_a_1_mb_legacy_json_url_names_the_field() -> None:
+    # Linear because the options schema's url pattern is (tests/test_schema.py checks every
+    # pattern with tests/linear.py; tests/test_linear.py shows it rejects the old quadratic one).
+    block = {
+        "enabled": True,
+        "OAUTH_PROVIDER": "legacy_json",
+        "OAUTH_PROVIDER_OPTIONS": {"url": "https://" + "a" * 1_000_000 + " "},
+    }
+    problems = og.validate_config(block)
+    assert [p.json_path for p in problems] == ["$.OAUTH_PROVIDER_OPTIONS.url"]
 
 
 FORGED = "read\nissuer:               https://evil.example (verified)\x1b[2J\u202e"

@@ -18,7 +18,7 @@ import socket
 import time
 import traceback
 import urllib.parse
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -46,10 +46,6 @@ def _closed_port_url(path: str) -> str:
         return "https://127.0.0.1:%d%s" % (closed.getsockname()[1], path)
 
 
-def _config(server: AuthServer, make_block: Callable[..., Dict[str, Any]], **overrides: Any) -> og.OAuthConfig:
-    return og.OAuthConfig.from_dict(make_block(server, **overrides))
-
-
 def _document(token: str, **extra: Any) -> Dict[str, Any]:
     document: Dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
     document.update(extra)
@@ -73,14 +69,14 @@ class Scenario:
         self.closed_port = closed_port
         self.overrides = overrides
 
-    def run(self, manager: og.TokenManager, server: AuthServer, make_block: Any, assertion_file: str) -> None:
+    def run(self, manager: og.TokenManager, server: AuthServer, make_config: Any, assertion_file: str) -> None:
         overrides = dict(self.overrides)
         if self.assertion:
             overrides.update(OAUTH_CLIENT_ASSERTION_FILE=assertion_file, OAUTH_CLIENT_SECRET="")
         path = "/revoke" if self.revoke else "/token"
         if self.closed_port:
             overrides["OAUTH_REVOCATION_URL" if self.revoke else "OAUTH_TOKEN_URL"] = _closed_port_url(path)
-        config = _config(server, make_block, **overrides)
+        config = make_config(server, **overrides)
         if self.revoke:
             manager.get_token("s", config)  # a token to revoke (the request under test is the next one)
         server.set_faults(self.faults, path=path)
@@ -180,9 +176,9 @@ def assertion_file(tmp_path: Any) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_no_secret_in_any_exception_of_the_chain_with_locals(manager, auth_server, make_block, assertion_file, name):
+def test_no_secret_in_any_exception_of_the_chain_with_locals(manager, auth_server, make_config, assertion_file, name):
     with pytest.raises(og.OAuthGatewayError) as info:
-        SCENARIOS[name].run(manager, auth_server, make_block, assertion_file)
+        SCENARIOS[name].run(manager, auth_server, make_config, assertion_file)
     shown = _rendered(info.value)
     assert " = " in shown  # the locals were rendered
     with open(assertion_file) as handle:
@@ -195,16 +191,16 @@ def test_no_secret_in_any_exception_of_the_chain_with_locals(manager, auth_serve
     "name",
     sorted(n for n in SCENARIOS if "transport" in n or "reset" in n or "timeout" in n or "exhausted_transport" in n),
 )
-def test_a_transport_error_has_no_context_at_all(manager, auth_server, make_block, assertion_file, name):
+def test_a_transport_error_has_no_context_at_all(manager, auth_server, make_config, assertion_file, name):
     with pytest.raises(og.TransportError) as info:
-        SCENARIOS[name].run(manager, auth_server, make_block, assertion_file)
+        SCENARIOS[name].run(manager, auth_server, make_config, assertion_file)
     assert info.value.__cause__ is None
     assert info.value.__context__ is None
 
 
-def test_a_refusal_parsed_from_the_body_has_no_context(manager, auth_server, make_block, assertion_file):
+def test_a_refusal_parsed_from_the_body_has_no_context(manager, auth_server, make_config, assertion_file):
     for name in ("token_bad_json", "token_bad_expires_in", "token_corrupt_gzip", "token_oversize_body"):
         with pytest.raises(og.TokenRequestError) as info:
-            SCENARIOS[name].run(manager, auth_server, make_block, assertion_file)
+            SCENARIOS[name].run(manager, auth_server, make_config, assertion_file)
         assert info.value.__context__ is None, name
         manager.invalidate("s")

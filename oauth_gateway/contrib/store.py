@@ -165,6 +165,7 @@ class _EntryCodec:
             "key": [key[0], key[1]],
             "fingerprint": entry.fingerprint,
             "issuer": entry.issuer,
+            "principal": entry.principal,
             "access_token": token.access_token,
             "token_type": token.token_type,
             "expires_in": token.expires_in,
@@ -211,6 +212,7 @@ class _EntryCodec:
         token_type = document.get("token_type")
         fingerprint = document.get("fingerprint")
         issuer = document.get("issuer", "")  # absent from entries written before discovery
+        principal = document.get("principal", "")  # absent from older entries: a miss where one is held
         expires_in = document.get("expires_in")
         scopes = document.get("scopes")
         times = [document.get(name) for name in ("issued_at", "expires_at", "refresh_at", "token_refresh_at")]
@@ -220,6 +222,7 @@ class _EntryCodec:
             and isinstance(token_type, str)
             and isinstance(fingerprint, str)
             and isinstance(issuer, str)
+            and isinstance(principal, str)
             and (expires_in is None or _is_number(expires_in))
             and isinstance(scopes, list)
             and all(isinstance(scope, str) for scope in scopes)
@@ -248,7 +251,7 @@ class _EntryCodec:
             "expires_at": expires_at + offset,  # epoch seconds, as written (or capped above)
         }
         token = token_from_state(state)
-        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer)
+        return CacheEntry(fingerprint, token, itertools.count(), min(refresh_at, expires_at), issuer, principal)
 
     def encode_record(self, name: str, value: str, ttl: float) -> bytes:
         """Return the bytes of a small record (see :meth:`SharedTokenCache.store_record`), encrypted with a key."""

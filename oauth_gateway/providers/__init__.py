@@ -96,12 +96,17 @@ class TokenProvider(abc.ABC):
             to accept no options. ``oauth-gateway validate`` and config loading apply it
             with the usual JSON-path messages; properties annotated ``"x-secret": true``
             or ``"writeOnly": true`` are masked and hashed like the client secret.
+        identity_options: the options that name where the principal's identity is held,
+            each mapped to ``"file"`` (a path) or ``"env"`` (a variable name): what they
+            hold enters the config fingerprint, so two tenants with the same config text
+            never share a cached token.
 
     Only the built-in ``client_credentials`` provider needs ``OAUTH_CLIENT_ID``,
     ``OAUTH_TOKEN_URL`` and a client secret; with any other, they are optional.
     """
 
     options_schema: Optional[Dict[str, Any]] = None
+    identity_options: Mapping[str, str] = {}
 
     def check_options(self, options: Mapping[str, Any], json_path: str) -> None:
         """Check what the schema fragment cannot (files exist, ...), once, at config load.

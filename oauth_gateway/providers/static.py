@@ -77,6 +77,8 @@ class StaticTokenProvider(TokenProvider):
         "x-hint": {"oneOf": 'name a token file ("file") or an environment variable ("env")'},
     }
 
+    identity_options: Mapping[str, str] = {"file": "file", "env": "env"}
+
     def __init__(self) -> None:
         self._memo: Dict[str, Tuple[_Signature, str]] = {}
 
