@@ -7,7 +7,8 @@ import threading
 from typing import Callable, Dict, Hashable, Optional
 
 from ._singleflight import Flight, fresh_copy
-from .cache import CacheEntry
+from .cache import CacheEntry, Key
+from .config import OAuthConfig
 from .exceptions import OAuthGatewayError
 from .metrics import Metrics
 from .tokens import Token
@@ -82,17 +83,17 @@ def serve_stale_or_raise(
     lock: threading.Lock,
     now: float,
     flight: Flight[Token],
-    key: Hashable,
-    server_name: str,
-    fingerprint: str,
+    key: Key,
+    config: OAuthConfig,
     usable: Optional[CacheEntry],
     exc: OAuthGatewayError,
     keep: Callable[[CacheEntry], None],
     metrics: Metrics,
 ) -> Token:
     """Record ``exc`` for ``key``; then serve ``usable``'s still valid token (kept by ``keep``), or raise ``exc``."""
+    server_name = key[0]
     with lock:
-        wait = failures.record(key, fingerprint, exc, now)
+        wait = failures.record(key, config.fingerprint, exc, now)
     if usable is not None and usable.token.is_usable(now) and not flight.is_superseded():
         # Serve the old token (never one revoked or invalidated meanwhile); try again after
         # a short, growing wait, never past its last usable instant (the entry sees to that).

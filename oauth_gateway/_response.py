@@ -16,7 +16,7 @@ import math
 import re
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence
 from urllib.parse import quote_plus
 
 import requests
@@ -426,13 +426,12 @@ def build_token(
     response: TokenResponse,
     granted: FrozenSet[str],
     config: OAuthConfig,
-    clock: Callable[[], float],
+    issued_at: float,
+    issued_at_epoch: float,
     default_lifetime: float,
     server_name: str,
 ) -> Token:
-    """The :class:`~oauth_gateway.tokens.Token` of an accepted ``response``, on the manager's ``clock``."""
-    # From when the attempt that succeeded was sent, not when its answer was parsed.
-    issued_at = response.sent_at if response.sent_at is not None else clock()
+    """The :class:`~oauth_gateway.tokens.Token` of an accepted ``response``, issued at ``issued_at`` (monotonic)."""
     token = Token(
         response.access_token,
         response.token_type,
@@ -441,7 +440,7 @@ def build_token(
         scopes=granted,
         expiry_buffer=config.expiry_buffer,
         default_lifetime=default_lifetime,
-        issued_at_epoch=time.time() - (clock() - issued_at),
+        issued_at_epoch=issued_at_epoch,
     )
     if response.expires_in is None:
         log.debug("Successfully obtained token for %s, no expires_in: assuming %ds", server_name, default_lifetime)

@@ -442,7 +442,10 @@ class TokenManager:
             self._metrics.acquisition(server_name, False, (time.perf_counter() - started) * 1000.0, config.provider)
             raise
         self._metrics.acquisition(server_name, True, (time.perf_counter() - started) * 1000.0, config.provider)
-        return build_token(response, granted, config, self._clock, self._default_lifetime, server_name)
+        # From when the attempt that succeeded was sent, not when its answer was parsed.
+        issued_at = response.sent_at if response.sent_at is not None else self._clock()
+        epoch = time.time() - (self._clock() - issued_at)  # the one wall-clock read: Token.expires_at
+        return build_token(response, granted, config, issued_at, epoch, self._default_lifetime, server_name)
 
     def _after_failure(
         self,
@@ -457,17 +460,7 @@ class TokenManager:
             keep, self._cache, flight, key, failed=self._cache_failed(server_name), local=config.dpop
         )
         return serve_stale_or_raise(
-            self._failures,
-            self._lock,
-            self._clock(),
-            flight,
-            key,
-            server_name,
-            config.fingerprint,
-            usable,
-            exc,
-            keep_usable,
-            self._metrics,
+            self._failures, self._lock, self._clock(), flight, key, config, usable, exc, keep_usable, self._metrics
         )
 
     def _on_retry(self, server_name: str, attempt: int, total: int, reason: str) -> None:
