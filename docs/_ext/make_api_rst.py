@@ -102,6 +102,7 @@ lines += section(
         "oauth_gateway.schema",
         "oauth_gateway.discovery",
         "oauth_gateway.client_auth",
+        "oauth_gateway.grants",
         "oauth_gateway.providers",
         "oauth_gateway.providers.static",
         "oauth_gateway.providers.legacy_json",
