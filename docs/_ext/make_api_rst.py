@@ -77,7 +77,7 @@ lines = [
     ".. py:data:: oauth_gateway.__version__",
     "   :type: str",
     "",
-    '   The installed version, like ``"0.2.0"``; ``oauth-gateway --version`` prints it too.',
+    '   The installed version, like ``"0.3.0"``; ``oauth-gateway --version`` prints it too.',
     "",
     "",
 ]
