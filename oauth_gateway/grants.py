@@ -26,24 +26,14 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 from ._helpers import masked
 from .client_auth import JWT_BEARER_GRANT_TYPE
 
+#: The grant and token-type URNs a config names (``OAUTH_GRANT_TYPE``, ``OAUTH_*_TOKEN_TYPE``);
+#: the form builders and answer checks are the token client's internal interface.
 __all__ = (
     "ACCESS_TOKEN_TYPE",
-    "CLIENT_CREDENTIALS_GRANT_TYPE",
     "ID_JAG_TOKEN_TYPE",
     "ID_TOKEN_TYPE",
     "JWT_BEARER_GRANT_TYPE",
-    "JWT_TOKEN_TYPE",
-    "NOT_APPLICABLE",
     "TOKEN_EXCHANGE_GRANT_TYPE",
-    "ExchangeAnswer",
-    "IdentityAssertion",
-    "SecurityToken",
-    "check_exchange_answer",
-    "id_jag_form",
-    "id_jag_redeem_form",
-    "jwt_bearer_form",
-    "target_fields",
-    "token_exchange_form",
 )
 
 CLIENT_CREDENTIALS_GRANT_TYPE = "client_credentials"

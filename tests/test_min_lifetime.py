@@ -6,7 +6,7 @@ import pytest
 import requests
 
 import oauth_gateway as og
-from oauth_gateway.tokens import _MIN_REMAINING, _MIN_REMAINING_FRACTION
+from oauth_gateway.tokens import MIN_REMAINING, MIN_REMAINING_FRACTION
 from servers import Fault
 
 
@@ -14,7 +14,7 @@ from servers import Fault
 def test_usable_until_is_the_shorter_of_10_s_and_a_tenth_of_the_lifetime(lifetime, margin):
     token = og.Token("t" * 20, "Bearer", expires_in=lifetime, issued_at=1000.0)
     assert token.usable_until == pytest.approx(1000.0 + lifetime - margin)
-    assert margin == pytest.approx(min(_MIN_REMAINING, _MIN_REMAINING_FRACTION * lifetime))
+    assert margin == pytest.approx(min(MIN_REMAINING, MIN_REMAINING_FRACTION * lifetime))
     assert token.is_usable(token.usable_until - 0.001)
     assert not token.is_usable(token.usable_until)
     assert not token.is_expired(token.usable_until)  # not expired yet: just too close to it
@@ -32,7 +32,7 @@ def test_a_token_in_its_last_10_seconds_is_replaced_even_without_a_refresh_buffe
     second = manager.get_token("oauth-api", config)  # 9 s left: the caller waits for a new one
     assert second.access_token != first.access_token
     assert auth_server.count() == 2
-    assert second.expires_in_at(clock()) > _MIN_REMAINING
+    assert second.expires_in_at(clock()) > MIN_REMAINING
 
 
 def test_stale_if_error_never_serves_a_token_in_its_last_instant(manager, auth_server, make_config, clock):

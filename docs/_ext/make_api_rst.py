@@ -77,7 +77,7 @@ lines = [
     ".. py:data:: oauth_gateway.__version__",
     "   :type: str",
     "",
-    '   The installed version, like ``"0.2.0"``; ``oauth-gateway --version`` prints it too.',
+    '   The installed version, like ``"0.3.0"``; ``oauth-gateway --version`` prints it too.',
     "",
     "",
 ]
@@ -102,6 +102,7 @@ lines += section(
         "oauth_gateway.schema",
         "oauth_gateway.discovery",
         "oauth_gateway.client_auth",
+        "oauth_gateway.grants",
         "oauth_gateway.providers",
         "oauth_gateway.providers.static",
         "oauth_gateway.providers.legacy_json",
