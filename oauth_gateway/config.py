@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 from . import schema as _schema
 from ._config_files import check_tls_files, expand_path, read_secret_file
 from ._helpers import redact_url, resolve_env
-from ._http import credential_problem, header_value_problem, is_header_name, transport_problem
+from ._http import credential_problem, transport_problem
 from ._jsonpath import describe as _describe
 from ._jsonpath import join as _join
-from ._jwt import check_key_file, require_jwt
+from ._jwt import check_key_file
+from ._key_checks import block_path, check_custom_headers, check_dpop, check_grant, load_identity_assertion
 from ._principal import config_principal
 from .client_auth import CREDENTIALS, JWT_BEARER_GRANT_TYPE, auth_problem, default_auth_method, held_credentials
 from .exceptions import ConfigError
@@ -299,31 +300,6 @@ def _check_credential_destination(values: _Values, path_of: _PathOf) -> None:
         raise ConfigError(then["x-message"], path_of("OAUTH_ISSUER"), then["x-hint"])
 
 
-def _check_custom_headers(values: _Values, path_of: _PathOf) -> None:
-    """Refuse header names and values that requests would reject or send split.
-
-    Checked after ``${ENV}`` resolution (a key read from an environment variable often
-    ends with a newline); messages name the header, never its value.
-    """
-    where = path_of("OAUTH_CUSTOM_HEADERS")
-    for name, value in values["custom_headers"]:
-        if not is_header_name(name):
-            raise ConfigError(
-                "header name %s is not an HTTP token (RFC 7230: letters, digits and !#$%%&'*+-.^_`|~, no spaces)"
-                % json.dumps(name),
-                where,
-                'rename it, e.g. "X-Api-Key"',
-            )
-        problem = header_value_problem(value)
-        if problem is not None:
-            raise ConfigError(
-                "the value of header %s %s" % (name, problem),
-                _join(where, name),
-                "remove it from the value (or from the variable it comes from); "
-                "header values are one line of text without control characters",
-            )
-
-
 def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
     """The chosen method has what it needs; the key file exists (fail closed)."""
     if not _needs_client_credentials(values):
@@ -346,22 +322,7 @@ def _check_client_auth(values: _Values, path_of: _PathOf) -> None:
             "set it to the file holding the platform's JWT, or set OAUTH_CLIENT_ASSERTION_SOURCE",
         )
     if key_path:
-        check_key_file(key_path, "OAUTH_CLIENT_PRIVATE_KEY_PATH", _parent(path_of), label="Client assertion key")
-
-
-def _parent(path_of: _PathOf) -> str:
-    """The JSON path of the block itself (``path_of`` gives its keys' paths)."""
-    key_path = path_of("OAUTH_CLIENT_PRIVATE_KEY_PATH")
-    return key_path[: -len(".OAUTH_CLIENT_PRIVATE_KEY_PATH")] or "$"
-
-
-def _check_dpop(values: _Values, path_of: _PathOf) -> None:
-    """DPoP needs the jwt extra (signing); a persistent key file must exist (fail closed)."""
-    if not values["enabled"] or not values["dpop"]:
-        return
-    require_jwt(path_of("OAUTH_DPOP"))
-    if values["dpop_key_path"]:
-        check_key_file(values["dpop_key_path"], "OAUTH_DPOP_KEY_PATH", _parent(path_of), label="DPoP key")
+        check_key_file(key_path, "OAUTH_CLIENT_PRIVATE_KEY_PATH", block_path(path_of), label="Client assertion key")
 
 
 def _check_mtls(values: _Values, path_of: _PathOf) -> None:
@@ -376,21 +337,7 @@ def _check_mtls(values: _Values, path_of: _PathOf) -> None:
 
 
 def _identity_assertion(value: Any, where: str) -> Optional[IdentityAssertion]:
-    if isinstance(value, IdentityAssertion):
-        return value
-    block = dict(value or {})
-    if not block:
-        return None
-    return IdentityAssertion(
-        token_url=_text(block.get("token_url"), where),
-        issuer=_text(block.get("issuer"), where),
-        client_id=_text(block.get("client_id"), where),
-        client_secret=_text(block.get("client_secret"), where),
-        client_secret_file=_path(block.get("client_secret_file"), where),
-        private_key_path=_path(block.get("private_key_path"), where),
-        subject_token_file=_path(block.get("subject_token_file"), where),
-        subject_token_type=_text(block.get("subject_token_type"), where),
-    )
+    return load_identity_assertion(value, where)
 
 
 def _dump_identity_assertion(value: Optional[IdentityAssertion]) -> Any:
@@ -402,77 +349,8 @@ def _mask_identity_assertion(value: Optional[IdentityAssertion]) -> Any:
 
 
 def _check_grant(values: _Values, path_of: _PathOf) -> None:
-    """Token exchange and enterprise-managed authorization: what each needs from the other keys.
-
-    The subject token may come per call (``subject_token=``), so none is required here;
-    a token exchange whose endpoint is discovered must say which issuer may receive it.
-    """
-    if not _needs_client_credentials(values):
-        return
-    exchange = values["grant_type"] == TOKEN_EXCHANGE_GRANT_TYPE
-    if values["actor_token_file"] and not exchange:
-        raise ConfigError(
-            "is used only with the token-exchange grant",
-            path_of("OAUTH_ACTOR_TOKEN_FILE"),
-            'set OAUTH_GRANT_TYPE to "%s", or remove it' % TOKEN_EXCHANGE_GRANT_TYPE,
-        )
-    if values["subject_token_file"] and not exchange:
-        raise ConfigError(
-            "is used only with the token-exchange grant",
-            path_of("OAUTH_SUBJECT_TOKEN_FILE"),
-            'set OAUTH_GRANT_TYPE to "%s" (or, for enterprise-managed authorization, put '
-            "subject_token_file in OAUTH_IDENTITY_ASSERTION)" % TOKEN_EXCHANGE_GRANT_TYPE,
-        )
-    if exchange and not (values["token_url"] or values["issuer"] or values["trust_discovered_issuer"]):
-        then = _CREDENTIAL_RULE["then"]
-        raise ConfigError(
-            "is required with the token-exchange grant when OAUTH_TOKEN_URL is not set: the users' tokens "
-            "would go to whatever authorization server discovery finds",
-            path_of("OAUTH_ISSUER"),
-            then["x-hint"],
-        )
-    assertion: Optional[IdentityAssertion] = values["identity_assertion"]
-    if assertion is None:
-        return
-    where = path_of("OAUTH_IDENTITY_ASSERTION")
-    if values["grant_type"] != "client_credentials":
-        raise ConfigError(
-            "implies the jwt-bearer grant at the authorization server; OAUTH_GRANT_TYPE %r cannot be used with it"
-            % values["grant_type"],
-            path_of("OAUTH_GRANT_TYPE"),
-            "remove OAUTH_GRANT_TYPE",
-        )
-    if not assertion.token_url and not assertion.issuer:
-        raise ConfigError(
-            "needs the IdP's token_url or issuer",
-            where,
-            'set "token_url" to the IdP\'s token endpoint, or "issuer" to have it discovered',
-        )
-    if not values["issuer"] and not values["trust_discovered_issuer"]:
-        raise ConfigError(
-            "is required with OAUTH_IDENTITY_ASSERTION: the ID-JAG's audience is the authorization server's issuer",
-            path_of("OAUTH_ISSUER"),
-            "set OAUTH_ISSUER to the MCP server's authorization server (`oauth-gateway discover URL` prints it), "
-            "or set OAUTH_TRUST_DISCOVERED_ISSUER to true to use the one discovered from OAUTH_RESOURCE",
-        )
-    for key, url in (("token_url", assertion.token_url), ("issuer", assertion.issuer)):
-        if url:
-            problem = credential_problem(url) or transport_problem(
-                url, enforce_https=values["enforce_https"], any_http_host=True
-            )
-            if problem is not None:
-                raise ConfigError(problem.problem, _join(where, key), problem.hint)
-    if sum(bool(v) for v in (assertion.client_secret, assertion.client_secret_file, assertion.private_key_path)) > 1:
-        raise ConfigError(
-            "holds more than one of client_secret, client_secret_file and private_key_path",
-            where,
-            "keep the one the IdP expects",
-        )
-    if assertion.client_secret_file:
-        secret = read_secret_file(assertion.client_secret_file, _join(where, "client_secret_file"))
-        values["identity_assertion"] = assertion = assertion.replace(client_secret=secret)
-    if assertion.private_key_path:
-        check_key_file(assertion.private_key_path, "private_key_path", where, label="IdP client assertion key")
+    if _needs_client_credentials(values):
+        check_grant(values, path_of, _CREDENTIAL_RULE["then"]["x-hint"])
 
 
 #: Every ``oauth_config`` key, in the schema's order. A new key is one entry here plus its
@@ -573,7 +451,7 @@ FIELDS: Tuple[Field, ...] = (
         "OAUTH_CLIENT_ASSERTION_SOURCE", "client_assertion_source", tuple, IN_FINGERPRINT, load=_pairs, dump=_dump_pairs
     ),
     Field("OAUTH_DPOP", "dpop", bool, IN_FINGERPRINT),
-    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=_check_dpop),
+    Field("OAUTH_DPOP_KEY_PATH", "dpop_key_path", str, IN_FINGERPRINT, load=_path, check=check_dpop),
     Field(
         "OAUTH_REVOCATION_URL",
         "revocation_url",
@@ -590,7 +468,7 @@ FIELDS: Tuple[Field, ...] = (
         IN_FINGERPRINT,
         load=_pairs,
         dump=_dump_pairs,
-        check=_check_custom_headers,
+        check=check_custom_headers,
     ),
     Field("OAUTH_TIMEOUT", "timeout", float, load=_float),
     Field("OAUTH_CONNECT_TIMEOUT", "connect_timeout", float, load=_float),

@@ -24,6 +24,7 @@ PACKAGE_DIR = Path(oauth_gateway.__file__).resolve().parent
 PACKAGE = "oauth_gateway"
 
 CORE = {
+    "_key_checks",
     "tokens",
     "exceptions",
     "config",
