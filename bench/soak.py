@@ -399,7 +399,9 @@ class _Caller(threading.Thread):
                     self.late.append(LateToken(key, started, ended, token.expires_at_monotonic))
                 elif token.expires_at_monotonic <= ended:
                     self.edge += 1
-                seen = (key, token.expires_at_monotonic)  # one fetch, one expiry; no allocation in the library
+                # One fetch, one expiry; no allocation in the library. Kept with the end of the token's
+                # usable life: in its last min(10 s, 10 %) it is never handed out again.
+                seen = (key, token.usable_until)
                 if seen not in self.tokens:
                     self.tokens[seen] = ended
             self.calls += 1
@@ -414,8 +416,13 @@ def _library_bytes() -> int:
 
 
 def _thread_counts() -> Tuple[int, int]:
+    """All threads, and those that are neither the servers' nor the refresh pool's.
+
+    The pool starts its workers on demand, up to ``refresh_workers``, so one more may have
+    started since the first count; it never grows past that bound (tests/test_refresher.py).
+    """
     names = [t.name for t in threading.enumerate()]
-    return len(names), sum(1 for n in names if not n.startswith("auth-server"))
+    return len(names), sum(1 for n in names if not n.startswith(("auth-server", "oauth-gateway-refresh")))
 
 
 def _explain_errors(
@@ -446,11 +453,11 @@ def _explain_errors(
                     "%s: %s correlation_id=%s, but the server answered %r"
                     % (error.key, error.kind, error.correlation_id, kinds)
                 )
-        for received, expires_at in tokens.get(error.key, ()):
-            if received < error.started and expires_at > error.ended:
+        for received, usable_until in tokens.get(error.key, ()):
+            if received < error.started and usable_until > error.ended:
                 while_valid.append(
-                    "%s: %s at %.3f while a token valid until %.3f was cached"
-                    % (error.key, error.kind, error.ended, expires_at)
+                    "%s: %s at %.3f while a token usable until %.3f was cached"
+                    % (error.key, error.kind, error.ended, usable_until)
                 )
                 break
     return unexplained, while_valid
@@ -562,8 +569,8 @@ def run_soak(
     errors = [e for c in callers for e in c.errors]
     tokens: Dict[str, List[Tuple[float, float]]] = collections.defaultdict(list)
     for caller in callers:
-        for (key, expires_at), received in caller.tokens.items():
-            tokens[key].append((received, expires_at))
+        for (key, usable_until), received in caller.tokens.items():
+            tokens[key].append((received, usable_until))
     outcomes: Dict[str, Dict[str, List[str]]] = {}
     for name, server in flaky.items():
         by_id: Dict[str, List[str]] = collections.defaultdict(list)
